@@ -1,0 +1,38 @@
+/**
+ * RaftQueueError: every error the library hands to an application carries a stable `code`.
+ */
+
+/** The stable error codes. Documented in the README under "Errors". */
+export const ErrorCode = {
+  INVALID_OPTIONS: 'INVALID_OPTIONS',
+  INVALID_TOPIC: 'INVALID_TOPIC',
+  TOPIC_NOT_FOUND: 'TOPIC_NOT_FOUND',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  NO_LEADER: 'NO_LEADER',
+  NO_CAPACITY: 'NO_CAPACITY',
+  TIMEOUT: 'TIMEOUT',
+  STALE_DELIVERY: 'STALE_DELIVERY',
+  CLOSED: 'CLOSED',
+  STORAGE_FAILED: 'STORAGE_FAILED',
+  STORAGE_LOCKED: 'STORAGE_LOCKED',
+  STORAGE_VERSION: 'STORAGE_VERSION',
+  NEEDS_REPAIR: 'NEEDS_REPAIR',
+  TRANSPORT_FAILED: 'TRANSPORT_FAILED',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** An error with a stable, documented `code` and, where there is one, the underlying `cause`. */
+export class RaftQueueError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RaftQueueError';
+    this.code = code;
+  }
+}
+
+/** True when `error` is a RaftQueueError, optionally with the given code. */
+export function isRaftQueueError(error: unknown, code?: ErrorCode): error is RaftQueueError {
+  return error instanceof RaftQueueError && (code === undefined || error.code === code);
+}

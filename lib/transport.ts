@@ -1,0 +1,59 @@
+/**
+ * The Transport interface: how a node exchanges messages with its peers.
+ *
+ * Types only. Implementations live in `transports/` (TCP, in-memory). The core and the node
+ * layer know nothing of sockets: they hand messages to `send` and receive them through the
+ * handlers given to `start`.
+ */
+import type { Message } from './core/messages.js';
+import type { NodeId } from './core/types.js';
+
+/**
+ * A node-level message that is not part of Raft itself (forwarded proposals and their results,
+ * reads, ...). `body` is msgpack the node layer validates with its own schema.
+ */
+export interface AppMessage {
+  readonly type: 'app';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  /** Which node-level protocol the body belongs to, e.g. 'forward'. */
+  readonly channel: string;
+  readonly body: Uint8Array;
+}
+
+/** Everything that crosses a peer link. */
+export type PeerMessage = Message | AppMessage;
+
+export interface TransportHandlers {
+  /** A valid, authenticated message addressed to this node. */
+  onMessage(message: PeerMessage): void;
+  /** Optional: a peer link became usable or was lost. */
+  onPeerState?(peer: NodeId, connected: boolean): void;
+}
+
+/** Counters a transport keeps; every field is cumulative except `connectedPeers`. */
+export interface TransportStats {
+  framesIn: number;
+  framesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Frames refused, by reason (e.g. 'schema', 'tooLarge', 'badSender', 'auth'). */
+  framesRejected: Record<string, number>;
+  /** Messages dropped because a peer was unreachable or its outbound queue was full. */
+  messagesDropped: number;
+  reconnects: number;
+  connectedPeers: NodeId[];
+}
+
+export interface Transport {
+  /** Starts listening and connecting. Resolves once the listener is bound. */
+  start(handlers: TransportHandlers): Promise<void>;
+  /**
+   * Queues `message` for `message.to`. Never throws and never blocks: when the peer is down or
+   * its queue is full the message is dropped and counted (Raft retransmits).
+   */
+  send(message: PeerMessage): void;
+  /** Closes the listener and every connection; the port is free once this resolves. */
+  close(): Promise<void>;
+  stats(): TransportStats;
+}
