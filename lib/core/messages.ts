@@ -59,6 +59,11 @@ export interface AppendResponse extends Envelope {
   readonly rejectedIndex: number;
   readonly conflictIndex: number;
   readonly conflictTerm: number;
+  /**
+   * The follower is repairing a damaged log (storage found corruption): entries it once
+   * acknowledged may be gone, so the leader must forget its match and probe from the hint.
+   */
+  readonly logLost: boolean;
 }
 
 /** An empty AppendEntries: keeps followers from campaigning and confirms leadership for reads. */

@@ -1,0 +1,988 @@
+/**
+ * RaftCore: the Raft consensus algorithm as a pure, synchronous state machine (etcd's design).
+ *
+ * Inputs: `tick()` from a clock, `step(message)` from the transport, `propose(data)` and
+ * `readIndex(id)` from the application. Output: a `Ready` batch (state to persist, messages to
+ * send, entries to apply, reads to serve), acknowledged with `advance()` once handled. The core
+ * performs no I/O, reads no clock and draws randomness only from the injected PRNG, so one seed
+ * reproduces a whole cluster run in the simulator.
+ *
+ * Section numbers (§) refer to the Raft paper (Ongaro & Ousterhout, 2014); "dissertation" to
+ * Ongaro's PhD dissertation (2014).
+ */
+import { assert, unreachable } from './assert.js';
+import type { ResolvedRaftConfig, RaftConfig } from './config.js';
+import { resolveConfig } from './config.js';
+import type {
+  AppendRequest,
+  AppendResponse,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  Message,
+  PreVoteRequest,
+  SnapshotRequest,
+  VoteRequest,
+} from './messages.js';
+import { Progress } from './progress.js';
+import { majority, quorumMin, voteResult } from './quorum.js';
+import { RaftLog } from './raft-log.js';
+import type { Entry, HardState, NodeId, Snapshot } from './types.js';
+import { EntryType, entryBytes } from './types.js';
+
+export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
+
+/** Volatile state the application may want to observe (role and leader changes). */
+export interface SoftState {
+  readonly role: Role;
+  readonly term: number;
+  readonly leaderId: NodeId | null;
+}
+
+/** A linearizable read that may be served once the state machine has applied `index` (§6.4). */
+export interface ReadState {
+  readonly id: number;
+  readonly index: number;
+}
+
+/**
+ * One batch of work for the node layer. Handle it in this order, then call `advance()`:
+ * 1. send `messages` (they are safe to send before persisting: the leader's appends, heartbeats);
+ * 2. persist `snapshot`, `entries` (truncate-then-append) and `hardState` with one sync;
+ * 3. send `messagesAfterPersist` (votes and acknowledgements promise durable state);
+ * 4. apply `committedEntries` (after restoring `snapshot`, if any), serve `readStates`.
+ */
+export interface Ready {
+  readonly softState: SoftState | undefined;
+  readonly hardState: HardState | undefined;
+  readonly snapshot: Snapshot | undefined;
+  readonly entries: readonly Entry[];
+  readonly messages: readonly Message[];
+  readonly messagesAfterPersist: readonly Message[];
+  readonly committedEntries: readonly Entry[];
+  readonly readStates: readonly ReadState[];
+  /** Read requests that will never be confirmed (leadership lost); retry elsewhere. */
+  readonly readsFailed: readonly number[];
+}
+
+export type RefusalReason = 'notLeader' | 'noCapacity' | 'transferring';
+
+/** `propose` never throws for expected conditions: it refuses, naming the leader when known. */
+export type ProposeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number }
+  | { readonly ok: false; readonly reason: RefusalReason; readonly leaderId: NodeId | null };
+
+export type ReadIndexResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: RefusalReason; readonly leaderId: NodeId | null };
+
+export type TransferResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: 'notLeader' | 'unknownTarget' | 'isSelf' | 'transferring' };
+
+export interface FollowerStatus {
+  readonly match: number;
+  readonly next: number;
+  readonly state: Progress['state'];
+  readonly recentActive: boolean;
+  readonly inflight: number;
+}
+
+export interface CoreStatus {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly vote: NodeId | null;
+  readonly leaderId: NodeId | null;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  readonly voters: readonly NodeId[];
+  readonly needsRepair: boolean;
+  readonly leadTransferee: NodeId | null;
+  /** Per-follower replication progress; present on the leader only. */
+  readonly progress: Readonly<Record<NodeId, FollowerStatus>> | undefined;
+}
+
+interface PendingRead {
+  readonly id: number;
+  readonly index: number;
+  readonly seq: number;
+}
+
+type CampaignKind = 'preElection' | 'election' | 'transfer';
+
+const EMPTY_DATA = new Uint8Array(0);
+
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly cfg: ResolvedRaftConfig;
+  private readonly log: RaftLog;
+
+  private term: number;
+  private vote: NodeId | null;
+  private role: Role = 'follower';
+  private leaderId: NodeId | null = null;
+  private voters: NodeId[];
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+
+  /** Leader only: one Progress per voter, self included (self.match = durable local index). */
+  private progress = new Map<NodeId, Progress>();
+  private votes = new Map<NodeId, boolean>();
+  private leadTransferee: NodeId | null = null;
+  private needsRepair: boolean;
+
+  private uncommittedEntries = 0;
+  private uncommittedBytes = 0;
+
+  // Read-index rounds (§6.4): reads join the current round until it is broadcast.
+  private readSeq = 0;
+  private readRoundPending = false;
+  private pendingReads: PendingRead[] = [];
+  private readsAwaitingTermCommit: number[] = [];
+  private readStates: ReadState[] = [];
+  private readsFailed: number[] = [];
+
+  // Work deferred to ready(), so everything proposed in one turn goes out in one batch.
+  private appendPending = false;
+  private commitBroadcastPending = false;
+
+  private msgs: Message[] = [];
+  private msgsAfterPersist: Message[] = [];
+
+  private prevSoft: SoftState;
+  private prevHard: HardState;
+  private outstanding:
+    | { readonly lastEntry: Entry | undefined; readonly snapshotIndex: number; readonly appliedThrough: number }
+    | undefined;
+  private appliedIndex: number;
+
+  constructor(config: RaftConfig) {
+    this.cfg = resolveConfig(config);
+    this.id = this.cfg.id;
+    const storage = this.cfg.storage;
+    this.log = new RaftLog(storage, this.cfg.appliedIndex, this.cfg.repairUntilIndex > storage.lastIndex());
+    const hs = storage.hardState();
+    this.term = hs.term;
+    this.vote = hs.vote;
+    const snapshot = storage.snapshot();
+    this.voters = [...(snapshot ? snapshot.meta.conf.voters : this.cfg.voters)].sort();
+    this.appliedIndex = this.log.applied;
+    this.needsRepair = this.cfg.repairUntilIndex > this.log.lastIndex();
+    this.prevHard = { term: this.term, vote: this.vote, commit: this.log.committed };
+    this.prevSoft = this.softState();
+    this.resetRandomizedElectionTimeout();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inputs
+
+  /** Advances logical time by one tick (the node layer calls this every tickIntervalMs). */
+  tick(): void {
+    if (this.role === 'leader') this.tickLeader();
+    else this.tickElection();
+  }
+
+  /** Feeds one message from a peer. Messages for another node or from a non-member are dropped. */
+  step(m: Message): void {
+    if (m.to !== this.id || !this.voters.includes(m.from) || m.from === this.id) return;
+    if (!this.stepTerm(m)) return;
+    switch (m.type) {
+      case 'preVote':
+      case 'vote':
+        this.handleVoteRequest(m);
+        return;
+      default:
+        break;
+    }
+    switch (this.role) {
+      case 'leader':
+        this.stepLeader(m);
+        return;
+      case 'candidate':
+      case 'preCandidate':
+        this.stepCandidate(m);
+        return;
+      case 'follower':
+        this.stepFollower(m);
+        return;
+      default:
+        unreachable(this.role);
+    }
+  }
+
+  /** Appends `data` as a new entry if this node leads and has room; otherwise refuses. */
+  propose(data: Uint8Array): ProposeResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', leaderId: this.leaderId };
+    if (this.leadTransferee !== null) return { ok: false, reason: 'transferring', leaderId: this.leaderId };
+    const bytes = data.length;
+    if (
+      this.uncommittedEntries >= this.cfg.uncommittedEntriesMax ||
+      (this.uncommittedBytes > 0 && this.uncommittedBytes + bytes > this.cfg.uncommittedBytesMax)
+    ) {
+      return { ok: false, reason: 'noCapacity', leaderId: this.id };
+    }
+    const index = this.log.lastIndex() + 1;
+    this.log.append([{ index, term: this.term, type: EntryType.Normal, data }]);
+    this.uncommittedEntries++;
+    this.uncommittedBytes += bytes;
+    this.appendPending = true;
+    return { ok: true, index, term: this.term };
+  }
+
+  /**
+   * Starts a linearizable read (§6.4): once a majority confirms this node still leads, a
+   * ReadState {id, index: commit index at request time} appears in a Ready.
+   */
+  readIndex(id: number): ReadIndexResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', leaderId: this.leaderId };
+    if (this.pendingReads.length + this.readsAwaitingTermCommit.length >= this.cfg.pendingReadsMax) {
+      return { ok: false, reason: 'noCapacity', leaderId: this.id };
+    }
+    // §8: a new leader does not know the commit index until an entry of its term commits.
+    if (this.log.term(this.log.committed) !== this.term) {
+      this.readsAwaitingTermCommit.push(id);
+      return { ok: true };
+    }
+    this.addRead(id);
+    return { ok: true };
+  }
+
+  /**
+   * Hands leadership to `to` (dissertation §3.10): stop accepting proposals, bring `to` up to
+   * date, then tell it to campaign at once. Aborted if not done within an election timeout.
+   */
+  transferLeadership(to: NodeId): TransferResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader' };
+    if (to === this.id) return { ok: false, reason: 'isSelf' };
+    if (!this.voters.includes(to)) return { ok: false, reason: 'unknownTarget' };
+    if (this.leadTransferee !== null) return { ok: false, reason: 'transferring' };
+    this.leadTransferee = to;
+    this.electionElapsed = 0;
+    const pr = this.progressOf(to);
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to, true);
+    return { ok: true };
+  }
+
+  /** The voter most caught up with this leader's log, other than itself (for planned stops). */
+  mostCaughtUpFollower(): NodeId | null {
+    let best: NodeId | null = null;
+    let bestMatch = -1;
+    for (const id of this.voters) {
+      if (id === this.id) continue;
+      const pr = this.progress.get(id);
+      if (pr && pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    return best;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Ready / advance
+
+  /** Whether `ready()` has anything to hand out (always false while a Ready is outstanding). */
+  hasReady(): boolean {
+    if (this.outstanding) return false;
+    if (this.appendPending || this.commitBroadcastPending || this.readRoundPending) return true;
+    if (this.msgs.length > 0 || this.msgsAfterPersist.length > 0) return true;
+    if (this.readStates.length > 0 || this.readsFailed.length > 0) return true;
+    if (this.log.unstable().length > 0 || this.log.unstableSnapshot) return true;
+    if (this.log.hasNextCommitted()) return true;
+    if (!sameSoft(this.softState(), this.prevSoft) || !sameHard(this.hardState(), this.prevHard)) return true;
+    return false;
+  }
+
+  /** Takes the next batch of work. Call `advance()` once all of it has been handled. */
+  ready(): Ready {
+    assert(this.outstanding === undefined, 'ready: the previous Ready was not advanced');
+    if (this.role === 'leader') {
+      if (this.appendPending || this.commitBroadcastPending) this.bcastAppend(this.commitBroadcastPending);
+      if (this.readRoundPending) this.bcastHeartbeat();
+    }
+    this.appendPending = false;
+    this.commitBroadcastPending = false;
+
+    const soft = this.softState();
+    const hard = this.hardState();
+    const snapshot = this.log.unstableSnapshot;
+    if (snapshot) this.log.applied = Math.max(this.log.applied, snapshot.meta.index);
+    const entries = this.log.unstable().slice();
+    const committedEntries = this.log.nextCommitted(this.cfg.applyBytesMax);
+    const lastCommitted = committedEntries[committedEntries.length - 1];
+    if (lastCommitted) this.log.applied = lastCommitted.index;
+
+    const rd: Ready = {
+      softState: sameSoft(soft, this.prevSoft) ? undefined : soft,
+      hardState: sameHard(hard, this.prevHard) ? undefined : hard,
+      snapshot,
+      entries,
+      messages: this.msgs,
+      messagesAfterPersist: this.msgsAfterPersist,
+      committedEntries,
+      readStates: this.readStates,
+      readsFailed: this.readsFailed,
+    };
+    this.prevSoft = soft;
+    this.prevHard = hard;
+    this.msgs = [];
+    this.msgsAfterPersist = [];
+    this.readStates = [];
+    this.readsFailed = [];
+    this.outstanding = {
+      lastEntry: entries[entries.length - 1],
+      snapshotIndex: snapshot ? snapshot.meta.index : 0,
+      appliedThrough: this.log.applied,
+    };
+    return rd;
+  }
+
+  /** Acknowledges the outstanding Ready: persisted, sent and applied. */
+  advance(): void {
+    const done = this.outstanding;
+    assert(done !== undefined, 'advance: no Ready outstanding');
+    this.outstanding = undefined;
+    if (done.snapshotIndex > 0) this.log.stableSnapshotTo(done.snapshotIndex);
+    const last = done.lastEntry;
+    if (last) {
+      this.log.stableTo(last.index, last.term);
+      // The leader counts itself towards a quorum only for what is on its own disk.
+      if (this.role === 'leader' && this.log.term(last.index) === last.term) {
+        this.progressOf(this.id).maybeUpdate(last.index);
+        this.maybeCommit();
+      }
+    }
+    this.appliedIndex = Math.max(this.appliedIndex, done.appliedThrough);
+    if (this.needsRepair && this.stableLastIndex() >= this.cfg.repairUntilIndex) this.needsRepair = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Observation
+
+  status(): CoreStatus {
+    let progress: Record<NodeId, FollowerStatus> | undefined;
+    if (this.role === 'leader') {
+      progress = {};
+      for (const id of this.voters) {
+        if (id === this.id) continue;
+        const pr = this.progressOf(id);
+        progress[id] = {
+          match: pr.match,
+          next: pr.next,
+          state: pr.state,
+          recentActive: pr.recentActive,
+          inflight: pr.inflights.count,
+        };
+      }
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      vote: this.vote,
+      leaderId: this.leaderId,
+      commitIndex: this.log.committed,
+      appliedIndex: this.appliedIndex,
+      firstIndex: this.log.firstIndex(),
+      lastIndex: this.log.lastIndex(),
+      voters: this.voters,
+      needsRepair: this.needsRepair,
+      leadTransferee: this.leadTransferee,
+      progress,
+    };
+  }
+
+  softState(): SoftState {
+    return { role: this.role, term: this.term, leaderId: this.leaderId };
+  }
+
+  hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+
+  /** The term of the entry at `index` as this node currently sees it (for checkers and tests). */
+  termAt(index: number): number | undefined {
+    return this.log.term(index);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Term rules (§5.1) shared by every role; false when the message is fully handled here.
+
+  private stepTerm(m: Message): boolean {
+    if (m.term > this.term) {
+      if (m.type === 'preVote' || m.type === 'vote') {
+        const transfer = m.type === 'vote' && m.transfer;
+        // Dissertation §4.2.3: while we hear from a live leader, ignore disruptive candidates.
+        const inLease =
+          this.cfg.checkQuorum && this.leaderId !== null && this.electionElapsed < this.cfg.electionTimeoutTicks;
+        if (inLease && !transfer) return false;
+      }
+      if (m.type === 'preVote') return true; // Pre-votes never change our term.
+      if (m.type === 'preVoteResponse' && m.granted) return true; // Carries the future term.
+      const fromLeader = m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot';
+      this.becomeFollower(m.term, fromLeader ? m.from : null);
+      return true;
+    }
+    if (m.term < this.term) {
+      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === 'append' || m.type === 'heartbeat')) {
+        // A stale leader may be cut off from its quorum forever without this answer: with
+        // pre-vote nobody else will bump its term (etcd raft issue 5451).
+        this.sendAfterPersist(this.appendResponse(m.from, false, 0, 0, 0, 0));
+      } else if (m.type === 'preVote') {
+        this.send({ type: 'preVoteResponse', from: this.id, to: m.from, term: this.term, granted: false });
+      }
+      return false;
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Role handlers
+
+  private stepLeader(m: Message): void {
+    const pr = this.progress.get(m.from);
+    if (!pr) return;
+    switch (m.type) {
+      case 'appendResponse':
+        pr.recentActive = true;
+        this.handleAppendResponse(m, pr);
+        return;
+      case 'heartbeatResponse':
+        pr.recentActive = true;
+        this.handleHeartbeatResponse(m, pr);
+        return;
+      case 'append':
+      case 'heartbeat':
+      case 'snapshot':
+      case 'timeoutNow':
+      case 'voteResponse':
+      case 'preVoteResponse':
+      case 'preVote':
+      case 'vote':
+        // Another leader of our term cannot exist (§5.2); stale responses need no answer.
+        return;
+      default:
+        unreachable(m);
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    switch (m.type) {
+      case 'append':
+        this.becomeFollower(m.term, m.from);
+        this.handleAppend(m);
+        return;
+      case 'heartbeat':
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        return;
+      case 'snapshot':
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
+        return;
+      case 'preVoteResponse':
+        if (this.role === 'preCandidate' && m.term === this.term + (m.granted ? 1 : 0)) this.recordVote(m.from, m.granted);
+        return;
+      case 'voteResponse':
+        if (this.role === 'candidate') this.recordVote(m.from, m.granted);
+        return;
+      case 'appendResponse':
+      case 'heartbeatResponse':
+      case 'timeoutNow':
+      case 'preVote':
+      case 'vote':
+        return;
+      default:
+        unreachable(m);
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case 'append':
+        this.electionElapsed = 0;
+        this.leaderId = m.from;
+        this.handleAppend(m);
+        return;
+      case 'heartbeat':
+        this.electionElapsed = 0;
+        this.leaderId = m.from;
+        this.handleHeartbeat(m);
+        return;
+      case 'snapshot':
+        this.electionElapsed = 0;
+        this.leaderId = m.from;
+        this.handleSnapshot(m);
+        return;
+      case 'timeoutNow':
+        // Dissertation §3.10: the leader asks us to take over; skip pre-vote and leases.
+        if (this.promotable()) this.campaign('transfer');
+        return;
+      case 'appendResponse':
+      case 'heartbeatResponse':
+      case 'voteResponse':
+      case 'preVoteResponse':
+      case 'preVote':
+      case 'vote':
+        return;
+      default:
+        unreachable(m);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Elections (§5.2, §5.4.1)
+
+  private handleVoteRequest(m: PreVoteRequest | VoteRequest): void {
+    const isPre = m.type === 'preVote';
+    // We may vote for the same candidate again (a retransmission), or for anyone when we have
+    // neither voted nor know a leader in this term; a pre-vote for a later term is always open.
+    const canVote =
+      this.vote === m.from || (this.vote === null && this.leaderId === null) || (isPre && m.term > this.term);
+    const grant = canVote && !this.needsRepair && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
+    if (isPre) {
+      this.send({ type: 'preVoteResponse', from: this.id, to: m.from, term: grant ? m.term : this.term, granted: grant });
+      return;
+    }
+    if (grant) {
+      this.electionElapsed = 0;
+      this.vote = m.from;
+    }
+    // The vote must be durable before the candidate hears of it (§5.2, Figure 2 "persistent").
+    this.sendAfterPersist({ type: 'voteResponse', from: this.id, to: m.from, term: this.term, granted: grant });
+  }
+
+  private promotable(): boolean {
+    return this.voters.includes(this.id) && !this.needsRepair && this.log.unstableSnapshot === undefined;
+  }
+
+  private campaign(kind: CampaignKind): void {
+    if (!this.promotable()) return;
+    let voteTerm: number;
+    if (kind === 'preElection') {
+      this.becomePreCandidate();
+      voteTerm = this.term + 1;
+    } else {
+      this.becomeCandidate();
+      voteTerm = this.term;
+    }
+    this.votes.set(this.id, true);
+    if (voteResult(this.voters, this.votes) === 'won') {
+      if (kind === 'preElection') this.campaign('election');
+      else this.becomeLeader();
+      return;
+    }
+    const lastLogIndex = this.log.lastIndex();
+    const lastLogTerm = this.log.lastTerm();
+    for (const to of this.voters) {
+      if (to === this.id) continue;
+      if (kind === 'preElection') {
+        this.send({ type: 'preVote', from: this.id, to, term: voteTerm, lastLogIndex, lastLogTerm });
+      } else {
+        const transfer = kind === 'transfer';
+        this.sendAfterPersist({ type: 'vote', from: this.id, to, term: voteTerm, lastLogIndex, lastLogTerm, transfer });
+      }
+    }
+  }
+
+  private recordVote(from: NodeId, granted: boolean): void {
+    if (this.votes.has(from)) return;
+    this.votes.set(from, granted);
+    const result = voteResult(this.voters, this.votes);
+    if (result === 'won') {
+      if (this.role === 'preCandidate') this.campaign('election');
+      else this.becomeLeader();
+    } else if (result === 'lost') {
+      this.becomeFollower(this.term, null);
+    }
+  }
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+      this.electionElapsed = 0;
+      this.campaign(this.cfg.preVote ? 'preElection' : 'election');
+    }
+  }
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.cfg.electionTimeoutTicks) {
+      this.electionElapsed = 0;
+      if (this.cfg.checkQuorum) {
+        if (!this.quorumActive()) {
+          // Dissertation §6.2: a leader that cannot hear a majority steps down, so clients
+          // stop waiting on it and reads cannot be served from a stale leader.
+          this.becomeFollower(this.term, null);
+          return;
+        }
+        for (const [id, pr] of this.progress) pr.recentActive = id === this.id;
+      }
+      if (this.leadTransferee !== null) this.leadTransferee = null; // Transfer timed out.
+    }
+    for (const [id, pr] of this.progress) {
+      if (id === this.id || pr.state !== 'snapshot') continue;
+      pr.snapshotRetryTicks--;
+      if (pr.snapshotRetryTicks <= 0) {
+        // The snapshot or its answer was lost: probe again, which resends it if still needed.
+        pr.snapshotFailed();
+        this.sendAppend(id, true);
+      }
+    }
+    if (this.heartbeatElapsed >= this.cfg.heartbeatIntervalTicks) {
+      this.heartbeatElapsed = 0;
+      this.bcastHeartbeat();
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const id of this.voters) {
+      if (id === this.id || this.progress.get(id)?.recentActive) active++;
+    }
+    return active >= majority(this.voters.length);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Role transitions
+
+  private reset(term: number): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = null;
+    }
+    this.leaderId = null;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.resetRandomizedElectionTimeout();
+    this.leadTransferee = null;
+    this.votes = new Map();
+    this.progress = new Map();
+    this.uncommittedEntries = 0;
+    this.uncommittedBytes = 0;
+    this.appendPending = false;
+    this.commitBroadcastPending = false;
+    this.failPendingReads();
+  }
+
+  private becomeFollower(term: number, leaderId: NodeId | null): void {
+    this.reset(term);
+    this.role = 'follower';
+    this.leaderId = leaderId;
+  }
+
+  private becomePreCandidate(): void {
+    // Pre-candidates change neither term nor vote: a node that cannot win leaves no trace.
+    this.votes = new Map();
+    this.leaderId = null;
+    this.role = 'preCandidate';
+    this.resetRandomizedElectionTimeout();
+  }
+
+  private becomeCandidate(): void {
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = 'candidate';
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === 'candidate', 'only a candidate becomes leader');
+    this.reset(this.term);
+    this.role = 'leader';
+    this.leaderId = this.id;
+    const last = this.log.lastIndex();
+    for (const id of this.voters) {
+      const pr = new Progress(last + 1, this.cfg.inflightAppendsMax);
+      // Leases start full so a new leader is not demoted before it could hear anyone.
+      pr.recentActive = true;
+      if (id === this.id) {
+        pr.maybeUpdate(this.stableLastIndex());
+        pr.becomeReplicate();
+        pr.next = last + 1;
+      }
+      this.progress.set(id, pr);
+    }
+    // §5.4.2 and §8: commit a no-op of the new term so earlier entries commit and reads can be
+    // served once it is committed.
+    this.log.append([{ index: last + 1, term: this.term, type: EntryType.Noop, data: EMPTY_DATA }]);
+    this.uncommittedEntries = 1;
+    this.appendPending = true;
+  }
+
+  private resetRandomizedElectionTimeout(): void {
+    const base = this.cfg.electionTimeoutTicks;
+    this.randomizedElectionTimeout = base + this.cfg.random.int(base);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Replication: follower side (§5.3)
+
+  private handleAppend(m: AppendRequest): void {
+    if (m.prevLogIndex < this.log.committed) {
+      // Everything up to our commit index matches any current leader's log (§5.4.3).
+      const committed = this.log.committed;
+      this.sendAfterPersist(this.appendResponse(m.from, true, committed, 0, 0, 0));
+      return;
+    }
+    const lastNew = this.log.maybeAppend(m.prevLogIndex, m.prevLogTerm, m.commit, m.entries);
+    if (lastNew !== undefined) {
+      this.sendAfterPersist(this.appendResponse(m.from, true, lastNew, 0, 0, 0));
+      return;
+    }
+    // Fast backtracking: name the term we hold at prevLogIndex and where it starts, so the
+    // leader skips a whole term per round trip instead of one entry.
+    let conflictIndex: number;
+    let conflictTerm: number;
+    if (m.prevLogIndex > this.log.lastIndex()) {
+      conflictIndex = this.log.lastIndex() + 1;
+      conflictTerm = 0;
+    } else {
+      conflictTerm = this.log.term(m.prevLogIndex) ?? 0;
+      conflictIndex = this.log.firstIndexOfTerm(m.prevLogIndex, this.log.committed + 1);
+    }
+    this.sendAfterPersist(this.appendResponse(m.from, false, 0, m.prevLogIndex, conflictIndex, conflictTerm));
+  }
+
+  private handleHeartbeat(m: HeartbeatRequest): void {
+    // The leader sends min(our match, its commit), so this never commits an unverified entry;
+    // a log that lost data (repair) may be shorter, in which case we wait for appends.
+    if (m.commit <= this.log.lastIndex()) this.log.commitTo(m.commit);
+    else if (this.needsRepair) {
+      // The leader believes we hold what we lost: tell it, so it resends from our real end.
+      const next = this.log.lastIndex() + 1;
+      this.sendAfterPersist(this.appendResponse(m.from, false, 0, m.commit, next, 0));
+    }
+    // Safe before persisting: the answer promises nothing about our log or vote.
+    this.send({ type: 'heartbeatResponse', from: this.id, to: m.from, term: this.term, readSeq: m.readSeq });
+  }
+
+  private handleSnapshot(m: SnapshotRequest): void {
+    const meta = m.snapshot.meta;
+    if (meta.index <= this.log.committed) {
+      this.sendAfterPersist(this.appendResponse(m.from, true, this.log.committed, 0, 0, 0));
+      return;
+    }
+    if (this.log.matchTerm(meta.index, meta.term)) {
+      // We already hold the snapshot's last entry, hence (log matching) everything before it.
+      this.log.commitTo(meta.index);
+    } else {
+      this.log.restore(m.snapshot);
+      this.voters = [...meta.conf.voters].sort();
+    }
+    this.sendAfterPersist(this.appendResponse(m.from, true, meta.index, 0, 0, 0));
+  }
+
+  private appendResponse(
+    to: NodeId,
+    success: boolean,
+    matchIndex: number,
+    rejectedIndex: number,
+    conflictIndex: number,
+    conflictTerm: number,
+  ): AppendResponse {
+    const logLost = !success && this.needsRepair;
+    return { type: 'appendResponse', from: this.id, to, term: this.term, success, matchIndex, rejectedIndex, conflictIndex, conflictTerm, logLost };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Replication: leader side (§5.3, §5.4)
+
+  private handleAppendResponse(m: AppendResponse, pr: Progress): void {
+    if (!m.success) {
+      if (m.logLost && m.conflictIndex <= pr.match) {
+        // Not a stale rejection: the follower lost what it had acknowledged. Start over there.
+        pr.forgetMatch(m.conflictIndex - 1);
+        this.sendAppend(m.from, true);
+        return;
+      }
+      let hintNext = m.conflictIndex;
+      if (m.conflictTerm > 0) {
+        const i = this.log.lastIndexWithTermAtMost(m.rejectedIndex, m.conflictTerm);
+        if (this.log.term(i) === m.conflictTerm) hintNext = i + 1;
+      }
+      if (pr.maybeDecrTo(m.rejectedIndex, Math.max(1, hintNext))) {
+        if (pr.state === 'replicate') pr.becomeProbe();
+        this.sendAppend(m.from, true);
+      }
+      return;
+    }
+    const wasPaused = pr.isPaused();
+    if (pr.maybeUpdate(m.matchIndex)) {
+      if (pr.state === 'probe') pr.becomeReplicate();
+      else if (pr.state === 'snapshot' && pr.match >= pr.pendingSnapshot) {
+        pr.becomeProbe();
+        pr.becomeReplicate();
+      } else if (pr.state === 'replicate') pr.inflights.freeLE(m.matchIndex);
+      if (this.maybeCommit()) this.commitBroadcastPending = true;
+      else if (wasPaused) this.appendPending = true;
+      if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+    }
+    // Keep the pipeline full: send what is ready now rather than at the next heartbeat.
+    while (this.sendAppend(m.from, false)) {
+      // Each call sends one bounded batch; stop when paused or caught up.
+    }
+  }
+
+  private handleHeartbeatResponse(m: HeartbeatResponse, pr: Progress): void {
+    if (m.readSeq > pr.readSeqAcked) pr.readSeqAcked = m.readSeq;
+    if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();
+    if (pr.state === 'probe') pr.probeSent = false;
+    // An empty append re-probes a follower whose appends may have been lost.
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+    this.releaseReads();
+  }
+
+  /** Sends one append (or a snapshot) to `to`; false when nothing was sent. */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.progressOf(to);
+    if (pr.isPaused()) return false;
+    const prevLogIndex = pr.next - 1;
+    const prevLogTerm = this.log.term(prevLogIndex);
+    const last = this.log.lastIndex();
+    const hi = Math.min(last + 1, pr.next + this.cfg.entriesPerAppendMax);
+    const entries = pr.next <= last ? this.log.slice(pr.next, hi, this.cfg.appendBytesMax) : [];
+    if (prevLogTerm === undefined || entries === undefined) return this.sendSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({ type: 'append', from: this.id, to, term: this.term, prevLogIndex, prevLogTerm, entries, commit: this.log.committed });
+    const lastSent = entries[entries.length - 1];
+    pr.sentEntries(lastSent ? lastSent.index : prevLogIndex, entries.length);
+    return true;
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): boolean {
+    const snapshot = this.cfg.storage.snapshot();
+    assert(snapshot !== undefined, 'entries were compacted, so a snapshot exists');
+    pr.becomeSnapshot(snapshot.meta.index, this.cfg.electionTimeoutTicks * 2);
+    this.send({ type: 'snapshot', from: this.id, to, term: this.term, snapshot });
+    return false;
+  }
+
+  private bcastAppend(sendIfEmpty: boolean): void {
+    for (const to of this.voters) {
+      if (to === this.id) continue;
+      let first = true;
+      while (this.sendAppend(to, first && sendIfEmpty)) first = false;
+    }
+  }
+
+  private bcastHeartbeat(): void {
+    this.readRoundPending = false;
+    for (const to of this.voters) {
+      if (to === this.id) continue;
+      const pr = this.progressOf(to);
+      const commit = Math.min(pr.match, this.log.committed);
+      this.send({ type: 'heartbeat', from: this.id, to, term: this.term, commit, readSeq: this.readSeq });
+    }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: 'timeoutNow', from: this.id, to, term: this.term });
+  }
+
+  /**
+   * §5.3-5.4.2: the commit index is the highest index stored on a majority, but only an entry of
+   * the current term is committed by counting replicas; earlier ones commit with it.
+   */
+  private maybeCommit(): boolean {
+    const matches = this.voters.map((id) => this.progressOf(id).match);
+    const index = quorumMin(matches);
+    if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
+    const before = this.log.committed;
+    this.log.commitTo(index);
+    this.releaseUncommitted(before, index);
+    if (this.readsAwaitingTermCommit.length > 0) {
+      for (const id of this.readsAwaitingTermCommit) this.addRead(id);
+      this.readsAwaitingTermCommit = [];
+    }
+    return true;
+  }
+
+  private releaseUncommitted(from: number, to: number): void {
+    const entries = this.log.slice(from + 1, to + 1, Number.POSITIVE_INFINITY) ?? [];
+    for (const e of entries) {
+      if (e.term !== this.term) continue;
+      this.uncommittedEntries = Math.max(0, this.uncommittedEntries - 1);
+      if (e.type === EntryType.Normal) this.uncommittedBytes = Math.max(0, this.uncommittedBytes - e.data.length);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Linearizable reads (§6.4)
+
+  private addRead(id: number): void {
+    if (!this.readRoundPending) {
+      this.readSeq++;
+      this.readRoundPending = true;
+    }
+    this.pendingReads.push({ id, index: this.log.committed, seq: this.readSeq });
+    this.releaseReads();
+  }
+
+  private releaseReads(): void {
+    if (this.pendingReads.length === 0) return;
+    const acked = quorumMin(this.voters.map((id) => (id === this.id ? this.readSeq : this.progressOf(id).readSeqAcked)));
+    let n = 0;
+    while (n < this.pendingReads.length && (this.pendingReads[n] as PendingRead).seq <= acked) {
+      const r = this.pendingReads[n] as PendingRead;
+      this.readStates.push({ id: r.id, index: r.index });
+      n++;
+    }
+    if (n > 0) this.pendingReads.splice(0, n);
+    // A lone voter confirmed its round by itself: nothing to broadcast.
+    if (this.pendingReads.length === 0 && this.voters.length === 1) this.readRoundPending = false;
+  }
+
+  private failPendingReads(): void {
+    for (const r of this.pendingReads) this.readsFailed.push(r.id);
+    for (const id of this.readsAwaitingTermCommit) this.readsFailed.push(id);
+    this.pendingReads = [];
+    this.readsAwaitingTermCommit = [];
+    this.readRoundPending = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  private progressOf(id: NodeId): Progress {
+    const pr = this.progress.get(id);
+    assert(pr !== undefined, `progress exists for voter ${id}`);
+    return pr;
+  }
+
+  /** The last index known durable locally (the unstable tail starts after it). */
+  private stableLastIndex(): number {
+    if (this.log.unstableSnapshot) return 0;
+    const unstable = this.log.unstable();
+    const first = unstable[0];
+    return first ? first.index - 1 : this.log.lastIndex();
+  }
+
+  private send(m: Message): void {
+    this.msgs.push(m);
+  }
+
+  private sendAfterPersist(m: Message): void {
+    this.msgsAfterPersist.push(m);
+  }
+}
+
+function sameSoft(a: SoftState, b: SoftState): boolean {
+  return a.role === b.role && a.term === b.term && a.leaderId === b.leaderId;
+}
+
+function sameHard(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+/** Bytes of `entries` as counted by the message bounds (re-exported for the node layer). */
+export function entriesBytes(entries: readonly Entry[]): number {
+  let total = 0;
+  for (const e of entries) total += entryBytes(e);
+  return total;
+}

@@ -1,0 +1,543 @@
+/**
+ * The deterministic cluster simulator: RaftCore instances driven on virtual time over a faulty
+ * virtual network and disks, with safety checkers run after every event.
+ *
+ * Nothing here reads a clock, uses Math.random or sets a timer: one seed, one run.
+ */
+import { RaftCore } from '../../lib/core/raft-core.js';
+import type { Ready } from '../../lib/core/raft-core.js';
+import type { Random } from '../../lib/core/random.js';
+import type { Message } from '../../lib/core/messages.js';
+import type { Entry, NodeId, PersistRequest, Snapshot } from '../../lib/core/types.js';
+import { EntryType } from '../../lib/core/types.js';
+import { EventQueue } from './event-queue.js';
+import { SimStorage } from './sim-storage.js';
+
+/** A safety or liveness violation found by a checker. */
+export class SimFailure extends Error {
+  constructor(message: string, readonly timeMs: number) {
+    super(`t=${timeMs}ms: ${message}`);
+    this.name = 'SimFailure';
+  }
+}
+
+export interface LinkFaults {
+  /** Base one-way delay. */
+  delayMs: number;
+  /** Extra uniform delay in [0, jitterMs): reorders messages on a link. */
+  jitterMs: number;
+  /** Probability a message is lost. */
+  lossRate: number;
+  /** Probability a message is delivered twice. */
+  duplicateRate: number;
+}
+
+export interface ClusterOptions {
+  readonly size: number;
+  readonly random: Random;
+  readonly tickMs: number;
+  readonly electionTimeoutTicks: number;
+  readonly heartbeatIntervalTicks: number;
+  readonly diskDelayMsMax: number;
+  /** Probability that a crash keeps a torn prefix of an in-flight write. */
+  readonly tornWriteRate: number;
+  /** Compact the log once this many applied entries sit above the last snapshot. */
+  readonly compactEveryEntries: number;
+  readonly inflightAppendsMax: number;
+  readonly entriesPerAppendMax: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
+  readonly faults: LinkFaults;
+  readonly trace: boolean;
+}
+
+type SimEvent =
+  | { readonly kind: 'tick'; readonly node: NodeId; readonly incarnation: number }
+  | { readonly kind: 'deliver'; readonly message: Message }
+  | { readonly kind: 'persisted'; readonly node: NodeId; readonly incarnation: number }
+  | { readonly kind: 'call'; readonly label: string; readonly fn: () => void };
+
+/** The replicated state machine of the simulation: a running hash over applied commands. */
+interface SmState {
+  index: number;
+  count: number;
+  hash: number;
+}
+
+class SimNode {
+  core: RaftCore | undefined;
+  incarnation = 0;
+  readonly storage = new SimStorage();
+  sm: SmState = { index: 0, count: 0, hash: 0 };
+  /** The Ready whose persist is in flight, with its request. */
+  inFlight: { readonly ready: Ready; readonly request: PersistRequest } | undefined;
+  lastCommit = 0;
+  lastDurableCommit = 0;
+  constructor(readonly id: NodeId) {}
+  get up(): boolean {
+    return this.core !== undefined;
+  }
+}
+
+interface PendingProposal {
+  readonly node: NodeId;
+  readonly incarnation: number;
+  readonly index: number;
+  readonly key: string;
+}
+
+interface PendingRead {
+  readonly node: NodeId;
+  readonly incarnation: number;
+  readonly minIndex: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export class Cluster {
+  readonly ids: NodeId[];
+  readonly nodes = new Map<NodeId, SimNode>();
+  private readonly queue = new EventQueue<SimEvent>();
+  nowMs = 0;
+  private readonly rnd: Random;
+  private readonly netRnd: Random;
+  faults: LinkFaults;
+  /** Directed links that drop everything: "from>to". */
+  private readonly blocked = new Set<string>();
+
+  // Checker state: what the whole cluster has agreed on so far.
+  private readonly leaderOfTerm = new Map<number, NodeId>();
+  private readonly committedTerm = new Map<number, number>();
+  private readonly appliedKey = new Map<number, string>();
+  private readonly appliedHash = new Map<number, number>();
+  private readonly entryAt = new Map<string, { key: string; prevTerm: number | undefined }>();
+  private maxCommitted = 0;
+
+  // Workload state.
+  private proposalSeq = 0;
+  private readonly pending = new Map<string, PendingProposal>();
+  /** Acknowledged proposals: key -> index. Must survive everything. */
+  readonly acked = new Map<string, number>();
+  private maxAckedIndex = 0;
+  private readSeq = 0;
+  private readonly reads = new Map<number, PendingRead>();
+
+  readonly stats = { elections: 0, proposals: 0, acked: 0, reads: 0, crashes: 0, events: 0, snapshotsSent: 0 };
+  private traceHash1 = 0x811c9dc5;
+  private traceHash2 = 0x01000193;
+  readonly traceLines: string[] = [];
+
+  constructor(readonly opts: ClusterOptions) {
+    this.ids = Array.from({ length: opts.size }, (_, i) => `n${i + 1}`);
+    this.rnd = opts.random.fork('cluster');
+    this.netRnd = opts.random.fork('network');
+    this.faults = { ...opts.faults };
+    for (const id of this.ids) {
+      this.nodes.set(id, new SimNode(id));
+      this.start(id);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Running
+
+  /** Processes events until virtual time `untilMs` (or until `stop` returns true). */
+  runUntil(untilMs: number, stop?: () => boolean): boolean {
+    for (;;) {
+      if (stop?.()) return true;
+      const t = this.queue.peekTime();
+      if (t === undefined || t > untilMs) {
+        this.nowMs = Math.max(this.nowMs, untilMs);
+        return false;
+      }
+      const item = this.queue.pop();
+      if (!item) return false;
+      this.nowMs = item.timeMs;
+      this.handle(item.event);
+      this.stats.events++;
+    }
+  }
+
+  /** Schedules `fn` at `atMs` (used by the nemesis and scenarios). */
+  at(atMs: number, label: string, fn: () => void): void {
+    this.queue.push(Math.max(atMs, this.nowMs), { kind: 'call', label, fn });
+  }
+
+  traceHash(): string {
+    return (this.traceHash1 >>> 0).toString(16).padStart(8, '0') + (this.traceHash2 >>> 0).toString(16).padStart(8, '0');
+  }
+
+  private handle(ev: SimEvent): void {
+    switch (ev.kind) {
+      case 'tick': {
+        const node = this.nodes.get(ev.node) as SimNode;
+        if (!node.core || node.incarnation !== ev.incarnation) return;
+        this.record(`tick ${ev.node}`);
+        node.core.tick();
+        this.queue.push(this.nowMs + this.opts.tickMs, ev);
+        this.afterEvent(node);
+        return;
+      }
+      case 'deliver': {
+        const m = ev.message;
+        const node = this.nodes.get(m.to) as SimNode;
+        if (!node.core) return;
+        this.record(`recv ${describe(m)}`);
+        node.core.step(m);
+        this.afterEvent(node);
+        return;
+      }
+      case 'persisted': {
+        const node = this.nodes.get(ev.node) as SimNode;
+        if (!node.core || node.incarnation !== ev.incarnation || !node.inFlight) return;
+        this.record(`persisted ${ev.node}`);
+        const { ready, request } = node.inFlight;
+        node.inFlight = undefined;
+        node.storage.write(request);
+        this.checkDurableLog(node, request);
+        this.finishReady(node, ready);
+        this.afterEvent(node);
+        return;
+      }
+      case 'call':
+        this.record(`call ${ev.label}`);
+        ev.fn();
+        for (const node of this.nodes.values()) if (node.core) this.afterEvent(node);
+        return;
+    }
+  }
+
+  private afterEvent(node: SimNode): void {
+    this.pump(node);
+    this.checkNode(node);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The Ready loop of one simulated node (ARCHITECTURE.md section 3)
+
+  private pump(node: SimNode): void {
+    while (node.core && !node.inFlight && node.core.hasReady()) {
+      const rd = node.core.ready();
+      if (rd.softState?.role === 'leader') this.onLeader(node, rd.softState.term);
+      for (const m of rd.messages) this.transmit(m);
+      const needsPersist = rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined;
+      if (needsPersist) {
+        const request: PersistRequest = {
+          entries: rd.entries,
+          ...(rd.hardState ? { hardState: rd.hardState } : {}),
+          ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
+        };
+        node.inFlight = { ready: rd, request };
+        const delay = 0.1 + this.rnd.float() * this.opts.diskDelayMsMax;
+        this.queue.push(this.nowMs + delay, { kind: 'persisted', node: node.id, incarnation: node.incarnation });
+        return;
+      }
+      this.finishReady(node, rd);
+    }
+  }
+
+  private finishReady(node: SimNode, rd: Ready): void {
+    const core = node.core as RaftCore;
+    for (const m of rd.messagesAfterPersist) this.transmit(m);
+    if (rd.snapshot) this.restoreSm(node, rd.snapshot);
+    for (const e of rd.committedEntries) this.applyEntry(node, e);
+    for (const rs of rd.readStates) this.onReadState(node, rs.id, rs.index);
+    for (const id of rd.readsFailed) this.reads.delete(id);
+    core.advance();
+    const hs = node.storage.hardState();
+    if (hs.commit < node.lastDurableCommit) this.fail(`${node.id}: durable commit went back ${node.lastDurableCommit} -> ${hs.commit}`);
+    node.lastDurableCommit = hs.commit;
+    this.maybeCompact(node);
+  }
+
+  private transmit(m: Message): void {
+    if (m.type === 'snapshot') this.stats.snapshotsSent++;
+    if (this.blocked.has(`${m.from}>${m.to}`)) return;
+    const f = this.faults;
+    if (this.netRnd.chance(f.lossRate)) return;
+    const copies = this.netRnd.chance(f.duplicateRate) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      const delay = f.delayMs + this.netRnd.float() * f.jitterMs;
+      this.queue.push(this.nowMs + delay, { kind: 'deliver', message: m });
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The state machine (deterministic; its only input is committed entries)
+
+  private applyEntry(node: SimNode, e: Entry): void {
+    if (e.index !== node.sm.index + 1) this.fail(`${node.id} applied ${e.index} after ${node.sm.index}`);
+    node.sm.index = e.index;
+    const key = e.type === EntryType.Normal ? decoder.decode(e.data) : `#${e.type}@${e.term}`;
+    if (e.type === EntryType.Normal) {
+      node.sm.count++;
+      node.sm.hash = mix(node.sm.hash, hashString(key));
+    }
+    const known = this.appliedKey.get(e.index);
+    if (known === undefined) this.appliedKey.set(e.index, key);
+    else if (known !== key) this.fail(`state machine safety: ${node.id} applied ${key} at ${e.index}, another node applied ${known}`);
+    const knownHash = this.appliedHash.get(e.index);
+    if (knownHash === undefined) this.appliedHash.set(e.index, node.sm.hash);
+    else if (knownHash !== node.sm.hash) this.fail(`${node.id} state at ${e.index} differs from other nodes`);
+    const p = this.pending.get(key);
+    if (p && p.node === node.id && p.incarnation === node.incarnation) {
+      this.pending.delete(key);
+      if (p.index === e.index) {
+        this.acked.set(key, e.index);
+        this.stats.acked++;
+        this.maxAckedIndex = Math.max(this.maxAckedIndex, e.index);
+      }
+    }
+  }
+
+  private smSnapshot(node: SimNode): Uint8Array {
+    return encoder.encode(JSON.stringify(node.sm));
+  }
+
+  private restoreSm(node: SimNode, snapshot: Snapshot): void {
+    const sm = JSON.parse(decoder.decode(snapshot.data)) as SmState;
+    if (sm.index !== snapshot.meta.index) this.fail(`${node.id}: snapshot data at ${sm.index} labelled ${snapshot.meta.index}`);
+    const knownHash = this.appliedHash.get(sm.index);
+    if (knownHash !== undefined && knownHash !== sm.hash) this.fail(`${node.id}: snapshot at ${sm.index} differs from applied state`);
+    node.sm = sm;
+  }
+
+  private maybeCompact(node: SimNode): void {
+    const s = node.storage;
+    if (node.sm.index - s.firstIndex() + 1 < this.opts.compactEveryEntries) return;
+    // Only what is durably committed may be compacted: the durable commit bounds it.
+    const index = Math.min(node.sm.index, s.hardState().commit, s.lastIndex());
+    if (index < s.firstIndex() || node.sm.index !== index) return;
+    const term = s.term(index) as number;
+    const snapshot: Snapshot = {
+      meta: { index, term, conf: { voters: this.ids, learners: [] } },
+      data: this.smSnapshot(node),
+    };
+    s.compact(snapshot);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Faults
+
+  /** Crashes `id`: its volatile state is gone and its in-flight write is lost or torn. */
+  crash(id: NodeId): void {
+    const node = this.nodes.get(id) as SimNode;
+    if (!node.core) return;
+    this.stats.crashes++;
+    if (node.inFlight && this.rnd.chance(this.opts.tornWriteRate)) {
+      const n = node.inFlight.request.entries.length;
+      const keep = n > 0 ? 1 + this.rnd.int(n) : 0;
+      if (keep > 0 && keep < n) node.storage.write(node.inFlight.request, keep);
+    }
+    node.inFlight = undefined;
+    node.core = undefined;
+    node.incarnation++;
+  }
+
+  /** Restarts a crashed node from its durable state. */
+  restart(id: NodeId): void {
+    const node = this.nodes.get(id) as SimNode;
+    if (node.core) return;
+    this.start(id);
+  }
+
+  private start(id: NodeId): void {
+    const node = this.nodes.get(id) as SimNode;
+    node.incarnation++;
+    const snap = node.storage.snapshot();
+    node.sm = { index: 0, count: 0, hash: 0 };
+    if (snap) this.restoreSm(node, snap);
+    node.lastCommit = 0;
+    node.core = new RaftCore({
+      id,
+      voters: this.ids,
+      storage: node.storage,
+      random: this.opts.random.fork(`core:${id}:${node.incarnation}`),
+      electionTimeoutTicks: this.opts.electionTimeoutTicks,
+      heartbeatIntervalTicks: this.opts.heartbeatIntervalTicks,
+      appliedIndex: node.sm.index,
+      preVote: this.opts.preVote,
+      checkQuorum: this.opts.checkQuorum,
+      inflightAppendsMax: this.opts.inflightAppendsMax,
+      entriesPerAppendMax: this.opts.entriesPerAppendMax,
+    });
+    const phase = this.rnd.float() * this.opts.tickMs;
+    this.queue.push(this.nowMs + phase, { kind: 'tick', node: id, incarnation: node.incarnation });
+  }
+
+  block(from: NodeId, to: NodeId): void {
+    this.blocked.add(`${from}>${to}`);
+  }
+
+  unblock(from: NodeId, to: NodeId): void {
+    this.blocked.delete(`${from}>${to}`);
+  }
+
+  /** Cuts every link between the two groups, both ways. */
+  partition(a: readonly NodeId[], b: readonly NodeId[]): void {
+    for (const x of a) {
+      for (const y of b) {
+        this.block(x, y);
+        this.block(y, x);
+      }
+    }
+  }
+
+  isolate(id: NodeId): void {
+    this.partition([id], this.ids.filter((x) => x !== id));
+  }
+
+  healNetwork(): void {
+    this.blocked.clear();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Workload
+
+  /** Proposes a new command on `id`; returns its key when the node accepted it. */
+  propose(id: NodeId): string | undefined {
+    const node = this.nodes.get(id) as SimNode;
+    if (!node.core) return undefined;
+    const key = `c${++this.proposalSeq}`;
+    const r = node.core.propose(encoder.encode(key));
+    this.stats.proposals++;
+    if (!r.ok) return undefined;
+    this.pending.set(key, { node: id, incarnation: node.incarnation, index: r.index, key });
+    return key;
+  }
+
+  /** Starts a linearizable read on `id`. */
+  read(id: NodeId): void {
+    const node = this.nodes.get(id) as SimNode;
+    if (!node.core) return;
+    const readId = ++this.readSeq;
+    const r = node.core.readIndex(readId);
+    if (r.ok) this.reads.set(readId, { node: id, incarnation: node.incarnation, minIndex: this.maxAckedIndex });
+  }
+
+  private onReadState(node: SimNode, id: number, index: number): void {
+    const r = this.reads.get(id);
+    if (!r) return;
+    this.reads.delete(id);
+    this.stats.reads++;
+    // §6.4: the read index covers every write acknowledged before the read began.
+    if (index < r.minIndex) this.fail(`stale read on ${node.id}: read index ${index} < acknowledged ${r.minIndex}`);
+  }
+
+  leaders(): NodeId[] {
+    return this.ids.filter((id) => this.nodes.get(id)?.core?.softState().role === 'leader');
+  }
+
+  core(id: NodeId): RaftCore | undefined {
+    return this.nodes.get(id)?.core;
+  }
+
+  appliedIndex(id: NodeId): number {
+    return (this.nodes.get(id) as SimNode).sm.index;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Checkers (run after every event)
+
+  private onLeader(node: SimNode, term: number): void {
+    this.stats.elections++;
+    const core = node.core as RaftCore;
+    // Leader completeness (§5.4.1): a new leader holds every entry committed anywhere so far.
+    const first = core.status().firstIndex;
+    for (let i = Math.max(first, 1); i <= this.maxCommitted; i++) {
+      const t = this.committedTerm.get(i);
+      if (t !== undefined && core.termAt(i) !== t) {
+        this.fail(`leader completeness: ${node.id} leads term ${term} without committed entry ${i} (term ${t})`);
+      }
+    }
+  }
+
+  private checkNode(node: SimNode): void {
+    const core = node.core;
+    if (!core) return;
+    const soft = core.softState();
+    if (soft.role === 'leader') {
+      // Election safety (§5.2): at most one leader per term.
+      const known = this.leaderOfTerm.get(soft.term);
+      if (known === undefined) this.leaderOfTerm.set(soft.term, node.id);
+      else if (known !== node.id) this.fail(`election safety: ${known} and ${node.id} both lead term ${soft.term}`);
+    }
+    const commit = core.hardState().commit;
+    if (commit < node.lastCommit) this.fail(`${node.id}: commit index went back ${node.lastCommit} -> ${commit}`);
+    for (let i = node.lastCommit + 1; i <= commit; i++) {
+      const t = core.termAt(i);
+      if (t === undefined) continue; // Installed through a snapshot.
+      const known = this.committedTerm.get(i);
+      // Committed entries never change (§5.4): every node commits the same term at an index.
+      if (known === undefined) this.committedTerm.set(i, t);
+      else if (known !== t) this.fail(`committed entry ${i} changed: term ${known} vs ${t} on ${node.id}`);
+    }
+    node.lastCommit = commit;
+    if (commit > this.maxCommitted) this.maxCommitted = commit;
+  }
+
+  /** Log matching (§5.3): equal (index, term) means equal entry and equal history before it. */
+  private checkDurableLog(node: SimNode, request: PersistRequest): void {
+    const s = node.storage;
+    for (const e of request.entries) {
+      const id = `${e.index}:${e.term}`;
+      const key = e.type === EntryType.Normal ? decoder.decode(e.data) : `#${e.type}`;
+      const prevTerm = s.term(e.index - 1);
+      const known = this.entryAt.get(id);
+      if (!known) this.entryAt.set(id, { key, prevTerm });
+      else if (known.key !== key) this.fail(`log matching: entry ${id} holds ${key} on ${node.id}, ${known.key} elsewhere`);
+      else if (known.prevTerm !== undefined && prevTerm !== undefined && known.prevTerm !== prevTerm) {
+        this.fail(`log matching: entry ${id} follows term ${prevTerm} on ${node.id}, ${known.prevTerm} elsewhere`);
+      }
+    }
+  }
+
+  /** After healing: every live node applied everything acknowledged, in the same order. */
+  checkConverged(): void {
+    for (const [key, index] of this.acked) {
+      const applied = this.appliedKey.get(index);
+      if (applied !== key) this.fail(`acknowledged ${key} at ${index} lost: ${applied ?? 'nothing'} applied there`);
+      for (const id of this.ids) {
+        if (this.appliedIndex(id) < index) this.fail(`${id} has not applied acknowledged ${key} at ${index}`);
+      }
+    }
+  }
+
+  fail(message: string): never {
+    throw new SimFailure(message, this.nowMs);
+  }
+
+  private record(line: string): void {
+    const text = `${this.nowMs.toFixed(3)} ${line}`;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      this.traceHash1 = Math.imul(this.traceHash1 ^ c, 0x01000193) >>> 0;
+      this.traceHash2 = Math.imul(this.traceHash2 ^ c, 0x5bd1e995) >>> 0;
+    }
+    if (this.opts.trace) this.traceLines.push(text);
+  }
+}
+
+function describe(m: Message): string {
+  switch (m.type) {
+    case 'append':
+      return `append ${m.from}>${m.to} t${m.term} prev=${m.prevLogIndex}/${m.prevLogTerm} n=${m.entries.length} c=${m.commit}`;
+    case 'appendResponse':
+      return `appendResp ${m.from}>${m.to} t${m.term} ok=${m.success} m=${m.matchIndex} rej=${m.rejectedIndex} hint=${m.conflictIndex}/${m.conflictTerm}`;
+    case 'snapshot':
+      return `snapshot ${m.from}>${m.to} t${m.term} @${m.snapshot.meta.index}`;
+    default:
+      return `${m.type} ${m.from}>${m.to} t${m.term}`;
+  }
+}
+
+function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+function mix(a: number, b: number): number {
+  return Math.imul((a ^ b) >>> 0, 0x9e3779b1) >>> 0 ^ (a >>> 15);
+}

@@ -1,0 +1,266 @@
+/**
+ * One simulator run: everything (cluster size, link faults, partitions, crashes, workload) is
+ * derived from the seed. A fault phase, then a healing phase in which the cluster must elect a
+ * leader and converge within a bound.
+ */
+import { createRandom } from '../../lib/core/random.js';
+import type { Random } from '../../lib/core/random.js';
+import type { NodeId } from '../../lib/core/types.js';
+import { Cluster, SimFailure } from './cluster.js';
+import type { ClusterOptions } from './cluster.js';
+
+export interface RunOptions {
+  readonly trace?: boolean;
+  /** Overrides the seed-derived length of the fault phase. */
+  readonly faultPhaseMs?: number;
+}
+
+export interface RunResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly failure: string | undefined;
+  readonly description: string;
+  readonly traceHash: string;
+  readonly simulatedMs: number;
+  readonly elections: number;
+  readonly commits: number;
+  readonly acked: number;
+  readonly reads: number;
+  readonly crashes: number;
+  readonly events: number;
+  readonly traceLines: readonly string[];
+}
+
+/** The time the healed cluster gets to elect a leader and converge. */
+export const HEAL_BOUND_MS = 20_000;
+
+export function formatSeed(seed: number): string {
+  return `0x${(seed >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+export function replayCommand(seed: number): string {
+  return `npm run sim -- --seed ${formatSeed(seed)} --trace`;
+}
+
+type PartitionKind = 'symmetric' | 'oneWay' | 'isolateLeader' | 'swizzleClog';
+
+/** Draws the whole configuration of a run from its seed. */
+export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { description: string } {
+  const random = createRandom(seed);
+  const r = random.fork('options');
+  const size = [1, 3, 3, 5, 5][r.int(5)] as number;
+  const lossy = r.chance(0.7);
+  const faults = {
+    delayMs: 0.2 + r.float() * 8,
+    jitterMs: r.chance(0.6) ? r.float() * 20 : 0,
+    lossRate: lossy ? r.float() * 0.2 : 0,
+    duplicateRate: r.chance(0.5) ? r.float() * 0.1 : 0,
+  };
+  const opts: ClusterOptions = {
+    size,
+    random,
+    tickMs: 10,
+    electionTimeoutTicks: 10,
+    heartbeatIntervalTicks: 1 + r.int(3),
+    diskDelayMsMax: 0.2 + r.float() * 6,
+    tornWriteRate: r.float(),
+    compactEveryEntries: 10 + r.int(200),
+    inflightAppendsMax: 1 + r.int(64),
+    entriesPerAppendMax: 1 + r.int(64),
+    preVote: r.chance(0.85),
+    checkQuorum: r.chance(0.85),
+    faults,
+    trace,
+  };
+  const description =
+    `n=${size}, delay ${faults.delayMs.toFixed(1)}+${faults.jitterMs.toFixed(1)}ms, ` +
+    `loss ${(faults.lossRate * 100).toFixed(0)}%, dup ${(faults.duplicateRate * 100).toFixed(0)}%, ` +
+    `preVote ${opts.preVote}, checkQuorum ${opts.checkQuorum}, compact every ${opts.compactEveryEntries}`;
+  return { ...opts, description };
+}
+
+/** Runs one seed to the end; never throws for a checker failure (it is reported in the result). */
+export function runSeed(seed: number, options: RunOptions = {}): RunResult {
+  const opts = deriveOptions(seed, options.trace ?? false);
+  const cluster = new Cluster(opts);
+  const rnd = opts.random.fork('nemesis');
+  const faultPhaseMs = options.faultPhaseMs ?? 3_000 + rnd.int(5_000);
+  let failure: string | undefined;
+  try {
+    scheduleWorkload(cluster, rnd.fork('workload'), faultPhaseMs);
+    scheduleNemesis(cluster, rnd, faultPhaseMs);
+    cluster.runUntil(faultPhaseMs);
+    heal(cluster);
+  } catch (error) {
+    if (error instanceof SimFailure) failure = error.message;
+    else failure = `uncaught: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
+  }
+  return {
+    seed,
+    ok: failure === undefined,
+    failure,
+    description: opts.description,
+    traceHash: cluster.traceHash(),
+    simulatedMs: cluster.nowMs,
+    elections: cluster.stats.elections,
+    commits: Math.max(0, ...cluster.ids.map((id) => cluster.appliedIndex(id))),
+    acked: cluster.stats.acked,
+    reads: cluster.stats.reads,
+    crashes: cluster.stats.crashes,
+    events: cluster.stats.events,
+    traceLines: cluster.traceLines,
+  };
+}
+
+/** Proposals and reads at random moments, sent to whichever node believes it leads. */
+function scheduleWorkload(cluster: Cluster, rnd: Random, untilMs: number): void {
+  const meanGapMs = 2 + rnd.int(20);
+  for (let t = rnd.float() * meanGapMs; t < untilMs; t += rnd.float() * 2 * meanGapMs) {
+    const burst = 1 + rnd.int(rnd.chance(0.2) ? 30 : 3);
+    const doRead = rnd.chance(0.2);
+    cluster.at(t, doRead ? 'read' : 'propose', () => {
+      const leaders = cluster.leaders();
+      const target = leaders.length > 0 ? (leaders[leaders.length - 1] as NodeId) : cluster.ids[0] as NodeId;
+      if (doRead) cluster.read(target);
+      else for (let i = 0; i < burst; i++) cluster.propose(target);
+    });
+  }
+}
+
+/** Partitions, crashes, restarts and leadership transfers during the fault phase. */
+function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number): void {
+  const ids = cluster.ids;
+  const down = new Set<NodeId>();
+  const kinds: PartitionKind[] = ['symmetric', 'oneWay', 'isolateLeader', 'swizzleClog'];
+  // Some runs are calm, some are storms: the gap between nemesis actions is drawn per seed.
+  const gapMsMax = [150, 400, 1_200][rnd.int(3)] as number;
+  for (let t = 50 + rnd.int(500); t < untilMs; t += 20 + rnd.int(gapMsMax)) {
+    const action = rnd.int(10);
+    const kind = kinds[rnd.int(kinds.length)] as PartitionKind;
+    const pick = rnd.int(1 << 30);
+    const pick2 = rnd.int(1 << 30);
+    cluster.at(t, `nemesis ${action}`, () => {
+      if (ids.length === 1 && action < 4) return;
+      if (action <= 3) partition(cluster, kind, pick, pick2, rnd);
+      else if (action <= 5) cluster.healNetwork();
+      else if (action === 6) {
+        const id = ids[pick % ids.length] as NodeId;
+        cluster.crash(id);
+        down.add(id);
+      } else if (action === 7) {
+        const leaders = cluster.leaders();
+        const id = leaders[0];
+        if (id !== undefined) {
+          cluster.crash(id);
+          down.add(id);
+        }
+      } else if (action === 8) {
+        // Restart everyone down; in storms, often right away, so crashed leaders come back
+        // with divergent logs while the others still hold a different branch (Figure 8).
+        for (const id of [...down]) {
+          cluster.restart(id);
+          down.delete(id);
+        }
+      } else {
+        const leader = cluster.leaders()[0];
+        if (leader !== undefined && ids.length > 1) {
+          const others = ids.filter((x) => x !== leader);
+          cluster.core(leader)?.transferLeadership(others[pick % others.length] as NodeId);
+        }
+      }
+    });
+  }
+}
+
+function partition(cluster: Cluster, kind: PartitionKind, pick: number, pick2: number, rnd: Random): void {
+  const ids = cluster.ids;
+  switch (kind) {
+    case 'symmetric': {
+      const shuffled = [...ids].sort((a, b) => hashPick(a, pick) - hashPick(b, pick));
+      const cut = 1 + (pick2 % (ids.length - 1));
+      cluster.partition(shuffled.slice(0, cut), shuffled.slice(cut));
+      return;
+    }
+    case 'oneWay': {
+      const from = ids[pick % ids.length] as NodeId;
+      const others = ids.filter((x) => x !== from);
+      const to = others[pick2 % others.length] as NodeId;
+      cluster.block(from, to);
+      return;
+    }
+    case 'isolateLeader': {
+      const leader = cluster.leaders()[0];
+      if (leader !== undefined) cluster.isolate(leader);
+      return;
+    }
+    case 'swizzleClog': {
+      // Clog one node's links one by one, then unclog them one by one, in a shifted order
+      // (TigerBeetle's "swizzle clogging"): majorities form and dissolve gradually.
+      const victim = ids[pick % ids.length] as NodeId;
+      const others = ids.filter((x) => x !== victim);
+      const stepMs = 20 + rnd.int(150);
+      others.forEach((other, i) => {
+        cluster.at(cluster.nowMs + stepMs * i, 'clog', () => {
+          cluster.block(victim, other);
+          cluster.block(other, victim);
+        });
+        cluster.at(cluster.nowMs + stepMs * (others.length + i + 1), 'unclog', () => {
+          const o = others[(i + pick2) % others.length] as NodeId;
+          cluster.unblock(victim, o);
+          cluster.unblock(o, victim);
+        });
+      });
+      return;
+    }
+  }
+}
+
+function hashPick(id: string, salt: number): number {
+  let h = salt >>> 0;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * The healing phase: restore every node and link, then require a leader, a committed proposal
+ * of its term, and every node caught up, within HEAL_BOUND_MS.
+ */
+export function heal(cluster: Cluster): void {
+  const start = cluster.nowMs;
+  cluster.healNetwork();
+  cluster.faults = { ...cluster.faults, lossRate: 0, duplicateRate: 0 };
+  for (const id of cluster.ids) cluster.restart(id);
+  const deadline = start + HEAL_BOUND_MS;
+  const keys: string[] = [];
+  let lastProposalMs = -Infinity;
+  const converged = (): boolean => {
+    const leader = cluster.leaders()[0];
+    if (leader === undefined) return false;
+    let target: number | undefined;
+    for (const k of keys) {
+      const index = cluster.acked.get(k);
+      if (index !== undefined) target = Math.max(target ?? 0, index);
+    }
+    if (target === undefined) {
+      // (Re)propose until one lands: a leader change may drop an earlier attempt.
+      if (cluster.nowMs - lastProposalMs >= 500) {
+        lastProposalMs = cluster.nowMs;
+        const k = cluster.propose(leader);
+        if (k !== undefined) keys.push(k);
+      }
+      return false;
+    }
+    const t = target;
+    return cluster.ids.every((id) => cluster.appliedIndex(id) >= t);
+  };
+  if (!cluster.runUntil(deadline, converged)) {
+    const roles = cluster.ids
+      .map((id) => {
+        const s = cluster.core(id)?.status();
+        return s ? `${id}:${s.role}/t${s.term}/c${s.commitIndex}/a${cluster.appliedIndex(id)}` : `${id}:down`;
+      })
+      .join(' ');
+    cluster.fail(`no convergence within ${HEAL_BOUND_MS}ms of healing (${roles})`);
+  }
+  cluster.checkConverged();
+}
