@@ -73,6 +73,8 @@ class SimNode {
   inFlight: { readonly ready: Ready; readonly request: PersistRequest } | undefined;
   lastCommit = 0;
   lastDurableCommit = 0;
+  /** Set while the node's storage is damaged: it must be repaired up to this index. */
+  repairUntilIndex = 0;
   constructor(readonly id: NodeId) {}
   get up(): boolean {
     return this.core !== undefined;
@@ -123,7 +125,7 @@ export class Cluster {
   private readSeq = 0;
   private readonly reads = new Map<number, PendingRead>();
 
-  readonly stats = { elections: 0, proposals: 0, acked: 0, reads: 0, crashes: 0, events: 0, snapshotsSent: 0 };
+  readonly stats = { elections: 0, proposals: 0, acked: 0, reads: 0, crashes: 0, corruptions: 0, events: 0, snapshotsSent: 0 };
   private traceHash1 = 0x811c9dc5;
   private traceHash2 = 0x01000193;
   readonly traceLines: string[] = [];
@@ -246,6 +248,11 @@ export class Cluster {
     for (const id of rd.readsFailed) this.reads.delete(id);
     core.advance();
     const hs = node.storage.hardState();
+    if (node.repairUntilIndex > 0) {
+      // While repairing, the persisted commit index was clamped to the damaged log: not checked.
+      if (!core.status().needsRepair) node.repairUntilIndex = 0;
+      node.lastDurableCommit = hs.commit;
+    }
     if (hs.commit < node.lastDurableCommit) this.fail(`${node.id}: durable commit went back ${node.lastDurableCommit} -> ${hs.commit}`);
     node.lastDurableCommit = hs.commit;
     this.maybeCompact(node);
@@ -335,6 +342,23 @@ export class Cluster {
     node.incarnation++;
   }
 
+  /**
+   * Damages the log of crashed node `id` (a bad block found on open): entries after a random
+   * point are gone. At most a minority is ever damaged at once; the node restarts in repair mode.
+   */
+  corrupt(id: NodeId): boolean {
+    const node = this.nodes.get(id) as SimNode;
+    if (node.core) return false;
+    const damaged = this.ids.filter((x) => (this.nodes.get(x) as SimNode).repairUntilIndex > 0 && x !== id).length;
+    if (damaged + 1 > this.ids.length - Math.floor(this.ids.length / 2) - 1) return false;
+    const s = node.storage;
+    const keep = s.firstIndex() - 1 + this.rnd.int(s.lastIndex() - s.firstIndex() + 2);
+    const before = s.corruptAfter(keep);
+    if (before > keep) node.repairUntilIndex = Math.max(node.repairUntilIndex, before);
+    this.stats.corruptions++;
+    return true;
+  }
+
   /** Restarts a crashed node from its durable state. */
   restart(id: NodeId): void {
     const node = this.nodes.get(id) as SimNode;
@@ -361,6 +385,7 @@ export class Cluster {
       checkQuorum: this.opts.checkQuorum,
       inflightAppendsMax: this.opts.inflightAppendsMax,
       entriesPerAppendMax: this.opts.entriesPerAppendMax,
+      ...(node.repairUntilIndex > 0 ? { repairUntilIndex: node.repairUntilIndex } : {}),
     });
     const phase = this.rnd.float() * this.opts.tickMs;
     this.queue.push(this.nowMs + phase, { kind: 'tick', node: id, incarnation: node.incarnation });

@@ -27,6 +27,7 @@ export interface RunResult {
   readonly acked: number;
   readonly reads: number;
   readonly crashes: number;
+  readonly corruptions: number;
   readonly events: number;
   readonly traceLines: readonly string[];
 }
@@ -107,6 +108,7 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     acked: cluster.stats.acked,
     reads: cluster.stats.reads,
     crashes: cluster.stats.crashes,
+    corruptions: cluster.stats.corruptions,
     events: cluster.stats.events,
     traceLines: cluster.traceLines,
   };
@@ -135,7 +137,7 @@ function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number): void {
   // Some runs are calm, some are storms: the gap between nemesis actions is drawn per seed.
   const gapMsMax = [150, 400, 1_200][rnd.int(3)] as number;
   for (let t = 50 + rnd.int(500); t < untilMs; t += 20 + rnd.int(gapMsMax)) {
-    const action = rnd.int(10);
+    const action = rnd.int(11);
     const kind = kinds[rnd.int(kinds.length)] as PartitionKind;
     const pick = rnd.int(1 << 30);
     const pick2 = rnd.int(1 << 30);
@@ -161,6 +163,10 @@ function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number): void {
           cluster.restart(id);
           down.delete(id);
         }
+      } else if (action === 10) {
+        // Damage the disk of a node that is down (a minority at most, enforced by the cluster).
+        const id = [...down][pick % Math.max(1, down.size)];
+        if (id !== undefined) cluster.corrupt(id);
       } else {
         const leader = cluster.leaders()[0];
         if (leader !== undefined && ids.length > 1) {

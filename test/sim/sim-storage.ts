@@ -72,6 +72,17 @@ export class SimStorage implements LogReader {
     if (request.hardState && !torn) this.hs = request.hardState;
   }
 
+  /**
+   * Models corruption found on open: every entry after `keepThrough` is unreadable and dropped
+   * (the hard state and snapshot survive). Returns the last index the log held before.
+   */
+  corruptAfter(keepThrough: number): number {
+    const before = this.lastIndex();
+    const first = this.firstIndex();
+    this.ents.length = Math.max(0, Math.min(this.ents.length, keepThrough + 1 - first));
+    return before;
+  }
+
   /** Drops entries up to `snapshot.meta.index`, which `snapshot` now stands for. */
   compact(snapshot: Snapshot): void {
     const index = snapshot.meta.index;

@@ -1,0 +1,54 @@
+/**
+ * StorageFs: the slice of node:fs that FileStorage uses, injectable so tests can fail any call
+ * (ENOSPC, EACCES, EIO) at a chosen moment and check that the files stay recoverable.
+ *
+ * Numeric file descriptors and the thread-pool (callback) API keep the write path to two
+ * thread-pool round trips per persist (write, fdatasync) and off the event loop.
+ */
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+
+/** The file-system operations FileStorage performs. Every one may reject with an errno error. */
+export interface StorageFs {
+  open(path: string, flags: string): Promise<number>;
+  close(fd: number): Promise<void>;
+  /** Writes `length` bytes of `buffer` from `offset` at file `position`; resolves bytes written. */
+  write(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  fdatasync(fd: number): Promise<void>;
+  fsync(fd: number): Promise<void>;
+  readFile(path: string): Promise<Buffer>;
+  readdir(path: string): Promise<string[]>;
+  mkdir(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+function writeAsync(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.write(fd, buffer, offset, length, position, (error, bytesWritten) => {
+      if (error === null) resolve(bytesWritten);
+      else reject(error);
+    });
+  });
+}
+
+/** StorageFs backed by node:fs. */
+export const nodeStorageFs: StorageFs = {
+  open: (path, flags) => promisify(fs.open)(path, flags),
+  close: promisify(fs.close),
+  write: writeAsync,
+  fdatasync: promisify(fs.fdatasync),
+  fsync: promisify(fs.fsync),
+  readFile: (path) => promisify(fs.readFile)(path),
+  readdir: (path) => promisify(fs.readdir)(path),
+  mkdir: async (path) => {
+    await promisify(fs.mkdir)(path, { recursive: true });
+  },
+  rename: promisify(fs.rename),
+  unlink: promisify(fs.unlink),
+};
+
+/** True when `error` is an errno error with the given code (e.g. 'ENOENT'). */
+export function hasErrorCode(error: unknown, code: string): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
+}

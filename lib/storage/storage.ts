@@ -1,0 +1,67 @@
+/**
+ * The Storage contract: the durable half of the Raft log that the node layer writes through and
+ * the core reads synchronously (via LogReader).
+ *
+ * Writes complete by callback, in the order they were issued; a callback runs only once what it
+ * reports is durable, and by then every synchronous read already reflects it.
+ */
+import type { RaftQueueError } from '../errors.js';
+import type { LogReader, PersistRequest, Snapshot } from '../core/types.js';
+
+/** Called once a persist or compaction finished: `error` undefined means durable. */
+export type StorageCallback = (error: RaftQueueError | undefined) => void;
+
+/** What a storage reports about its own health. */
+export interface StorageStatus {
+  /**
+   * True when recovery found corruption before the tail (a bad record in the middle, a missing
+   * segment, a gap between the snapshot and the first entry, data lost after voting). The node
+   * must not vote or campaign; a persist carrying a snapshot from the leader repairs it.
+   */
+  readonly needsRepair: boolean;
+  /** Why `needsRepair` is set, for logs and operators. */
+  readonly repairReason?: string;
+  /** True after a write failed: the storage refuses every later write (fail-stop). */
+  readonly failed: boolean;
+  /** The failure that stopped the storage. */
+  readonly failure?: RaftQueueError;
+  /** Index of the latest snapshot, 0 when there is none. */
+  readonly snapshotIndex: number;
+  /** Entries held in the in-memory index (firstIndex()..lastIndex()). */
+  readonly entriesHeld: number;
+  /** WAL segment files on disk (0 for in-memory storage). */
+  readonly segmentCount: number;
+}
+
+/**
+ * Durable storage for one Raft node: the log, the hard state and the latest snapshot.
+ *
+ * Requests (persist and compact) are processed one at a time, in the order they were issued;
+ * the caller normally waits for each callback, but queueing a second one is safe.
+ * After any write fails, every later write fails too with `STORAGE_FAILED` (fail-stop); what
+ * was acknowledged before stays recoverable.
+ */
+export interface Storage extends LogReader {
+  /**
+   * Makes `request` durable: installs `request.snapshot` if any (discarding the whole log), then
+   * truncates the log after `entries[0].index - 1` and appends `entries`, then stores
+   * `hardState`. One sync covers the whole request (group commit). `onPersisted` runs after the
+   * data is durable, with `undefined`, or with a `STORAGE_FAILED` error.
+   */
+  persist(request: PersistRequest, onPersisted: StorageCallback): void;
+  /**
+   * Makes `snapshot` (a state machine image at an applied index) durable, then drops the log
+   * through `snapshot.meta.index`. `snapshot.meta.index` must be within [firstIndex() - 1,
+   * lastIndex()] and `term(snapshot.meta.index)` must equal `snapshot.meta.term`; a snapshot
+   * not newer than the current one is a no-op. Disk space is reclaimed only after the snapshot
+   * is durable, and never while `needsRepair` is set.
+   */
+  compact(snapshot: Snapshot, onDone: StorageCallback): void;
+  /** Health and sizes, for `RaftNode` status and metrics. */
+  status(): StorageStatus;
+  /**
+   * Waits for queued requests to finish, then releases files and the directory lock. Later
+   * requests fail with `CLOSED`.
+   */
+  close(): Promise<void>;
+}

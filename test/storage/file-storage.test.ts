@@ -1,0 +1,303 @@
+/**
+ * FileStorage beyond the conformance suite: layout, lock, version, fs failures, repair.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'ava';
+import { isRaftQueueError, type RaftQueueError } from '../../lib/errors.js';
+import { FileStorage, nodeStorageFs } from '../../lib/storage/index.js';
+import { encodeSnapshotFile } from '../../lib/storage/wal-format.js';
+import {
+  allEntries,
+  compact,
+  entries,
+  faultyFs,
+  hardState,
+  isIntact,
+  persist,
+  snapshotAt,
+  tempDir,
+} from '../helpers/storage-fixtures.js';
+
+/** Segment files in wal/, without the spare being preallocated in the background. */
+function walNames(dataDir: string): string[] {
+  return readdirSync(join(dataDir, 'wal'))
+    .filter((name) => name.endsWith('.wal'))
+    .sort();
+}
+
+test('storage: rolls segments past segmentBytesMax and deletes those below a snapshot (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  t.teardown(() => storage.close());
+  for (let lo = 1; lo <= 400; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  const before = walNames(dataDir);
+  t.true(before.length >= 10, `${before.length} segments`);
+  t.is(storage.status().segmentCount, before.length);
+  t.deepEqual(readdirSync(join(dataDir, 'wal')).filter((name) => name.endsWith('.tmp')), ['next-segment.tmp'], 'one spare, no stray temp files');
+  await compact(storage, snapshotAt(300, 1));
+  const after = walNames(dataDir);
+  t.true(after.length < before.length / 2, `${after.length} segments after compaction`);
+  t.deepEqual(after, before.slice(before.length - after.length), 'only a prefix of segments is deleted');
+  t.deepEqual(readdirSync(join(dataDir, 'snapshots')), [`${(300).toString(16).padStart(16, '0')}-${'1'.padStart(16, '0')}.snap`]);
+  await storage.close();
+  const reopened = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  t.teardown(() => reopened.close());
+  t.is(reopened.firstIndex(), 301);
+  t.is(reopened.lastIndex(), 400);
+  t.true(allEntries(reopened).every(isIntact));
+  t.false(reopened.status().needsRepair);
+});
+
+test('storage: writes the layout of the issue: VERSION, LOCK, hard-state, wal/, snapshots/ (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir, segmentBytesMax: 8192 });
+  await persist(storage, { entries: entries(1, 3, 1), hardState: hardState(1, 'n1', 0) });
+  t.is(readFileSync(join(dataDir, 'VERSION'), 'utf8'), 'raftqueue-storage 1\n');
+  t.is(readFileSync(join(dataDir, 'LOCK'), 'utf8').trim(), String(process.pid));
+  t.true(existsSync(join(dataDir, 'hard-state')));
+  t.deepEqual(walNames(dataDir), ['0000000000000001.wal']);
+  t.is(readFileSync(join(dataDir, 'wal', '0000000000000001.wal')).length, 8192, 'preallocated');
+  await storage.close();
+  t.false(existsSync(join(dataDir, 'LOCK')), 'close releases the lock');
+  t.deepEqual(readdirSync(join(dataDir, 'wal')), ['0000000000000001.wal'], 'close removes the spare segment');
+});
+
+test('storage: a second opener is refused while the first is open (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const first = await FileStorage.open({ dataDir });
+  t.teardown(() => first.close());
+  const error = await t.throwsAsync(FileStorage.open({ dataDir }));
+  t.true(isRaftQueueError(error, 'STORAGE_LOCKED'));
+  t.regex(error?.message ?? '', new RegExp(`in use by process ${process.pid}`));
+});
+
+function spawnIdle(t: import('ava').ExecutionContext): ChildProcess {
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+  });
+  return child;
+}
+
+test('storage: a lock held by another live process is refused (file)', async (t) => {
+  const dataDir = tempDir(t);
+  await (await FileStorage.open({ dataDir })).close();
+  const holder = spawnIdle(t);
+  writeFileSync(join(dataDir, 'LOCK'), `${holder.pid}\n`);
+  const error = await t.throwsAsync(FileStorage.open({ dataDir }));
+  t.true(isRaftQueueError(error, 'STORAGE_LOCKED'));
+  t.regex(error?.message ?? '', new RegExp(`process ${holder.pid}`));
+});
+
+test('storage: a stale lock from a dead process is taken over (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const first = await FileStorage.open({ dataDir });
+  await persist(first, { entries: entries(1, 2, 1) });
+  await first.close();
+  const dead = spawnIdle(t);
+  const exited = new Promise((resolve) => dead.once('exit', resolve));
+  dead.kill('SIGKILL');
+  await exited;
+  writeFileSync(join(dataDir, 'LOCK'), `${dead.pid}\n`);
+  const storage = await FileStorage.open({ dataDir });
+  t.teardown(() => storage.close());
+  t.is(storage.lastIndex(), 2);
+  t.is(readFileSync(join(dataDir, 'LOCK'), 'utf8').trim(), String(process.pid));
+});
+
+test('storage: another format version is refused with a clear error (file)', async (t) => {
+  const dataDir = tempDir(t);
+  await (await FileStorage.open({ dataDir })).close();
+  writeFileSync(join(dataDir, 'VERSION'), 'raftqueue-storage 2\n');
+  const error = await t.throwsAsync(FileStorage.open({ dataDir }));
+  t.true(isRaftQueueError(error, 'STORAGE_VERSION'));
+  t.regex(error?.message ?? '', /uses storage format 2; this raftqueue reads format 1 only/);
+  t.false(existsSync(join(dataDir, 'LOCK')), 'a refused open leaves no lock behind');
+});
+
+test('storage: a directory with files but no VERSION is refused (file)', async (t) => {
+  const dataDir = tempDir(t);
+  writeFileSync(join(dataDir, 'something-else'), 'x');
+  const error = await t.throwsAsync(FileStorage.open({ dataDir }));
+  t.true(isRaftQueueError(error, 'STORAGE_VERSION'));
+});
+
+/** The fs steps a persist takes, each failed in turn with a typical errno. */
+const failurePoints = [
+  ['write', 'ENOSPC'],
+  ['fdatasync', 'EIO'],
+  ['open', 'EACCES'],
+  ['rename', 'ENOSPC'],
+  ['fsync', 'EIO'],
+] as const;
+
+for (const [operation, code] of failurePoints) {
+  test(`storage: ${code} in ${operation} surfaces as STORAGE_FAILED, fail-stops, and loses nothing acknowledged (file)`, async (t) => {
+    const dataDir = tempDir(t);
+    let armed = false;
+    let failedCalls = 0;
+    const fs = faultyFs(nodeStorageFs, (op) => {
+      if (!armed || op !== operation) return undefined;
+      failedCalls++;
+      return code;
+    });
+    const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096, fs });
+    t.teardown(() => storage.close());
+    let acknowledged = 0;
+    let failure: RaftQueueError | undefined;
+    for (let lo = 1; lo <= 400 && failure === undefined; lo += 10) {
+      // Arm after some progress, so the failure lands mid-log (a roll, a term change, ...).
+      if (lo > 150) armed = true;
+      const term = lo > 200 ? 2 : 1;
+      try {
+        await persist(storage, { entries: entries(lo, lo + 9, term, 100), hardState: hardState(term, 'n1', lo - 1) });
+        acknowledged = lo + 9;
+      } catch (error) {
+        failure = error as RaftQueueError;
+      }
+    }
+    t.truthy(failure, `a ${operation} failure was injected (${failedCalls} calls failed)`);
+    t.true(isRaftQueueError(failure, 'STORAGE_FAILED'));
+    t.is((failure?.cause as { code?: string } | undefined)?.code, code);
+    t.true(storage.status().failed);
+    await t.throwsAsync(persist(storage, { entries: entries(acknowledged + 1, acknowledged + 1, 2) }), {
+      message: /earlier failure/,
+    });
+    armed = false;
+    await storage.close();
+    const reopened = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+    t.teardown(() => reopened.close());
+    t.false(reopened.status().needsRepair, reopened.status().repairReason ?? '');
+    t.true(reopened.lastIndex() >= acknowledged, `${reopened.lastIndex()} >= ${acknowledged}`);
+    const held = allEntries(reopened);
+    t.is(held.length, reopened.lastIndex());
+    t.true(held.every(isIntact));
+  });
+}
+
+test('storage: a crash between the snapshot file and the log reset recovers to the snapshot (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir });
+  await persist(storage, { entries: entries(1, 30, 1), hardState: hardState(1, null, 5) });
+  await storage.close();
+  // The leader's snapshot at 20 (term 3) made it to disk; the reset record did not.
+  writeFileSync(join(dataDir, 'snapshots', `${(20).toString(16).padStart(16, '0')}-${'3'.padStart(16, '0')}.snap`), encodeSnapshotFile(snapshotAt(20, 3)));
+  const reopened = await FileStorage.open({ dataDir });
+  t.teardown(() => reopened.close());
+  t.false(reopened.status().needsRepair);
+  t.is(reopened.firstIndex(), 21);
+  t.is(reopened.lastIndex(), 20, 'entries after the snapshot from another history are dropped');
+  t.is(reopened.term(20), 3);
+});
+
+test('storage: a missing segment in the middle means needsRepair (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  for (let lo = 1; lo <= 200; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  await storage.close();
+  const names = walNames(dataDir);
+  const missing = names[2] ?? '';
+  rmSync(join(dataDir, 'wal', missing));
+  const reopened = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  t.teardown(() => reopened.close());
+  const status = reopened.status();
+  t.true(status.needsRepair);
+  t.regex(status.repairReason ?? '', /segments 3 to 3 are missing/);
+  t.true(reopened.lastIndex() > 0 && reopened.lastIndex() < 200, 'serves the valid prefix');
+  t.true(allEntries(reopened).every(isIntact));
+  t.deepEqual(walNames(dataDir), names.filter((name) => name !== missing), 'nothing deleted');
+});
+
+test('storage: a gap between the snapshot and the first entry means needsRepair (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  for (let lo = 1; lo <= 200; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  await compact(storage, snapshotAt(50, 1));
+  await storage.close();
+  const names = walNames(dataDir);
+  rmSync(join(dataDir, 'wal', names[0] ?? ''));
+  const reopened = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  t.teardown(() => reopened.close());
+  t.true(reopened.status().needsRepair);
+  t.regex(reopened.status().repairReason ?? '', /gap between the snapshot at 50 and the first entry/);
+  t.is(reopened.firstIndex(), 51);
+  t.is(reopened.lastIndex(), 50, 'nothing after the gap is served');
+});
+
+test('storage: a WAL emptied after voting means needsRepair, and the vote is kept (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir });
+  await persist(storage, { entries: entries(1, 5, 4), hardState: hardState(4, 'n3', 3) });
+  await storage.close();
+  for (const name of walNames(dataDir)) rmSync(join(dataDir, 'wal', name));
+  const reopened = await FileStorage.open({ dataDir });
+  t.teardown(() => reopened.close());
+  t.true(reopened.status().needsRepair);
+  t.regex(reopened.status().repairReason ?? '', /WAL data was lost after voting/);
+  t.is(reopened.hardState().term, 4);
+  t.is(reopened.hardState().vote, 'n3', 'never forget a vote');
+});
+
+test('storage: needsRepair survives later writes and a restart, and a leader snapshot repairs it (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const options = { dataDir, segmentBytesMax: 4096 };
+  const storage = await FileStorage.open(options);
+  for (let lo = 1; lo <= 200; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  await storage.close();
+  const names = walNames(dataDir);
+  rmSync(join(dataDir, 'wal', names[2] ?? ''));
+
+  const damaged = await FileStorage.open(options);
+  const served = damaged.lastIndex();
+  // The leader appends after the served prefix; the node must still not vote after a restart.
+  await persist(damaged, { entries: entries(served + 1, served + 5, 2), hardState: hardState(2, null, 0) });
+  await damaged.close();
+  t.true(existsSync(join(dataDir, 'NEEDS_REPAIR')));
+
+  const again = await FileStorage.open(options);
+  t.true(again.status().needsRepair);
+  t.regex(again.status().repairReason ?? '', /marked for repair earlier/);
+  t.is(again.lastIndex(), served + 5, 'the checkpoint and the writes after it are replayed');
+  t.true(allEntries(again).every(isIntact));
+  await persist(again, { snapshot: snapshotAt(300, 3), entries: entries(301, 302, 3), hardState: hardState(3, null, 300) });
+  t.false(again.status().needsRepair);
+  t.false(existsSync(join(dataDir, 'NEEDS_REPAIR')));
+  t.is(walNames(dataDir).length, 1, 'the damaged segments are gone once superseded');
+  await again.close();
+
+  const repaired = await FileStorage.open(options);
+  t.teardown(() => repaired.close());
+  t.false(repaired.status().needsRepair, repaired.status().repairReason ?? '');
+  t.is(repaired.firstIndex(), 301);
+  t.is(repaired.lastIndex(), 302);
+  t.deepEqual(repaired.hardState(), hardState(3, null, 300));
+});
+
+test('storage: compaction while damaged deletes no file (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const options = { dataDir, segmentBytesMax: 4096 };
+  const storage = await FileStorage.open(options);
+  for (let lo = 1; lo <= 200; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  await compact(storage, snapshotAt(20, 1));
+  await storage.close();
+  const names = walNames(dataDir);
+  rmSync(join(dataDir, 'wal', names[names.length - 3] ?? ''));
+  const damaged = await FileStorage.open(options);
+  t.teardown(() => damaged.close());
+  t.true(damaged.status().needsRepair);
+  const walBefore = walNames(dataDir);
+  const snapshotsBefore = readdirSync(join(dataDir, 'snapshots'));
+  await compact(damaged, snapshotAt(damaged.lastIndex(), 1));
+  t.deepEqual(walNames(dataDir), walBefore);
+  t.deepEqual(readdirSync(join(dataDir, 'snapshots')).filter((name) => snapshotsBefore.includes(name)), snapshotsBefore);
+});
+
+test('storage: requests after close fail with CLOSED (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir });
+  await storage.close();
+  const error = await t.throwsAsync(persist(storage, { entries: entries(1, 1, 1) }));
+  t.true(isRaftQueueError(error, 'CLOSED'));
+});
