@@ -1,0 +1,59 @@
+/**
+ * The events a RaftQueue emits and the message shape it hands to applications.
+ */
+import type { RaftQueueError } from './errors.js';
+
+/** The role as applications see it (a pre-candidate counts as a candidate). */
+export type PublicRole = 'leader' | 'follower' | 'candidate';
+
+export interface LeaderChange {
+  /** The new leader's id; undefined while there is none. */
+  readonly leaderId: string | undefined;
+  readonly term: number;
+}
+
+export interface RoleChange {
+  readonly role: PublicRole;
+  readonly term: number;
+}
+
+export interface DeadLettered {
+  readonly topic: string;
+  readonly offset: number;
+  readonly group: string;
+  readonly deadLetterTopic: string;
+  readonly deadLetterOffset: number;
+  readonly reason: string;
+  readonly attempts: number;
+}
+
+/** A message as an application receives it. */
+export interface QueueMessage<T = unknown> {
+  readonly topic: string;
+  readonly offset: number;
+  readonly payload: T;
+  /** Leader wall-clock time (ms since the epoch) when the message was committed. */
+  readonly publishedAt: number;
+  /** Deliveries so far, this one included (1 for a first delivery). */
+  readonly deliveryCount: number;
+  /** The consumer group this delivery belongs to ('default' for consume). */
+  readonly group: string;
+}
+
+/** A message delivered by `subscribe` or `messages`: settle it exactly once. */
+export interface Delivery<T = unknown> extends QueueMessage<T> {
+  /** Done with it. Rejects with STALE_DELIVERY if the delivery expired meanwhile. */
+  ack(): Promise<void>;
+  /** Give it back, available again after `delayMs` (default 0). */
+  nack(options?: { delayMs?: number }): Promise<void>;
+  /** Restart the ack deadline (a long-running handler). */
+  extend(): Promise<void>;
+}
+
+export interface RaftQueueEvents {
+  leaderChanged: (change: LeaderChange) => void;
+  roleChanged: (change: RoleChange) => void;
+  deadLettered: (event: DeadLettered) => void;
+  /** The node stopped on an unrecoverable failure (STORAGE_FAILED, invariant); see `closed()`. */
+  error: (error: RaftQueueError) => void;
+}

@@ -1,0 +1,46 @@
+/**
+ * raftqueue: a Raft-replicated topic queue that runs inside any Node.js app.
+ *
+ * This entry is the one composition point that builds the default TCP transport from `peers`,
+ * so `new RaftQueue({ id, peers, dataDir })` just works while nothing below knows about TCP.
+ */
+import { RaftQueue as RaftQueueBase } from './raft-queue.js';
+import type { RaftQueueDependencies } from './raft-queue.js';
+import type { RaftQueueOptions, ResolvedOptions } from './options.js';
+import { TcpTransport } from '../transports/tcp/index.js';
+import type { TcpTransportOptions } from '../transports/tcp/index.js';
+import type { Transport } from './transport.js';
+
+function tcpTransport(o: ResolvedOptions): Transport {
+  return new TcpTransport({
+    id: o.id,
+    peers: { ...o.peers },
+    clusterId: o.clusterId,
+    clusterSecret: o.clusterSecret,
+    ...(o.tls ? { tls: o.tls as NonNullable<TcpTransportOptions['tls']> } : {}),
+  });
+}
+
+/** A member of a replicated queue cluster, talking to its peers over TCP (optionally TLS). */
+export class RaftQueue extends RaftQueueBase {
+  constructor(options: RaftQueueOptions, deps: RaftQueueDependencies = {}) {
+    super(options, { createTransport: tcpTransport, ...deps });
+  }
+}
+
+export { RaftQueueError, ErrorCode, isRaftQueueError } from './errors.js';
+export { resolveOptions, isLoopbackAddress } from './options.js';
+export type { RaftQueueOptions, ResolvedOptions } from './options.js';
+export type {
+  CallOptions,
+  PeerStatus,
+  PublishOptions,
+  PublishReceipt,
+  QueueStatus,
+  RaftQueueDependencies,
+  SubscribeOptions,
+  Subscription,
+} from './raft-queue.js';
+export type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents, RoleChange } from './events.js';
+export type { TopicOptions } from './queue/index.js';
+export type { Transport, TransportHandlers, TransportStats, PeerMessage, AppMessage } from './transport.js';

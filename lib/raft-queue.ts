@@ -1,0 +1,690 @@
+/**
+ * RaftQueue: the public facade. A replicated topic queue with work-queue and pub/sub semantics,
+ * embedded in any Node app. Promises live here and nowhere below.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'eventemitter3';
+import { Packr } from 'msgpackr';
+import { createRandom } from './core/random.js';
+import { RaftQueueError } from './errors.js';
+import type { ErrorCode } from './errors.js';
+import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents } from './events.js';
+import { systemClock } from './node/clock.js';
+import { RaftNode } from './node/raft-node.js';
+import type { NodeEvent, RequestCommand } from './node/raft-node.js';
+import { resolveOptions } from './options.js';
+import type { RaftQueueOptions, ResolvedOptions } from './options.js';
+import { QueueStateMachine, validateTopicName } from './queue/index.js';
+import type { ApplyResult, Delivery as StoredDelivery, StoredMessage, TopicOptions } from './queue/index.js';
+import { FileStorage, MemoryStorage } from './storage/index.js';
+import type { Storage } from './storage/index.js';
+import type { Transport } from './transport.js';
+
+/** Payload codec: any msgpack value, with every option explicit. */
+const payloadPackr = new Packr({ useRecords: false, structuredClone: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false });
+
+export interface CallOptions {
+  /** Deadline for this call; default `requestTimeoutMs`. */
+  readonly timeoutMs?: number;
+}
+
+export interface PublishOptions extends CallOptions {
+  /** Idempotency key: a repeat within the dedup window returns the first receipt with duplicate: true. */
+  readonly publishId?: string;
+}
+
+export interface PublishReceipt {
+  readonly topic: string;
+  readonly offset: number;
+  readonly duplicate: boolean;
+}
+
+export interface SubscribeOptions {
+  /** Consumer group (default 'default'): groups fan out, consumers within one compete. */
+  readonly group?: string;
+  /** Deliveries this consumer holds at once (credit); default 16. */
+  readonly maxInFlight?: number;
+  /** Unacknowledged deliveries return to the group after this long; default 30000. */
+  readonly ackTimeoutMs?: number;
+  /** After this many attempts a message moves to the topic's dead-letter topic; default 5. */
+  readonly maxDeliveries?: number;
+  /** With subscribe: delay before a message whose handler threw is redelivered; default 0. */
+  readonly nackDelayMs?: number;
+}
+
+export interface Subscription {
+  readonly topic: string;
+  readonly group: string;
+  /** Stops pulling, waits for running handlers, and returns unsettled deliveries to the group. */
+  unsubscribe(): Promise<void>;
+}
+
+export interface PeerStatus {
+  readonly id: string;
+  readonly address: string;
+  /** Leader only: replication progress of this follower. */
+  readonly match?: number;
+  readonly next?: number;
+  readonly state?: string;
+}
+
+export interface QueueStatus {
+  readonly id: string;
+  readonly role: PublicRole;
+  readonly term: number;
+  /** undefined while no leader is known. */
+  readonly leaderId: string | undefined;
+  readonly commitIndex: number;
+  readonly appliedIndex: number;
+  /** The node's log was found damaged: it does not vote until repaired from the leader. */
+  readonly needsRepair: boolean;
+  readonly peers: readonly PeerStatus[];
+}
+
+export interface RaftQueueDependencies {
+  /** Builds the peer transport from the resolved options (the package entry passes TCP). */
+  readonly createTransport?: (options: ResolvedOptions) => Transport;
+}
+
+type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+/**
+ * A member of a replicated queue cluster. Any member serves every call: followers forward to
+ * the leader and resolve once the result is applied locally.
+ */
+export class RaftQueue extends EventEmitter<RaftQueueEvents> {
+  readonly options: ResolvedOptions;
+  private readonly deps: RaftQueueDependencies;
+  private node: RaftNode | undefined;
+  private state: State = 'new';
+  private leaderId: string | undefined;
+  private term = 0;
+  private leaderTerm = 0;
+  private role: PublicRole = 'follower';
+  private ridSeq = 0;
+  private readonly ridPrefix = randomUUID().slice(0, 8);
+  private readonly subscriptions = new Set<SubscriptionImpl>();
+  private closedResolve!: (error: RaftQueueError | undefined) => void;
+  private readonly closedPromise = new Promise<RaftQueueError | undefined>((resolve) => {
+    this.closedResolve = resolve;
+  });
+
+  /** Validates `options` (throws RaftQueueError INVALID_OPTIONS naming the field). */
+  constructor(options: RaftQueueOptions, deps: RaftQueueDependencies = {}) {
+    super();
+    this.options = resolveOptions(options);
+    this.deps = deps;
+    if (!this.options.transport && !deps.createTransport) {
+      throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
+    }
+  }
+
+  /** Recovers storage and starts listening. Does not wait for a leader. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new RaftQueueError('CLOSED', `start() called twice (state ${this.state})`);
+    this.state = 'starting';
+    const o = this.options;
+    let storage: Storage | undefined;
+    try {
+      storage =
+        o.storage === 'memory'
+          ? new MemoryStorage()
+          : await FileStorage.open({ dataDir: o.dataDir as string, ...(o.segmentBytesMax ? { segmentBytesMax: o.segmentBytesMax } : {}) });
+      const transport = o.transport ?? (this.deps.createTransport as (x: ResolvedOptions) => Transport)(o);
+      const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
+      this.node = new RaftNode({
+        id: o.id,
+        voters: o.voters,
+        storage,
+        transport,
+        clock: systemClock,
+        random: createRandom(seed),
+        stateMachine: new QueueStateMachine({ dedupWindowMax: o.dedupWindowMax, dedupWindowMs: o.dedupWindowMs, messageBytesMax: o.messageBytesMax }),
+        tickIntervalMs: o.tickIntervalMs,
+        electionTimeoutTicks: o.electionTimeoutTicks,
+        heartbeatIntervalTicks: o.heartbeatIntervalTicks,
+        snapshotEveryEntries: o.snapshotEveryEntries,
+        retryIntervalMs: o.retryIntervalMs,
+        timeTickIntervalMs: 250,
+        onEvent: (e) => this.onNodeEvent(e),
+      });
+      await this.node.start();
+      this.state = 'running';
+    } catch (error) {
+      this.state = 'stopped';
+      await storage?.close().catch((closeError: unknown) => this.log(`closing storage after a failed start: ${String(closeError)}`));
+      if (error instanceof RaftQueueError) throw error;
+      throw new RaftQueueError('TRANSPORT_FAILED', `start failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+  }
+
+  /** Resolves with the leader's id once one is known (immediately if already). */
+  waitForLeader(options: CallOptions = {}): Promise<string> {
+    this.assertRunning();
+    if (this.leaderId !== undefined) return Promise.resolve(this.leaderId);
+    const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const onChange = (c: LeaderChange): void => {
+        if (c.leaderId === undefined) return;
+        clearTimeout(timer);
+        this.off('leaderChanged', onChange);
+        resolve(c.leaderId);
+      };
+      const timer = setTimeout(() => {
+        this.off('leaderChanged', onChange);
+        reject(new RaftQueueError('NO_LEADER', `no leader within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.on('leaderChanged', onChange);
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Topics
+
+  /** Creates `topic`; true if created, false if it already existed. */
+  async createTopic(topic: string, options: TopicOptions & CallOptions = {}): Promise<boolean> {
+    checkTopic(topic);
+    const { timeoutMs, ...opts } = options;
+    const cmd: RequestCommand = { t: 'createTopic', rid: this.rid(), topic, ...(Object.keys(opts).length > 0 ? { opts } : {}) };
+    return (await this.run(cmd, timeoutMs)) as boolean;
+  }
+
+  /** Deletes `topic` and everything in it; true if it existed. */
+  async deleteTopic(topic: string, options: CallOptions = {}): Promise<boolean> {
+    checkTopic(topic);
+    return (await this.run({ t: 'deleteTopic', rid: this.rid(), topic }, options.timeoutMs)) as boolean;
+  }
+
+  /** Topic names in creation order (a linearizable read). */
+  async topics(options: CallOptions = {}): Promise<string[]> {
+    await this.barrier(options.timeoutMs);
+    return this.requireNode().stateMachine.topics();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Publish and consume
+
+  /** Appends `payload` (any msgpack value) to `topic`, resolving once committed and applied. */
+  async publish(topic: string, payload: unknown, options: PublishOptions = {}): Promise<PublishReceipt> {
+    checkTopic(topic);
+    const bytes = encodePayload(payload);
+    if (bytes.length > this.options.messageBytesMax) {
+      throw new RaftQueueError('PAYLOAD_TOO_LARGE', `payload is ${bytes.length} bytes; messageBytesMax is ${this.options.messageBytesMax}`);
+    }
+    if (options.publishId !== undefined && (typeof options.publishId !== 'string' || options.publishId.length === 0 || options.publishId.length > 256)) {
+      throw new RaftQueueError('INVALID_OPTIONS', 'invalid option publishId: a string of 1 to 256 characters');
+    }
+    const cmd: RequestCommand = {
+      t: 'publish',
+      rid: this.rid(),
+      topic,
+      payload: bytes,
+      ...(options.publishId !== undefined ? { publishId: options.publishId } : {}),
+    };
+    const { value, duplicate } = await this.runFull(cmd, options.timeoutMs);
+    return { topic, offset: (value as { offset: number }).offset, duplicate };
+  }
+
+  /** Removes and returns the oldest message of `topic` (group 'default'); undefined if empty. */
+  async consume<T = unknown>(topic: string, options: CallOptions = {}): Promise<QueueMessage<T> | undefined> {
+    checkTopic(topic);
+    const value = (await this.run({ t: 'consume', rid: this.rid(), topic }, options.timeoutMs)) as StoredMessage | null;
+    if (value === null) return undefined;
+    return toMessage<T>(value, 'default');
+  }
+
+  /**
+   * Delivers messages of `topic` to `handler`, at most `maxInFlight` at a time. Resolving the
+   * handler's promise acknowledges the message; throwing returns it for redelivery.
+   */
+  subscribe<T = unknown>(topic: string, handler: (message: QueueMessage<T>) => unknown, options: SubscribeOptions = {}): Subscription {
+    checkTopic(topic);
+    this.assertRunning();
+    const sub = new SubscriptionImpl(this, topic, resolveSubscribe(options), {
+      onDelivery: (d) => this.runHandler(sub, handler as (m: QueueMessage) => unknown, d),
+    });
+    this.subscriptions.add(sub);
+    sub.start();
+    return sub;
+  }
+
+  /** Deliveries of `topic` as an async iterator; settle each with ack/nack. */
+  messages<T = unknown>(topic: string, options: SubscribeOptions = {}): AsyncIterableIterator<Delivery<T>> {
+    checkTopic(topic);
+    this.assertRunning();
+    const buffer: Delivery<T>[] = [];
+    const waiting: ((r: IteratorResult<Delivery<T>>) => void)[] = [];
+    let done = false;
+    const sub = new SubscriptionImpl(this, topic, resolveSubscribe(options), {
+      onDelivery: (d) => {
+        const delivery = this.toDelivery<T>(sub, d);
+        const w = waiting.shift();
+        if (w) w({ value: delivery, done: false });
+        else buffer.push(delivery);
+      },
+      onClose: () => {
+        done = true;
+        for (const w of waiting.splice(0)) w({ value: undefined, done: true });
+      },
+    });
+    this.subscriptions.add(sub);
+    sub.start();
+    const iterator: AsyncIterableIterator<Delivery<T>> = {
+      next: () => {
+        const d = buffer.shift();
+        if (d) return Promise.resolve({ value: d, done: false });
+        if (done) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => waiting.push(resolve));
+      },
+      return: async () => {
+        // Deliveries handed out but not settled go back now: the loop that held them is gone.
+        await sub.unsubscribe(0);
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Observation and lifecycle
+
+  /** This member's view of the cluster (local, not a linearizable read). */
+  status(): QueueStatus {
+    const node = this.node;
+    const s = node?.status();
+    const peers: PeerStatus[] = this.options.voters.map((id) => {
+      const p = s?.progress?.[id];
+      return { id, address: this.options.peers[id] as string, ...(p ? { match: p.match, next: p.next, state: p.state } : {}) };
+    });
+    return {
+      id: this.options.id,
+      role: s ? publicRole(s.role) : 'follower',
+      term: s?.term ?? 0,
+      leaderId: s?.leaderId ?? undefined,
+      commitIndex: s?.commitIndex ?? 0,
+      appliedIndex: node?.stateMachine.appliedIndex ?? 0,
+      needsRepair: s?.needsRepair ?? false,
+      peers,
+    };
+  }
+
+  /** Resolves when the node has stopped: undefined after stop(), the error after a failure. */
+  closed(): Promise<RaftQueueError | undefined> {
+    return this.closedPromise;
+  }
+
+  /** Stops: subscriptions end, leadership is handed over first if this node leads. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') {
+      await this.closedPromise;
+      return;
+    }
+    if (this.state === 'new') {
+      this.state = 'stopped';
+      this.closedResolve(undefined);
+      return;
+    }
+    this.state = 'stopping';
+    await Promise.allSettled([...this.subscriptions].map((s) => s.unsubscribe(250)));
+    const node = this.node;
+    if (node) await new Promise<void>((resolve) => node.stop(this.options.handoverTimeoutMs, resolve));
+    this.state = 'stopped';
+    this.closedResolve(undefined);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Internals shared with subscriptions
+
+  /** @internal Submits a command and resolves with its value, or rejects with its error code. */
+  async run(cmd: RequestCommand, timeoutMs?: number): Promise<unknown> {
+    return (await this.runFull(cmd, timeoutMs)).value;
+  }
+
+  /** @internal */
+  runFull(cmd: RequestCommand, timeoutMs?: number): Promise<{ value: unknown; duplicate: boolean }> {
+    const node = this.requireNode();
+    return new Promise((resolve, reject) => {
+      node.submit(cmd, timeoutMs ?? this.options.requestTimeoutMs, (outcome) => {
+        if (!outcome.ok) reject(outcome.error);
+        else if (!outcome.result.ok) reject(resultError(outcome.result));
+        else resolve({ value: outcome.result.value, duplicate: outcome.result.duplicate });
+      });
+    });
+  }
+
+  /** @internal A fresh request id; reused by the node on its own retries. */
+  rid(): string {
+    return `${this.options.id}.${this.ridPrefix}.${++this.ridSeq}`;
+  }
+
+  /** @internal */
+  removeSubscription(sub: SubscriptionImpl): void {
+    this.subscriptions.delete(sub);
+  }
+
+  /** @internal */
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  private barrier(timeoutMs: number | undefined): Promise<void> {
+    const node = this.requireNode();
+    return new Promise((resolve, reject) => {
+      node.readBarrier(timeoutMs ?? this.options.requestTimeoutMs, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  private toDelivery<T>(sub: SubscriptionImpl, d: StoredDelivery): Delivery<T> {
+    const base = toMessage<T>(d, d.group);
+    let settled = false;
+    const settle = async (cmd: RequestCommand): Promise<void> => {
+      if (settled) throw new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
+      settled = cmd.t !== 'extend' ? true : settled;
+      try {
+        await this.run(cmd);
+      } finally {
+        if (cmd.t !== 'extend') sub.release();
+      }
+    };
+    return {
+      ...base,
+      ack: () => settle({ t: 'ack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token }),
+      nack: (o = {}) => settle({ t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: o.delayMs ?? 0 }),
+      extend: async () => {
+        if (settled) throw new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
+        await this.run({ t: 'extend', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token });
+      },
+    };
+  }
+
+  private async runHandler(sub: SubscriptionImpl, handler: (m: QueueMessage) => unknown, d: StoredDelivery): Promise<void> {
+    const message = toMessage(d, d.group);
+    let ok = true;
+    try {
+      await handler(message);
+    } catch (error) {
+      ok = false;
+      this.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const cmd: RequestCommand = ok
+      ? { t: 'ack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token }
+      : { t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs };
+    try {
+      await this.run(cmd);
+    } catch (error) {
+      // The delivery expired (STALE_DELIVERY) or the node stopped: the queue redelivers it.
+      this.log(`settling ${d.topic}@${d.offset}: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      sub.release();
+    }
+  }
+
+  private onNodeEvent(e: NodeEvent): void {
+    switch (e.type) {
+      case 'softState': {
+        const leaderId = e.leaderId ?? undefined;
+        const role = publicRole(e.role);
+        this.term = e.term;
+        if (role !== this.role) {
+          this.role = role;
+          this.log(`role ${role} (term ${e.term})`);
+          this.emit('roleChanged', { role, term: e.term });
+        }
+        // A change is a new leader, or the same one re-elected in a later term.
+        if (leaderId !== this.leaderId || (leaderId !== undefined && e.term !== this.leaderTerm)) {
+          this.leaderId = leaderId;
+          this.leaderTerm = e.term;
+          this.log(`leader ${leaderId ?? 'none'} (term ${e.term})`);
+          this.emit('leaderChanged', { leaderId, term: e.term });
+        }
+        return;
+      }
+      case 'queue': {
+        const q = e.event;
+        if (q.type === 'deadLettered') {
+          const event: DeadLettered = {
+            topic: q.topic,
+            offset: q.offset,
+            group: q.group,
+            deadLetterTopic: q.deadLetterTopic,
+            deadLetterOffset: q.deadLetterOffset,
+            reason: q.reason,
+            attempts: q.attempts,
+          };
+          this.emit('deadLettered', event);
+        }
+        if (q.type === 'published' || q.type === 'available') {
+          for (const sub of this.subscriptions) sub.wake(q.topic);
+        }
+        return;
+      }
+      case 'fatal': {
+        this.log(`stopped: ${e.error.message}`);
+        this.state = 'stopped';
+        for (const sub of this.subscriptions) sub.abort();
+        if (this.listenerCount('error') > 0) this.emit('error', e.error);
+        this.closedResolve(e.error);
+        return;
+      }
+    }
+  }
+
+  private requireNode(): RaftNode {
+    this.assertRunning();
+    return this.node as RaftNode;
+  }
+
+  private assertRunning(): void {
+    if (this.state !== 'running') {
+      const code: ErrorCode = 'CLOSED';
+      throw new RaftQueueError(code, this.state === 'new' ? 'call start() first' : `the queue is ${this.state}`);
+    }
+  }
+
+  private log(line: string): void {
+    this.options.logger?.(`[raftqueue ${this.options.id}] ${line}`);
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Subscriptions: pull-based, credit-bounded delivery
+
+interface ResolvedSubscribe {
+  readonly group: string;
+  readonly maxInFlight: number;
+  readonly ackTimeoutMs: number;
+  readonly maxDeliveries: number;
+  readonly nackDelayMs: number;
+}
+
+function resolveSubscribe(o: SubscribeOptions): ResolvedSubscribe {
+  const group = o.group ?? 'default';
+  const bad = validateTopicName(group);
+  if (bad) throw new RaftQueueError('INVALID_OPTIONS', `invalid option group: ${bad}`);
+  const int = (name: string, v: number | undefined, dflt: number, min: number, max: number): number => {
+    const x = v ?? dflt;
+    if (!Number.isInteger(x) || x < min || x > max) throw new RaftQueueError('INVALID_OPTIONS', `invalid option ${name}: an integer from ${min} to ${max}`);
+    return x;
+  };
+  return {
+    group,
+    maxInFlight: int('maxInFlight', o.maxInFlight, 16, 1, 10_000),
+    ackTimeoutMs: int('ackTimeoutMs', o.ackTimeoutMs, 30_000, 10, 86_400_000),
+    maxDeliveries: int('maxDeliveries', o.maxDeliveries, 5, 1, 1_000),
+    nackDelayMs: int('nackDelayMs', o.nackDelayMs, 0, 0, 86_400_000),
+  };
+}
+
+interface SubscriptionHooks {
+  onDelivery(delivery: StoredDelivery): void;
+  onClose?(): void;
+}
+
+/** How often an idle subscription asks again even without a wake-up (a safety net). */
+const IDLE_POLL_MS = 1_000;
+
+class SubscriptionImpl implements Subscription {
+  readonly group: string;
+  private readonly consumer: string;
+  private inFlight = 0;
+  private claiming = false;
+  private again = false;
+  private closed = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly drained: (() => void)[] = [];
+
+  constructor(
+    private readonly queue: RaftQueue,
+    readonly topic: string,
+    readonly options: ResolvedSubscribe,
+    private readonly hooks: SubscriptionHooks,
+  ) {
+    this.group = options.group;
+    this.consumer = `${queue.options.id}.${randomUUID()}`;
+  }
+
+  start(): void {
+    this.pull();
+  }
+
+  /** New messages may be claimable. */
+  wake(topic: string): void {
+    if (topic === this.topic) this.pull();
+  }
+
+  /** A delivery was settled: credit is free again. */
+  release(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) for (const d of this.drained.splice(0)) d();
+    this.pull();
+  }
+
+  private pull(): void {
+    if (this.closed || !this.queue.running) return;
+    if (this.claiming) {
+      this.again = true;
+      return;
+    }
+    const credit = this.options.maxInFlight - this.inFlight;
+    if (credit <= 0) return;
+    this.claiming = true;
+    this.again = false;
+    const cmd: RequestCommand = {
+      t: 'claim',
+      rid: this.queue.rid(),
+      topic: this.topic,
+      group: this.group,
+      consumer: this.consumer,
+      max: credit,
+      ackTimeoutMs: this.options.ackTimeoutMs,
+      maxDeliveries: this.options.maxDeliveries,
+    };
+    this.queue.run(cmd).then(
+      (value) => {
+        this.claiming = false;
+        const deliveries = value as StoredDelivery[];
+        if (this.closed) {
+          // Claimed while closing: give them straight back.
+          if (deliveries.length > 0) void this.releaseAll();
+          return;
+        }
+        for (const d of deliveries) {
+          this.inFlight++;
+          this.hooks.onDelivery(d);
+        }
+        if (deliveries.length > 0 || this.again) this.pull();
+        else this.idle();
+      },
+      (error: unknown) => {
+        this.claiming = false;
+        if (this.closed) return;
+        // TOPIC_NOT_FOUND, NO_LEADER, TIMEOUT...: keep trying at a gentle pace.
+        this.idle(error instanceof RaftQueueError && error.code === 'TOPIC_NOT_FOUND' ? IDLE_POLL_MS : 100);
+      },
+    );
+  }
+
+  private idle(delayMs = IDLE_POLL_MS): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      this.pull();
+    }, delayMs);
+    this.idleTimer.unref();
+  }
+
+  async unsubscribe(drainMs = 5_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.hooks.onClose?.();
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, drainMs);
+        this.drained.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    await this.releaseAll();
+    this.queue.removeSubscription(this);
+  }
+
+  /** The node stopped: no more pulls, nothing to release (deliveries expire on the leader). */
+  abort(): void {
+    this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.hooks.onClose?.();
+  }
+
+  private async releaseAll(): Promise<void> {
+    if (!this.queue.running) return;
+    try {
+      await this.queue.run({ t: 'release', rid: this.queue.rid(), topic: this.topic, group: this.group, consumer: this.consumer }, 2_000);
+    } catch (error) {
+      // Unsettled deliveries still return after ackTimeoutMs; nothing is lost.
+      if (!(error instanceof RaftQueueError)) throw error;
+    }
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Helpers
+
+function checkTopic(topic: string): void {
+  const problem = typeof topic === 'string' ? validateTopicName(topic) : 'a topic name is a string';
+  if (problem) throw new RaftQueueError('INVALID_TOPIC', `invalid topic ${JSON.stringify(topic)}: ${problem}`);
+}
+
+function encodePayload(payload: unknown): Uint8Array {
+  if (payload === undefined) throw new RaftQueueError('INVALID_OPTIONS', 'payload must not be undefined');
+  try {
+    return payloadPackr.pack(payload);
+  } catch (error) {
+    throw new RaftQueueError('INVALID_OPTIONS', `payload cannot be encoded as msgpack: ${String(error)}`, { cause: error });
+  }
+}
+
+function toMessage<T>(m: StoredMessage, group: string): QueueMessage<T> {
+  return {
+    topic: m.topic,
+    offset: m.offset,
+    payload: payloadPackr.unpack(m.payload) as T,
+    publishedAt: m.publishedAt,
+    deliveryCount: m.deliveryCount,
+    group,
+  };
+}
+
+function resultError(r: Extract<ApplyResult, { ok: false }>): RaftQueueError {
+  const code: ErrorCode = r.code === 'INVALID_COMMAND' ? 'INVALID_OPTIONS' : r.code;
+  return new RaftQueueError(code, r.message);
+}
+
+function publicRole(role: string): PublicRole {
+  if (role === 'leader') return 'leader';
+  if (role === 'follower') return 'follower';
+  return 'candidate';
+}

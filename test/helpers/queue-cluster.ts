@@ -1,0 +1,135 @@
+/**
+ * Starts RaftQueue clusters inside one test process: over the in-memory transport (with link
+ * controls) or over real TCP on loopback, with memory or file storage in temp directories.
+ * Everything is torn down in `t.teardown`, also when the test fails.
+ */
+import type { ExecutionContext } from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RaftQueue as TcpRaftQueue } from '../../lib/index.js';
+import { RaftQueue } from '../../lib/raft-queue.js';
+import type { RaftQueueOptions } from '../../lib/options.js';
+import { MemoryNetwork } from '../../transports/memory/index.js';
+
+export interface TestCluster {
+  readonly ids: string[];
+  readonly queues: Map<string, RaftQueue>;
+  readonly network: MemoryNetwork | undefined;
+  readonly dirs: Map<string, string>;
+  q(id: string): RaftQueue;
+  leader(): Promise<RaftQueue>;
+  followers(): Promise<RaftQueue[]>;
+  /** Builds a fresh RaftQueue for `id` (after a stop), same data directory and transport kind. */
+  restart(id: string): Promise<RaftQueue>;
+}
+
+export interface ClusterOptions {
+  readonly size?: number;
+  readonly transport?: 'memory' | 'tcp';
+  readonly storage?: 'memory' | 'file';
+  readonly start?: readonly string[];
+  readonly overrides?: Partial<RaftQueueOptions>;
+}
+
+/** Free loopback ports, found by binding port 0 and releasing. */
+export async function freePorts(n: number): Promise<number[]> {
+  const ports: number[] = [];
+  for (let i = 0; i < n; i++) {
+    ports.push(
+      await new Promise<number>((resolve, reject) => {
+        const s = createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+          const addr = s.address();
+          const port = typeof addr === 'object' && addr ? addr.port : 0;
+          s.close(() => resolve(port));
+        });
+      }),
+    );
+  }
+  return ports;
+}
+
+export async function startCluster(t: ExecutionContext, options: ClusterOptions = {}): Promise<TestCluster> {
+  const size = options.size ?? 3;
+  const ids = Array.from({ length: size }, (_, i) => `n${i + 1}`);
+  const kind = options.transport ?? 'memory';
+  const network = kind === 'memory' ? new MemoryNetwork() : undefined;
+  const ports = kind === 'tcp' ? await freePorts(size) : ids.map((_, i) => 7001 + i);
+  const peers = Object.fromEntries(ids.map((id, i) => [id, `127.0.0.1:${ports[i]}`]));
+  const dirs = new Map<string, string>();
+  const queues = new Map<string, RaftQueue>();
+  const storage = options.storage ?? 'memory';
+  if (storage === 'file') for (const id of ids) dirs.set(id, mkdtempSync(join(tmpdir(), `raftqueue-${id}-`)));
+
+  const build = (id: string): RaftQueue => {
+    const base: RaftQueueOptions = {
+      id,
+      peers,
+      ...(storage === 'file' ? { dataDir: dirs.get(id) as string } : { storage: 'memory' as const }),
+      requestTimeoutMs: 3_000,
+      retryIntervalMs: 300,
+      ...options.overrides,
+    };
+    if (network) return new RaftQueue({ ...base, transport: network.transport(id) });
+    return new TcpRaftQueue(base);
+  };
+
+  t.teardown(async () => {
+    await Promise.allSettled([...queues.values()].map((q) => q.stop()));
+    for (const dir of dirs.values()) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const id of options.start ?? ids) {
+    const q = build(id);
+    queues.set(id, q);
+  }
+  await Promise.all([...queues.values()].map((q) => q.start()));
+
+  const cluster: TestCluster = {
+    ids,
+    queues,
+    network,
+    dirs,
+    q(id) {
+      const q = queues.get(id);
+      if (!q) throw new Error(`no queue ${id}`);
+      return q;
+    },
+    async leader() {
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline) {
+        for (const q of queues.values()) if (q.status().role === 'leader') return q;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error('no leader within 5 s');
+    },
+    async followers() {
+      const leader = await cluster.leader();
+      return [...queues.values()].filter((q) => q !== leader);
+    },
+    async restart(id) {
+      const q = build(id);
+      queues.set(id, q);
+      await q.start();
+      return q;
+    },
+  };
+  return cluster;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `cond` every 10 ms until it holds or `withinMs` passes. */
+export async function eventually(cond: () => boolean | Promise<boolean>, withinMs = 5_000): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await sleep(10);
+  }
+  return cond();
+}
