@@ -1,0 +1,607 @@
+/**
+ * QueueStateMachine: the deterministic topic queue every node applies committed entries to.
+ *
+ * Contract: apply() is a pure function of the entries applied so far. Time is the leader-stamped
+ * `at` of each entry, made monotonic; nothing reads a clock or a random source, and iteration
+ * never depends on the order of a Map whose order could differ between nodes. apply() never
+ * throws on bad input (a rejected command changes nothing); it throws RaftInvariantError only
+ * when the state itself is broken, so that the node fail-stops.
+ */
+import { assert, RaftInvariantError, unreachable } from '../core/assert.js';
+import { EntryType, type Entry } from '../core/types.js';
+import {
+  deadLetterTopicName,
+  decodeCommand,
+  validateTopicName,
+  validateTopicOrDeadLetterName,
+  type Command,
+  type TopicOptions,
+} from './commands.js';
+import { DedupTable, DEDUP_WINDOW_MAX_DEFAULT, DEDUP_WINDOW_MS_DEFAULT, type DedupRecord } from './dedup.js';
+import { TimerHeap, TimerKind } from './heaps.js';
+import type { DeadLetterHeader } from './message-ring.js';
+import { decodeSnapshot, encodeSnapshot, type RestoredState } from './snapshot.js';
+import {
+  DEFAULT_GROUP,
+  GROUPS_PER_TOPIC_MAX,
+  MESSAGE_BYTES_MAX_DEFAULT,
+  TOPIC_MAX_BYTES_DEFAULT,
+  TOPIC_MAX_MESSAGES_DEFAULT,
+  TopicState,
+  type ApplyErrorCode,
+  type ApplyResult,
+  type Delivery,
+  type GroupState,
+  type PendingDelivery,
+  type QueueEvent,
+  type QueueTimer,
+  type StoredMessage,
+} from './state.js';
+
+/** Options of a state machine. Every node of a cluster must use the same values. */
+export interface QueueStateMachineOptions {
+  /** Most remembered request results (default 100,000). */
+  dedupWindowMax?: number;
+  /** How long a request result is remembered, in entry time (default 10 minutes). */
+  dedupWindowMs?: number;
+  /** Largest payload for topics that set no limit of their own (default 1 MiB). */
+  messageBytesMax?: number;
+}
+
+/** What apply() returns: the command's request id (to resolve its proposer), result and events. */
+export interface ApplyOutput {
+  rid: string | undefined;
+  result: ApplyResult;
+  events: QueueEvent[];
+}
+
+/** Dedup value of a claim: which deliveries it made, re-read on a repeat. */
+interface ClaimRecord {
+  topicId: number;
+  group: string;
+  /** Flat (offset, token) pairs. */
+  refs: number[];
+}
+
+/** Rebuild the timer heap without stale timers once it is this large and twice its last live size. */
+const TIMER_COMPACT_MIN = 4096;
+
+function ok(value: unknown): ApplyResult {
+  return { ok: true, value, duplicate: false };
+}
+
+function fail(code: ApplyErrorCode, message: string): ApplyResult {
+  return { ok: false, code, message };
+}
+
+export class QueueStateMachine {
+  /** Index of the last entry applied (Noop and Config entries included). */
+  appliedIndex = 0;
+
+  private readonly messageBytesMax: number;
+  private dedup: DedupTable;
+  private nowMs = 0;
+  private nextToken = 1;
+  private nextTopicId = 1;
+  private topicsByName = new Map<string, TopicState>();
+  private timers = new TimerHeap<GroupState>();
+  private timerCompactAt = TIMER_COMPACT_MIN;
+  /** Events of the entry being applied. */
+  private events: QueueEvent[] = [];
+  /** Attempts already made of the offset takeNext() returned last (avoids a result object). */
+  private takenAttempts = 0;
+
+  constructor(options: QueueStateMachineOptions = {}) {
+    this.messageBytesMax = options.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT;
+    this.dedup = new DedupTable(options.dedupWindowMax ?? DEDUP_WINDOW_MAX_DEFAULT, options.dedupWindowMs ?? DEDUP_WINDOW_MS_DEFAULT);
+    assert(this.messageBytesMax >= 1 && this.dedup.entriesMax >= 0 && this.dedup.windowMs >= 0, 'queue options are positive');
+  }
+
+  /**
+   * Applies one committed entry: the next index after appliedIndex. Deterministic; an invalid
+   * command is a rejection (ok: false) that changes nothing. Expired deliveries and ended nack
+   * delays are processed first, at the entry's time.
+   */
+  apply(entry: Entry): ApplyOutput {
+    assert(entry.index === this.appliedIndex + 1, `entries are applied in order (got ${entry.index} after ${this.appliedIndex})`);
+    this.appliedIndex = entry.index;
+    if (entry.type !== EntryType.Normal) return { rid: undefined, result: ok(null), events: [] };
+    const decoded = decodeCommand(entry.data);
+    if ('error' in decoded) return { rid: decoded.rid, result: fail('INVALID_COMMAND', decoded.error), events: [] };
+    try {
+      return this.applyCommand(decoded.command, decoded.atMs);
+    } catch (error) {
+      if (error instanceof RaftInvariantError) throw error;
+      // A bug, not bad input: the state may be half-changed, so the node must stop.
+      throw new RaftInvariantError(`queue apply failed at index ${entry.index}: ${error instanceof Error ? error.stack : String(error)}`);
+    }
+  }
+
+  // ---- read-only queries -------------------------------------------------------------------
+
+  /** Topic names in creation order. */
+  topics(): string[] {
+    return [...this.topicsByName.keys()];
+  }
+
+  hasTopic(topic: string): boolean {
+    return this.topicsByName.has(topic);
+  }
+
+  /** Messages waiting for `group` (not in flight): never delivered, or returned and not yet re-claimed. */
+  depth(topic: string, group: string = DEFAULT_GROUP): number {
+    const t = this.topicsByName.get(topic);
+    if (t === undefined) return 0;
+    const g = t.groups.get(group);
+    if (g === undefined) return t.ring.liveCount;
+    return t.ring.tailOffset - g.next - g.holesAhead + g.redeliver.size;
+  }
+
+  /** Totals over all topics. `messages`/`bytes`: retained payloads; `inFlight`: pending deliveries. */
+  stats(): { topics: number; messages: number; bytes: number; groups: number; inFlight: number; dedupEntries: number } {
+    let messages = 0;
+    let bytes = 0;
+    let groups = 0;
+    let inFlight = 0;
+    for (const t of this.topicsByName.values()) {
+      messages += t.ring.liveCount;
+      bytes += t.ring.liveBytes;
+      groups += t.groups.size;
+      for (const g of t.groups.values()) inFlight += g.pending.size;
+    }
+    return { topics: this.topicsByName.size, messages, bytes, groups, inFlight, dedupEntries: this.dedup.size };
+  }
+
+  /** The current entry time (monotonic max of applied `at`). */
+  get timeMs(): number {
+    return this.nowMs;
+  }
+
+  // ---- snapshots ---------------------------------------------------------------------------
+
+  /** The whole state as msgpack bytes (versioned): topics, messages, groups, dedup, time, counters. */
+  snapshot(): Uint8Array {
+    return encodeSnapshot({
+      nowMs: this.nowMs,
+      nextToken: this.nextToken,
+      nextTopicId: this.nextTopicId,
+      topics: [...this.topicsByName.values()],
+      dedup: this.dedup.records(),
+    });
+  }
+
+  /**
+   * Replaces the whole state with a snapshot taken at `index`. Throws RaftQueueError
+   * STORAGE_FAILED on a version mismatch or corrupt data, leaving the current state untouched.
+   */
+  restore(data: Uint8Array, index: number): void {
+    const state: RestoredState = decodeSnapshot(data);
+    const dedup = new DedupTable(this.dedup.entriesMax, this.dedup.windowMs);
+    for (const record of state.dedup) dedup.add(record);
+    const timers = new TimerHeap<GroupState>();
+    this.topicsByName = new Map();
+    for (const t of state.topics) {
+      this.topicsByName.set(t.name, t);
+      for (const g of t.groups.values()) {
+        for (const [offset, p] of g.pending) timers.push({ atMs: p.deadlineMs, token: p.token, kind: TimerKind.AckDeadline, group: g, offset });
+        for (const [offset, r] of g.redeliver) {
+          if (!r.ready) timers.push({ atMs: r.notBeforeMs, token: r.token, kind: TimerKind.NackDelay, group: g, offset });
+        }
+      }
+    }
+    this.dedup = dedup;
+    this.timers = timers;
+    this.timerCompactAt = Math.max(TIMER_COMPACT_MIN, timers.size * 2);
+    this.nowMs = state.nowMs;
+    this.nextToken = state.nextToken;
+    this.nextTopicId = state.nextTopicId;
+    this.appliedIndex = index;
+  }
+
+  // ---- apply -------------------------------------------------------------------------------
+
+  private applyCommand(command: Command, atMs: number): ApplyOutput {
+    const events: QueueEvent[] = [];
+    this.events = events;
+    if (atMs > this.nowMs) this.nowMs = atMs;
+    if (this.timers.nextAtMs <= this.nowMs) this.fireTimers();
+    this.dedup.evictExpired(this.nowMs);
+    if (command.t === 'tick') return { rid: undefined, result: ok(null), events };
+
+    const key = this.dedupKey(command);
+    if (key !== undefined) {
+      const record = this.dedup.get(key);
+      if (record !== undefined) return { rid: command.rid, result: this.replay(record, command), events };
+    }
+    const result = this.execute(command);
+    if (result.ok && key !== undefined) {
+      this.dedup.add({ key, atMs: this.nowMs, kind: command.t, value: this.dedupValue(command, result.value) });
+    }
+    return { rid: command.rid, result, events };
+  }
+
+  /**
+   * The dedup key: the publish id (namespaced by topic incarnation) for a publish that has one,
+   * else the request id. A publish id on a missing topic has no key (the publish fails anyway).
+   */
+  private dedupKey(command: Exclude<Command, { t: 'tick' }>): string | undefined {
+    if (command.t === 'publish' && command.publishId !== undefined) {
+      const t = this.topicsByName.get(command.topic);
+      return t === undefined ? undefined : `p${t.id}:${command.publishId}`;
+    }
+    return `r${command.rid}`;
+  }
+
+  private execute(command: Exclude<Command, { t: 'tick' }>): ApplyResult {
+    switch (command.t) {
+      case 'createTopic':
+        return this.createTopic(command.topic, command.opts);
+      case 'deleteTopic':
+        return this.deleteTopic(command.topic);
+      case 'publish':
+        return this.publish(command.topic, command.payload);
+      case 'consume':
+        return this.consume(command.topic);
+      case 'claim':
+        return this.claim(command);
+      case 'ack':
+      case 'nack':
+      case 'extend':
+        return this.settle(command);
+      case 'release':
+        return this.release(command.topic, command.group, command.consumer);
+      default:
+        return unreachable(command);
+    }
+  }
+
+  private topicOrFail(name: string): TopicState | ApplyResult {
+    const t = this.topicsByName.get(name);
+    if (t !== undefined) return t;
+    const invalid = validateTopicOrDeadLetterName(name);
+    return invalid === undefined ? fail('TOPIC_NOT_FOUND', `topic "${name}" does not exist`) : fail('INVALID_TOPIC', invalid);
+  }
+
+  private createTopic(name: string, opts: TopicOptions | undefined): ApplyResult {
+    const invalid = validateTopicOrDeadLetterName(name);
+    if (invalid !== undefined) return fail('INVALID_TOPIC', invalid);
+    if (this.topicsByName.has(name)) return ok(false);
+    this.addTopic(name, opts);
+    return ok(true);
+  }
+
+  private addTopic(name: string, opts: TopicOptions | undefined): TopicState {
+    const t = new TopicState(this.nextTopicId++, name, {
+      maxMessages: opts?.maxMessages ?? TOPIC_MAX_MESSAGES_DEFAULT,
+      maxBytes: opts?.maxBytes ?? TOPIC_MAX_BYTES_DEFAULT,
+      overflow: opts?.overflow ?? 'reject',
+      messageBytesMax: opts?.messageBytesMax ?? this.messageBytesMax,
+    });
+    t.addGroup(DEFAULT_GROUP);
+    this.topicsByName.set(name, t);
+    return t;
+  }
+
+  private deleteTopic(name: string): ApplyResult {
+    const t = this.topicsByName.get(name);
+    if (t === undefined) {
+      const invalid = validateTopicOrDeadLetterName(name);
+      return invalid === undefined ? ok(false) : fail('INVALID_TOPIC', invalid);
+    }
+    // Timers still reference the topic's groups; `deleted` makes them stale.
+    t.deleted = true;
+    this.topicsByName.delete(name);
+    this.events.push({ type: 'topicDeleted', topic: name });
+    return ok(true);
+  }
+
+  private publish(topic: string, payload: Uint8Array): ApplyResult {
+    const t = this.topicOrFail(topic);
+    if (!(t instanceof TopicState)) return t;
+    if (payload.length > t.options.messageBytesMax) {
+      return fail('PAYLOAD_TOO_LARGE', `payload of ${payload.length} bytes is over the topic's ${t.options.messageBytesMax}`);
+    }
+    const offset = this.append(t, payload, undefined);
+    if (offset < 0) return fail('TOPIC_FULL', `topic "${topic}" is full (${t.ring.liveCount} messages, ${t.ring.liveBytes} bytes)`);
+    this.events.push({ type: 'published', topic, offset });
+    return ok({ offset });
+  }
+
+  /**
+   * Appends under the topic's retention: returns the new offset, or -1 when the policy refuses
+   * (then nothing changed). 'dropOldest' removes the oldest messages from every group first.
+   */
+  private append(t: TopicState, payload: Uint8Array, header: DeadLetterHeader | undefined): number {
+    const ring = t.ring;
+    const { maxMessages, maxBytes } = t.options;
+    const size = payload.length;
+    if (size > maxBytes) return -1;
+    if (ring.liveCount + 1 > maxMessages || ring.liveBytes + size > maxBytes) {
+      if (t.options.overflow === 'reject') return -1;
+      while (ring.liveCount + 1 > maxMessages || ring.liveBytes + size > maxBytes) this.dropOldest(t);
+    }
+    return ring.push(payload, this.nowMs, header);
+  }
+
+  /** Drops the oldest message: every group that had not finished it moves past it. */
+  private dropOldest(t: TopicState): void {
+    const ring = t.ring;
+    assert(ring.liveCount > 0, 'dropOldest on an empty topic');
+    const h = ring.headOffset;
+    for (const g of t.groups.values()) {
+      // A pending or returned delivery just disappears: a later ack is STALE_DELIVERY.
+      if (g.pending.delete(h) || g.redeliver.delete(h)) continue;
+      if (g.next <= h) {
+        // Offsets in [next, h) are below the oldest live message: holes this group counted.
+        g.holesAhead -= h - g.next;
+        g.next = h + 1;
+      }
+    }
+    ring.remove(h);
+  }
+
+  /**
+   * The oldest offset `g` may take now: a ready redelivery, else the next never-delivered one.
+   * Returns -1 when there is none; sets takenAttempts.
+   */
+  private takeNext(g: GroupState): number {
+    while (g.ready.size > 0) {
+      const offset = g.ready.pop() as number;
+      const r = g.redeliver.get(offset);
+      if (r === undefined || !r.ready) continue;
+      g.redeliver.delete(offset);
+      this.takenAttempts = r.attempts;
+      return offset;
+    }
+    const ring = g.topic.ring;
+    while (g.next < ring.tailOffset) {
+      const offset = g.next++;
+      if (!ring.isLive(offset)) {
+        g.holesAhead--;
+        assert(g.holesAhead >= 0, 'a group skips only holes it counted');
+        continue;
+      }
+      this.takenAttempts = 0;
+      return offset;
+    }
+    return -1;
+  }
+
+  /** The group finished `offset` (ack, consume, dead-letter); the message goes once all groups have. */
+  private finish(g: GroupState, offset: number): void {
+    g.topic.ring.markDone(offset, g.topic.groups.size);
+  }
+
+  private message(t: TopicState, offset: number, deliveryCount: number): StoredMessage {
+    const ring = t.ring;
+    const payload = ring.payloadAt(offset);
+    assert(payload !== undefined, 'a delivered offset is live');
+    const m: StoredMessage = { topic: t.name, offset, payload, publishedAt: ring.publishedAtOf(offset), deliveryCount };
+    const header = ring.headers.size > 0 ? ring.headers.get(offset) : undefined;
+    if (header !== undefined) m.deadLetter = header;
+    return m;
+  }
+
+  private delivery(g: GroupState, offset: number, p: PendingDelivery): Delivery {
+    const m = this.message(g.topic, offset, p.attempt);
+    return { ...m, group: g.name, token: p.token, attempt: p.attempt, ackDeadline: p.deadlineMs };
+  }
+
+  private consume(topic: string): ApplyResult {
+    const t = this.topicOrFail(topic);
+    if (!(t instanceof TopicState)) return t;
+    const g = t.groups.get(DEFAULT_GROUP);
+    assert(g !== undefined, 'every topic has the default group');
+    const offset = this.takeNext(g);
+    if (offset < 0) return ok(null);
+    const m = this.message(t, offset, this.takenAttempts + 1);
+    this.finish(g, offset);
+    return ok(m);
+  }
+
+  private claim(c: Extract<Command, { t: 'claim' }>): ApplyResult {
+    const t = this.topicOrFail(c.topic);
+    if (!(t instanceof TopicState)) return t;
+    let g = t.groups.get(c.group);
+    if (g === undefined) {
+      const invalid = validateTopicName(c.group);
+      if (invalid !== undefined) return fail('INVALID_COMMAND', `group name: ${invalid.replace('topic name', 'name')}`);
+      if (t.groups.size >= GROUPS_PER_TOPIC_MAX) return fail('INVALID_COMMAND', `topic "${c.topic}" already has ${GROUPS_PER_TOPIC_MAX} groups`);
+      g = t.addGroup(c.group);
+    }
+    const out: Delivery[] = [];
+    while (out.length < c.max) {
+      const offset = this.takeNext(g);
+      if (offset < 0) break;
+      const p: PendingDelivery = {
+        consumer: c.consumer,
+        token: this.nextToken++,
+        attempt: this.takenAttempts + 1,
+        deadlineMs: this.nowMs + c.ackTimeoutMs,
+        ackTimeoutMs: c.ackTimeoutMs,
+        maxDeliveries: c.maxDeliveries,
+      };
+      g.pending.set(offset, p);
+      this.pushTimer(TimerKind.AckDeadline, p.deadlineMs, p.token, g, offset);
+      out.push(this.delivery(g, offset, p));
+    }
+    return ok(out);
+  }
+
+  /** ack, nack and extend: each needs the delivery's current token. */
+  private settle(c: Extract<Command, { t: 'ack' | 'nack' | 'extend' }>): ApplyResult {
+    const t = this.topicOrFail(c.topic);
+    if (!(t instanceof TopicState)) return t;
+    const g = t.groups.get(c.group);
+    const p = g?.pending.get(c.offset);
+    if (g === undefined || p === undefined || p.token !== c.token) {
+      return fail('STALE_DELIVERY', `no delivery of ${c.topic}/${c.group}@${c.offset} with token ${c.token} is pending`);
+    }
+    switch (c.t) {
+      case 'ack':
+        g.pending.delete(c.offset);
+        this.finish(g, c.offset);
+        break;
+      case 'nack':
+        g.pending.delete(c.offset);
+        this.returnOrDeadLetter(g, c.offset, p, c.delayMs);
+        break;
+      case 'extend':
+        p.deadlineMs = this.nowMs + p.ackTimeoutMs;
+        this.pushTimer(TimerKind.AckDeadline, p.deadlineMs, p.token, g, c.offset);
+        break;
+      default:
+        return unreachable(c);
+    }
+    return ok(true);
+  }
+
+  /** release: every pending delivery of `consumer` in the group is claimable again now. */
+  private release(topic: string, group: string, consumer: string): ApplyResult {
+    const t = this.topicOrFail(topic);
+    if (!(t instanceof TopicState)) return t;
+    const g = t.groups.get(group);
+    if (g === undefined) return ok(true);
+    const offsets: number[] = [];
+    for (const [offset, p] of g.pending) if (p.consumer === consumer) offsets.push(offset);
+    offsets.sort((a, b) => a - b);
+    for (const offset of offsets) {
+      const p = g.pending.get(offset) as PendingDelivery;
+      g.pending.delete(offset);
+      // Not a failed attempt: a released delivery is never dead-lettered here.
+      this.redeliver(g, offset, p.attempt, p.token, 0);
+    }
+    return ok(true);
+  }
+
+  /** A failed attempt (nack or expiry): dead-letter it when attempts are used up, else return it. */
+  private returnOrDeadLetter(g: GroupState, offset: number, p: PendingDelivery, delayMs: number): void {
+    if (p.attempt >= p.maxDeliveries && this.deadLetter(g, offset, p.attempt)) return;
+    this.redeliver(g, offset, p.attempt, p.token, delayMs);
+  }
+
+  private redeliver(g: GroupState, offset: number, attempts: number, token: number, delayMs: number): void {
+    if (delayMs <= 0) {
+      g.redeliver.set(offset, { attempts, notBeforeMs: this.nowMs, token, ready: true });
+      g.ready.push(offset);
+      this.markAvailable(g);
+      return;
+    }
+    const notBeforeMs = this.nowMs + delayMs;
+    g.redeliver.set(offset, { attempts, notBeforeMs, token, ready: false });
+    this.pushTimer(TimerKind.NackDelay, notBeforeMs, token, g, offset);
+  }
+
+  /**
+   * Moves `offset` of `g` to the dead-letter topic (created with defaults when missing) in this
+   * same entry, and finishes it for `g`. Returns false, changing nothing in the source, when the
+   * dead-letter topic refuses it (full under 'reject', payload over its limit, name too long):
+   * the message then stays redeliverable rather than being lost.
+   */
+  private deadLetter(g: GroupState, offset: number, attempts: number): boolean {
+    const src = g.topic;
+    const dlqName = deadLetterTopicName(src.name);
+    if (validateTopicOrDeadLetterName(dlqName) !== undefined) return false;
+    const payload = src.ring.payloadAt(offset);
+    assert(payload !== undefined, 'a dead-lettered offset is live');
+    const dlq = this.topicsByName.get(dlqName) ?? this.addTopic(dlqName, undefined);
+    if (payload.length > dlq.options.messageBytesMax) return false;
+    const header: DeadLetterHeader = { topic: src.name, offset, reason: 'maxDeliveries', attempts, group: g.name };
+    const dlqOffset = this.append(dlq, payload, header);
+    if (dlqOffset < 0) return false;
+    this.finish(g, offset);
+    this.events.push({ type: 'published', topic: dlqName, offset: dlqOffset });
+    this.events.push({
+      type: 'deadLettered',
+      topic: src.name,
+      offset,
+      deadLetterTopic: dlqName,
+      deadLetterOffset: dlqOffset,
+      reason: 'maxDeliveries',
+      attempts,
+      group: g.name,
+    });
+    return true;
+  }
+
+  private markAvailable(g: GroupState): void {
+    if (g.availableMark === this.appliedIndex) return;
+    g.availableMark = this.appliedIndex;
+    this.events.push({ type: 'available', topic: g.topic.name, group: g.name });
+  }
+
+  // ---- timers ------------------------------------------------------------------------------
+
+  private pushTimer(kind: TimerKind, atMs: number, token: number, group: GroupState, offset: number): void {
+    this.timers.push({ atMs, token, kind, group, offset });
+    if (this.timers.size > this.timerCompactAt) {
+      // Extends and acks leave stale timers behind; drop them in bulk so the heap stays bounded.
+      this.timers.filter((timer) => this.timerLive(timer));
+      this.timerCompactAt = Math.max(TIMER_COMPACT_MIN, this.timers.size * 2);
+    }
+  }
+
+  /** Whether a timer still matches the state (stale ones are skipped when they fire). */
+  private timerLive(timer: QueueTimer): boolean {
+    const g = timer.group;
+    if (g.topic.deleted) return false;
+    if (timer.kind === TimerKind.AckDeadline) {
+      const p = g.pending.get(timer.offset);
+      return p !== undefined && p.token === timer.token && p.deadlineMs === timer.atMs;
+    }
+    const r = g.redeliver.get(timer.offset);
+    return r !== undefined && !r.ready && r.token === timer.token && r.notBeforeMs === timer.atMs;
+  }
+
+  /** Fires every timer due at nowMs, in (atMs, token) order: expiries and ended nack delays. */
+  private fireTimers(): void {
+    while (this.timers.nextAtMs <= this.nowMs) {
+      const timer = this.timers.pop() as QueueTimer;
+      if (!this.timerLive(timer)) continue;
+      const g = timer.group;
+      if (timer.kind === TimerKind.AckDeadline) {
+        const p = g.pending.get(timer.offset) as PendingDelivery;
+        g.pending.delete(timer.offset);
+        this.returnOrDeadLetter(g, timer.offset, p, 0);
+      } else {
+        const r = g.redeliver.get(timer.offset);
+        assert(r !== undefined, 'a live delay timer has its redelivery');
+        r.ready = true;
+        g.ready.push(timer.offset);
+        this.markAvailable(g);
+      }
+    }
+  }
+
+  // ---- dedup -------------------------------------------------------------------------------
+
+  /** What to remember of a successful result (claims: references, re-read on a repeat). */
+  private dedupValue(command: Exclude<Command, { t: 'tick' }>, value: unknown): unknown {
+    if (command.t !== 'claim') return value;
+    const t = this.topicsByName.get(command.topic) as TopicState;
+    const refs: number[] = [];
+    for (const d of value as Delivery[]) refs.push(d.offset, d.token);
+    const record: ClaimRecord = { topicId: t.id, group: command.group, refs };
+    return record;
+  }
+
+  /** The remembered result of a repeated request, marked duplicate. */
+  private replay(record: DedupRecord, command: Exclude<Command, { t: 'tick' }>): ApplyResult {
+    if (record.kind !== command.t) {
+      return fail('INVALID_COMMAND', `request id reused: it was a ${record.kind}, now a ${command.t}`);
+    }
+    if (command.t !== 'claim') return { ok: true, value: record.value, duplicate: true };
+    const claim = record.value as ClaimRecord;
+    const out: Delivery[] = [];
+    const t = this.topicsByName.get(command.topic);
+    const g = t !== undefined && t.id === claim.topicId ? t.groups.get(claim.group) : undefined;
+    if (g !== undefined) {
+      for (let i = 0; i < claim.refs.length; i += 2) {
+        const offset = claim.refs[i] as number;
+        const p = g.pending.get(offset);
+        if (p !== undefined && p.token === claim.refs[i + 1]) out.push(this.delivery(g, offset, p));
+      }
+    }
+    return { ok: true, value: out, duplicate: true };
+  }
+}

@@ -1,0 +1,233 @@
+import test from 'ava';
+import { createRandom, type Random } from '../../lib/core/random.js';
+import { EntryType, type Entry } from '../../lib/core/types.js';
+import { isRaftQueueError } from '../../lib/errors.js';
+import { queuePackr } from '../../lib/queue/commands.js';
+import {
+  QUEUE_STATE_VERSION,
+  QueueStateMachine,
+  encodeCommand,
+  type ApplyOutput,
+  type Command,
+  type Delivery,
+} from '../../lib/queue/index.js';
+import { hex, QueueDriver, text } from './queue-driver.js';
+
+/** A stable text form of apply outputs (bytes as hex) for comparing machines. */
+function canon(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
+    if (v instanceof Uint8Array) return `0x${Buffer.from(v.buffer, v.byteOffset, v.length).toString('hex')}`;
+    if (v !== null && typeof v === 'object' && 'type' in v && (v as { type: unknown }).type === 'Buffer' && 'data' in v) {
+      return `0x${Buffer.from((v as { data: number[] }).data).toString('hex')}`;
+    }
+    return v;
+  });
+}
+
+/**
+ * A random but valid-ish workload, driven by what the reference machine returns: publishes
+ * (with repeated publish ids and retried rids), consumes, claims in two groups by three
+ * consumers, acks/nacks/extends with current and stale tokens, releases, ticks, topic churn,
+ * garbage entries and Noops; time mostly moves forward, sometimes back.
+ */
+class Workload {
+  private readonly rng: Random;
+  private readonly deliveries: Delivery[] = [];
+  private readonly recent: Command[] = [];
+  private nowMs = 1_000;
+  private seq = 0;
+  index = 0;
+
+  constructor(seed: number) {
+    this.rng = createRandom(seed);
+  }
+
+  /** The next entry to apply. */
+  next(): Entry {
+    const r = this.rng;
+    this.nowMs += r.chance(0.05) ? -r.int(50) : r.int(40);
+    const index = ++this.index;
+    if (r.chance(0.01)) return { index, term: 1, type: EntryType.Noop, data: new Uint8Array() };
+    if (r.chance(0.01)) return { index, term: 1, type: EntryType.Normal, data: new Uint8Array([r.int(256), r.int(256)]) };
+    const retry = this.recent.length > 0 && r.chance(0.05) ? this.recent[r.int(this.recent.length)] : undefined;
+    const command = retry ?? this.command();
+    if (command.t !== 'tick') {
+      this.recent.push(command);
+      if (this.recent.length > 50) this.recent.shift();
+    }
+    return { index, term: 1, type: EntryType.Normal, data: encodeCommand(command, this.nowMs) };
+  }
+
+  /** Feeds the reference machine's output back (so acks can use real tokens). */
+  observe(output: ApplyOutput): void {
+    if (output.result.ok && Array.isArray(output.result.value)) this.deliveries.push(...(output.result.value as Delivery[]));
+    if (this.deliveries.length > 200) this.deliveries.splice(0, 100);
+  }
+
+  private command(): Command {
+    const r = this.rng;
+    const rid = `r${++this.seq}`;
+    const topic = ['a', 'b', 'a.dlq'][r.int(3)] as string;
+    const group = ['default', 'g1', 'g2'][r.int(3)] as string;
+    const roll = r.int(100);
+    if (roll < 3) {
+      return r.chance(0.5)
+        ? { t: 'createTopic', rid, topic, opts: { maxMessages: 1 + r.int(30), overflow: r.chance(0.5) ? 'dropOldest' : 'reject', messageBytesMax: 8 } }
+        : { t: 'createTopic', rid, topic };
+    }
+    if (roll < 4) return { t: 'deleteTopic', rid, topic };
+    if (roll < 40) {
+      const payload = new Uint8Array(r.int(12)).map(() => r.int(256));
+      return r.chance(0.3) ? { t: 'publish', rid, topic, payload, publishId: `p${r.int(40)}` } : { t: 'publish', rid, topic, payload };
+    }
+    if (roll < 50) return { t: 'consume', rid, topic };
+    if (roll < 65) {
+      return { t: 'claim', rid, topic, group, consumer: `c${r.int(3)}`, max: r.int(4), ackTimeoutMs: 20 + r.int(300), maxDeliveries: 1 + r.int(3) };
+    }
+    if (roll < 90 && this.deliveries.length > 0) {
+      const d = this.deliveries[r.int(this.deliveries.length)] as Delivery;
+      const base = { rid, topic: d.topic, group: d.group, offset: d.offset, token: r.chance(0.1) ? d.token + 1 : d.token };
+      const kind = r.int(3);
+      if (kind === 0) return { t: 'ack', ...base };
+      if (kind === 1) return { t: 'nack', ...base, delayMs: r.chance(0.5) ? 0 : r.int(200) };
+      return { t: 'extend', ...base };
+    }
+    if (roll < 93) return { t: 'release', rid, topic, group, consumer: `c${r.int(3)}` };
+    return { t: 'tick' };
+  }
+}
+
+/** Runs `steps` entries of seed's workload into `machines`, asserting equal outputs; returns the entries. */
+function runWorkload(seed: number, steps: number, onStep?: (entry: Entry, output: ApplyOutput) => void): { entries: Entry[]; outputs: string[] } {
+  const w = new Workload(seed);
+  const sm = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+  const entries: Entry[] = [];
+  const outputs: string[] = [];
+  for (let i = 0; i < steps; i++) {
+    const entry = w.next();
+    const output = sm.apply(entry);
+    w.observe(output);
+    entries.push(entry);
+    outputs.push(canon(output));
+    onStep?.(entry, output);
+  }
+  return { entries, outputs };
+}
+
+test('queue: two machines fed the same random stream agree on every result and snapshot (seeds 1-8)', (t) => {
+  for (let seed = 1; seed <= 8; seed++) {
+    const { entries, outputs } = runWorkload(seed, 3_000);
+    const a = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+    const b = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+    let mismatch = -1;
+    for (let i = 0; i < entries.length; i++) {
+      const oa = canon(a.apply(entries[i]!));
+      const ob = canon(b.apply(entries[i]!));
+      if (mismatch < 0 && (oa !== ob || oa !== outputs[i])) mismatch = i;
+    }
+    t.is(mismatch, -1, `seed ${seed}: first differing entry`);
+    t.is(hex(a.snapshot()), hex(b.snapshot()), `seed ${seed}`);
+    const kinds = new Set(outputs.map((o) => (JSON.parse(o) as { result: { code?: string } }).result.code ?? 'ok'));
+    t.true(kinds.has('ok') && kinds.has('STALE_DELIVERY') && kinds.has('TOPIC_NOT_FOUND'), `seed ${seed} exercised errors: ${[...kinds].join(',')}`);
+  }
+});
+
+test('queue: a machine restored mid-stream continues exactly like the original (seeds 11-16)', (t) => {
+  for (let seed = 11; seed <= 16; seed++) {
+    const { entries, outputs } = runWorkload(seed, 2_500);
+    for (const cut of [1, 700, 1_900]) {
+      const original = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+      for (let i = 0; i < cut; i++) original.apply(entries[i]!);
+      const restored = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+      restored.restore(original.snapshot(), cut);
+      t.is(hex(restored.snapshot()), hex(original.snapshot()), `seed ${seed} cut ${cut}: snapshot round trip`);
+      t.is(restored.appliedIndex, cut);
+      let mismatch = -1;
+      for (let i = cut; i < entries.length; i++) {
+        if (canon(restored.apply(entries[i]!)) !== outputs[i] && mismatch < 0) mismatch = i;
+      }
+      t.is(mismatch, -1, `seed ${seed} cut ${cut}: first differing entry`);
+      t.deepEqual(restored.stats(), JSON.parse(JSON.stringify(statsAfter(entries))), `seed ${seed} cut ${cut}`);
+    }
+  }
+});
+
+function statsAfter(entries: Entry[]) {
+  const sm = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+  for (const e of entries) sm.apply(e);
+  return sm.stats();
+}
+
+test('queue: snapshot/restore mid-flight keeps pending deliveries, nack delays, dead letters, dedup and time', (t) => {
+  const build = () => {
+    const q = new QueueDriver();
+    q.createTopic('a', { maxMessages: 10, overflow: 'dropOldest' });
+    for (let i = 0; i < 6; i++) q.publish('a', `m${i}`, `id${i}`);
+    q.nowMs = 2_000;
+    const [d0] = q.claim('a', 'g', 'c1', { ackTimeoutMs: 500, maxDeliveries: 1 });
+    const [d1, d2] = q.claim('a', 'g', 'c1', { max: 2, ackTimeoutMs: 500, maxDeliveries: 3 });
+    q.nack(d1!, 300); // delayed until 2300
+    q.ack(d2!);
+    q.consume('a');
+    q.nowMs = 2_100;
+    return { q, d0: d0! };
+  };
+  const { q: original, d0 } = build();
+  const copy = new QueueDriver();
+  copy.sm.restore(original.sm.snapshot(), original.sm.appliedIndex);
+  copy.nowMs = original.nowMs;
+  copy.ridSeq = original.ridSeq;
+  t.is(copy.sm.timeMs, 2_000);
+  t.deepEqual(copy.sm.topics(), ['a']);
+  t.deepEqual(copy.sm.stats(), original.sm.stats());
+  const script = (q: QueueDriver) => [
+    q.publish('a', 'again', 'id1'), // dedup survives
+    q.tick(2_300), // the nack delay ends
+    q.claimOutput('a', 'g', 'c2', { max: 5 }),
+    q.tick(2_500), // d0 expires at 2500 with maxDeliveries 1: dead-lettered
+    q.ack(d0), // stale now
+    q.run({ t: 'consume', rid: 'k', topic: 'a.dlq' }),
+  ];
+  const a = script(original).map(canon);
+  const b = script(copy).map(canon);
+  t.deepEqual(b, a);
+  t.true(a[0]!.includes('"duplicate":true'));
+  t.true(a[3]!.includes('deadLettered'));
+  t.is(hex(copy.sm.snapshot()), hex(original.sm.snapshot()));
+});
+
+test('queue: restore of a snapshot with a large backlog shares the snapshot bytes (no copy per payload)', (t) => {
+  const q = new QueueDriver();
+  q.createTopic('a');
+  for (let i = 0; i < 1_000; i++) q.pub('a', `message-${i}`);
+  const data = q.sm.snapshot();
+  const copy = new QueueStateMachine();
+  copy.restore(data, q.sm.appliedIndex);
+  const entry = { index: q.sm.appliedIndex + 1, term: 1, type: EntryType.Normal, data: encodeCommand({ t: 'consume', rid: 'x', topic: 'a' }, 5_000) };
+  const out = copy.apply(entry);
+  const m = out.result.ok ? (out.result.value as { payload: Uint8Array }) : undefined;
+  t.is(text(m!.payload), 'message-0');
+  t.is(m!.payload.buffer, data.buffer);
+});
+
+test('queue: restore refuses another version or corrupt data with STORAGE_FAILED and keeps the state', (t) => {
+  const q = new QueueDriver();
+  q.createTopic('keep');
+  q.pub('keep', 'x');
+  const before = q.sm.snapshot();
+  const good = queuePackr.unpack(before) as Record<string, unknown>;
+  const bad: Uint8Array[] = [
+    new Uint8Array([0xc1]),
+    new Uint8Array(),
+    queuePackr.pack({ ...good, v: QUEUE_STATE_VERSION + 1 }),
+    queuePackr.pack({ ...good, topics: 'nope' }),
+    queuePackr.pack({ ...good, nextTopicId: 0 }), // topic ids must be below it
+    queuePackr.pack({ ...good, dedup: [['k', 1, 'publish', { offset: -1 }]] }),
+  ];
+  for (const data of bad) {
+    const error = t.throws(() => q.sm.restore(data, 99));
+    t.true(isRaftQueueError(error, 'STORAGE_FAILED'), String(error));
+  }
+  t.is(hex(q.sm.snapshot()), hex(before));
+  t.is(q.sm.appliedIndex, 2);
+});
