@@ -1,0 +1,191 @@
+/**
+ * TCP transport: handshake, authentication, sender checks, queue bounds and batching.
+ */
+import * as net from 'node:net';
+import test, { type ExecutionContext } from 'ava';
+import { clientProof, concatFrames, encodeMessageBody, packr, serverProof, TcpTransport } from '../../transports/index.js';
+import { RawClient, type HelloParams } from '../helpers/transport-attacker.js';
+import { assertDelivers, tcpCluster, TEST_CLUSTER, waitAllConnected, waitUntil } from '../helpers/transport-cluster.js';
+import { heartbeat, makeEntries } from '../helpers/transport-messages.js';
+
+const good: HelloParams = { clusterId: TEST_CLUSTER.clusterId, secret: TEST_CLUSTER.clusterSecret, nodeId: 'x', peerId: 'a' };
+
+async function started(t: ExecutionContext, overrides = {}) {
+  const cluster = tcpCluster(['a', 'b'], { handshakeTimeoutMs: 1_000, ...overrides }, ['x']);
+  t.teardown(() => cluster.close());
+  await cluster.start();
+  await waitAllConnected(cluster);
+  return cluster;
+}
+
+const refusals: [string, Partial<HelloParams>, string][] = [
+  ['a wrong cluster secret', { secret: 'not-the-secret-0123456789' }, 'auth'],
+  ['a wrong cluster id', { clusterId: 'other-cluster' }, 'cluster'],
+  ['a wrong protocol version', { protocolVersion: 99 }, 'version'],
+  ['an unknown node id', { nodeId: 'stranger' }, 'unknownNode'],
+  ['its own node id', { nodeId: 'a' }, 'unknownNode'],
+  ['a hello meant for another node', { peerId: 'b' }, 'wrongPeer'],
+];
+
+for (const [what, change, reason] of refusals) {
+  test(`tcp: rejects ${what}`, async (t) => {
+    const cluster = await started(t);
+    const client = await RawClient.connect(cluster.port('a'));
+    t.teardown(() => client.destroy());
+    t.is(await client.handshake({ ...good, ...change }), undefined);
+    t.true(await client.waitClosed());
+    t.is(cluster.tcp('a').stats().framesRejected[reason], 1);
+    await assertDelivers(cluster, ['a', 'b']);
+  });
+}
+
+test('tcp: accepts the right secret and rejects a replayed proof', async (t) => {
+  const cluster = await started(t);
+  const first = await RawClient.connect(cluster.port('a'));
+  t.teardown(() => first.destroy());
+  const welcome = (await first.handshake(good)) as { type: string };
+  t.is(welcome.type, 'welcome');
+  // Recompute the proof the honest client sent (what an eavesdropper captures), then replay
+  // it on a new connection, which gets a fresh challenge.
+  const challenge = (first.frames[0] as { nonce: Uint8Array }).nonce;
+  const proof = clientProof(Buffer.from(good.secret), {
+    serverNonce: challenge,
+    clientNonce: Buffer.alloc(32, 7),
+    clusterId: good.clusterId,
+    clientId: 'x',
+    serverId: 'a',
+  });
+  const replay = await RawClient.connect(cluster.port('a'));
+  t.teardown(() => replay.destroy());
+  t.is(await replay.handshake({ ...good, proof }), undefined);
+  t.is(cluster.tcp('a').stats().framesRejected.auth, 1);
+});
+
+test('tcp: the dialer refuses a listener that cannot prove the secret', async (t) => {
+  // A fake 'b' that sends a challenge and a welcome with a bogus proof.
+  const fake = net.createServer((socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: Buffer.alloc(32, 1) })]));
+    socket.once('data', () => {
+      socket.write(concatFrames([packr.pack({ type: 'welcome', nodeId: 'b', proof: Buffer.alloc(32, 9) })]));
+    });
+  });
+  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => fake.close(() => resolve())));
+  const port = (fake.address() as net.AddressInfo).port;
+  const a = new TcpTransport({ ...TEST_CLUSTER, id: 'a', peers: { a: '127.0.0.1:0', b: `127.0.0.1:${port}` }, reconnectDelayMsMin: 10, reconnectDelayMsMax: 50 });
+  t.teardown(() => a.close());
+  await a.start({ onMessage: () => undefined });
+  await waitUntil(() => (a.stats().framesRejected.auth ?? 0) >= 2);
+  t.deepEqual(a.stats().connectedPeers, []);
+  // Messages to an unauthenticated peer are never written: dropped and counted.
+  a.send(heartbeat('a', 'b', 1));
+  await waitUntil(() => a.stats().messagesDropped >= 1);
+  t.false(a.stats().connectedPeers.includes('b'));
+});
+
+test('tcp: rejects a frame whose sender is not the authenticated node', async (t) => {
+  const cluster = await started(t);
+  const client = await RawClient.connect(cluster.port('a'));
+  t.teardown(() => client.destroy());
+  t.truthy(await client.handshake(good));
+  client.write(concatFrames([encodeMessageBody(heartbeat('b', 'a', 5)), packr.pack({ type: 'ping' })]));
+  t.deepEqual(await client.frame(2), { type: 'pong' });
+  t.is(cluster.tcp('a').stats().framesRejected.badSender, 1);
+  t.false(cluster.node('a').received.some((m) => m.type === 'heartbeat' && m.readSeq === 5));
+  // The same frame from the right sender is delivered.
+  client.write(concatFrames([encodeMessageBody(heartbeat('x', 'a', 6))]));
+  await waitUntil(() => cluster.node('a').received.some((m) => m.from === 'x' && m.type === 'heartbeat' && m.readSeq === 6));
+  t.pass();
+});
+
+test('tcp: closes a connection after invalidFramesMax invalid frames', async (t) => {
+  const cluster = await started(t, { invalidFramesMax: 3 });
+  const client = await RawClient.connect(cluster.port('a'));
+  t.teardown(() => client.destroy());
+  t.truthy(await client.handshake(good));
+  client.write(concatFrames([packr.pack(1), packr.pack(2), packr.pack(3), packr.pack({ type: 'ping' })]));
+  t.deepEqual(await client.frame(2), { type: 'pong' });
+  t.false(client.closed);
+  client.write(concatFrames([packr.pack(4)]));
+  t.true(await client.waitClosed());
+  t.is(cluster.tcp('a').stats().framesRejected.schema, 4);
+  t.is(cluster.tcp('a').stats().connectionsClosed.invalidFrames, 1);
+});
+
+test('tcp: drops the oldest messages when a peer stops reading', async (t) => {
+  const secret = Buffer.from(TEST_CLUSTER.clusterSecret);
+  const paused: net.Socket[] = [];
+  // A fake 'b' that authenticates properly, then never reads again.
+  const fake = net.createServer((socket) => {
+    paused.push(socket);
+    socket.on('error', () => socket.destroy());
+    const serverNonce = Buffer.alloc(32, 3);
+    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: serverNonce })]));
+    socket.once('data', (chunk: Buffer) => {
+      const hello = packr.unpack(chunk.subarray(4)) as { nonce: Uint8Array };
+      const proof = serverProof(secret, { serverNonce, clientNonce: hello.nonce, clusterId: TEST_CLUSTER.clusterId, clientId: 'a', serverId: 'b' });
+      socket.write(concatFrames([packr.pack({ type: 'welcome', nodeId: 'b', proof })]));
+      socket.pause();
+    });
+  });
+  await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of paused) s.destroy();
+    return new Promise<void>((resolve) => fake.close(() => resolve()));
+  });
+  const port = (fake.address() as net.AddressInfo).port;
+  const queueBytesMax = 256 * 1024;
+  const a = new TcpTransport({ ...TEST_CLUSTER, id: 'a', peers: { a: '127.0.0.1:0', b: `127.0.0.1:${port}` }, outboundQueueBytesMax: queueBytesMax });
+  t.teardown(() => a.close());
+  await a.start({ onMessage: () => undefined });
+  await waitUntil(() => a.stats().connectedPeers.includes('b'));
+  const entries = makeEntries(1, 64, 100);
+  let maxQueued = 0;
+  for (let turn = 0; turn < 400; turn++) {
+    for (let i = 0; i < 20; i++) a.send({ type: 'append', from: 'a', to: 'b', term: 1, prevLogIndex: turn, prevLogTerm: 1, commit: i, entries });
+    maxQueued = Math.max(maxQueued, a.internals().queuedFrames);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const frameBytes = encodeMessageBody({ type: 'append', from: 'a', to: 'b', term: 1, prevLogIndex: 0, prevLogTerm: 1, commit: 0, entries }).length + 4;
+  t.true(a.stats().messagesDropped > 0, 'dropped once the socket stopped draining');
+  t.true(maxQueued * frameBytes <= queueBytesMax, `queued ${maxQueued} frames of ${frameBytes} bytes`);
+  t.deepEqual(a.stats().connectedPeers, ['b'], 'a slow peer stays connected');
+});
+
+test.serial('tcp: writes all frames of one turn to a peer in one write', async (t) => {
+  const cluster = await started(t);
+  const writes: number[] = [];
+  const original = net.Socket.prototype.write;
+  const port = cluster.port('b');
+  net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<typeof original>) {
+    if (this.remotePort === port) writes.push((args[0] as Buffer).length);
+    return original.apply(this, args);
+  } as typeof original;
+  t.teardown(() => {
+    net.Socket.prototype.write = original;
+  });
+  for (let i = 0; i < 50; i++) cluster.tcp('a').send(heartbeat('a', 'b', i));
+  await waitUntil(() => cluster.node('b').received.length >= 50);
+  net.Socket.prototype.write = original;
+  t.is(writes.length, 1);
+});
+
+test('tcp: an append to two followers in one turn is encoded once', async (t) => {
+  const cluster = tcpCluster(['a', 'b', 'c']);
+  t.teardown(() => cluster.close());
+  await cluster.start();
+  await waitAllConnected(cluster);
+  const entries = makeEntries(1, 64, 100);
+  for (const to of ['b', 'c']) cluster.tcp('a').send({ type: 'append', from: 'a', to, term: 1, prevLogIndex: 0, prevLogTerm: 0, commit: 0, entries });
+  await waitUntil(() => cluster.node('b').received.length === 1 && cluster.node('c').received.length === 1);
+  t.is(cluster.tcp('a').stats().appendBodiesReused, 1);
+  t.is(cluster.node('c').received[0]?.to, 'c');
+});
+
+test('tcp: rejects invalid options with INVALID_OPTIONS', (t) => {
+  const error = t.throws(() => new TcpTransport({ ...TEST_CLUSTER, id: 'a', peers: { b: '127.0.0.1:1' } }));
+  t.is((error as { code?: string }).code, 'INVALID_OPTIONS');
+  t.throws(() => new TcpTransport({ ...TEST_CLUSTER, clusterSecret: 'short', id: 'a', peers: { a: '127.0.0.1:0' } }));
+  t.throws(() => new TcpTransport({ ...TEST_CLUSTER, id: 'a', peers: { a: 'nohost' } }));
+});

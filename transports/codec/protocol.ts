@@ -1,0 +1,31 @@
+/**
+ * Wire-protocol constants shared by every transport.
+ */
+
+/**
+ * The peer wire protocol version, carried in the handshake. Bump it on any change to the frame
+ * format, the handshake, or a message schema; peers with a different version are refused.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Bytes of the frame header: a u32 big-endian body length. */
+export const FRAME_HEADER_BYTES = 4;
+
+/**
+ * The largest frame accepted before a peer is authenticated. Handshake frames are a few hundred
+ * bytes; anything larger before authentication is hostile and closes the connection, so an
+ * unauthenticated client can never make a node buffer more than this.
+ */
+export const HANDSHAKE_FRAME_BYTES_MAX = 1024;
+
+/** Bytes of each handshake nonce (server challenge and client nonce). */
+export const NONCE_BYTES = 32;
+
+/** Bytes of an HMAC-SHA256 proof. */
+export const PROOF_BYTES = 32;
+
+/** Node ids: 1-64 printable ASCII characters from a conservative set. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** Cluster ids share the node id character set. */
+export const CLUSTER_ID_PATTERN = NODE_ID_PATTERN;

@@ -1,0 +1,352 @@
+/**
+ * MemoryNetwork and MemoryTransport: an in-process transport on the real event loop, with hooks
+ * to drop, delay and partition links (one-way too). Used by facade tests and one-process
+ * examples; the deterministic simulator (test/sim) has its own virtual-time network.
+ */
+import type { NodeId } from '../../lib/core/types.js';
+import { RaftQueueError } from '../../lib/errors.js';
+import type { PeerMessage, Transport, TransportHandlers } from '../../lib/transport.js';
+import { decodeMessageBody, encodeMessageBody } from '../codec/codec.js';
+import { resolveCodecLimits, type CodecLimits, type CodecLimitsInput } from '../codec/limits.js';
+import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
+import { codecSchemas, type CodecSchemas } from '../codec/schemas.js';
+import { TransportCounters, type TransportStatsDetail } from '../stats.js';
+
+/** How one direction of a link behaves. The default is a healthy link. */
+export interface LinkPolicy {
+  /** Drop everything on this link (a partition, one-way when set on one direction only). */
+  readonly down?: boolean;
+  /** Deliver this many ms later. Order on the link is kept even when the delay changes. */
+  readonly delayMs?: number;
+  /** Drop each message with this probability (0..1), drawn from the network's `random`. */
+  readonly dropRate?: number;
+}
+
+/**
+ * A hook that sees every message as it is sent; returning false drops it (counted). Runs inside
+ * `send`, so it must not throw.
+ */
+export type SendInterceptor = (message: PeerMessage) => boolean;
+
+/** Options of {@link MemoryNetwork}. */
+export interface MemoryNetworkOptions {
+  /**
+   * `codec` (default): every message is encoded at send and decoded and validated at delivery,
+   * exactly as over TCP, so the receiver never shares an object with the sender and a sender
+   * that mutates a message after `send` cannot affect what was sent (tests catch such bugs).
+   * `reference`: the same object is delivered (faster; for trusted, large in-process runs).
+   */
+  readonly mode?: 'codec' | 'reference';
+  /** Bounds checked in `codec` mode (defaults: {@link resolveCodecLimits}). */
+  readonly limits?: CodecLimitsInput;
+  /** Source of randomness for `dropRate` (default: a fixed-seed PRNG, so runs repeat). */
+  readonly random?: () => number;
+}
+
+interface Pending {
+  readonly deliverAtMs: number;
+  readonly to: NodeId;
+  readonly message: PeerMessage | null;
+  readonly body: Buffer | null;
+}
+
+interface LinkQueue {
+  readonly items: Pending[];
+  head: number;
+  lastDeliverAtMs: number;
+  timer: NodeJS.Timeout | NodeJS.Immediate | null;
+}
+
+/** mulberry32: a small seeded PRNG, so dropRate decisions repeat from run to run. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** A set of in-process nodes and the links between them. */
+export class MemoryNetwork {
+  readonly mode: 'codec' | 'reference';
+  readonly limits: CodecLimits;
+  private readonly schemas: CodecSchemas;
+  private readonly random: () => number;
+  private readonly nodes = new Map<NodeId, MemoryTransport>();
+  private readonly policies = new Map<string, LinkPolicy>();
+  private readonly queues = new Map<string, LinkQueue>();
+  private interceptor: SendInterceptor | null = null;
+
+  constructor(options: MemoryNetworkOptions = {}) {
+    this.mode = options.mode ?? 'codec';
+    this.limits = resolveCodecLimits(options.limits);
+    this.schemas = codecSchemas(this.limits);
+    this.random = options.random ?? seededRandom(0x5eed);
+  }
+
+  /** A new transport for node `id` on this network (registered when started). */
+  transport(id: NodeId): MemoryTransport {
+    return new MemoryTransport(this, id);
+  }
+
+  /** Sets (or with undefined, clears) the policy of the one-way link from -> to. */
+  setLink(from: NodeId, to: NodeId, policy: LinkPolicy | undefined): void {
+    const key = linkKey(from, to);
+    if (policy === undefined) this.policies.delete(key);
+    else this.policies.set(key, policy);
+    this.notifyAll();
+  }
+
+  /** Cuts every link from `a` to `b` (and back, unless oneWay). */
+  partition(a: readonly NodeId[], b: readonly NodeId[], options: { oneWay?: boolean } = {}): void {
+    for (const x of a) {
+      for (const y of b) {
+        this.policies.set(linkKey(x, y), { ...this.policies.get(linkKey(x, y)), down: true });
+        if (options.oneWay !== true) this.policies.set(linkKey(y, x), { ...this.policies.get(linkKey(y, x)), down: true });
+      }
+    }
+    this.notifyAll();
+  }
+
+  /** Cuts `id` off from every other node, both ways. */
+  isolate(id: NodeId): void {
+    const others = [...this.nodes.keys()].filter((n) => n !== id);
+    this.partition([id], others);
+  }
+
+  /** Restores every link to healthy (no drop, no delay, no partition). */
+  heal(): void {
+    this.policies.clear();
+    this.notifyAll();
+  }
+
+  /** Installs (or with null, removes) a hook that may drop messages as they are sent. */
+  intercept(interceptor: SendInterceptor | null): void {
+    this.interceptor = interceptor;
+  }
+
+  /** True when `from` would currently attempt delivery to `to`. */
+  reachable(from: NodeId, to: NodeId): boolean {
+    const target = this.nodes.get(to);
+    return target !== undefined && target.running && this.policies.get(linkKey(from, to))?.down !== true;
+  }
+
+  /** @internal */
+  register(node: MemoryTransport): void {
+    const existing = this.nodes.get(node.id);
+    if (existing !== undefined && existing !== node && existing.running) {
+      throw new RaftQueueError('TRANSPORT_FAILED', `node ${node.id} is already running on this network`);
+    }
+    this.nodes.set(node.id, node);
+    this.notifyAll();
+  }
+
+  /** @internal */
+  unregister(node: MemoryTransport): void {
+    if (this.nodes.get(node.id) === node) this.nodes.delete(node.id);
+    this.notifyAll();
+  }
+
+  /** @internal Routes a message; never throws, never delivers synchronously. */
+  route(sender: MemoryTransport, message: PeerMessage, counters: TransportCounters): void {
+    if (!this.reachable(sender.id, message.to) || (this.interceptor !== null && !this.interceptor(message))) {
+      counters.messagesDropped++;
+      return;
+    }
+    const policy = this.policies.get(linkKey(sender.id, message.to));
+    if (policy?.dropRate !== undefined && this.random() < policy.dropRate) {
+      counters.messagesDropped++;
+      return;
+    }
+    let body: Buffer | null = null;
+    if (this.mode === 'codec') {
+      try {
+        body = encodeMessageBody(message);
+      } catch (error) {
+        counters.messagesDropped++;
+        counters.reject('encode');
+        sender.lastEncodeError = error;
+        return;
+      }
+      if (body.byteLength > this.limits.frameBytesMax) {
+        counters.messagesDropped++;
+        counters.reject('tooLarge');
+        return;
+      }
+      counters.bytesOut += body.byteLength + FRAME_HEADER_BYTES;
+    }
+    counters.framesOut++;
+    this.enqueue(sender.id, message.to, {
+      deliverAtMs: 0,
+      to: message.to,
+      message: body === null ? message : null,
+      body,
+    }, policy?.delayMs ?? 0);
+  }
+
+  private enqueue(from: NodeId, to: NodeId, item: Pending, delayMs: number): void {
+    const key = linkKey(from, to);
+    let queue = this.queues.get(key);
+    if (queue === undefined) {
+      queue = { items: [], head: 0, lastDeliverAtMs: 0, timer: null };
+      this.queues.set(key, queue);
+    }
+    // Never before an earlier message on the same link: per-link FIFO holds whatever the delays.
+    const deliverAtMs = Math.max(performance.now() + delayMs, queue.lastDeliverAtMs);
+    queue.lastDeliverAtMs = deliverAtMs;
+    queue.items.push({ ...item, deliverAtMs });
+    this.arm(key, queue);
+  }
+
+  private arm(key: string, queue: LinkQueue): void {
+    if (queue.timer !== null) return;
+    const head = queue.items[queue.head];
+    if (head === undefined) {
+      this.queues.delete(key);
+      return;
+    }
+    const waitMs = head.deliverAtMs - performance.now();
+    if (waitMs <= 0) {
+      queue.timer = setImmediate(() => this.pump(key, queue));
+    } else {
+      queue.timer = setTimeout(() => this.pump(key, queue), Math.ceil(waitMs));
+      queue.timer.unref();
+    }
+  }
+
+  private pump(key: string, queue: LinkQueue): void {
+    queue.timer = null;
+    const now = performance.now();
+    for (;;) {
+      const head = queue.items[queue.head];
+      if (head === undefined || head.deliverAtMs > now) break;
+      queue.items[queue.head] = undefined as unknown as Pending;
+      queue.head++;
+      this.deliver(head);
+    }
+    if (queue.head === queue.items.length) {
+      queue.items.length = 0;
+      queue.head = 0;
+    }
+    this.arm(key, queue);
+  }
+
+  private deliver(item: Pending): void {
+    const target = this.nodes.get(item.to);
+    // A node that closed (or restarted as a new instance) misses what was in flight, as over TCP.
+    if (target === undefined || !target.running) return;
+    if (item.body === null) {
+      target.receive(item.message as PeerMessage, 0);
+      return;
+    }
+    const decoded = decodeMessageBody(item.body, item.to, this.schemas);
+    if (!decoded.ok) {
+      target.rejectIncoming(decoded.reason);
+      return;
+    }
+    target.receive(decoded.value, item.body.byteLength + FRAME_HEADER_BYTES);
+  }
+
+  private notifyAll(): void {
+    for (const node of this.nodes.values()) node.refreshPeers();
+  }
+
+  /** @internal Ids of every registered node. */
+  nodeIds(): NodeId[] {
+    return [...this.nodes.keys()].sort();
+  }
+}
+
+function linkKey(from: NodeId, to: NodeId): string {
+  return `${from}\u0000${to}`;
+}
+
+/**
+ * A {@link Transport} on a {@link MemoryNetwork}. Delivery is asynchronous (setImmediate or a
+ * timer), never inside `send`; order per link is kept.
+ */
+export class MemoryTransport implements Transport {
+  /** The last message the codec refused to encode (a caller bug), for debugging. */
+  lastEncodeError: unknown = undefined;
+  private readonly counters = new TransportCounters();
+  private handlers: TransportHandlers | null = null;
+  private state: 'new' | 'running' | 'closed' = 'new';
+  private connected = new Set<NodeId>();
+
+  constructor(
+    readonly network: MemoryNetwork,
+    readonly id: NodeId,
+  ) {}
+
+  /** True between `start` and `close`. */
+  get running(): boolean {
+    return this.state === 'running';
+  }
+
+  /** Joins the network. Rejects with TRANSPORT_FAILED if a running node already has this id. */
+  async start(handlers: TransportHandlers): Promise<void> {
+    if (this.state !== 'new') throw new RaftQueueError('TRANSPORT_FAILED', `transport ${this.id} already started`);
+    this.handlers = handlers;
+    this.state = 'running';
+    try {
+      this.network.register(this);
+    } catch (error) {
+      this.state = 'closed';
+      throw error;
+    }
+  }
+
+  /** Queues `message` for `message.to`. Never throws; drops and counts when it cannot deliver. */
+  send(message: PeerMessage): void {
+    if (this.state !== 'running' || message.to === this.id) {
+      this.counters.messagesDropped++;
+      return;
+    }
+    this.network.route(this, message, this.counters);
+  }
+
+  /** Leaves the network at once; the id can be started again immediately. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.network.unregister(this);
+    this.connected.clear();
+  }
+
+  stats(): TransportStatsDetail {
+    return this.counters.snapshot([...this.connected]);
+  }
+
+  /** @internal */
+  receive(message: PeerMessage, bytes: number): void {
+    this.counters.framesIn++;
+    this.counters.bytesIn += bytes;
+    this.handlers?.onMessage(message);
+  }
+
+  /** @internal */
+  rejectIncoming(reason: string): void {
+    this.counters.reject(reason);
+  }
+
+  /** @internal Recomputes reachable peers and reports changes through onPeerState. */
+  refreshPeers(): void {
+    if (this.state !== 'running') return;
+    const now = new Set(this.network.nodeIds().filter((peer) => peer !== this.id && this.network.reachable(this.id, peer)));
+    const changes: [NodeId, boolean][] = [];
+    for (const peer of now) if (!this.connected.has(peer)) changes.push([peer, true]);
+    for (const peer of this.connected) if (!now.has(peer)) changes.push([peer, false]);
+    this.connected = now;
+    changes.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    // Reported on a later turn: a handler must never run inside start/close/setLink.
+    if (changes.length > 0) {
+      setImmediate(() => {
+        if (this.state !== 'running') return;
+        for (const [peer, up] of changes) this.handlers?.onPeerState?.(peer, up);
+      });
+    }
+  }
+}

@@ -1,0 +1,9 @@
+/** The TCP (and mutual TLS) transport. */
+export { TcpTransport, queuedFrameBytes } from './tcp-transport.js';
+export type { TcpTransportInternals } from './tcp-transport.js';
+export { parseAddress, resolveTcpOptions, tcpTransportOptionsSchema } from './options.js';
+export type { HostPort, ResolvedTcpOptions, TcpTransportOptions } from './options.js';
+export { reconnectDelayMs } from './backoff.js';
+export { clientProof, computeProof, proofMatches, serverProof } from './handshake.js';
+export type { ProofRole } from './handshake.js';
+export type { CloseReason } from './connection.js';

@@ -1,0 +1,286 @@
+/**
+ * TcpTransport: the peer transport over node:net (optionally node:tls), msgpack frames,
+ * HMAC-authenticated handshake, bounded queues and one write per peer per event-loop turn.
+ */
+import * as net from 'node:net';
+import * as tls from 'node:tls';
+import type { NodeId } from '../../lib/core/types.js';
+import { RaftQueueError } from '../../lib/errors.js';
+import type { PeerMessage, Transport, TransportHandlers } from '../../lib/transport.js';
+import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
+import { MessageEncoder } from '../codec/message-encoder.js';
+import { codecSchemas } from '../codec/schemas.js';
+import { TransportCounters, type TransportStatsDetail } from '../stats.js';
+import { InboundConnection, type ConnectionContext } from './connection.js';
+import { resolveTcpOptions, parseAddress, type HostPort, type ResolvedTcpOptions, type TcpTransportOptions } from './options.js';
+import { OutboundLink } from './outbound-link.js';
+
+/** Live-object counts, for tests that check hostile input leaves nothing behind. */
+export interface TcpTransportInternals {
+  /** Sockets accepted and not yet closed (authenticated or not). */
+  readonly acceptedSockets: number;
+  /** Accepted sockets still in the handshake. */
+  readonly handshakesPending: number;
+  /** Authenticated inbound connections (at most one per peer). */
+  readonly inboundPeers: number;
+  /** Bytes held by all inbound decoders for partial frames. */
+  readonly bufferedBytes: number;
+  /** Frames queued on outbound links. */
+  readonly queuedFrames: number;
+}
+
+/**
+ * A {@link Transport} over TCP. See {@link TcpTransportOptions} for the options and defaults.
+ *
+ * Each node listens once and dials each peer once; messages to peer X travel only over the
+ * connection this node dialed to X (inbound connections only receive). `send` encodes at once
+ * and queues; all frames queued in one event-loop turn are written to each peer in one write.
+ */
+export class TcpTransport implements Transport {
+  private readonly options: ResolvedTcpOptions;
+  private readonly counters = new TransportCounters();
+  private readonly encoder = new MessageEncoder();
+  private readonly links = new Map<NodeId, OutboundLink>();
+  private readonly inbound = new Map<NodeId, InboundConnection>();
+  private readonly accepted = new Set<InboundConnection>();
+  private readonly rawSockets = new Set<net.Socket>();
+  private readonly ctx: ConnectionContext;
+  private handlers: TransportHandlers | null = null;
+  private server: net.Server | null = null;
+  private flushScheduled = false;
+  private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
+  private closing: Promise<void> | null = null;
+  /** The last message the codec refused to encode (a caller bug), for debugging. */
+  lastEncodeError: unknown = undefined;
+
+  /** Validates `options`; throws RaftQueueError('INVALID_OPTIONS') when they are wrong. */
+  constructor(options: TcpTransportOptions) {
+    this.options = resolveTcpOptions(options);
+    const schemas = codecSchemas(this.options.limits);
+    this.ctx = {
+      options: this.options,
+      counters: this.counters,
+      schemas,
+      deliver: (message) => this.handlers?.onMessage(message),
+    };
+    const peerIds = Object.keys(this.options.peers)
+      .filter((peer) => peer !== this.options.id)
+      .sort();
+    for (const peer of peerIds) {
+      const link = new OutboundLink(peer, this.options.peers[peer] as string, this.ctx, {
+        onState: (id, connected) => this.handlers?.onPeerState?.(id, connected),
+        requestFlush: () => this.scheduleFlush(),
+      });
+      this.links.set(peer, link);
+    }
+  }
+
+  /** Binds the listener, then starts dialing every peer. Rejects with TRANSPORT_FAILED. */
+  async start(handlers: TransportHandlers): Promise<void> {
+    if (this.state !== 'new') throw new RaftQueueError('TRANSPORT_FAILED', `transport ${this.options.id} already started`);
+    this.state = 'starting';
+    this.handlers = handlers;
+    const server = this.createServer();
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error): void => {
+        reject(new RaftQueueError('TRANSPORT_FAILED', `cannot listen on ${this.describeListen()}: ${error.message}`, { cause: error }));
+      };
+      server.once('error', onError);
+      server.listen({ host: this.options.listen.host, port: this.options.listen.port, exclusive: true }, () => {
+        server.off('error', onError);
+        resolve();
+      });
+    });
+    // After start, listener errors (rare: e.g. EMFILE on accept) are counted, not thrown.
+    server.on('error', () => this.counters.closed('listenerError'));
+    if (this.state !== 'starting') return;
+    this.state = 'running';
+    for (const link of this.links.values()) link.start();
+  }
+
+  /** Queues `message` for `message.to`. Never throws; drops and counts when it cannot send. */
+  send(message: PeerMessage): void {
+    const link = this.links.get(message.to);
+    if (this.state !== 'running' || link === undefined) {
+      this.counters.messagesDropped++;
+      return;
+    }
+    let body: Buffer;
+    try {
+      body = this.encoder.encode(message);
+    } catch (error) {
+      // A message the codec cannot encode is a caller bug; count it (and keep the error for
+      // inspection) rather than throw into the Raft loop.
+      this.counters.messagesDropped++;
+      this.counters.reject('encode');
+      this.lastEncodeError = error;
+      return;
+    }
+    if (body.byteLength > this.options.limits.frameBytesMax || !link.enqueue(body)) {
+      this.counters.messagesDropped++;
+      return;
+    }
+    // Flush even when the link is not writable yet, so the encoder's per-turn cache is cleared.
+    this.scheduleFlush();
+  }
+
+  /** Closes the listener and destroys every socket; the port is free once this resolves. */
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    this.state = 'closed';
+    for (const link of this.links.values()) link.close();
+    for (const connection of this.accepted) connection.close('transportClosed');
+    for (const socket of this.rawSockets) socket.destroy();
+    this.accepted.clear();
+    this.inbound.clear();
+    this.rawSockets.clear();
+    const server = this.server;
+    this.closing =
+      server === null || !server.listening
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            server.close(() => resolve());
+          });
+    return this.closing;
+  }
+
+  /** Counters; see {@link TransportStatsDetail}. `connectedPeers` are peers with an open outbound link. */
+  stats(): TransportStatsDetail {
+    const connected: NodeId[] = [];
+    for (const [peer, link] of this.links) if (link.state === 'open') connected.push(peer);
+    const out = this.counters.snapshot(connected);
+    out.appendBodiesReused = this.encoder.reusedBodies;
+    return out;
+  }
+
+  /** The address the listener is bound to (useful with port 0). Throws before `start`. */
+  address(): HostPort {
+    const address = this.server?.address();
+    if (address === null || address === undefined || typeof address === 'string') {
+      throw new RaftQueueError('TRANSPORT_FAILED', `transport ${this.options.id} is not listening`);
+    }
+    return { host: address.address, port: address.port };
+  }
+
+  /**
+   * Changes where a peer is dialed (e.g. after it moved, or when tests learn ephemeral ports).
+   * A link waiting to retry dials the new address at once. Unknown peers are ignored.
+   */
+  setPeerAddress(peer: NodeId, address: string): void {
+    if (parseAddress(address) === undefined) {
+      throw new RaftQueueError('INVALID_OPTIONS', `invalid address for ${peer}: '${address}'`);
+    }
+    this.links.get(peer)?.setAddress(address);
+  }
+
+  /** Live-object counts (see {@link TcpTransportInternals}). */
+  internals(): TcpTransportInternals {
+    let pending = 0;
+    let buffered = 0;
+    for (const connection of this.accepted) {
+      if (connection.peer === null) pending++;
+      buffered += connection.bufferedBytes;
+    }
+    let queued = 0;
+    for (const link of this.links.values()) queued += link.queuedFrames;
+    return {
+      acceptedSockets: this.rawSockets.size,
+      handshakesPending: pending,
+      inboundPeers: this.inbound.size,
+      bufferedBytes: buffered,
+      queuedFrames: queued,
+    };
+  }
+
+  private createServer(): net.Server {
+    const tlsOptions = this.options.tls;
+    if (tlsOptions === undefined) {
+      return net.createServer({ noDelay: true }, (socket) => this.onSocket(socket, socket));
+    }
+    const server = tls.createServer(
+      {
+        key: tlsOptions.key,
+        cert: tlsOptions.cert,
+        ca: tlsOptions.ca,
+        requestCert: true,
+        rejectUnauthorized: true,
+        handshakeTimeout: this.options.handshakeTimeoutMs,
+      },
+      (socket) => this.onSocket(socket, undefined),
+    );
+    // Raw sockets are tracked from TCP accept so that close() and the pending bound cover
+    // connections still in the TLS handshake.
+    server.on('connection', (raw: net.Socket) => this.trackRaw(raw));
+    // A client without a certificate from `ca` fails here, before any frame: count and drop.
+    server.on('tlsClientError', (_error: Error, socket: tls.TLSSocket) => {
+      this.counters.closed('tls');
+      socket.destroy();
+    });
+    return server;
+  }
+
+  /** Tracks a raw TCP socket; false (socket destroyed) when too many handshakes are pending. */
+  private trackRaw(raw: net.Socket): boolean {
+    if (this.state === 'closed') {
+      raw.destroy();
+      return false;
+    }
+    const pending = this.rawSockets.size - this.inbound.size;
+    if (pending >= this.options.handshakesPendingMax) {
+      this.counters.closed('tooManyHandshakes');
+      raw.destroy();
+      return false;
+    }
+    this.rawSockets.add(raw);
+    raw.once('close', () => this.rawSockets.delete(raw));
+    return true;
+  }
+
+  private onSocket(socket: net.Socket, raw: net.Socket | undefined): void {
+    if (raw !== undefined && !this.trackRaw(raw)) return;
+    if (this.state === 'closed') {
+      socket.destroy();
+      return;
+    }
+    const connection = new InboundConnection(socket, this.ctx, (c) => this.onInboundAuthenticated(c));
+    this.accepted.add(connection);
+    connection.onClosed(() => {
+      this.accepted.delete(connection);
+      if (connection.peer !== null && this.inbound.get(connection.peer) === connection) this.inbound.delete(connection.peer);
+    });
+  }
+
+  private onInboundAuthenticated(connection: InboundConnection): void {
+    const peer = connection.peer as NodeId;
+    const previous = this.inbound.get(peer);
+    this.inbound.set(peer, connection);
+    // A peer dials us once; a new authenticated connection means it redialed, so the old one
+    // is dead or stale.
+    if (previous !== undefined && previous !== connection) previous.close('replaced');
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** One turn's batch: every writable link writes its queue in one buffer. */
+  private flush(): void {
+    this.flushScheduled = false;
+    this.encoder.endTurn();
+    if (this.state !== 'running') return;
+    for (const link of this.links.values()) link.flush();
+  }
+
+  private describeListen(): string {
+    const { host, port } = this.options.listen;
+    return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  }
+}
+
+/** Frame bytes of a body (header included), as counted against outboundQueueBytesMax. */
+export function queuedFrameBytes(body: Uint8Array): number {
+  return body.byteLength + FRAME_HEADER_BYTES;
+}
