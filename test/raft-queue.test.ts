@@ -312,9 +312,9 @@ test('subscribe: deliveries of a stopped node return after ackTimeoutMs to anoth
   await f1!.stop();
   const rescued: QueueMessage<number>[] = [];
   f2!.subscribe<number>('t', (m) => void rescued.push(m), { group: 'g', ackTimeoutMs: 5_000 });
-  t.true(await eventually(() => rescued.length === 5, 4_000));
+  t.true(await eventually(() => rescued.length === 5, 8_000));
   t.deepEqual(rescued.map((m) => m.payload).sort(), [0, 1, 2, 3, 4]);
-  t.true(rescued.every((m) => m.deliveryCount === 2));
+  t.true(rescued.every((m) => m.deliveryCount >= 2), 'each is a redelivery');
 });
 
 test('dead-lettering: after maxDeliveries the message moves to the dead-letter topic', async (t) => {

@@ -6,6 +6,7 @@ import { createRandom } from '../lib/core/random.js';
 import type { NodeId } from '../lib/core/types.js';
 import { Cluster } from './sim/cluster.js';
 import type { ClusterOptions } from './sim/cluster.js';
+import { queueReplayCommand, runQueueSeed } from './sim/queue-run.js';
 import { formatSeed, heal, replayCommand, runSeed } from './sim/run-seed.js';
 
 /** Seeds in `npm test`; `npm run sim -- --seeds 20000` runs long batches. */
@@ -26,6 +27,30 @@ for (let shard = 0; shard < SHARDS; shard++) {
     t.deepEqual(failures, []);
   });
 }
+
+/** Queue-level seeds in `npm test`: the real state machine under every fault. */
+const QUEUE_SEED_COUNT = Number(process.env['SIM_QUEUE_SEEDS'] ?? 100);
+const QUEUE_SHARDS = 4;
+for (let shard = 0; shard < QUEUE_SHARDS; shard++) {
+  test(`sim queue: seeds ${formatSeed(SEED_START + shard)} + ${QUEUE_SHARDS}k (shard ${shard + 1}/${QUEUE_SHARDS}): no acked publish lost, pops exactly once in order, groups complete`, (t) => {
+    const failures: string[] = [];
+    let runs = 0;
+    for (let i = shard; i < QUEUE_SEED_COUNT; i += QUEUE_SHARDS) {
+      const r = runQueueSeed(SEED_START + i);
+      runs++;
+      if (!r.ok) failures.push(`seed ${formatSeed(r.seed)} (${r.description}): ${r.failure}\n  replay: ${queueReplayCommand(r.seed)}`);
+    }
+    t.true(runs > 0);
+    t.deepEqual(failures, []);
+  });
+}
+
+test('sim queue: one seed run twice gives the same trace hash', (t) => {
+  const a = runQueueSeed(0x5eed0011);
+  const b = runQueueSeed(0x5eed0011);
+  t.true(a.ok, a.failure);
+  t.is(a.traceHash, b.traceHash);
+});
 
 test('sim: one seed run twice gives the same trace hash', (t) => {
   const seed = 0x5eed0042;

@@ -3,9 +3,11 @@
  *
  *   npm run sim -- --seed 0x5eed0001 [--trace]      replay one seed (prints its trace hash)
  *   npm run sim -- --seeds 20000 [--start 0x...]    a batch, with a summary
+ *   add --queue to run the RaftQueue-level workload (the real queue state machine)
  *
  * Exit status: 0 when every seed passed, 1 when any failed, 2 for bad arguments.
  */
+import { queueReplayCommand, runQueueSeed } from './queue-run.js';
 import { formatSeed, replayCommand, runSeed } from './run-seed.js';
 import type { RunResult } from './run-seed.js';
 
@@ -14,10 +16,11 @@ interface Args {
   seeds: number;
   start: number;
   trace: boolean;
+  queue: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { seed: undefined, seeds: 300, start: 0x5eed0000, trace: false };
+  const args: Args = { seed: undefined, seeds: 300, start: 0x5eed0000, trace: false, queue: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): number => {
@@ -30,6 +33,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a === '--seeds') args.seeds = value();
     else if (a === '--start') args.start = value();
     else if (a === '--trace') args.trace = true;
+    else if (a === '--queue') args.queue = true;
     else if (a === '--help' || a === '-h') usage(undefined);
     else usage(`unknown argument ${a}`);
   }
@@ -38,7 +42,8 @@ function parseArgs(argv: readonly string[]): Args {
 
 function usage(problem: string | undefined): never {
   const text = [
-    'usage: npm run sim -- [--seed S [--trace]] [--seeds N] [--start S]',
+    'usage: npm run sim -- [--queue] [--seed S [--trace]] [--seeds N] [--start S]',
+    '  --queue     the RaftQueue-level workload (publish/consume/groups) instead of raw proposals',
     '  --seed S    run one seed (decimal or 0x hex) and print its trace hash',
     '  --trace     with --seed: print every event',
     '  --seeds N   run N seeds starting at --start (default 300 from 0x5eed0000)',
@@ -52,12 +57,14 @@ function usage(problem: string | undefined): never {
 }
 
 function report(r: RunResult): void {
-  console.error(`FAIL seed ${formatSeed(r.seed)} (${r.description})\n  ${r.failure}\n  replay: ${replayCommand(r.seed)}`);
+  const replay = args.queue ? queueReplayCommand(r.seed) : replayCommand(r.seed);
+  console.error(`FAIL seed ${formatSeed(r.seed)} (${r.description})\n  ${r.failure}\n  replay: ${replay}`);
 }
+const run = (seed: number, trace = false): RunResult => (args.queue ? runQueueSeed(seed, { trace }) : runSeed(seed, { trace }));
 
 const args = parseArgs(process.argv.slice(2));
 if (args.seed !== undefined) {
-  const r = runSeed(args.seed, { trace: args.trace });
+  const r = run(args.seed, args.trace);
   if (args.trace) for (const line of r.traceLines) console.log(line);
   console.log(
     `seed ${formatSeed(r.seed)} ${r.ok ? 'ok' : 'FAILED'}: ${r.description}; ` +
@@ -77,7 +84,7 @@ let simulatedMs = 0;
 let events = 0;
 for (let i = 0; i < args.seeds; i++) {
   const seed = (args.start + i) >>> 0;
-  const r = runSeed(seed);
+  const r = run(seed);
   elections += r.elections;
   commits += r.commits;
   acked += r.acked;
@@ -91,7 +98,7 @@ for (let i = 0; i < args.seeds; i++) {
 }
 const wallS = (performance.now() - startedMs) / 1000;
 console.log(
-  `sim: ${args.seeds} seeds from ${formatSeed(args.start)}: ${failures} failures; ` +
+  `sim${args.queue ? ' (queue workload)' : ''}: ${args.seeds} seeds from ${formatSeed(args.start)}: ${failures} failures; ` +
     `${elections} elections, ${commits} entries applied (max per run, summed), ${acked} proposals acknowledged, ` +
     `${events} events, ${(simulatedMs / 1000).toFixed(0)} s simulated in ${wallS.toFixed(1)} s wall`,
 );

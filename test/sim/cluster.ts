@@ -10,6 +10,8 @@ import type { Random } from '../../lib/core/random.js';
 import type { Message } from '../../lib/core/messages.js';
 import type { Entry, NodeId, PersistRequest, Snapshot } from '../../lib/core/types.js';
 import { EntryType } from '../../lib/core/types.js';
+import { QueueStateMachine, encodeCommand } from '../../lib/queue/index.js';
+import type { ApplyResult, Command } from '../../lib/queue/index.js';
 import { EventQueue } from './event-queue.js';
 import { SimStorage } from './sim-storage.js';
 
@@ -49,7 +51,15 @@ export interface ClusterOptions {
   readonly checkQuorum: boolean;
   readonly faults: LinkFaults;
   readonly trace: boolean;
+  /** Run the real queue state machine on every node (RaftQueue-level workloads). */
+  readonly queueMode?: boolean;
 }
+
+/** Leader wall-clock time in queue mode: virtual time on a fixed epoch. */
+export const SIM_EPOCH_MS = 1_700_000_000_000;
+
+/** What the proposer of a queue command saw when it applied the entry (its "reply"). */
+export type QueueResultListener = (rid: string, result: ApplyResult, index: number) => void;
 
 type SimEvent =
   | { readonly kind: 'tick'; readonly node: NodeId; readonly incarnation: number }
@@ -69,6 +79,7 @@ class SimNode {
   incarnation = 0;
   readonly storage = new SimStorage();
   sm: SmState = { index: 0, count: 0, hash: 0 };
+  queue: QueueStateMachine | undefined;
   /** The Ready whose persist is in flight, with its request. */
   inFlight: { readonly ready: Ready; readonly request: PersistRequest } | undefined;
   lastCommit = 0;
@@ -122,6 +133,12 @@ export class Cluster {
   /** Acknowledged proposals: key -> index. Must survive everything. */
   readonly acked = new Map<string, number>();
   private maxAckedIndex = 0;
+  private readonly queueResult = new Map<number, number>();
+  private readonly queuePending = new Map<string, { readonly node: NodeId; readonly incarnation: number }>();
+  /** Called once, the next time a leader's commit index advances (then cleared). */
+  onLeaderCommit: ((leader: NodeId) => void) | undefined;
+  /** Queue mode: called when a proposer applies its own command. */
+  onQueueResult: QueueResultListener | undefined;
   private readSeq = 0;
   private readonly reads = new Map<number, PendingRead>();
 
@@ -276,7 +293,8 @@ export class Cluster {
   private applyEntry(node: SimNode, e: Entry): void {
     if (e.index !== node.sm.index + 1) this.fail(`${node.id} applied ${e.index} after ${node.sm.index}`);
     node.sm.index = e.index;
-    const key = e.type === EntryType.Normal ? decoder.decode(e.data) : `#${e.type}@${e.term}`;
+    const key = entryKey(e);
+    if (node.queue) this.applyQueue(node, e);
     if (e.type === EntryType.Normal) {
       node.sm.count++;
       node.sm.hash = mix(node.sm.hash, hashString(key));
@@ -298,12 +316,64 @@ export class Cluster {
     }
   }
 
+  /** Queue mode: apply, require the same result at each index on every node, report it. */
+  private applyQueue(node: SimNode, e: Entry): void {
+    const out = (node.queue as QueueStateMachine).apply(e);
+    const digest = hashString(JSON.stringify(out.result, (_k, v: unknown) => (v instanceof Uint8Array ? hashBytes(v) : v)));
+    const known = this.queueResult.get(e.index);
+    if (known === undefined) this.queueResult.set(e.index, digest);
+    else if (known !== digest) this.fail(`${node.id}: queue result at ${e.index} differs from other nodes`);
+    if (out.rid === undefined) return;
+    const p = this.queuePending.get(out.rid);
+    if (p && p.node === node.id && p.incarnation === node.incarnation) {
+      this.queuePending.delete(out.rid);
+      this.onQueueResult?.(out.rid, out.result, e.index);
+    }
+  }
+
+  /** Proposes a queue command on `id` (the leader stamps its time). False when refused. */
+  proposeQueue(id: NodeId, command: Command): boolean {
+    const node = this.nodes.get(id) as SimNode;
+    if (!node.core || !('rid' in command)) return false;
+    const r = node.core.propose(encodeCommand(command, SIM_EPOCH_MS + Math.floor(this.nowMs)));
+    this.stats.proposals++;
+    if (!r.ok) return false;
+    this.queuePending.set(command.rid, { node: id, incarnation: node.incarnation });
+    return true;
+  }
+
+  /** Logs a time tick on `id` (queue mode): the state machine's clock moves. */
+  proposeTick(id: NodeId): void {
+    this.nodes.get(id)?.core?.propose(encodeCommand({ t: 'tick' }, SIM_EPOCH_MS + Math.floor(this.nowMs)));
+  }
+
+  /** The queue state machine of `id` (queue mode), for end-of-run inspection. */
+  queueOf(id: NodeId): QueueStateMachine | undefined {
+    return this.nodes.get(id)?.queue;
+  }
+
   private smSnapshot(node: SimNode): Uint8Array {
-    return encoder.encode(JSON.stringify(node.sm));
+    const head = encoder.encode(JSON.stringify(node.sm));
+    if (!node.queue) return head;
+    // [u32 length of the JSON head][head][queue snapshot]
+    const q = node.queue.snapshot();
+    const out = new Uint8Array(4 + head.length + q.length);
+    new DataView(out.buffer).setUint32(0, head.length);
+    out.set(head, 4);
+    out.set(q, 4 + head.length);
+    return out;
   }
 
   private restoreSm(node: SimNode, snapshot: Snapshot): void {
-    const sm = JSON.parse(decoder.decode(snapshot.data)) as SmState;
+    let headBytes = snapshot.data;
+    if (this.opts.queueMode) {
+      const len = new DataView(snapshot.data.buffer, snapshot.data.byteOffset).getUint32(0);
+      headBytes = snapshot.data.subarray(4, 4 + len);
+      const queue = new QueueStateMachine();
+      queue.restore(snapshot.data.subarray(4 + len), snapshot.meta.index);
+      node.queue = queue;
+    }
+    const sm = JSON.parse(decoder.decode(headBytes)) as SmState;
     if (sm.index !== snapshot.meta.index) this.fail(`${node.id}: snapshot data at ${sm.index} labelled ${snapshot.meta.index}`);
     const knownHash = this.appliedHash.get(sm.index);
     if (knownHash !== undefined && knownHash !== sm.hash) this.fail(`${node.id}: snapshot at ${sm.index} differs from applied state`);
@@ -359,6 +429,11 @@ export class Cluster {
     return true;
   }
 
+  /** Whether `id` is up with a write in flight (a crash now loses or tears it). */
+  writeInFlight(id: NodeId): boolean {
+    return (this.nodes.get(id) as SimNode).inFlight !== undefined;
+  }
+
   /** Restarts a crashed node from its durable state. */
   restart(id: NodeId): void {
     const node = this.nodes.get(id) as SimNode;
@@ -371,6 +446,7 @@ export class Cluster {
     node.incarnation++;
     const snap = node.storage.snapshot();
     node.sm = { index: 0, count: 0, hash: 0 };
+    node.queue = this.opts.queueMode ? new QueueStateMachine() : undefined;
     if (snap) this.restoreSm(node, snap);
     node.lastCommit = 0;
     node.core = new RaftCore({
@@ -425,11 +501,13 @@ export class Cluster {
     const node = this.nodes.get(id) as SimNode;
     if (!node.core) return undefined;
     const key = `c${++this.proposalSeq}`;
-    const r = node.core.propose(encoder.encode(key));
+    const data = encoder.encode(key);
+    const r = node.core.propose(data);
     this.stats.proposals++;
     if (!r.ok) return undefined;
-    this.pending.set(key, { node: id, incarnation: node.incarnation, index: r.index, key });
-    return key;
+    const ek = entryKey({ index: r.index, term: r.term, type: EntryType.Normal, data });
+    this.pending.set(ek, { node: id, incarnation: node.incarnation, index: r.index, key: ek });
+    return ek;
   }
 
   /** Starts a linearizable read on `id`. */
@@ -498,8 +576,14 @@ export class Cluster {
       if (known === undefined) this.committedTerm.set(i, t);
       else if (known !== t) this.fail(`committed entry ${i} changed: term ${known} vs ${t} on ${node.id}`);
     }
+    const advanced = commit > node.lastCommit;
     node.lastCommit = commit;
     if (commit > this.maxCommitted) this.maxCommitted = commit;
+    if (advanced && soft.role === 'leader' && this.onLeaderCommit) {
+      const hook = this.onLeaderCommit;
+      this.onLeaderCommit = undefined;
+      hook(node.id);
+    }
   }
 
   /** Log matching (§5.3): equal (index, term) means equal entry and equal history before it. */
@@ -507,7 +591,7 @@ export class Cluster {
     const s = node.storage;
     for (const e of request.entries) {
       const id = `${e.index}:${e.term}`;
-      const key = e.type === EntryType.Normal ? decoder.decode(e.data) : `#${e.type}`;
+      const key = e.type === EntryType.Normal ? entryKey(e) : `#${e.type}`;
       const prevTerm = s.term(e.index - 1);
       const known = this.entryAt.get(id);
       if (!known) this.entryAt.set(id, { key, prevTerm });
@@ -555,6 +639,17 @@ function describe(m: Message): string {
     default:
       return `${m.type} ${m.from}>${m.to} t${m.term}`;
   }
+}
+
+/** Identity of an entry's command: its bytes' hash and length (no decoding needed). */
+function entryKey(e: Entry): string {
+  return e.type === EntryType.Normal ? `${hashBytes(e.data)}/${e.data.length}` : `#${e.type}@${e.term}`;
+}
+
+function hashBytes(b: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ (b[i] as number), 0x01000193) >>> 0;
+  return h;
 }
 
 function hashString(s: string): number {

@@ -63,7 +63,7 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     tickMs: 10,
     electionTimeoutTicks: 10,
     heartbeatIntervalTicks: 1 + r.int(3),
-    diskDelayMsMax: 0.2 + r.float() * 6,
+    diskDelayMsMax: r.chance(0.2) ? 5 + r.float() * 30 : 0.2 + r.float() * 6,
     tornWriteRate: r.float(),
     compactEveryEntries: 10 + r.int(200),
     inflightAppendsMax: 1 + r.int(64),
@@ -130,14 +130,14 @@ function scheduleWorkload(cluster: Cluster, rnd: Random, untilMs: number): void 
 }
 
 /** Partitions, crashes, restarts and leadership transfers during the fault phase. */
-function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number): void {
+export function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number): void {
   const ids = cluster.ids;
   const down = new Set<NodeId>();
   const kinds: PartitionKind[] = ['symmetric', 'oneWay', 'isolateLeader', 'swizzleClog'];
   // Some runs are calm, some are storms: the gap between nemesis actions is drawn per seed.
   const gapMsMax = [150, 400, 1_200][rnd.int(3)] as number;
   for (let t = 50 + rnd.int(500); t < untilMs; t += 20 + rnd.int(gapMsMax)) {
-    const action = rnd.int(11);
+    const action = rnd.int(12);
     const kind = kinds[rnd.int(kinds.length)] as PartitionKind;
     const pick = rnd.int(1 << 30);
     const pick2 = rnd.int(1 << 30);
@@ -146,9 +146,21 @@ function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number): void {
       if (action <= 3) partition(cluster, kind, pick, pick2, rnd);
       else if (action <= 5) cluster.healNetwork();
       else if (action === 6) {
-        const id = ids[pick % ids.length] as NodeId;
+        // Prefer a node with a write in flight: the moment a crash loses or tears data.
+        const busy = ids.filter((id) => cluster.writeInFlight(id));
+        const id = (busy.length > 0 && pick % 2 === 0 ? busy[pick2 % busy.length] : ids[pick % ids.length]) as NodeId;
         cluster.crash(id);
         down.add(id);
+      } else if (action === 11) {
+        // Power loss right after a leader commits: every node crashes at once (unsynced writes
+        // lost or torn), the moment when an acknowledgement that was not durable would be
+        // exposed. All but one come back now (often the old leader stays down longer).
+        cluster.onLeaderCommit = (leader) => {
+          for (const id of ids) cluster.crash(id);
+          const late = pick % 2 === 0 ? leader : (ids[pick2 % ids.length] as NodeId);
+          for (const id of ids) if (id !== late) cluster.restart(id);
+          down.add(late);
+        };
       } else if (action === 7) {
         const leaders = cluster.leaders();
         const id = leaders[0];
@@ -233,8 +245,10 @@ function hashPick(id: string, salt: number): number {
  */
 export function heal(cluster: Cluster): void {
   const start = cluster.nowMs;
+  cluster.onLeaderCommit = undefined; // An armed power loss belongs to the fault phase.
   cluster.healNetwork();
-  cluster.faults = { ...cluster.faults, lossRate: 0, duplicateRate: 0 };
+  // A healed network behaves like TCP: no loss, no duplicates, FIFO per link (no jitter).
+  cluster.faults = { ...cluster.faults, lossRate: 0, duplicateRate: 0, jitterMs: 0 };
   for (const id of cluster.ids) cluster.restart(id);
   const deadline = start + HEAL_BOUND_MS;
   const keys: string[] = [];
