@@ -25,7 +25,10 @@ export interface AppMessage {
 export type PeerMessage = Message | AppMessage;
 
 export interface TransportHandlers {
-  /** A valid, authenticated message addressed to this node. */
+  /**
+   * A valid, authenticated message addressed to this node. Must not throw: it runs inside a
+   * socket event, where an exception would escape as an uncaught exception.
+   */
   onMessage(message: PeerMessage): void;
   /** Optional: a peer link became usable or was lost. */
   onPeerState?(peer: NodeId, connected: boolean): void;
