@@ -1,0 +1,105 @@
+/**
+ * RaftNode (the Ready loop) below the facade: fail-stop on storage failure, and snapshots.
+ */
+import test from 'ava';
+import { createRandom } from '../lib/core/random.js';
+import type { PersistRequest, Snapshot } from '../lib/core/types.js';
+import { RaftQueueError } from '../lib/errors.js';
+import { systemClock } from '../lib/node/clock.js';
+import { RaftNode } from '../lib/node/raft-node.js';
+import type { NodeEvent, SubmitOutcome } from '../lib/node/raft-node.js';
+import { QueueStateMachine } from '../lib/queue/index.js';
+import { FileStorage, MemoryStorage } from '../lib/storage/index.js';
+import type { Storage, StorageCallback } from '../lib/storage/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MemoryNetwork } from '../transports/memory/index.js';
+
+/** A MemoryStorage whose disk "fills up" after `okPersists` successful persists. */
+class FullDiskStorage extends MemoryStorage {
+  persists = 0;
+  constructor(private readonly okPersists: number) {
+    super();
+  }
+  override persist(request: PersistRequest, onPersisted: StorageCallback): void {
+    if (++this.persists > this.okPersists) {
+      const cause = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      queueMicrotask(() => onPersisted(new RaftQueueError('STORAGE_FAILED', 'write failed', { cause })));
+      return;
+    }
+    super.persist(request, onPersisted);
+  }
+}
+
+function singleNode(storage: Storage, events: NodeEvent[], snapshotEveryEntries = 1_000): RaftNode {
+  const net = new MemoryNetwork();
+  return new RaftNode({
+    id: 'n1',
+    voters: ['n1'],
+    storage,
+    transport: net.transport('n1'),
+    clock: systemClock,
+    random: createRandom(7),
+    stateMachine: new QueueStateMachine(),
+    tickIntervalMs: 5,
+    electionTimeoutTicks: 4,
+    heartbeatIntervalTicks: 1,
+    snapshotEveryEntries,
+    retryIntervalMs: 200,
+    timeTickIntervalMs: 100,
+    onEvent: (e) => events.push(e),
+  });
+}
+
+const submit = (node: RaftNode, cmd: Parameters<RaftNode['submit']>[0]): Promise<SubmitOutcome> =>
+  new Promise((resolve) => node.submit(cmd, 2_000, resolve));
+
+test('node: a full disk fail-stops the node with STORAGE_FAILED and rejects pending work', async (t) => {
+  const events: NodeEvent[] = [];
+  const storage = new FullDiskStorage(3);
+  const node = singleNode(storage, events);
+  await node.start();
+  const created = await submit(node, { t: 'createTopic', rid: 'r1', topic: 't' });
+  t.true(created.ok);
+  const outcomes: SubmitOutcome[] = [];
+  for (let i = 0; i < 10; i++) outcomes.push(await submit(node, { t: 'publish', rid: `p${i}`, topic: 't', payload: new Uint8Array([i]) }));
+  const failed = outcomes.filter((o) => !o.ok);
+  t.true(failed.length > 0, 'publishes after the disk filled up fail');
+  for (const o of failed) if (!o.ok) t.true(o.error.code === 'STORAGE_FAILED' || o.error.code === 'CLOSED', o.error.code);
+  const fatal = events.find((e) => e.type === 'fatal');
+  t.truthy(fatal);
+  if (fatal?.type === 'fatal') t.is(fatal.error.code, 'STORAGE_FAILED');
+  // The node stays stopped: later calls fail at once, nothing is retried against the disk.
+  const persistsBefore = storage.persists;
+  const later = await submit(node, { t: 'publish', rid: 'late', topic: 't', payload: new Uint8Array([1]) });
+  t.false(later.ok);
+  await new Promise((r) => setTimeout(r, 100));
+  t.is(storage.persists, persistsBefore);
+});
+
+test('node: the log is compacted into a snapshot and a restart recovers from it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'raftqueue-node-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const storage = await FileStorage.open({ dataDir: dir });
+  const node = singleNode(storage, [], 16);
+  await node.start();
+  t.true((await submit(node, { t: 'createTopic', rid: 'c', topic: 't' })).ok);
+  for (let i = 0; i < 60; i++) t.true((await submit(node, { t: 'publish', rid: `p${i}`, topic: 't', payload: new Uint8Array([i]) })).ok);
+  await new Promise((r) => setTimeout(r, 50));
+  const snap = storage.snapshot() as Snapshot;
+  t.truthy(snap, 'a snapshot was taken');
+  t.true(storage.firstIndex() > 16, `log compacted (first index ${storage.firstIndex()})`);
+  // A new node over the same storage starts from the snapshot plus the log after it.
+  await new Promise<void>((resolve) => node.stop(0, resolve));
+  const reopened = await FileStorage.open({ dataDir: dir });
+  t.deepEqual(reopened.snapshot()?.meta, snap.meta);
+  const again = singleNode(reopened, [], 16);
+  await again.start();
+  t.true(again.stateMachine.appliedIndex >= snap.meta.index);
+  const popped = await submit(again, { t: 'consume', rid: 'pop', topic: 't' });
+  t.true(popped.ok && popped.result.ok);
+  if (popped.ok && popped.result.ok) t.is((popped.result.value as { offset: number }).offset, 0);
+  t.is(again.stateMachine.depth('t'), 59);
+  await new Promise<void>((resolve) => again.stop(0, resolve));
+});
