@@ -429,9 +429,10 @@ export class RaftCore {
       return true;
     }
     if (m.term < this.term) {
-      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === 'append' || m.type === 'heartbeat')) {
-        // A stale leader may be cut off from its quorum forever without this answer: with
-        // pre-vote nobody else will bump its term (etcd raft issue 5451).
+      if (m.type === 'append' || m.type === 'heartbeat') {
+        // Answer a stale leader with our term (§5.1, "reply false"), so it steps down. etcd
+        // skips this without pre-vote/check-quorum, counting on the higher-term node to
+        // campaign; a node repairing its log never campaigns, and the cluster would be stuck.
         this.sendAfterPersist(this.appendResponse(m.from, false, 0, 0, 0, 0));
       } else if (m.type === 'preVote') {
         this.send({ type: 'preVoteResponse', from: this.id, to: m.from, term: this.term, granted: false });
