@@ -286,6 +286,18 @@ export class RaftCore {
   // ---------------------------------------------------------------------------------------------
   // Ready / advance
 
+  /**
+   * Takes the messages that are safe to send before anything is persisted (heartbeats and
+   * their answers, pre-votes, TimeoutNow, appends already built), without a Ready. The node
+   * layer calls this while a persist is in flight, so a slow fsync does not delay heartbeats
+   * past an election timeout.
+   */
+  takeMessages(): Message[] {
+    const out = this.msgs;
+    this.msgs = [];
+    return out;
+  }
+
   /** Whether `ready()` has anything to hand out (always false while a Ready is outstanding). */
   hasReady(): boolean {
     if (this.outstanding) return false;
@@ -354,7 +366,8 @@ export class RaftCore {
       // The leader counts itself towards a quorum only for what is on its own disk.
       if (this.role === 'leader' && this.log.term(last.index) === last.term) {
         this.progressOf(this.id).maybeUpdate(last.index);
-        this.maybeCommit();
+        // Our own fsync may be the ack that completes a quorum: tell followers at once.
+        if (this.maybeCommit()) this.commitBroadcastPending = true;
       }
     }
     this.appliedIndex = Math.max(this.appliedIndex, done.appliedThrough);

@@ -13,6 +13,8 @@ const rid = z.string().min(1).max(128);
 export const forwardBodySchema = z.discriminatedUnion('k', [
   /** Follower -> leader: propose this command (encoded by lib/queue, time stamped by the leader). */
   z.strictObject({ k: z.literal('propose'), rid, cmd: z.custom<Uint8Array>((v) => v instanceof Uint8Array) }),
+  /** Leader -> follower: appended in `term` (resolve on apply; re-send only if the term ends). */
+  z.strictObject({ k: z.literal('accepted'), rid, term: z.number().int().nonnegative() }),
   /** Leader -> follower: the proposal was not accepted; retry later or at `leaderId`. */
   z.strictObject({ k: z.literal('refused'), rid, reason: z.string().max(64), leaderId: z.string().max(64).nullable() }),
   /** Follower -> leader: start a read barrier. */

@@ -63,8 +63,11 @@ interface Waiter {
   sawLeader: boolean;
   /** When the command was last handed to a leader (locally or by forwarding). */
   lastAttemptMs: number;
-  /** Set when proposed locally as leader: retried only if that term ends. */
+  /** The term of the leader that appended it (locally, or as its `accepted` reply said): it
+   * is retried only once that term ends. 0 while unknown. */
   proposedTerm: number;
+  /** Forwarding attempts so far. */
+  attempts: number;
 }
 
 interface ReadWaiter {
@@ -89,7 +92,11 @@ export class RaftNode {
   private readonly reads = new Map<number, ReadWaiter>();
   /** Leader side: core read id -> the follower and its read id. */
   private readonly remoteReads = new Map<number, { readonly from: NodeId; readonly id: number }>();
-  private readSeq = 0;
+  /**
+   * Read ids start at a random point per process: a forwarded read answered after this node
+   * restarted must not be mistaken for a new read with the same id (a stale read).
+   */
+  private readSeq: number;
 
   private ticker: TimerHandle | undefined;
   private timeKeeper: TimerHandle | undefined;
@@ -108,6 +115,7 @@ export class RaftNode {
     this.storage = options.storage;
     this.transport = options.transport;
     this.clock = options.clock;
+    this.readSeq = options.random.int(2 ** 31) * 2 ** 20;
     const snapshot = this.storage.snapshot();
     if (snapshot) this.sm.restore(snapshot.data, snapshot.meta.index);
     const repairing = this.storage.status().needsRepair;
@@ -161,7 +169,7 @@ export class RaftNode {
       this.waiters.delete(rid);
       w.cb({ ok: false, error: timeoutError(w.sawLeader, `command ${command.t}`, timeoutMs) });
     });
-    const w: Waiter = { rid, command, cb, deadline, sawLeader: false, lastAttemptMs: -Infinity, proposedTerm: 0 };
+    const w: Waiter = { rid, command, cb, deadline, sawLeader: false, lastAttemptMs: -Infinity, proposedTerm: 0, attempts: 0 };
     this.waiters.set(rid, w);
     this.attempt(w);
   }
@@ -195,7 +203,9 @@ export class RaftNode {
         w.lastAttemptMs = this.clock.nowMs();
         w.proposedTerm = r.term;
         this.schedulePump();
-      } else if (r.reason === 'noCapacity') {
+      } else if (r.reason === 'noCapacity' && !w.sawLeader) {
+        // Only when no earlier attempt reached a leader: otherwise a copy may already be in
+        // the log, and "retry later" would invite a duplicate. Keep retrying (then TIMEOUT).
         this.finish(w.rid, { ok: false, error: new RaftQueueError('NO_CAPACITY', 'too many uncommitted proposals; retry later') });
       }
       // 'transferring': retried by the retry loop once the new leader is known.
@@ -203,6 +213,7 @@ export class RaftNode {
     }
     if (soft.leaderId !== null) {
       w.sawLeader = true;
+      w.attempts++;
       w.lastAttemptMs = this.clock.nowMs();
       w.proposedTerm = 0;
       this.sendForward(soft.leaderId, { k: 'propose', rid: w.rid, cmd: encodeCommand(w.command, 0) });
@@ -239,8 +250,8 @@ export class RaftNode {
     const now = this.clock.nowMs();
     const soft = this.core.softState();
     for (const w of this.waiters.values()) {
-      const proposedHere = w.proposedTerm > 0;
-      const stillPending = proposedHere && soft.role === 'leader' && soft.term === w.proposedTerm;
+      // Appended by a leader whose term is still current: it commits or that term ends.
+      const stillPending = w.proposedTerm > 0 && soft.term === w.proposedTerm && soft.leaderId !== null;
       if (!stillPending && now - w.lastAttemptMs >= this.opts.retryIntervalMs) this.attempt(w);
     }
     for (const [id, r] of this.reads) {
@@ -281,13 +292,21 @@ export class RaftNode {
         const decoded = decodeCommand(body.cmd);
         if ('error' in decoded) return; // A peer sent garbage: drop, like an invalid frame.
         const r = this.guard(() => this.core.propose(encodeCommand(decoded.command, this.clock.nowMs())));
-        if (r && !r.ok) this.sendForward(m.from, { k: 'refused', rid: body.rid, reason: r.reason, leaderId: r.leaderId });
+        if (!r) return;
+        if (r.ok) this.sendForward(m.from, { k: 'accepted', rid: body.rid, term: r.term });
+        else this.sendForward(m.from, { k: 'refused', rid: body.rid, reason: r.reason, leaderId: r.leaderId });
+        return;
+      }
+      case 'accepted': {
+        // Appended in `term`: no need to re-send unless that term ends without it committing.
+        const w = this.waiters.get(body.rid);
+        if (w) w.proposedTerm = body.term;
         return;
       }
       case 'refused': {
         const w = this.waiters.get(body.rid);
         if (!w) return;
-        if (body.reason === 'noCapacity') {
+        if (body.reason === 'noCapacity' && w.attempts <= 1) {
           this.finish(body.rid, { ok: false, error: new RaftQueueError('NO_CAPACITY', 'the leader has too many uncommitted proposals') });
         } else {
           w.lastAttemptMs = -Infinity; // Retry at the next opportunity (leader change or retry loop).
@@ -336,6 +355,12 @@ export class RaftNode {
   }
 
   private pump(): void {
+    if (this.persisting && !this.closed) {
+      // Heartbeats and their answers must not wait behind a slow fsync.
+      const msgs = this.guard(() => this.core.takeMessages());
+      if (msgs) for (const m of msgs) this.transport.send(m);
+      return;
+    }
     while (!this.closed && !this.persisting) {
       const rd = this.guard(() => (this.core.hasReady() ? this.core.ready() : undefined));
       if (!rd) return;
@@ -366,8 +391,14 @@ export class RaftNode {
   private afterPersist(rd: Ready): void {
     if (this.closed) return;
     for (const m of rd.messagesAfterPersist) this.transport.send(m);
-    if (rd.snapshot) this.sm.restore(rd.snapshot.data, rd.snapshot.meta.index);
-    for (const e of rd.committedEntries) this.applyEntry(e);
+    // A snapshot that does not decode, or an apply invariant, fail-stops this node (never the
+    // host process): the error reaches `fatal` instead of escaping from a storage callback.
+    const applied = this.guard(() => {
+      if (rd.snapshot) this.sm.restore(rd.snapshot.data, rd.snapshot.meta.index);
+      for (const e of rd.committedEntries) this.applyEntry(e);
+      return true;
+    });
+    if (!applied) return;
     for (const rs of rd.readStates) this.onReadState(rs.id, rs.index);
     for (const id of rd.readsFailed) this.onReadFailed(id);
     this.guard(() => this.core.advance());

@@ -113,17 +113,20 @@ const storedMessageSchema = z.object({
     .optional(),
 });
 
-/** The shape of each command kind's remembered value. */
+/** A remembered rejection (replayed to a retry with the same request id). */
+const failedSchema = z.object({ failed: str, message: z.string() });
+
+/** The shape of each command kind's remembered value (a success value or a rejection). */
 const dedupValueSchemas: Record<Exclude<CommandKind, 'tick'>, z.ZodType> = {
-  createTopic: z.boolean(),
-  deleteTopic: z.boolean(),
-  publish: z.object({ offset: uint }),
-  consume: storedMessageSchema.nullable(),
-  claim: z.object({ topicId: uint, group: str, refs: z.array(uint) }),
-  ack: z.literal(true),
-  nack: z.literal(true),
-  extend: z.literal(true),
-  release: z.literal(true),
+  createTopic: z.union([z.boolean(), failedSchema]),
+  deleteTopic: z.union([z.boolean(), failedSchema]),
+  publish: z.union([z.object({ offset: uint }), failedSchema]),
+  consume: z.union([storedMessageSchema.nullable(), failedSchema]),
+  claim: z.union([z.object({ topicId: uint, group: str, refs: z.array(uint) }), failedSchema]),
+  ack: z.union([z.literal(true), failedSchema]),
+  nack: z.union([z.literal(true), failedSchema]),
+  extend: z.union([z.literal(true), failedSchema]),
+  release: z.union([z.literal(true), failedSchema]),
 };
 
 function corrupt(message: string, cause?: unknown): RaftQueueError {

@@ -208,14 +208,23 @@ export class QueueStateMachine {
     this.dedup.evictExpired(this.nowMs);
     if (command.t === 'tick') return { rid: undefined, result: ok(null), events };
 
+    // A retry of the same request (same rid) replays its first outcome, rejection included:
+    // otherwise a retried copy of a command that failed (say, consume on a missing topic)
+    // could take effect later with nobody waiting for its result.
+    const ridKey = `r${command.rid}`;
+    const byRid = this.dedup.get(ridKey);
+    if (byRid !== undefined) return { rid: command.rid, result: this.replay(byRid, command), events };
     const key = this.dedupKey(command);
-    if (key !== undefined) {
+    if (key !== undefined && key !== ridKey) {
       const record = this.dedup.get(key);
       if (record !== undefined) return { rid: command.rid, result: this.replay(record, command), events };
     }
     const result = this.execute(command);
     if (result.ok && key !== undefined) {
       this.dedup.add({ key, atMs: this.nowMs, kind: command.t, value: this.dedupValue(command, result.value) });
+    } else if (!result.ok) {
+      // Remembered by request id only: a new request with the same publishId may succeed later.
+      this.dedup.add({ key: ridKey, atMs: this.nowMs, kind: command.t, value: { failed: result.code, message: result.message } });
     }
     return { rid: command.rid, result, events };
   }
@@ -589,6 +598,10 @@ export class QueueStateMachine {
   private replay(record: DedupRecord, command: Exclude<Command, { t: 'tick' }>): ApplyResult {
     if (record.kind !== command.t) {
       return fail('INVALID_COMMAND', `request id reused: it was a ${record.kind}, now a ${command.t}`);
+    }
+    const failed = record.value as { failed?: ApplyErrorCode; message?: string } | null;
+    if (failed !== null && typeof failed === 'object' && typeof failed.failed === 'string') {
+      return fail(failed.failed, failed.message ?? '');
     }
     if (command.t !== 'claim') return { ok: true, value: record.value, duplicate: true };
     const claim = record.value as ClaimRecord;

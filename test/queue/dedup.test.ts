@@ -82,15 +82,22 @@ test('queue: a claim repeat re-reads deliveries still pending (with their curren
   t.like(ds[0], { offset: 1, token: first[1]!.token, ackDeadline: 1_150 });
 });
 
-test('queue: failed commands are not remembered (a retry after the cause is fixed applies)', (t) => {
+test('queue: a rejection is replayed to a retry of the same request, never to a new one', (t) => {
   const q = new QueueDriver();
   const publish: Command = { t: 'publish', rid: 'p', topic: 'late', payload: bytes('x'), publishId: 'id' };
   t.like(q.run(publish).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
   q.createTopic('late');
-  t.deepEqual(q.run(publish).result, { ok: true, value: { offset: 0 }, duplicate: false });
-  const ridOnly: Command = { t: 'publish', rid: 'p2', topic: 'nope', payload: bytes('x') };
-  t.like(q.run(ridOnly).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
-  t.is(q.sm.stats().dedupEntries, 2); // createTopic + the publish
+  // The library's own retry (same rid) must not take effect after the caller saw the failure.
+  t.like(q.run(publish).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
+  t.is(q.sm.depth('late'), 0);
+  // A new request (new rid), even with the same publishId, applies.
+  t.deepEqual(q.run({ ...publish, rid: 'p-again' }).result, { ok: true, value: { offset: 0 }, duplicate: false });
+  const consume: Command = { t: 'consume', rid: 'c', topic: 'nope' };
+  t.like(q.run(consume).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
+  q.createTopic('nope');
+  q.publish('nope', 'm1', 'm1');
+  t.like(q.run(consume).result, { ok: false, code: 'TOPIC_NOT_FOUND' }, 'a retried pop does not pop for nobody');
+  t.is(q.sm.depth('nope'), 1);
 });
 
 test('queue: a rid reused for another kind of command is INVALID_COMMAND', (t) => {

@@ -1,6 +1,6 @@
 import test from 'ava';
 import type { Delivery } from '../../lib/queue/index.js';
-import { hex, QueueDriver, text, texts } from './queue-driver.js';
+import { queueState, QueueDriver, text, texts } from './queue-driver.js';
 
 function withMessages(...payloads: string[]): QueueDriver {
   const q = new QueueDriver();
@@ -98,7 +98,7 @@ test('queue: stale or unknown tokens are STALE_DELIVERY for ack, nack and extend
     t.like(q.nack(x).result, { ok: false, code: 'STALE_DELIVERY' });
     t.like(q.extend(x).result, { ok: false, code: 'STALE_DELIVERY' });
   }
-  t.is(hex(q.sm.snapshot()), hex(before));
+  t.is(queueState(q.sm.snapshot()), queueState(before));
   // After a redelivery the old token is stale even though the offset is pending again.
   q.nack(d!);
   const [again] = q.claim('a', 'g', 'c');

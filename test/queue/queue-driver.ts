@@ -1,3 +1,5 @@
+import { Unpackr } from 'msgpackr';
+import { QUEUE_PACKR_OPTIONS } from '../../lib/queue/index.js';
 /**
  * A small driver for queue state machine tests: encodes commands as entries with consecutive
  * indexes and an explicit entry time, and unwraps results.
@@ -128,4 +130,13 @@ export function hex(data: Uint8Array): string {
 /** Payload texts of messages, for compact assertions. */
 export function texts(messages: readonly { payload: Uint8Array }[]): string[] {
   return messages.map((m) => text(m.payload));
+}
+
+/**
+ * The queue state of a snapshot without its dedup table, as comparable text: a rejected
+ * command changes nothing in the queue, though its request id is remembered (for retries).
+ */
+export function queueState(data: Uint8Array): string {
+  const { dedup: _dedup, ...rest } = new Unpackr(QUEUE_PACKR_OPTIONS).unpack(data) as Record<string, unknown>;
+  return JSON.stringify(rest, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v));
 }

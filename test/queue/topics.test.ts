@@ -2,7 +2,7 @@ import test from 'ava';
 import { EntryType } from '../../lib/core/types.js';
 import { RaftInvariantError } from '../../lib/core/assert.js';
 import { encodeCommand } from '../../lib/queue/index.js';
-import { hex, QueueDriver, bytes, texts } from './queue-driver.js';
+import { hex, queueState, QueueDriver, bytes, texts } from './queue-driver.js';
 
 test('queue: createTopic creates once, lists in creation order, deleteTopic removes', (t) => {
   const q = new QueueDriver();
@@ -51,7 +51,7 @@ test('queue: every command on a missing topic is TOPIC_NOT_FOUND and changes not
     t.like(out.result, { ok: false, code: 'TOPIC_NOT_FOUND' });
     t.deepEqual(out.events, []);
   }
-  t.is(hex(q.sm.snapshot()), hex(before));
+  t.is(queueState(q.sm.snapshot()), queueState(before));
 });
 
 test('queue: publish assigns offsets 0,1,2 and emits published', (t) => {
