@@ -104,6 +104,11 @@ export class RaftNode {
   private pumpScheduled = false;
   private persisting = false;
   private compacting = false;
+  /** Bytes of entry data applied since the last snapshot, and that snapshot's size. */
+  private logBytesSinceSnapshot = 0;
+  private lastSnapshotBytes = 0;
+  /** Storage reported damage at start and has not been told it is repaired. */
+  private storageRepairing = false;
   private closed = false;
   private fatalError: RaftQueueError | undefined;
   private lastLeader: NodeId | null = null;
@@ -118,7 +123,9 @@ export class RaftNode {
     this.readSeq = options.random.int(2 ** 31) * 2 ** 20;
     const snapshot = this.storage.snapshot();
     if (snapshot) this.sm.restore(snapshot.data, snapshot.meta.index);
+    this.lastSnapshotBytes = snapshot ? snapshot.data.length : 0;
     const repairing = this.storage.status().needsRepair;
+    this.storageRepairing = repairing;
     // A damaged log may have lost entries this node once acknowledged: it must not vote until
     // it is past everything it could have promised (at least its old commit index).
     const repairUntilIndex = repairing ? Math.max(this.storage.hardState().commit, this.storage.lastIndex() + 1) : 0;
@@ -403,10 +410,12 @@ export class RaftNode {
     for (const id of rd.readsFailed) this.onReadFailed(id);
     this.guard(() => this.core.advance());
     this.serveReads();
+    this.maybeMarkRepaired();
     this.maybeCompact();
   }
 
   private applyEntry(e: Entry): void {
+    this.logBytesSinceSnapshot += e.data.length;
     const { rid, result, events } = this.sm.apply(e);
     for (const event of events) this.opts.onEvent({ type: 'queue', event });
     if (rid !== undefined && e.type === EntryType.Normal) this.finish(rid, { ok: true, result });
@@ -453,10 +462,23 @@ export class RaftNode {
     }
   }
 
+  /** The core caught its damaged log up from a leader: storage may drop the damaged files. */
+  private maybeMarkRepaired(): void {
+    if (!this.storageRepairing || this.core.status().needsRepair) return;
+    this.storageRepairing = false;
+    this.storage.markRepaired((error) => {
+      if (error) this.fail(error);
+    });
+  }
+
   private maybeCompact(): void {
     if (this.compacting || this.closed) return;
     const applied = this.sm.appliedIndex;
     if (applied - this.storage.firstIndex() + 1 < this.opts.snapshotEveryEntries) return;
+    // Amortized: a snapshot encodes the whole queue (a backlog of waiting messages), so take
+    // one only once the log since the last one is at least as large. Snapshot work then costs
+    // at most about as much as writing the log did, however deep the backlog.
+    if (this.logBytesSinceSnapshot < this.lastSnapshotBytes) return;
     const term = this.core.termAt(applied);
     if (term === undefined) return;
     const snapshot: Snapshot = {
@@ -464,6 +486,8 @@ export class RaftNode {
       data: this.sm.snapshot(),
     };
     this.compacting = true;
+    this.lastSnapshotBytes = snapshot.data.length;
+    this.logBytesSinceSnapshot = 0;
     this.storage.compact(snapshot, (error) => {
       this.compacting = false;
       if (error) this.fail(error);

@@ -96,6 +96,8 @@ interface RepairState {
   marked: boolean;
   /** This process wrote its checkpoint into a fresh segment; later writes append after it. */
   checkpointed: boolean;
+  /** The segment the checkpoint opens (every earlier segment is superseded by it). */
+  checkpointSeq?: number;
 }
 
 function describe(error: unknown): string {
@@ -280,6 +282,10 @@ export class FileStorage implements Storage {
     this.enqueue(() => this.runCompact(snapshot), onDone);
   }
 
+  markRepaired(onDone: StorageCallback): void {
+    this.enqueue(() => this.runMarkRepaired(), onDone);
+  }
+
   status(): StorageStatus {
     return {
       needsRepair: this.repair !== undefined,
@@ -395,6 +401,23 @@ export class FileStorage implements Storage {
     }
   }
 
+  /**
+   * The log being served was brought back up to date by the leader. The checkpoint segment
+   * (written at the first write while damaged) starts with a reset record holding the whole
+   * served log, so every segment before it is superseded: delete them, then the marker.
+   */
+  private async runMarkRepaired(): Promise<void> {
+    const repair = this.repair;
+    if (repair === undefined) return;
+    if (!repair.checkpointed) await this.writeRepairCheckpoint(repair);
+    const checkpointSeq = repair.checkpointSeq as number;
+    const superseded = this.segments.filter((segment) => segment.seq < checkpointSeq);
+    await this.files.removeFiles(this.walDir, superseded.map((segment) => segment.name));
+    this.segments = this.segments.filter((segment) => segment.seq >= checkpointSeq);
+    if (repair.marked) await this.files.removeFiles(this.dataDir, [REPAIR_FILE]);
+    this.repair = undefined;
+  }
+
   private async runCompact(snapshot: Snapshot): Promise<void> {
     const problem = this.log.checkCompact(snapshot);
     if (problem !== undefined) throw new RaftQueueError('STORAGE_FAILED', `compact request violates the storage contract: ${problem}`);
@@ -424,6 +447,7 @@ export class FileStorage implements Storage {
       repair.marked = true;
     }
     await this.roll();
+    repair.checkpointSeq = this.requireActive().seq;
     const baseIndex = this.log.firstIndex() - 1;
     const entries = this.log.heldEntries();
     const reset = { index: baseIndex, term: this.log.term(baseIndex) ?? 0 };

@@ -44,6 +44,11 @@ export class MemoryStorage implements Storage {
     });
   }
 
+  markRepaired(onDone: StorageCallback): void {
+    // Memory is never damaged; still asynchronous and in order, like every request.
+    queueMicrotask(() => onDone(this.refusal()));
+  }
+
   compact(snapshot: Snapshot, onDone: StorageCallback): void {
     queueMicrotask(() => {
       const error = this.refusal() ?? this.failOn(this.log.checkCompact(snapshot));

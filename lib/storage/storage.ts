@@ -57,6 +57,12 @@ export interface Storage extends LogReader {
    * is durable, and never while `needsRepair` is set.
    */
   compact(snapshot: Snapshot, onDone: StorageCallback): void;
+  /**
+   * The node's log was repaired from the leader (entries, not a snapshot): make the served log
+   * the only log, drop the damaged files and the repair marker, and clear `needsRepair`. A
+   * no-op when not damaged. Queued in order with persists.
+   */
+  markRepaired(onDone: StorageCallback): void;
   /** Health and sizes, for `RaftNode` status and metrics. */
   status(): StorageStatus;
   /**

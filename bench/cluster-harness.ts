@@ -1,0 +1,157 @@
+/**
+ * A three-process raftqueue cluster on loopback for the benchmark: each member is
+ * dist/bench/cluster-node.js embedding RaftQueue with TCP and FileStorage (fsync on) in a temp
+ * data dir. The parent observes every leader change the members report.
+ */
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CpuUsage } from './bare-baselines.js';
+import { Proc, freePort, makeTempDir, removeTempDir } from './cluster-proc.js';
+import type { QueueStatus } from '../lib/index.js';
+
+const CLUSTER_NODE = fileURLToPath(new URL('./cluster-node.js', import.meta.url));
+const IDS = ['n1', 'n2', 'n3'] as const;
+
+export type NodeStatus = QueueStatus & { readonly rssBytes: number; readonly pid: number };
+
+export interface LeaderObservation {
+  readonly node: string;
+  readonly leaderId: string | undefined;
+  readonly term: number;
+  readonly atMs: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class Cluster {
+  readonly procs = new Map<string, Proc>();
+  readonly leaderEvents: LeaderObservation[] = [];
+  readonly fatal: string[] = [];
+  restarts = 0;
+
+  private constructor(
+    private readonly dir: string,
+    readonly peers: Readonly<Record<string, string>>,
+    private readonly execArgvFor: (id: string) => readonly string[],
+  ) {}
+
+  /** Diagnosis only: a snapshotEveryEntries override for every member (`--snapshot-every`). */
+  static snapshotEveryEntries: number | undefined;
+
+  static async start(options: { execArgvFor?: (id: string) => readonly string[] } = {}): Promise<Cluster> {
+    const dir = makeTempDir('raftqueue-bench-cluster-');
+    const peers: Record<string, string> = {};
+    for (const id of IDS) peers[id] = `127.0.0.1:${await freePort()}`;
+    const cluster = new Cluster(dir, peers, options.execArgvFor ?? (() => []));
+    await Promise.all(IDS.map((id) => cluster.spawn(id)));
+    return cluster;
+  }
+
+  private async spawn(id: string): Promise<void> {
+    const dataDir = join(this.dir, id);
+    fs.mkdirSync(dataDir, { recursive: true });
+    const { proc } = await Proc.spawn(`node ${id}`, CLUSTER_NODE, [JSON.stringify({ id, peers: this.peers, dataDir, ...(Cluster.snapshotEveryEntries ? { snapshotEveryEntries: Cluster.snapshotEveryEntries } : {}) })], {
+      execArgv: this.execArgvFor(id),
+      onEvent: (m) => {
+        if (m.ev === 'leader') this.leaderEvents.push(m as unknown as LeaderObservation);
+        else if (m.ev === 'fatal') this.fatal.push(`${String(m.node)}: ${String(m.message)}`);
+      },
+    });
+    this.procs.set(id, proc);
+  }
+
+  proc(id: string): Proc {
+    const p = this.procs.get(id);
+    if (!p || !p.alive) throw new Error(`node ${id} is not running`);
+    return p;
+  }
+
+  live(): string[] {
+    return [...this.procs.entries()].filter(([, p]) => p.alive).map(([id]) => id);
+  }
+
+  async statuses(): Promise<Map<string, NodeStatus>> {
+    const out = new Map<string, NodeStatus>();
+    await Promise.all(
+      this.live().map(async (id) => {
+        try {
+          out.set(id, await this.proc(id).request<NodeStatus>({ op: 'status' }, 5_000));
+        } catch {
+          // a node that does not answer is simply not counted
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** Waits until every live member names the same leader, which says it leads. */
+  async waitForLeader(timeoutMs = 15_000): Promise<string> {
+    const end = performance.now() + timeoutMs;
+    while (performance.now() < end) {
+      const s = await this.statuses();
+      const leaders = new Set([...s.values()].map((x) => x.leaderId));
+      const [only] = leaders;
+      if (s.size === this.live().length && leaders.size === 1 && only !== undefined && s.get(only)?.role === 'leader') return only;
+      await sleep(20);
+    }
+    throw new Error(`no agreed leader within ${timeoutMs} ms`);
+  }
+
+  /** Waits until `id` has applied everything the leader had committed when the wait began. */
+  async waitCaughtUp(id: string, timeoutMs = 30_000): Promise<void> {
+    const leader = await this.waitForLeader(timeoutMs);
+    const target = (await this.proc(leader).request<NodeStatus>({ op: 'status' })).commitIndex;
+    const end = performance.now() + timeoutMs;
+    while (performance.now() < end) {
+      const s = await this.proc(id).request<NodeStatus>({ op: 'status' });
+      if (s.appliedIndex >= target) return;
+      await sleep(20);
+    }
+    throw new Error(`node ${id} did not catch up to ${target} within ${timeoutMs} ms`);
+  }
+
+  /** Sum of the members' CPU time, µs. */
+  async cpuMicros(): Promise<number> {
+    const usages = await Promise.all(this.live().map((id) => this.proc(id).request<CpuUsage>({ op: 'cpu' })));
+    return usages.reduce((sum, u) => sum + u.user + u.system, 0);
+  }
+
+  /** Elections observed so far: distinct terms in which some member saw a leader. */
+  elections(): number {
+    return new Set(this.leaderEvents.filter((e) => e.leaderId !== undefined).map((e) => e.term)).size;
+  }
+
+  /** Leader changes as observed, first observation per term, relative to the first event. */
+  leaderTimeline(): string {
+    const first = this.leaderEvents[0]?.atMs ?? 0;
+    const seen = new Set<string>();
+    const out: string[] = [];
+    for (const e of this.leaderEvents) {
+      const key = `${e.term}/${String(e.leaderId)}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(`+${((e.atMs - first) / 1000).toFixed(2)}s term ${e.term} leader ${String(e.leaderId)} (seen by ${e.node})`);
+    }
+    return out.join('; ');
+  }
+
+  /** SIGKILL by pid. */
+  async kill(id: string): Promise<void> {
+    const p = this.proc(id);
+    p.killNow();
+    await p.exited;
+  }
+
+  async restart(id: string): Promise<void> {
+    if (this.procs.get(id)?.alive) throw new Error(`node ${id} is still running`);
+    await this.spawn(id);
+    this.restarts++;
+  }
+
+  /** Graceful stop of every member (SIGKILL after a timeout), then the data dirs go. */
+  async stop(): Promise<void> {
+    await Promise.all(this.live().map((id) => this.proc(id).stop(8_000)));
+    removeTempDir(this.dir);
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * One member of the benchmark cluster, run as its own process by bench/cluster.ts:
+ *
+ *   node dist/bench/cluster-node.js '{"id":"n1","peers":{...},"dataDir":"..."}'
+ *
+ * It embeds RaftQueue (TCP, FileStorage with fsync on, default timing) and runs the load loops
+ * the parent asks for over the IPC channel, inside this process, so "in flight from the leader's
+ * process" means what an embedding application would do. Every loop is bounded by count and time.
+ */
+import { RaftQueue } from '../lib/index.js';
+import type { Subscription } from '../lib/index.js';
+import { Packr } from 'msgpackr';
+import {
+  LOAD_COUNT_MAX,
+  PAYLOAD_ENCODED_BYTES,
+  PAYLOAD_RAW_BYTES,
+  errorCode,
+  monoUs,
+  summarize,
+  wallMs,
+  type FailoverResult,
+  type LoadResult,
+  type NodeCommand,
+  type NodeEventMessage,
+  type NodeReply,
+} from './cluster-shared.js';
+
+interface NodeConfig {
+  readonly id: string;
+  readonly peers: Record<string, string>;
+  readonly dataDir: string;
+  /** Diagnosis only (`--snapshot-every`): overrides the library default. */
+  readonly snapshotEveryEntries?: number;
+}
+
+const config = JSON.parse(process.argv[2] ?? '{}') as NodeConfig;
+const payload = Buffer.alloc(PAYLOAD_RAW_BYTES, 0x61);
+{
+  const encoded = new Packr({ useRecords: false, structuredClone: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false }).pack(payload);
+  if (encoded.length !== PAYLOAD_ENCODED_BYTES) throw new Error(`payload encodes to ${encoded.length} bytes, expected ${PAYLOAD_ENCODED_BYTES}`);
+}
+
+function send(m: NodeEventMessage | NodeReply): void {
+  if (process.connected) process.send?.(m);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+const queue = new RaftQueue({
+  id: config.id,
+  peers: config.peers,
+  dataDir: config.dataDir,
+  ...(config.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: config.snapshotEveryEntries } : {}),
+});
+queue.on('leaderChanged', ({ leaderId, term }) => send({ ev: 'leader', node: config.id, leaderId, term, atMs: wallMs() }));
+queue.on('error', (error) => send({ ev: 'fatal', node: config.id, message: String(error) }));
+
+// The parent went away (Ctrl-C, crash): never outlive it.
+process.on('disconnect', () => process.exit(0));
+
+function bump(errors: Record<string, number>, error: unknown): string {
+  const code = errorCode(error);
+  errors[code] = (errors[code] ?? 0) + 1;
+  return code;
+}
+
+async function publishLoad(c: Extract<NodeCommand, { op: 'publish' }>): Promise<LoadResult> {
+  const countMax = Math.min(c.countMax, LOAD_COUNT_MAX);
+  const started = performance.now();
+  const monoWarmEnd = monoUs() + c.warmupSeconds * 1e6;
+  const warmEnd = started + c.warmupSeconds * 1000;
+  const end = warmEnd + c.seconds * 1000;
+  const errors: Record<string, number> = {};
+  const latencies = c.latency ? new Float64Array(Math.min(countMax, 4_000_000)) : undefined;
+  let latencyCount = 0;
+  let issued = 0;
+  let total = 0;
+  let count = 0;
+  let errorTotal = 0;
+  let lastDone = started;
+  const worker = async (): Promise<void> => {
+    while (issued < countMax && errorTotal < 10_000) {
+      const t0 = performance.now();
+      if (t0 >= end) return;
+      issued++;
+      try {
+        await queue.publish(c.topic, payload);
+        const t1 = performance.now();
+        total++;
+        lastDone = t1;
+        if (t1 >= warmEnd && t1 <= end) {
+          count++;
+          if (latencies && t0 >= warmEnd && latencyCount < latencies.length) latencies[latencyCount++] = t1 - t0;
+        }
+      } catch (error) {
+        errorTotal++;
+        if (bump(errors, error) === 'CLOSED') return;
+        await sleep(1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: c.inFlight }, worker));
+  const windowMs = Math.max(1, Math.min(end, lastDone) - warmEnd);
+  return {
+    count,
+    windowMs,
+    perSecond: (count * 1000) / windowMs,
+    total,
+    errors,
+    ...(latencies ? { latency: summarize(latencies, latencyCount) } : {}),
+    monoWindowUs: [monoWarmEnd, monoWarmEnd + windowMs * 1000],
+  };
+}
+
+async function consumeLoad(c: Extract<NodeCommand, { op: 'consume' }>): Promise<LoadResult> {
+  const countMax = Math.min(c.countMax, LOAD_COUNT_MAX);
+  const started = performance.now();
+  const end = started + c.seconds * 1000;
+  const errors: Record<string, number> = {};
+  let issued = 0;
+  let count = 0;
+  let empty = 0;
+  let errorTotal = 0;
+  let lastDone = started;
+  const worker = async (): Promise<void> => {
+    while (issued < countMax && errorTotal < 10_000 && performance.now() < end) {
+      issued++;
+      try {
+        const m = await queue.consume(c.topic);
+        if (m === undefined) {
+          empty++;
+          return; // drained
+        }
+        count++;
+        lastDone = performance.now();
+      } catch (error) {
+        errorTotal++;
+        if (bump(errors, error) === 'CLOSED') return;
+        await sleep(1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: c.concurrency }, worker));
+  const windowMs = Math.max(1, Math.min(end, lastDone) - started);
+  return { count, windowMs, perSecond: (count * 1000) / windowMs, total: count, errors, empty };
+}
+
+function subscribeLoad(c: Extract<NodeCommand, { op: 'subscribe' }>): Promise<LoadResult> {
+  const countMax = Math.min(c.countMax, LOAD_COUNT_MAX);
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let count = 0;
+    let lastDone = started;
+    let done = false;
+    let sub: Subscription | undefined;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      const windowMs = Math.max(1, lastDone - started);
+      const result: LoadResult = { count, windowMs, perSecond: (count * 1000) / windowMs, total: count, errors: {} };
+      // Unsubscribing waits for the last acks (bounded by its own 5 s drain timeout).
+      void (sub as Subscription).unsubscribe().then(
+        () => resolve(result),
+        () => resolve(result),
+      );
+    };
+    const timer = setTimeout(finish, c.seconds * 1000);
+    sub = queue.subscribe(
+      c.topic,
+      () => {
+        // Resolving acknowledges: the ack is one more replicated command per message.
+        count++;
+        lastDone = performance.now();
+        if (count >= countMax) setImmediate(finish);
+      },
+      { group: c.group, maxInFlight: c.maxInFlight },
+    );
+  });
+}
+
+let failoverKill: { atMs: number; oldLeader: string; resolve?: (r: FailoverResult) => void } | undefined;
+
+async function failoverLoad(c: Extract<NodeCommand, { op: 'failoverLoad' }>): Promise<FailoverResult> {
+  const errors: Record<string, number> = {};
+  const successes: [number, number][] = [];
+  const end = performance.now() + c.seconds * 1000;
+  let result: FailoverResult | undefined;
+  let leaderAtMs = Number.NaN;
+  let newLeader: string | undefined;
+  let newTerm = 0;
+  const onLeader = ({ leaderId, term }: { leaderId: string | undefined; term: number }): void => {
+    if (failoverKill && leaderId !== undefined && leaderId !== failoverKill.oldLeader && Number.isNaN(leaderAtMs)) {
+      leaderAtMs = wallMs();
+      newLeader = leaderId;
+      newTerm = term;
+    }
+  };
+  queue.on('leaderChanged', onLeader);
+  const check = (t0: number, t1: number): void => {
+    if (result || !failoverKill || t0 < failoverKill.atMs) return;
+    const s = queue.status();
+    result = {
+      publishMs: t1 - failoverKill.atMs,
+      leaderMs: Number.isNaN(leaderAtMs) ? Number.NaN : leaderAtMs - failoverKill.atMs,
+      newLeader: newLeader ?? s.leaderId,
+      newTerm: newTerm || s.term,
+      errors,
+    };
+  };
+  let issued = 0;
+  const worker = async (): Promise<void> => {
+    while (!result && performance.now() < end && issued < LOAD_COUNT_MAX) {
+      issued++;
+      const t0 = wallMs();
+      try {
+        await queue.publish(c.topic, payload, { timeoutMs: 2_000 });
+        const t1 = wallMs();
+        if (!failoverKill) {
+          successes.push([t0, t1]);
+          if (successes.length > 4096) successes.splice(0, 2048);
+        } else check(t0, t1);
+      } catch (error) {
+        bump(errors, error);
+        await sleep(2);
+      }
+    }
+  };
+  const workers = Promise.all(Array.from({ length: c.inFlight }, worker));
+  // Successes recorded before the kill notice arrived may already qualify.
+  const poll = setInterval(() => {
+    if (failoverKill && !result) for (const [t0, t1] of successes) check(t0, t1);
+  }, 5);
+  await workers;
+  clearInterval(poll);
+  queue.off('leaderChanged', onLeader);
+  failoverKill = undefined;
+  return result ?? { publishMs: Number.NaN, leaderMs: Number.NaN, newLeader, newTerm, errors };
+}
+
+async function handle(c: NodeCommand): Promise<unknown> {
+  switch (c.op) {
+    case 'status':
+      return { ...queue.status(), rssBytes: process.memoryUsage().rss, pid: process.pid };
+    case 'cpu':
+      return process.cpuUsage();
+    case 'createTopic':
+      return queue.createTopic(c.topic, { maxMessages: 10_000_000, maxBytes: 4 * 2 ** 30 });
+    case 'deleteTopic':
+      return queue.deleteTopic(c.topic);
+    case 'publish':
+      return publishLoad(c);
+    case 'consume':
+      return consumeLoad(c);
+    case 'subscribe':
+      return subscribeLoad(c);
+    case 'failoverLoad':
+      return failoverLoad(c);
+    case 'killedAt':
+      failoverKill = { atMs: c.atMs, oldLeader: c.oldLeader };
+      return true;
+    case 'stop':
+      await queue.stop();
+      setTimeout(() => process.exit(0), 20);
+      return true;
+  }
+}
+
+process.on('message', (raw: { id: number; command: NodeCommand }) => {
+  handle(raw.command).then(
+    (value) => send({ reply: raw.id, ok: true, value }),
+    (error: unknown) => send({ reply: raw.id, ok: false, error: `${errorCode(error)}: ${error instanceof Error ? error.message : String(error)}` }),
+  );
+});
+
+await queue.start();
+send({ ev: 'ready', pid: process.pid });

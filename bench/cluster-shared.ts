@@ -1,0 +1,122 @@
+/**
+ * Shared pieces of the cluster benchmark (`npm run bench`): the parent <-> child IPC protocol,
+ * percentiles, and the 100-byte payload.
+ */
+
+/** The payload every benchmark publishes: 98 raw bytes, which msgpack encodes (bin 8) in 100. */
+export const PAYLOAD_RAW_BYTES = 98;
+export const PAYLOAD_ENCODED_BYTES = 100;
+
+/** Hard upper bound on the count of any load loop, whatever its duration. */
+export const LOAD_COUNT_MAX = 20_000_000;
+
+/** Milliseconds on a clock shared by every process of the machine (epoch, sub-ms resolution). */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number;
+}
+
+export function median(values: readonly number[]): number {
+  const finite = values.filter((v) => Number.isFinite(v));
+  if (finite.length === 0) return Number.NaN;
+  const sorted = [...finite].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+export interface LatencySummary {
+  readonly samples: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+  readonly maxMs: number;
+}
+
+export function summarize(latencies: Float64Array | number[], n = latencies.length): LatencySummary {
+  const sorted = Float64Array.from(Array.prototype.slice.call(latencies, 0, n) as number[]).sort();
+  return {
+    samples: n,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    p999Ms: percentile(sorted, 0.999),
+    maxMs: n > 0 ? (sorted[n - 1] as number) : Number.NaN,
+  };
+}
+
+/** The result of one closed-loop load phase inside a node process. */
+export interface LoadResult {
+  /** Operations completed inside the measuring window. */
+  readonly count: number;
+  /** Length of the measuring window, ms. */
+  readonly windowMs: number;
+  readonly perSecond: number;
+  /** Operations completed in total (warm-up and drain included). */
+  readonly total: number;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly latency?: LatencySummary;
+  /** consume: pops that found the topic empty. */
+  readonly empty?: number;
+  /** The measuring window on the monotonic clock V8's CPU profiles use (µs). */
+  readonly monoWindowUs?: readonly [number, number];
+}
+
+/** Microseconds on CLOCK_MONOTONIC, the clock of `.cpuprofile` timestamps on Linux. */
+export function monoUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/** Commands from the parent to a node process (`id` pairs a reply with its request). */
+export type NodeCommand =
+  | { readonly op: 'status' }
+  | { readonly op: 'cpu' }
+  | { readonly op: 'createTopic'; readonly topic: string }
+  | { readonly op: 'deleteTopic'; readonly topic: string }
+  | {
+      readonly op: 'publish';
+      readonly topic: string;
+      readonly inFlight: number;
+      readonly seconds: number;
+      readonly warmupSeconds: number;
+      readonly countMax: number;
+      readonly latency: boolean;
+    }
+  | { readonly op: 'consume'; readonly topic: string; readonly concurrency: number; readonly seconds: number; readonly countMax: number }
+  | {
+      readonly op: 'subscribe';
+      readonly topic: string;
+      readonly group: string;
+      readonly maxInFlight: number;
+      readonly seconds: number;
+      readonly countMax: number;
+    }
+  /** Publishes until told the leader was killed, then reports when publishing works again. */
+  | { readonly op: 'failoverLoad'; readonly topic: string; readonly inFlight: number; readonly seconds: number }
+  | { readonly op: 'killedAt'; readonly atMs: number; readonly oldLeader: string }
+  | { readonly op: 'stop' };
+
+export interface FailoverResult {
+  /** From SIGKILL to the first successful publish issued after it. */
+  readonly publishMs: number;
+  /** From SIGKILL to this node learning of a new leader. */
+  readonly leaderMs: number;
+  readonly newLeader: string | undefined;
+  readonly newTerm: number;
+  readonly errors: Readonly<Record<string, number>>;
+}
+
+/** Unsolicited events from a node process. */
+export type NodeEventMessage =
+  | { readonly ev: 'ready'; readonly pid: number }
+  | { readonly ev: 'leader'; readonly node: string; readonly leaderId: string | undefined; readonly term: number; readonly atMs: number }
+  | { readonly ev: 'fatal'; readonly node: string; readonly message: string };
+
+export type NodeReply = { readonly reply: number; readonly ok: true; readonly value: unknown } | { readonly reply: number; readonly ok: false; readonly error: string };
+
+export function errorCode(error: unknown): string {
+  if (error && typeof error === 'object' && 'code' in error && typeof (error as { code: unknown }).code === 'string') return (error as { code: string }).code;
+  return error instanceof Error ? error.name : 'unknown';
+}

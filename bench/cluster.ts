@@ -1,0 +1,440 @@
+/**
+ * The cluster benchmark: `npm run bench [-- --runs 3 --seconds 5 --failovers 5 --profile]`.
+ *
+ * Three raftqueue members as three processes on loopback (TCP, FileStorage with fsync on, default
+ * timing), 100-byte payloads, the load generated inside a member's process as an embedding app
+ * would. Every figure is the median of `--runs` runs; each run starts a fresh cluster and a fresh
+ * bare pipeline, interleaved so that drift of the VM's disk affects both alike. In the same
+ * invocation it measures the machine's raw limits (append + fdatasync, loopback round trip) and
+ * the bare replication pipeline of PERFORMANCE.md, and reports every publish figure as a ratio to
+ * that pipeline at the same in-flight count. Prints a markdown table and one JSON line.
+ *
+ * Flags: --runs N (3) --seconds S per figure (5) --warmup S (1) --failovers N (5)
+ *        --steady-seconds S (60) --prefill N messages for the consume figures (200000)
+ *        --profile (also profile the leader at 1024 in flight with --cpu-prof)
+ *        --profile-dir DIR (keep the .cpuprofile files there; default: a temp dir, removed)
+ *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,profile)
+ *        --snapshot-every N (diagnosis: members snapshot every N entries instead of the default)
+ *        --quick (1 run of 1 s, 2 failovers, 5 s steady, 20000 prefill: a smoke run)
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { BarePipeline, fsyncLoop, rttLoop, type FsyncBaseline } from './bare-baselines.js';
+import { Cluster } from './cluster-harness.js';
+import { cleanupAll, installCleanup, makeTempDir, removeTempDir } from './cluster-proc.js';
+import { formatProfile, summarizeProfile, type ProfileSummary } from './cluster-profile.js';
+import { LOAD_COUNT_MAX, PAYLOAD_ENCODED_BYTES, median, wallMs, type FailoverResult, type LatencySummary, type LoadResult } from './cluster-shared.js';
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: 'string' },
+    seconds: { type: 'string' },
+    warmup: { type: 'string' },
+    failovers: { type: 'string' },
+    'steady-seconds': { type: 'string' },
+    prefill: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    'profile-dir': { type: 'string' },
+    only: { type: 'string' },
+    'snapshot-every': { type: 'string' },
+    quick: { type: 'boolean', default: false },
+  },
+});
+
+const quick = args.quick === true;
+const num = (v: string | undefined, full: number, smoke: number): number => {
+  const x = v === undefined ? (quick ? smoke : full) : Number(v);
+  if (!Number.isFinite(x) || x < 0) throw new Error(`bad number ${String(v)}`);
+  return x;
+};
+const RUNS = Math.max(1, Math.round(num(args.runs, 3, 1)));
+const SECONDS = num(args.seconds, 5, 1);
+const WARMUP = num(args.warmup, 1, 0.3);
+const FAILOVERS = Math.round(num(args.failovers, 5, 2));
+const STEADY_SECONDS = num(args['steady-seconds'], 60, 5);
+const PREFILL = Math.round(num(args.prefill, 200_000, 20_000));
+const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover').split(',').map((s) => s.trim()));
+if (args.profile) SECTIONS.add('profile');
+if (args['snapshot-every'] !== undefined) Cluster.snapshotEveryEntries = Math.round(Number(args['snapshot-every']));
+
+const LEADER_IN_FLIGHT = [1, 64, 256, 1024] as const;
+const FOLLOWER_IN_FLIGHT = [64, 1024] as const;
+const CONSUME_CONCURRENCY = 64;
+const SUBSCRIBE_MAX_IN_FLIGHT = 256;
+const FAILOVER_IN_FLIGHT = 64;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const log = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+
+type Measured = LoadResult & { cpuMicrosPerMessage: number };
+
+interface RunFigures {
+  bare: Record<number, Measured>;
+  leader: Record<number, Measured>;
+  follower: Record<number, Measured>;
+  consume?: Measured;
+  subscribe?: Measured;
+  elections?: number;
+}
+
+// ------------------------------------------------------------------------------------ raftqueue
+
+let topicSeq = 0;
+const freshTopic = (kind: string): string => `bench-${kind}-${++topicSeq}`;
+
+async function measure(cluster: Cluster, nodeId: string, command: Record<string, unknown>, boundSeconds: number): Promise<Measured> {
+  const cpu0 = await cluster.cpuMicros();
+  const r = await cluster.proc(nodeId).request<LoadResult>(command, boundSeconds * 1000 + 60_000);
+  const cpu1 = await cluster.cpuMicros();
+  return { ...r, cpuMicrosPerMessage: (cpu1 - cpu0) / Math.max(1, r.total) };
+}
+
+async function publishFigure(cluster: Cluster, nodeId: string, inFlight: number, latency: boolean, seconds = SECONDS): Promise<Measured> {
+  const leader = await cluster.waitForLeader();
+  const topic = freshTopic(`pub${inFlight}`);
+  await cluster.proc(leader).request({ op: 'createTopic', topic });
+  const r = await measure(
+    cluster,
+    nodeId,
+    { op: 'publish', topic, inFlight, seconds, warmupSeconds: WARMUP, countMax: LOAD_COUNT_MAX, latency },
+    seconds + WARMUP,
+  );
+  // A fresh topic per figure keeps the state (and its snapshots) from growing across figures.
+  await cluster.proc(await cluster.waitForLeader()).request({ op: 'deleteTopic', topic }, 30_000);
+  return r;
+}
+
+async function prefill(cluster: Cluster, leader: string, topic: string, count: number): Promise<void> {
+  await cluster.proc(leader).request({ op: 'createTopic', topic });
+  const r = await cluster
+    .proc(leader)
+    .request<LoadResult>({ op: 'publish', topic, inFlight: 1024, seconds: 120, warmupSeconds: 0, countMax: count, latency: false }, 180_000);
+  if (r.total < count) log(`prefill of ${topic}: only ${r.total} of ${count} (errors ${JSON.stringify(r.errors)})`);
+}
+
+async function raftRun(run: number, figures: RunFigures): Promise<void> {
+  const cluster = await Cluster.start();
+  try {
+    let leader = await cluster.waitForLeader();
+    const followers = cluster.live().filter((id) => id !== leader);
+    if (SECTIONS.has('publish')) {
+      for (const inFlight of LEADER_IN_FLIGHT) {
+        figures.leader[inFlight] = await publishFigure(cluster, leader, inFlight, inFlight === 1);
+        log(`run ${run} raftqueue leader ${inFlight} in flight: ${figures.leader[inFlight].perSecond.toFixed(0)}/s ${JSON.stringify(figures.leader[inFlight].errors)}`);
+      }
+      for (const inFlight of FOLLOWER_IN_FLIGHT) {
+        figures.follower[inFlight] = await publishFigure(cluster, followers[0] as string, inFlight, false);
+        log(`run ${run} raftqueue follower ${inFlight} in flight: ${figures.follower[inFlight].perSecond.toFixed(0)}/s ${JSON.stringify(figures.follower[inFlight].errors)}`);
+      }
+    }
+    if (SECTIONS.has('consume')) {
+      leader = await cluster.waitForLeader();
+      const popTopic = freshTopic('consume');
+      await prefill(cluster, leader, popTopic, PREFILL);
+      figures.consume = await measure(
+        cluster,
+        leader,
+        { op: 'consume', topic: popTopic, concurrency: CONSUME_CONCURRENCY, seconds: Math.max(SECONDS, 30), countMax: PREFILL },
+        Math.max(SECONDS, 30),
+      );
+      log(`run ${run} consume: ${figures.consume.perSecond.toFixed(0)}/s (${figures.consume.count} popped) ${JSON.stringify(figures.consume.errors)}`);
+      await cluster.proc(leader).request({ op: 'deleteTopic', topic: popTopic }, 30_000);
+
+      const subTopic = freshTopic('subscribe');
+      await prefill(cluster, leader, subTopic, PREFILL);
+      figures.subscribe = await measure(
+        cluster,
+        leader,
+        { op: 'subscribe', topic: subTopic, group: 'bench', maxInFlight: SUBSCRIBE_MAX_IN_FLIGHT, seconds: Math.max(SECONDS, 30), countMax: PREFILL },
+        Math.max(SECONDS, 30),
+      );
+      log(`run ${run} subscribe: ${figures.subscribe.perSecond.toFixed(0)}/s (${figures.subscribe.count} acked)`);
+      await cluster.proc(leader).request({ op: 'deleteTopic', topic: subTopic }, 30_000);
+    }
+    figures.elections = cluster.elections();
+    if (figures.elections > 1) log(`run ${run}: ${figures.elections} elections without faults: ${cluster.leaderTimeline()}`);
+    if (cluster.fatal.length > 0) log(`fatal: ${cluster.fatal.join('; ')}`);
+  } finally {
+    await cluster.stop();
+  }
+}
+
+async function bareRun(run: number, figures: RunFigures): Promise<void> {
+  const bare = await BarePipeline.start();
+  try {
+    for (const inFlight of LEADER_IN_FLIGHT) {
+      figures.bare[inFlight] = await bare.run(inFlight, SECONDS, WARMUP, inFlight === 1);
+      log(`run ${run} bare pipeline ${inFlight} in flight: ${figures.bare[inFlight].perSecond.toFixed(0)}/s`);
+    }
+  } finally {
+    await bare.stop();
+  }
+}
+
+// ------------------------------------------------------------------------- steady and failover
+
+interface SteadyResult {
+  readonly seconds: number;
+  readonly elections: number;
+  readonly published: number;
+  readonly acked: number;
+}
+
+/** A fault-free run with a steady mixed load: publishers and an acking subscriber group. */
+async function steadyRun(): Promise<SteadyResult> {
+  const cluster = await Cluster.start();
+  try {
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.live().find((id) => id !== leader) as string;
+    const topic = freshTopic('steady');
+    await cluster.proc(leader).request({ op: 'createTopic', topic });
+    const bound = STEADY_SECONDS * 1000 + 60_000;
+    const [pubLeader, pubFollower, sub] = await Promise.all([
+      cluster.proc(leader).request<LoadResult>({ op: 'publish', topic, inFlight: 16, seconds: STEADY_SECONDS, warmupSeconds: 0, countMax: LOAD_COUNT_MAX, latency: false }, bound),
+      cluster.proc(follower).request<LoadResult>({ op: 'publish', topic, inFlight: 16, seconds: STEADY_SECONDS, warmupSeconds: 0, countMax: LOAD_COUNT_MAX, latency: false }, bound),
+      cluster.proc(follower).request<LoadResult>({ op: 'subscribe', topic, group: 'steady', maxInFlight: SUBSCRIBE_MAX_IN_FLIGHT, seconds: STEADY_SECONDS, countMax: LOAD_COUNT_MAX }, bound),
+    ]);
+    return { seconds: STEADY_SECONDS, elections: cluster.elections(), published: pubLeader.total + pubFollower.total, acked: sub.total };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+interface FailoverSummary {
+  readonly repetitions: number;
+  readonly restarts: number;
+  readonly publishMs: readonly number[];
+  readonly leaderMs: readonly number[];
+  /** Elections (terms with a leader) each failover took; 1 is ideal. */
+  readonly electionsPerFailover: readonly number[];
+  readonly medianMs: number;
+  readonly maxMs: number;
+  readonly leaderMedianMs: number;
+}
+
+async function failoverRun(): Promise<FailoverSummary> {
+  const cluster = await Cluster.start();
+  const publishMs: number[] = [];
+  const leaderMs: number[] = [];
+  const electionsPerFailover: number[] = [];
+  try {
+    let leader = await cluster.waitForLeader();
+    const topic = freshTopic('failover');
+    await cluster.proc(leader).request({ op: 'createTopic', topic });
+    for (let rep = 1; rep <= FAILOVERS; rep++) {
+      leader = await cluster.waitForLeader();
+      const loadNode = cluster.live().find((id) => id !== leader) as string;
+      const electionsBefore = cluster.elections();
+      const load = cluster.proc(loadNode).request<FailoverResult>({ op: 'failoverLoad', topic, inFlight: FAILOVER_IN_FLIGHT, seconds: 30 }, 60_000);
+      await sleep(1_000); // under load
+      const killAt = wallMs();
+      await cluster.kill(leader);
+      await cluster.proc(loadNode).request({ op: 'killedAt', atMs: killAt, oldLeader: leader });
+      const r = await load;
+      publishMs.push(r.publishMs);
+      leaderMs.push(r.leaderMs);
+      electionsPerFailover.push(cluster.elections() - electionsBefore);
+      log(`failover ${rep}: killed ${leader}; publish ok after ${r.publishMs.toFixed(1)} ms, new leader ${String(r.newLeader)} known after ${r.leaderMs.toFixed(1)} ms (term ${r.newTerm}) ${JSON.stringify(r.errors)}`);
+      await cluster.restart(leader);
+      await cluster.waitCaughtUp(leader);
+    }
+    return {
+      repetitions: FAILOVERS,
+      restarts: cluster.restarts,
+      publishMs,
+      leaderMs,
+      electionsPerFailover,
+      medianMs: median(publishMs),
+      maxMs: publishMs.some((x) => !Number.isFinite(x)) ? Number.NaN : Math.max(...publishMs),
+      leaderMedianMs: median(leaderMs),
+    };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+// --------------------------------------------------------------------------------------- profile
+
+async function profileRun(): Promise<{ summary: ProfileSummary; leaderPublish: Measured; kept: string | undefined }> {
+  const keep: string | undefined = args['profile-dir'];
+  if (keep !== undefined) fs.mkdirSync(keep, { recursive: true });
+  const profDir: string = keep ?? makeTempDir('raftqueue-bench-prof-');
+  const cluster = await Cluster.start({ execArgvFor: (id) => ['--cpu-prof', '--cpu-prof-dir', join(profDir, id)] });
+  let leader = '';
+  let leaderPublish: Measured;
+  try {
+    leader = await cluster.waitForLeader();
+    leaderPublish = await publishFigure(cluster, leader, 1024, false, Math.max(SECONDS, 10));
+    log(`profile run: leader ${leader} at 1024 in flight: ${leaderPublish.perSecond.toFixed(0)}/s`);
+  } finally {
+    await cluster.stop(); // graceful: --cpu-prof writes the profile at exit
+  }
+  const leaderDir = join(profDir, leader);
+  const files = fs.existsSync(leaderDir) ? fs.readdirSync(leaderDir).filter((f) => f.endsWith('.cpuprofile')) : [];
+  if (files.length === 0) throw new Error(`no .cpuprofile written in ${leaderDir}`);
+  const summary = summarizeProfile(join(leaderDir, files[0] as string), 25, leaderPublish.monoWindowUs);
+  if (keep === undefined) removeTempDir(profDir);
+  return { summary, leaderPublish, kept: keep ? join(leaderDir, files[0] as string) : undefined };
+}
+
+// ---------------------------------------------------------------------------------------- report
+
+const f0 = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+const f2 = (x: number | undefined, d = 2): string => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
+const pct = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? 'n/a' : `${Math.round(100 * x)}%`);
+
+function medianOf(runs: readonly RunFigures[], pick: (r: RunFigures) => number | undefined): number {
+  return median(runs.map(pick).filter((x): x is number => x !== undefined));
+}
+
+function latencyMedian(runs: readonly (LatencySummary | undefined)[]): { p50Ms: number; p99Ms: number; p999Ms: number; samples: number } {
+  const ok = runs.filter((x): x is LatencySummary => x !== undefined);
+  return {
+    p50Ms: median(ok.map((l) => l.p50Ms)),
+    p99Ms: median(ok.map((l) => l.p99Ms)),
+    p999Ms: median(ok.map((l) => l.p999Ms)),
+    samples: ok.reduce((s, l) => s + l.samples, 0),
+  };
+}
+
+let loadAtStart: number[] = [];
+
+async function main(): Promise<void> {
+  installCleanup();
+  const started = new Date();
+  loadAtStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  if ((loadAtStart[0] as number) > os.cpus().length / 2) {
+    log(`warning: load average ${loadAtStart.join(' ')} on ${os.cpus().length} CPUs: other work on this machine will depress and scatter the figures`);
+  }
+  log(`runs ${RUNS}, ${SECONDS} s per figure (+${WARMUP} s warm-up), sections ${[...SECTIONS].join(',')}`);
+
+  let fsync: FsyncBaseline | undefined;
+  let rtt: LatencySummary | undefined;
+  if (SECTIONS.has('baselines')) {
+    fsync = fsyncLoop(Math.min(SECONDS, 3), 10_000);
+    log(`append+fdatasync ${fsync.appendBytes} B: p50 ${f2(fsync.append.p50Ms, 3)} p99 ${f2(fsync.append.p99Ms, 3)} ms`);
+    rtt = await rttLoop(Math.min(SECONDS, 3), 50_000);
+    log(`loopback round trip: p50 ${f2(rtt.p50Ms, 3)} p99 ${f2(rtt.p99Ms, 3)} ms`);
+  }
+
+  const runs: RunFigures[] = [];
+  if (SECTIONS.has('publish') || SECTIONS.has('consume') || SECTIONS.has('baselines')) {
+    for (let run = 1; run <= RUNS; run++) {
+      const figures: RunFigures = { bare: {}, leader: {}, follower: {} };
+      if (SECTIONS.has('baselines')) await bareRun(run, figures);
+      if (SECTIONS.has('publish') || SECTIONS.has('consume')) await raftRun(run, figures);
+      runs.push(figures);
+    }
+  }
+  const steady = SECTIONS.has('steady') ? await steadyRun() : undefined;
+  if (steady) log(`steady ${steady.seconds} s: ${steady.elections} election(s), ${steady.published} published, ${steady.acked} acked`);
+  const failover = SECTIONS.has('failover') && FAILOVERS > 0 ? await failoverRun() : undefined;
+  const profile = SECTIONS.has('profile') ? await profileRun() : undefined;
+
+  // ---- figures (medians across runs)
+  const bare = (n: number) => medianOf(runs, (r) => r.bare[n]?.perSecond);
+  const bareCpu = (n: number) => medianOf(runs, (r) => r.bare[n]?.cpuMicrosPerMessage);
+  const lead = (n: number) => medianOf(runs, (r) => r.leader[n]?.perSecond);
+  const leadCpu = (n: number) => medianOf(runs, (r) => r.leader[n]?.cpuMicrosPerMessage);
+  const foll = (n: number) => medianOf(runs, (r) => r.follower[n]?.perSecond);
+  const follCpu = (n: number) => medianOf(runs, (r) => r.follower[n]?.cpuMicrosPerMessage);
+  const latency = latencyMedian(runs.map((r) => r.leader[1]?.latency));
+  const bareLatency = latencyMedian(runs.map((r) => r.bare[1]?.latency));
+  const consume = medianOf(runs, (r) => r.consume?.perSecond);
+  const consumeCpu = medianOf(runs, (r) => r.consume?.cpuMicrosPerMessage);
+  const subscribe = medianOf(runs, (r) => r.subscribe?.perSecond);
+  const subscribeCpu = medianOf(runs, (r) => r.subscribe?.cpuMicrosPerMessage);
+  const errorsSeen = runs.flatMap((r) => [...Object.values(r.leader), ...Object.values(r.follower), r.consume, r.subscribe]).filter((m) => m && Object.keys(m.errors).length > 0);
+
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    tmpdir: os.tmpdir(),
+    loadAverageAtStart: loadAtStart,
+    loadAverageAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+
+  const lines: string[] = [];
+  lines.push(
+    '',
+    `## raftqueue cluster benchmark (${started.toISOString().slice(0, 10)})`,
+    '',
+    `${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.os}, Node ${process.version}. ` +
+      `3 processes on loopback, TCP, FileStorage with fsync on (data in ${machine.tmpdir}), ${PAYLOAD_ENCODED_BYTES}-byte payloads; ` +
+      `median of ${runs.length} run(s) of ${SECONDS} s (after ${WARMUP} s warm-up). "bare" is the bare replication pipeline ` +
+      `(PERFORMANCE.md) measured in the same run; CPU is µs per message summed over the 3 processes. ` +
+      `Load average ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end.`,
+    '',
+    '| figure | raftqueue | bare pipeline | raftqueue / bare | CPU µs/msg (raftqueue / bare) | target |',
+    '|---|---:|---:|---:|---:|---|',
+  );
+  for (const n of LEADER_IN_FLIGHT) {
+    const target = n === 1024 ? '≥ 150,000/s; ≥ 60% of bare' : '';
+    lines.push(`| publish/s, leader's process, ${n} in flight | ${f0(lead(n))} | ${f0(bare(n))} | ${pct(lead(n) / bare(n))} | ${f2(leadCpu(n), 1)} / ${f2(bareCpu(n), 1)} | ${target} |`);
+  }
+  for (const n of FOLLOWER_IN_FLIGHT) {
+    lines.push(`| publish/s, follower's process (forwarded), ${n} in flight | ${f0(foll(n))} | ${f0(bare(n))} | ${pct(foll(n) / bare(n))} | ${f2(follCpu(n), 1)} / ${f2(bareCpu(n), 1)} | |`);
+  }
+  lines.push(
+    `| publish latency, 1 in flight, p50 / p99 / p999 ms | ${f2(latency.p50Ms, 3)} / ${f2(latency.p99Ms, 2)} / ${f2(latency.p999Ms, 2)} | ` +
+      `${f2(bareLatency.p50Ms, 3)} / ${f2(bareLatency.p99Ms, 2)} / ${f2(bareLatency.p999Ms, 2)} | ${pct(latency.p50Ms / bareLatency.p50Ms)} (p50) | | p50 ≤ 0.5, p99 ≤ 2 |`,
+    `| consume pops/s (${CONSUME_CONCURRENCY} concurrent, leader's process) | ${f0(consume)} | | | ${f2(consumeCpu, 1)} | |`,
+    `| subscriber group acks/s (maxInFlight ${SUBSCRIBE_MAX_IN_FLIGHT}, leader's process) | ${f0(subscribe)} | | | ${f2(subscribeCpu, 1)} | ≥ 100,000/s |`,
+  );
+  if (failover) {
+    lines.push(
+      `| failover: SIGKILL leader → publish ok, median / max ms (${failover.repetitions} reps, ${failover.restarts} restarts) | ${f0(failover.medianMs)} / ${f0(failover.maxMs)} | | | | ≤ 300 / ≤ 600 |`,
+      `| failover: SIGKILL leader → new leader known, median ms | ${f0(failover.leaderMedianMs)} | | | | |`,
+    );
+  }
+  if (runs.length > 0) lines.push(`| elections per fault-free run (each run's cluster, start to end) | ${runs.map((r) => r.elections ?? 'n/a').join(', ')} | | | | 1 |`);
+  if (steady) lines.push(`| elections in a ${steady.seconds} s steady run (publish + acking group, no faults) | ${steady.elections} | | | | 1 |`);
+  if (fsync) {
+    lines.push(
+      `| raw: append ${fsync.appendBytes} B + fdatasync, p50 / p99 ms | ${f2(fsync.append.p50Ms, 3)} / ${f2(fsync.append.p99Ms, 3)} | | | | |`,
+      `| raw: overwrite preallocated ${fsync.appendBytes} B + fdatasync, p50 / p99 ms | ${f2(fsync.overwrite.p50Ms, 3)} / ${f2(fsync.overwrite.p99Ms, 3)} | | | | |`,
+    );
+  }
+  if (rtt) lines.push(`| raw: loopback TCP round trip between 2 processes, p50 / p99 ms | ${f2(rtt.p50Ms, 3)} / ${f2(rtt.p99Ms, 3)} | | | | |`);
+  if (errorsSeen.length > 0) lines.push('', `Errors during load: ${errorsSeen.map((m) => JSON.stringify(m?.errors)).join(' ')}`);
+  if (profile) {
+    lines.push('', `### Leader CPU profile at 1024 in flight (${f0(profile.leaderPublish.perSecond)} publishes/s with --cpu-prof)`, '', formatProfile(profile.summary));
+  }
+  console.log(lines.join('\n'));
+  console.log(
+    JSON.stringify({
+      bench: 'cluster',
+      date: started.toISOString(),
+      node: process.version,
+      machine,
+      config: { snapshotEveryEntries: Cluster.snapshotEveryEntries ?? 'default', runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP, payloadBytes: PAYLOAD_ENCODED_BYTES, prefill: PREFILL, failovers: FAILOVERS, steadySeconds: STEADY_SECONDS, quick },
+      baselines: { fsync, rtt },
+      medians: {
+        bare: Object.fromEntries(LEADER_IN_FLIGHT.map((n) => [n, { perSecond: bare(n), cpuMicrosPerMessage: bareCpu(n) }])),
+        bareLatency,
+        publishLeader: Object.fromEntries(LEADER_IN_FLIGHT.map((n) => [n, { perSecond: lead(n), ratioToBare: lead(n) / bare(n), cpuMicrosPerMessage: leadCpu(n) }])),
+        publishFollower: Object.fromEntries(FOLLOWER_IN_FLIGHT.map((n) => [n, { perSecond: foll(n), ratioToBare: foll(n) / bare(n), cpuMicrosPerMessage: follCpu(n) }])),
+        publishLatency: latency,
+        consume: { perSecond: consume, cpuMicrosPerMessage: consumeCpu, concurrency: CONSUME_CONCURRENCY },
+        subscribe: { perSecond: subscribe, cpuMicrosPerMessage: subscribeCpu, maxInFlight: SUBSCRIBE_MAX_IN_FLIGHT },
+      },
+      electionsPerRun: runs.map((r) => r.elections),
+      steady,
+      failover,
+      profile: profile ? { leaderPublishPerSecond: profile.leaderPublish.perSecond, busyMs: profile.summary.busyMs, top: profile.summary.top, areas: profile.summary.areas, kept: profile.kept } : undefined,
+      runs,
+    }),
+  );
+}
+
+try {
+  await main();
+} finally {
+  cleanupAll();
+}
