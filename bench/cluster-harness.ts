@@ -77,8 +77,9 @@ export class Cluster {
       this.live().map(async (id) => {
         try {
           out.set(id, await this.proc(id).request<NodeStatus>({ op: 'status' }, 5_000));
-        } catch {
-          // a node that does not answer is simply not counted
+        } catch (error) {
+          // A node that does not answer is not counted; say so rather than hide it.
+          process.stderr.write(`bench: ${id} did not report its status: ${error instanceof Error ? error.message : String(error)}\n`);
         }
       }),
     );

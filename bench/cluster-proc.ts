@@ -21,8 +21,8 @@ export function cleanupAll(): void {
   for (const dir of tempDirs) {
     try {
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-    } catch {
-      // best effort: reported by the caller's exit path only
+    } catch (error) {
+      process.stderr.write(`bench: could not remove ${dir}: ${error instanceof Error ? error.message : String(error)}\n`);
     }
   }
   tempDirs.clear();
@@ -175,8 +175,9 @@ export class Proc {
     if (this.hasExited) return;
     try {
       process.kill(this.pid, 'SIGKILL');
-    } catch {
-      // already gone
+    } catch (error) {
+      // ESRCH: it is already gone. Anything else is a real problem.
+      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
     }
   }
 

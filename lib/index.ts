@@ -36,6 +36,7 @@ export type {
   PeerStatus,
   PublishOptions,
   PublishReceipt,
+  QueueMetrics,
   QueueStatus,
   RaftQueueDependencies,
   SubscribeOptions,

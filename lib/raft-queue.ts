@@ -18,7 +18,7 @@ import { QueueStateMachine, validateTopicName } from './queue/index.js';
 import type { ApplyResult, Delivery as StoredDelivery, StoredMessage, TopicOptions } from './queue/index.js';
 import { FileStorage, MemoryStorage } from './storage/index.js';
 import type { Storage } from './storage/index.js';
-import type { Transport } from './transport.js';
+import type { Transport, TransportStats } from './transport.js';
 
 /** Payload codec: any msgpack value, with every option explicit. */
 const payloadPackr = new Packr({ useRecords: false, structuredClone: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false });
@@ -81,6 +81,37 @@ export interface QueueStatus {
   readonly peers: readonly PeerStatus[];
 }
 
+/** Upper bounds (seconds) of the persist latency histogram buckets in {@link QueueMetrics}. */
+const PERSIST_SECONDS_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+/** Counters and gauges of one member, for monitoring (e.g. the gateway's `GET /metrics`). */
+export interface QueueMetrics {
+  /** Elections since this member started: each new term is one election, won or not. */
+  readonly elections: number;
+  /** Leader changes this member observed since start (the first leader included). */
+  readonly leaderChanges: number;
+  /** Publishes made through this member that resolved (duplicates included). */
+  readonly publishes: number;
+  /** `consume` calls through this member that returned a message. */
+  readonly consumes: number;
+  /**
+   * Every topic in creation order with the messages waiting for its `default` group (`depth`:
+   * what `consume` would still return). Local state, not a linearizable read.
+   */
+  readonly topics: readonly { readonly topic: string; readonly depth: number }[];
+  /**
+   * Latency of each storage persist (one WAL write plus one fdatasync per batch) as a cumulative
+   * histogram: each bucket counts the persists that took at most `le` seconds.
+   */
+  readonly persist: {
+    readonly count: number;
+    readonly secondsSum: number;
+    readonly buckets: readonly { readonly le: number; readonly count: number }[];
+  };
+  /** The peer transport's counters (frames in and out, frames rejected by reason, ...). */
+  readonly transport: TransportStats | undefined;
+}
+
 export interface RaftQueueDependencies {
   /** Builds the peer transport from the resolved options (the package entry passes TCP). */
   readonly createTransport?: (options: ResolvedOptions) => Transport;
@@ -104,6 +135,10 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   private ridSeq = 0;
   private readonly ridPrefix = randomUUID().slice(0, 8);
   private readonly subscriptions = new Set<SubscriptionImpl>();
+  private transport: Transport | undefined;
+  private readonly counters = { leaderChanges: 0, publishes: 0, consumes: 0 };
+  private startTerm = 0;
+  private readonly persistTimer = new PersistTimer();
   private closedResolve!: (error: RaftQueueError | undefined) => void;
   private readonly closedPromise = new Promise<RaftQueueError | undefined>((resolve) => {
     this.closedResolve = resolve;
@@ -131,11 +166,13 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
           ? new MemoryStorage()
           : await FileStorage.open({ dataDir: o.dataDir as string, ...(o.segmentBytesMax ? { segmentBytesMax: o.segmentBytesMax } : {}) });
       const transport = o.transport ?? (this.deps.createTransport as (x: ResolvedOptions) => Transport)(o);
+      this.transport = transport;
+      this.startTerm = storage.hardState().term;
       const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
       this.node = new RaftNode({
         id: o.id,
         voters: o.voters,
-        storage,
+        storage: timedStorage(storage, this.persistTimer),
         transport,
         clock: systemClock,
         random: createRandom(seed),
@@ -222,6 +259,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       ...(options.publishId !== undefined ? { publishId: options.publishId } : {}),
     };
     const { value, duplicate } = await this.runFull(cmd, options.timeoutMs);
+    this.counters.publishes++;
     return { topic, offset: (value as { offset: number }).offset, duplicate };
   }
 
@@ -230,6 +268,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     checkTopic(topic);
     const value = (await this.run({ t: 'consume', rid: this.rid(), topic }, options.timeoutMs)) as StoredMessage | null;
     if (value === null) return undefined;
+    this.counters.consumes++;
     return toMessage<T>(value, 'default');
   }
 
@@ -306,6 +345,23 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       appliedIndex: node?.stateMachine.appliedIndex ?? 0,
       needsRepair: s?.needsRepair ?? false,
       peers,
+    };
+  }
+
+  /**
+   * Counters and gauges of this member for monitoring: elections (new terms) since start, leader
+   * changes, publishes and consumes made through it, per-topic depth, persist (fdatasync) latency and transport stats.
+   * Local and synchronous, like {@link status}; safe to call in any state.
+   */
+  metrics(): QueueMetrics {
+    const sm = this.node?.stateMachine;
+    const topics = sm ? sm.topics().map((topic) => ({ topic, depth: sm.depth(topic) })) : [];
+    return {
+      elections: this.node ? Math.max(0, this.node.status().term - this.startTerm) : 0,
+      ...this.counters,
+      topics,
+      persist: this.persistTimer.snapshot(),
+      transport: this.transport?.stats(),
     };
   }
 
@@ -435,6 +491,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         if (leaderId !== this.leaderId || (leaderId !== undefined && e.term !== this.leaderTerm)) {
           this.leaderId = leaderId;
           this.leaderTerm = e.term;
+          if (leaderId !== undefined) this.counters.leaderChanges++;
           this.log(`leader ${leaderId ?? 'none'} (term ${e.term})`);
           this.emit('leaderChanged', { leaderId, term: e.term });
         }
@@ -648,6 +705,51 @@ class SubscriptionImpl implements Subscription {
       if (!(error instanceof RaftQueueError)) throw error;
     }
   }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Persist latency: measured around the Storage contract, so no storage knows about metrics
+
+/** Cumulative histogram of persist durations (bucket bounds: PERSIST_SECONDS_BUCKETS). */
+class PersistTimer {
+  private count = 0;
+  private secondsSum = 0;
+  private readonly buckets = PERSIST_SECONDS_BUCKETS.map(() => 0);
+
+  record(seconds: number): void {
+    this.count++;
+    this.secondsSum += seconds;
+    for (let i = 0; i < PERSIST_SECONDS_BUCKETS.length; i++) {
+      if (seconds <= (PERSIST_SECONDS_BUCKETS[i] as number)) this.buckets[i] = (this.buckets[i] as number) + 1;
+    }
+  }
+
+  snapshot(): QueueMetrics['persist'] {
+    return { count: this.count, secondsSum: this.secondsSum, buckets: PERSIST_SECONDS_BUCKETS.map((le, i) => ({ le, count: this.buckets[i] as number })) };
+  }
+}
+
+/** `storage` with every persist timed into `timer`; everything else passes straight through. */
+function timedStorage(storage: Storage, timer: PersistTimer): Storage {
+  return {
+    firstIndex: () => storage.firstIndex(),
+    lastIndex: () => storage.lastIndex(),
+    term: (index) => storage.term(index),
+    entries: (lo, hi, bytesMax) => storage.entries(lo, hi, bytesMax),
+    hardState: () => storage.hardState(),
+    snapshot: () => storage.snapshot(),
+    persist: (request, onPersisted) => {
+      const started = process.hrtime.bigint();
+      storage.persist(request, (error) => {
+        timer.record(Number(process.hrtime.bigint() - started) / 1e9);
+        onPersisted(error);
+      });
+    },
+    compact: (snapshot, onDone) => storage.compact(snapshot, onDone),
+    markRepaired: (onDone) => storage.markRepaired(onDone),
+    status: () => storage.status(),
+    close: () => storage.close(),
+  };
 }
 
 // -----------------------------------------------------------------------------------------------

@@ -523,16 +523,20 @@ export class RaftNode {
     this.guard(() => this.core.transferLeadership(target));
     this.schedulePump();
     const started = this.clock.nowMs();
-    const poll = this.clock.every(5, () => {
+    // `after` (not `every`, whose timer does not keep the process alive): a stop in progress
+    // must finish even when nothing else holds the event loop open.
+    const poll = (): void => {
       const handedOver = this.core.softState().role !== 'leader';
       if (handedOver || this.closed || this.clock.nowMs() - started >= handoverMs) {
-        poll.cancel();
         // Let the last frames (TimeoutNow, appends) leave before the sockets close.
         this.clock.after(10, () => {
           this.close(new RaftQueueError('CLOSED', 'the queue was stopped')).then(cb, cb);
         });
+        return;
       }
-    });
+      this.clock.after(5, poll);
+    };
+    poll();
   }
 
   private async close(reason: RaftQueueError): Promise<void> {

@@ -1,0 +1,142 @@
+/**
+ * The `node` and `serve` subcommands: flag specs, --help texts, and turning flags into a
+ * MemberConfig. Parsing is separate from running so tests (and the README test) can check a
+ * command line without starting anything.
+ */
+import { readFile } from 'node:fs/promises';
+import type { FlagSpecs, ParsedFlags } from './args.js';
+import { UsageError, helpText, intFlag, parseFlags, parseHostPort, parsePeerList } from './args.js';
+import type { MemberConfig } from './member.js';
+
+/** Without `internal_port`, Raft listens on the HTTP port plus this (see serve-config.ts). */
+const PEER_PORT_OFFSET = 1_000;
+
+export const NODE_FLAGS: FlagSpecs = {
+  id: { type: 'string', value: 'ID', help: "this member's id (letters, digits, '.', '_', '-')", required: true },
+  peers: { type: 'string', value: 'LIST', help: "every member's Raft address, this one included:\nn1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003", required: true },
+  'data-dir': { type: 'string', value: 'DIR', help: 'where the log, snapshots and hard state live (created if missing)', required: true },
+  http: { type: 'string', value: 'HOST:PORT', help: 'serve the HTTP gateway here (default: no gateway)' },
+  'http-peers': { type: 'string', value: 'LIST', help: "other members' gateways (n2=127.0.0.1:8002,...), for the leader hint\nnon-leaders give" },
+  'cluster-secret-file': { type: 'string', value: 'FILE', help: 'file holding the shared cluster secret (16+ characters);\nrequired when a peer is not on loopback' },
+};
+
+export const SERVE_FLAGS: FlagSpecs = {
+  config: { type: 'string', value: 'FILE', help: '{"addresses": [{"ip": "127.0.0.1", "port": 8001, "internal_port": 9001}, ...]};\n`ip` may carry http://; without internal_port Raft uses port + ' + PEER_PORT_OFFSET, required: true },
+  index: { type: 'string', value: 'N', help: 'which address is this node (0-based); its id is n<N>', required: true },
+  'data-dir': { type: 'string', value: 'DIR', help: 'default: $RAFTQUEUE_DATA_ROOT (or <tmpdir>/raftqueue)/serve-<hash of the\naddress list>/n<N>, stable across restarts of the same cluster' },
+  'cluster-secret-file': { type: 'string', value: 'FILE', help: 'file holding the shared cluster secret (16+ characters);\nrequired when an address is not loopback' },
+};
+
+export const NODE_HELP = helpText(
+  'node',
+  '--id ID --peers LIST --data-dir DIR [--http HOST:PORT] [--http-peers LIST] [--cluster-secret-file FILE]',
+  'Runs one long-lived cluster member. Role and leader changes are logged on stderr.\nSIGTERM or SIGINT stops it gracefully (leadership handed over, storage closed) within 2 s.',
+  NODE_FLAGS,
+);
+
+export const SERVE_HELP = helpText(
+  'serve',
+  '--config FILE --index N [--data-dir DIR] [--cluster-secret-file FILE]',
+  "Runs member N of the cluster in FILE (the course design's launch form): the HTTP gateway on\n`port`, Raft on `internal_port`. Logging and stopping as for `raftqueue node`.",
+  SERVE_FLAGS,
+);
+
+/** A parsed command line: help to print, or a member to run. */
+export type MemberCommand = { readonly help: string } | { readonly member: MemberConfig };
+
+const LOOPBACK = /^(?:127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|::1|\[::1\])$/;
+
+async function secretFrom(command: string, flags: ParsedFlags, hosts: readonly string[]): Promise<string | undefined> {
+  const file = flags['cluster-secret-file'];
+  if (typeof file !== 'string') {
+    const remote = hosts.find((h) => !LOOPBACK.test(h));
+    if (remote !== undefined) throw new UsageError(`--cluster-secret-file is required: ${remote} is not a loopback address`, command);
+    return undefined;
+  }
+  let secret: string;
+  try {
+    secret = (await readFile(file, 'utf8')).trimEnd();
+  } catch (error) {
+    throw new UsageError(`--cluster-secret-file: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, command);
+  }
+  if (secret.length < 16) throw new UsageError(`--cluster-secret-file: the secret in ${file} is shorter than 16 characters`, command);
+  return secret;
+}
+
+function hostOf(address: string): string {
+  return address.slice(0, address.lastIndexOf(':'));
+}
+
+/** Parses `raftqueue node ...`; throws UsageError on a bad command line. */
+export async function parseNodeCommand(argv: readonly string[]): Promise<MemberCommand> {
+  const flags = parseFlags('node', argv, NODE_FLAGS);
+  if (flags['help'] === true) return { help: NODE_HELP };
+  const id = flags['id'] as string;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw new UsageError(`--id: '${id}' is not letters, digits, '.', '_' or '-' (at most 64)`, 'node');
+  const peers = parsePeerList('node', 'peers', flags['peers'] as string);
+  if (peers[id] === undefined) throw new UsageError(`--peers must include this node's id '${id}'`, 'node');
+  if (Object.keys(peers).length > 7) throw new UsageError('--peers: at most 7 members', 'node');
+  const httpFlag = flags['http'];
+  const http = typeof httpFlag === 'string' ? parseHostPort('node', 'http', httpFlag) : undefined;
+  const httpPeersFlag = flags['http-peers'];
+  const httpAddresses: Record<string, string> = {};
+  if (typeof httpPeersFlag === 'string') {
+    for (const [peer, address] of Object.entries(parsePeerList('node', 'http-peers', httpPeersFlag))) {
+      if (peers[peer] === undefined) throw new UsageError(`--http-peers: '${peer}' is not in --peers`, 'node');
+      httpAddresses[peer] = `http://${address}`;
+    }
+  }
+  if (http && httpAddresses[id] === undefined) httpAddresses[id] = `http://${httpFlag as string}`;
+  const clusterSecret = await secretFrom('node', flags, Object.values(peers).map(hostOf));
+  return {
+    member: {
+      id,
+      peers,
+      dataDir: flags['data-dir'] as string,
+      ...(clusterSecret !== undefined ? { clusterSecret } : {}),
+      ...(http ? { http } : {}),
+      httpAddresses,
+    },
+  };
+}
+
+/** Parses `raftqueue serve ...` (reads the config file); throws UsageError on a bad command line. */
+export async function parseServeCommand(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<MemberCommand> {
+  const flags = parseFlags('serve', argv, SERVE_FLAGS);
+  if (flags['help'] === true) return { help: SERVE_HELP };
+  const file = flags['config'] as string;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--config: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, 'serve');
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--config: ${file} is not JSON: ${error instanceof Error ? error.message : String(error)}`, 'serve');
+  }
+  // Loaded here, not at the top: zod is needed only by `serve`, and `node` should start fast.
+  const { derivedDataDir, parseServeConfig } = await import('./serve-config.js');
+  let members;
+  try {
+    members = parseServeConfig(json);
+  } catch (error) {
+    throw new UsageError(`--config: ${file}: ${error instanceof Error ? error.message : String(error)}`, 'serve');
+  }
+  const index = intFlag('serve', 'index', flags['index'] as string, 0, members.length - 1);
+  const me = members[index] as (typeof members)[number];
+  const dataDirFlag = flags['data-dir'];
+  const clusterSecret = await secretFrom('serve', flags, members.map((m) => m.host));
+  return {
+    member: {
+      id: me.id,
+      peers: Object.fromEntries(members.map((m) => [m.id, m.peerAddress])),
+      dataDir: typeof dataDirFlag === 'string' ? dataDirFlag : derivedDataDir(members, index, env),
+      ...(clusterSecret !== undefined ? { clusterSecret } : {}),
+      http: { host: me.host, port: me.httpPort },
+      httpAddresses: Object.fromEntries(members.map((m) => [m.id, m.httpUrl])),
+    },
+  };
+}
