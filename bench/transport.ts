@@ -8,7 +8,10 @@
  * acknowledging every ACK_EVERY messages (as a follower would). The raw baseline writes the very
  * same encoded frames, batched per turn the same way, and its receiver acknowledges by byte count
  * without decoding anything. Latency: sequential heartbeat -> heartbeatResponse round trips,
- * against a raw echo of a frame of the same size. Prints a markdown table and one JSON line.
+ * against a raw echo of a frame of the same size. Also reports the CPU time (user + system) per
+ * append message of the sending and the receiving process: on a shared 2-vCPU machine throughput
+ * swings with other load, CPU per message much less. Prints a markdown table and one JSON line.
+ * ONLY=transport or ONLY=raw runs one side (for `node --cpu-prof`), printing JSON only.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
@@ -25,6 +28,7 @@ const DISTINCT_MESSAGES = 256;
 const RUNS = Number(process.env.RUNS ?? 5);
 const MESSAGES = Number(process.env.MESSAGES ?? 20_000);
 const ROUND_TRIPS = Number(process.env.ROUND_TRIPS ?? 5_000);
+const ONLY = process.env.ONLY;
 const CLUSTER = { clusterId: 'bench', clusterSecret: 'bench-secret-0123456789' };
 const self = fileURLToPath(import.meta.url);
 
@@ -85,7 +89,8 @@ async function child(mode: Mode, parentPort: number): Promise<void> {
         process.send?.({ ready: true });
       }
     }, 2);
-    process.on('message', () => {
+    process.on('message', (m) => {
+      if (answerCpu(m)) return;
       void b.close().then(() => process.exit(0));
     });
     return;
@@ -118,7 +123,17 @@ async function child(mode: Mode, parentPort: number): Promise<void> {
     socket.on('error', () => socket.destroy());
   });
   server.listen(0, '127.0.0.1', () => process.send?.({ port: (server.address() as net.AddressInfo).port }));
-  process.on('message', () => server.close(() => process.exit(0)));
+  process.on('message', (m) => {
+    if (!answerCpu(m)) server.close(() => process.exit(0));
+  });
+}
+
+/** Child side of {@link cpuOf}: answers a 'cpu' request with this process's CPU time so far. */
+function answerCpu(m: unknown): boolean {
+  if (m !== 'cpu') return false;
+  const { user, system } = process.cpuUsage();
+  process.send?.({ cpuUs: user + system });
+  return true;
 }
 
 // ---------------------------------------------------------------- parent side
@@ -131,6 +146,35 @@ function spawnChild(mode: Mode, parentPort: number, extra: string[] = []): Promi
   });
 }
 
+/** CPU time (user + system, µs) the child has used so far. */
+function cpuOf(proc: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    const onMessage = (m: unknown): void => {
+      if (typeof m === 'object' && m !== null && 'cpuUs' in m) {
+        proc.off('message', onMessage);
+        resolve((m as { cpuUs: number }).cpuUs);
+      }
+    };
+    proc.on('message', onMessage);
+    proc.send('cpu');
+  });
+}
+
+function ownCpu(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
+/** CPU µs per message of the sender (this process) and the receiver (the child) over a phase. */
+async function cpuPhase(proc: ChildProcess, phase: () => Promise<void>): Promise<{ senderCpuUs: number; receiverCpuUs: number }> {
+  const child0 = await cpuOf(proc);
+  const own0 = ownCpu();
+  await phase();
+  const own1 = ownCpu();
+  const child1 = await cpuOf(proc);
+  return { senderCpuUs: (own1 - own0) / MESSAGES, receiverCpuUs: (child1 - child0) / MESSAGES };
+}
+
 function stopChild(proc: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     proc.once('exit', () => resolve());
@@ -141,6 +185,9 @@ function stopChild(proc: ChildProcess): Promise<void> {
 interface RunResult {
   messagesPerS: number;
   mbPerS: number;
+  /** CPU µs per append message, user + system, sending and receiving process. */
+  senderCpuUs: number;
+  receiverCpuUs: number;
   rttP50Ms: number;
   rttP99Ms: number;
 }
@@ -177,41 +224,46 @@ async function runTransport(): Promise<RunResult> {
   }
   debug('transport: round trips done');
   const bytesBefore = a.stats().bytesOut;
-  const started = process.hrtime.bigint();
-  await new Promise<void>((resolve) => {
-    let sent = 0;
-    let acked = 0;
-    let scheduled = false;
-    const pump = (): void => {
-      scheduled = false;
-      let n = 0;
-      while (sent < MESSAGES && sent - acked < WINDOW && n < SENDS_PER_TURN_MAX) {
-        a.send(append(sent));
-        sent++;
-        n++;
-      }
-      if (sent < MESSAGES && sent - acked < WINDOW) schedule();
-    };
-    const schedule = (): void => {
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(pump);
-      }
-    };
-    onAck = (matchIndex) => {
-      acked = matchIndex;
-      if (acked >= MESSAGES - (MESSAGES % ACK_EVERY)) resolve();
-      else schedule();
-    };
-    pump();
+  let started = 0n;
+  let ended = 0n;
+  const cpu = await cpuPhase(proc, async () => {
+    started = process.hrtime.bigint();
+    await new Promise<void>((resolve) => {
+      let sent = 0;
+      let acked = 0;
+      let scheduled = false;
+      const pump = (): void => {
+        scheduled = false;
+        let n = 0;
+        while (sent < MESSAGES && sent - acked < WINDOW && n < SENDS_PER_TURN_MAX) {
+          a.send(append(sent));
+          sent++;
+          n++;
+        }
+        if (sent < MESSAGES && sent - acked < WINDOW) schedule();
+      };
+      const schedule = (): void => {
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(pump);
+        }
+      };
+      onAck = (matchIndex) => {
+        acked = matchIndex;
+        if (acked >= MESSAGES - (MESSAGES % ACK_EVERY)) resolve();
+        else schedule();
+      };
+      pump();
+    });
+    ended = process.hrtime.bigint();
   });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const seconds = Number(ended - started) / 1e9;
   const bytes = a.stats().bytesOut - bytesBefore;
   if (a.stats().messagesDropped > 0) throw new Error(`transport dropped ${a.stats().messagesDropped} messages`);
   await a.close();
   await stopChild(proc);
   rtts.sort((x, y) => x - y);
-  return { messagesPerS: MESSAGES / seconds, mbPerS: bytes / seconds / 1e6, rttP50Ms: percentile(rtts, 0.5), rttP99Ms: percentile(rtts, 0.99) };
+  return { messagesPerS: MESSAGES / seconds, mbPerS: bytes / seconds / 1e6, ...cpu, rttP50Ms: percentile(rtts, 0.5), rttP99Ms: percentile(rtts, 0.99) };
 }
 
 async function runRaw(frames: Buffer[], pingBytes: number): Promise<RunResult> {
@@ -248,51 +300,56 @@ async function runRaw(frames: Buffer[], pingBytes: number): Promise<RunResult> {
   echo.destroy();
   // Bulk: the same frames, same window, one write per turn.
   const bulk = await connect();
-  const started = process.hrtime.bigint();
+  let started = 0n;
+  let ended = 0n;
   let bytes = 0;
-  await new Promise<void>((resolve) => {
-    let sent = 0;
-    let acked = 0;
-    let scheduled = false;
-    let ackBuf = Buffer.alloc(0);
-    const pump = (): void => {
-      scheduled = false;
-      const batch: Buffer[] = [];
-      while (sent < MESSAGES && sent - acked < WINDOW && batch.length < SENDS_PER_TURN_MAX) {
-        batch.push(frames[sent % frames.length] as Buffer);
-        sent++;
-      }
-      if (batch.length > 0) {
-        const buf = Buffer.concat(batch);
-        bytes += buf.length;
-        bulk.write(buf);
-      }
-      if (sent < MESSAGES && sent - acked < WINDOW) schedule();
-    };
-    const schedule = (): void => {
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(pump);
-      }
-    };
-    bulk.on('data', (chunk: Buffer) => {
-      ackBuf = Buffer.concat([ackBuf, chunk]);
-      while (ackBuf.length >= 8) {
-        acked = ackBuf.readUInt32BE(0);
-        ackBuf = ackBuf.subarray(8);
-      }
-      if (acked >= MESSAGES - (MESSAGES % ACK_EVERY)) resolve();
-      else schedule();
+  const cpu = await cpuPhase(proc, async () => {
+    started = process.hrtime.bigint();
+    await new Promise<void>((resolve) => {
+      let sent = 0;
+      let acked = 0;
+      let scheduled = false;
+      let ackBuf = Buffer.alloc(0);
+      const pump = (): void => {
+        scheduled = false;
+        const batch: Buffer[] = [];
+        while (sent < MESSAGES && sent - acked < WINDOW && batch.length < SENDS_PER_TURN_MAX) {
+          batch.push(frames[sent % frames.length] as Buffer);
+          sent++;
+        }
+        if (batch.length > 0) {
+          const buf = Buffer.concat(batch);
+          bytes += buf.length;
+          bulk.write(buf);
+        }
+        if (sent < MESSAGES && sent - acked < WINDOW) schedule();
+      };
+      const schedule = (): void => {
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(pump);
+        }
+      };
+      bulk.on('data', (chunk: Buffer) => {
+        ackBuf = Buffer.concat([ackBuf, chunk]);
+        while (ackBuf.length >= 8) {
+          acked = ackBuf.readUInt32BE(0);
+          ackBuf = ackBuf.subarray(8);
+        }
+        if (acked >= MESSAGES - (MESSAGES % ACK_EVERY)) resolve();
+        else schedule();
+      });
+      // The first byte tells the raw child this connection is bulk.
+      bulk.write(Buffer.from([0x01]));
+      pump();
     });
-    // The first byte tells the raw child this connection is bulk.
-    bulk.write(Buffer.from([0x01]));
-    pump();
+    ended = process.hrtime.bigint();
   });
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const seconds = Number(ended - started) / 1e9;
   bulk.destroy();
   await stopChild(proc);
   rtts.sort((x, y) => x - y);
-  return { messagesPerS: MESSAGES / seconds, mbPerS: bytes / seconds / 1e6, rttP50Ms: percentile(rtts, 0.5), rttP99Ms: percentile(rtts, 0.99) };
+  return { messagesPerS: MESSAGES / seconds, mbPerS: bytes / seconds / 1e6, ...cpu, rttP50Ms: percentile(rtts, 0.5), rttP99Ms: percentile(rtts, 0.99) };
 }
 
 function debug(what: string): void {
@@ -308,6 +365,8 @@ function summarize(results: RunResult[]): RunResult {
   return {
     messagesPerS: median(results.map((r) => r.messagesPerS)),
     mbPerS: median(results.map((r) => r.mbPerS)),
+    senderCpuUs: median(results.map((r) => r.senderCpuUs)),
+    receiverCpuUs: median(results.map((r) => r.receiverCpuUs)),
     rttP50Ms: median(results.map((r) => r.rttP50Ms)),
     rttP99Ms: median(results.map((r) => r.rttP99Ms)),
   };
@@ -320,19 +379,29 @@ async function main(): Promise<void> {
   const raw: RunResult[] = [];
   for (let run = 0; run < RUNS; run++) {
     // Alternate so drift on the machine affects both sides alike.
-    raw.push(await runRaw(frames, pingBytes));
-    transport.push(await runTransport());
+    // ONLY=transport or ONLY=raw runs one side (for profiling with --cpu-prof); no ratio then.
+    if (ONLY !== 'transport') raw.push(await runRaw(frames, pingBytes));
+    if (ONLY !== 'raw') transport.push(await runTransport());
+  }
+  if (transport.length === 0 || raw.length === 0) {
+    console.log(JSON.stringify({ bench: 'transport', only: ONLY, runs: transport.length > 0 ? transport : raw }));
+    return;
   }
   const t = summarize(transport);
   const r = summarize(raw);
   const ratio = t.mbPerS / r.mbPerS;
+  // The ratio of each run against the baseline measured next to it: less sensitive to drift
+  // on a shared machine than the ratio of the two medians.
+  const pairedRatio = median(transport.map((run, i) => run.mbPerS / (raw[i] as RunResult).mbPerS));
   const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
   console.log(`\nTransport benchmark: ${MESSAGES} appends of ${ENTRIES_PER_MESSAGE} x ${ENTRY_BYTES} B (${(frames[0] as Buffer).length} B frames), window ${WINDOW}, ${ROUND_TRIPS} round trips of ${pingBytes} B; median of ${RUNS} runs\n`);
-  console.log('| | messages/s | MB/s | RTT p50 ms | RTT p99 ms |');
-  console.log('|---|---|---|---|---|');
-  console.log(`| TcpTransport | ${fmt(t.messagesPerS)} | ${fmt(t.mbPerS, 1)} | ${fmt(t.rttP50Ms, 3)} | ${fmt(t.rttP99Ms, 3)} |`);
-  console.log(`| raw node:net | ${fmt(r.messagesPerS)} | ${fmt(r.mbPerS, 1)} | ${fmt(r.rttP50Ms, 3)} | ${fmt(r.rttP99Ms, 3)} |`);
-  console.log(`| ratio | ${fmt((t.messagesPerS / r.messagesPerS) * 100)}% | ${fmt(ratio * 100)}% (target >= 70%) | | |\n`);
+  console.log('| | messages/s | MB/s | CPU µs/msg sender | CPU µs/msg receiver | RTT p50 ms | RTT p99 ms |');
+  console.log('|---|---|---|---|---|---|---|');
+  const row = (name: string, x: RunResult) =>
+    `| ${name} | ${fmt(x.messagesPerS)} | ${fmt(x.mbPerS, 1)} | ${fmt(x.senderCpuUs, 1)} | ${fmt(x.receiverCpuUs, 1)} | ${fmt(x.rttP50Ms, 3)} | ${fmt(x.rttP99Ms, 3)} |`;
+  console.log(row('TcpTransport', t));
+  console.log(row('raw node:net', r));
+  console.log(`| ratio | ${fmt((t.messagesPerS / r.messagesPerS) * 100)}% | ${fmt(ratio * 100)}% (target >= 70%; paired ${fmt(pairedRatio * 100)}%) | | | | |\n`);
   console.log(
     JSON.stringify({
       bench: 'transport',
@@ -342,6 +411,7 @@ async function main(): Promise<void> {
       transport: t,
       raw: r,
       bytesRatio: Number(ratio.toFixed(3)),
+      pairedBytesRatio: Number(pairedRatio.toFixed(3)),
       runsDetail: { transport, raw },
     }),
   );

@@ -4,8 +4,10 @@ import { MESSAGE_TYPES } from '../../lib/core/messages.js';
 import type { PeerMessage } from '../../lib/transport.js';
 import {
   codecSchemas,
+  concatFrames,
   decodeMessageBody,
   encodeMessageBody,
+  framedRuns,
   isWireEntries,
   MessageEncoder,
   packr,
@@ -177,3 +179,29 @@ function normalize(value: unknown): unknown {
   }
   return value;
 }
+
+test('codec: consecutive append bodies are written as slab views equal to the copied batch', (t) => {
+  const base = { type: 'append' as const, from: 'a', to: 'b', term: 1, prevLogTerm: 1, commit: 0 };
+  const bodies = Array.from({ length: 50 }, (_, i) => encodeMessageBody({ ...base, prevLogIndex: i, entries: makeEntries(i + 1, 8, 100) }));
+  const runs = framedRuns(bodies, 8);
+  if (runs === undefined) return t.fail('appends carved one after the other form runs');
+  // 50 bodies of ~900 bytes cross at most one slab boundary.
+  t.true(runs.length <= 2);
+  t.deepEqual(Buffer.concat(runs), concatFrames(bodies));
+  // The same body twice is two frames; a body not from the writer's slabs forces a copy.
+  const twice = framedRuns([bodies[0] as Buffer, bodies[0] as Buffer], 8);
+  t.deepEqual(twice === undefined ? undefined : Buffer.concat(twice), concatFrames([bodies[0] as Buffer, bodies[0] as Buffer]));
+  t.is(framedRuns([bodies[0] as Buffer, encodeMessageBody(everyMessage('a', 'b')[0] as PeerMessage)], 8), undefined);
+  t.is(framedRuns([bodies[0] as Buffer, bodies[2] as Buffer, bodies[4] as Buffer], 2), undefined, 'more runs than allowed');
+});
+
+test('codec: the append writer is exact whether a body fits the current slab or not', (t) => {
+  const base = { type: 'append' as const, from: 'a', to: 'b', term: 1, prevLogIndex: 0, prevLogTerm: 1, commit: 0 };
+  // Bodies of 30 KB: some fit the current slab, some start a new one; one of 300 KB gets its own.
+  for (const [count, bytes] of [...Array.from({ length: 20 }, () => [3, 10_000]), [3, 100_000]] as [number, number][]) {
+    const message: PeerMessage = { ...base, entries: makeEntries(1, count, bytes) };
+    const body = encodeMessageBody(message);
+    t.deepEqual(normalize(packr.unpack(body)), normalize(packr.unpack(packr.pack(toWire(message)))));
+    t.is(Buffer.from(body.buffer, body.byteOffset - 4, 4).readUInt32BE(0), body.length, 'the frame header precedes the body');
+  }
+});

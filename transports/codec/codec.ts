@@ -5,6 +5,7 @@ import { FLOAT32_OPTIONS, Packr, type Options } from 'msgpackr';
 import type { Entry } from '../../lib/core/types.js';
 import type { PeerMessage } from '../../lib/transport.js';
 import type { CodecLimits } from './limits.js';
+import { decodeAppendBody } from './append-reader.js';
 import { encodeAppendBody } from './append-writer.js';
 import { FRAME_HEADER_BYTES } from './protocol.js';
 import { entriesFromWire, type CodecSchemas, type ControlFrame } from './schemas.js';
@@ -189,6 +190,10 @@ export function unpackBody(body: Uint8Array): DecodeResult<unknown> {
  * that is not exactly one msgpack value fails with `decode`, a wrong shape with `schema`.
  */
 export function decodeMessageBody(body: Uint8Array, self: string, schemas: CodecSchemas): DecodeResult<PeerMessage> {
+  // Appends, the bulk of the traffic, take the hand-written reader; it leaves every other body,
+  // and every append it does not accept, to the reference path below.
+  const append = decodeAppendBody(body, self, schemas.limits);
+  if (append !== undefined) return { ok: true, value: append };
   const raw = unpackBody(body);
   if (!raw.ok) return raw;
   return validateWireMessage(raw.value, self, schemas);

@@ -37,7 +37,8 @@ export {
   PROTOCOL_VERSION,
 } from './protocol.js';
 export { codecSchemas, isWireEntries, wireEntrySchema } from './schemas.js';
-export { encodeAppendBody } from './append-writer.js';
+export { encodeAppendBody, framedRuns } from './append-writer.js';
+export { decodeAppendBody } from './append-reader.js';
 export type {
   ChallengeFrame,
   CodecSchemas,

@@ -78,6 +78,8 @@ function nodeId(limits: CodecLimits) {
 
 /** The schemas for one set of limits. */
 export interface CodecSchemas {
+  /** The limits these schemas enforce (the hand-written append reader enforces the same). */
+  readonly limits: CodecLimits;
   /** A complete PeerMessage, `to` included (used by the memory transport and tests). */
   readonly peerMessage: z.ZodType<PeerMessage>;
   /** A peer message as it travels (no `to`). */
@@ -223,6 +225,7 @@ export function codecSchemas(limits: CodecLimits): CodecSchemas {
   const nonce = bytes(NONCE_BYTES, NONCE_BYTES);
   const proof = bytes(PROOF_BYTES, PROOF_BYTES);
   const schemas: CodecSchemas = {
+    limits,
     // The casts only widen zod's inferred output to the shared interfaces, which have the same
     // fields; `messageTypesMatch` below checks the correspondence at compile time.
     peerMessage: fullMessageSchema(limits) as unknown as z.ZodType<PeerMessage>,

@@ -4,6 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { PeerMessage } from '../../lib/transport.js';
+import { decodeAppendBody } from '../codec/append-reader.js';
 import { encodeControlFrame, unpackBody, validateWireMessage } from '../codec/codec.js';
 import { FrameDecoder } from '../codec/frame-decoder.js';
 import { HANDSHAKE_FRAME_BYTES_MAX, PROTOCOL_VERSION } from '../codec/protocol.js';
@@ -104,6 +105,21 @@ export abstract class FramedConnection {
     return this.socket.write(frames);
   }
 
+  /** Writes frames held in several buffers as one batch (cork: one writev). Same signal. */
+  writeRuns(runs: readonly Buffer[], frameCount: number): boolean {
+    if (runs.length === 1) return this.write(runs[0] as Buffer, frameCount);
+    this.framesWrittenInTick += frameCount;
+    this.ctx.counters.framesOut += frameCount;
+    let ok = true;
+    this.socket.cork();
+    for (const run of runs) {
+      this.ctx.counters.bytesOut += run.byteLength;
+      ok = this.socket.write(run);
+    }
+    this.socket.uncork();
+    return ok;
+  }
+
   /** Closes at once (destroy: no lingering half-close, the port frees immediately). Idempotent. */
   close(reason: CloseReason): void {
     if (this.closeReason !== null) return;
@@ -185,6 +201,16 @@ export abstract class FramedConnection {
 
   /** Handles a frame on an authenticated link: a ping, pong or peer message. */
   protected onOpenFrame(body: Buffer, accepts: 'ping' | 'pong'): void {
+    if (accepts === 'ping') {
+      // Appends (the bulk of the traffic) take the hand-written reader, which accepts exactly
+      // what the path below would and leaves everything else to it (append-reader.ts).
+      const append = decodeAppendBody(body, this.ctx.options.id, this.ctx.schemas.limits);
+      if (append !== undefined) {
+        if (append.from !== this.peer) this.reject('badSender');
+        else this.ctx.deliver(append);
+        return;
+      }
+    }
     const raw = unpackBody(body);
     if (!raw.ok) {
       this.reject('decode');

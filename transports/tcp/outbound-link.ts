@@ -4,11 +4,15 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import { framedRuns } from '../codec/append-writer.js';
 import { concatFrames } from '../codec/codec.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
 import { reconnectDelayMs } from './backoff.js';
 import { OutboundConnection, type ConnectionContext } from './connection.js';
 import { parseAddress } from './options.js';
+
+/** Most slab regions a flush writes without copying; beyond, copying into one buffer is cheaper. */
+const FLUSH_RUNS_MAX = 8;
 
 /** The link's life cycle. Messages are queued while `connecting` or `open`, dropped otherwise. */
 export type LinkState = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed';
@@ -81,7 +85,12 @@ export class OutboundLink {
     this.queue = [];
     this.queueHead = 0;
     this.queuedBytes = 0;
-    if (!connection.write(concatFrames(bodies, bodyBytes), bodies.length)) {
+    // Appends queued in one turn are usually consecutive frames of the writer's slab: written
+    // as they are (a few views, one writev). Anything else is copied into one batch buffer.
+    const runs = framedRuns(bodies, FLUSH_RUNS_MAX);
+    const writable =
+      runs === undefined ? connection.write(concatFrames(bodies, bodyBytes), bodies.length) : connection.writeRuns(runs, bodies.length);
+    if (!writable) {
       // Kernel and Node buffers are full: hold further frames in our bounded queue until drain.
       this.awaitingDrain = true;
     }
