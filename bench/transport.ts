@@ -218,7 +218,7 @@ async function runTransport(): Promise<RunResult> {
     const t0 = process.hrtime.bigint();
     await new Promise<void>((resolve) => {
       onPong = resolve;
-      a.send({ type: 'heartbeat', from: 'a', to: 'b', term: 1, commit: 0, readSeq: i });
+      a.send({ type: 'heartbeat', from: 'a', to: 'b', term: 1, commit: 0, readSeq: i, lastIndex: 0 });
     });
     rtts.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
@@ -374,7 +374,7 @@ function summarize(results: RunResult[]): RunResult {
 
 async function main(): Promise<void> {
   const frames = Array.from({ length: DISTINCT_MESSAGES }, (_, i) => concatFrames([encodeMessageBody(append(i))]));
-  const pingBytes = concatFrames([encodeMessageBody({ type: 'heartbeat', from: 'a', to: 'b', term: 1, commit: 0, readSeq: 1 })]).length;
+  const pingBytes = concatFrames([encodeMessageBody({ type: 'heartbeat', from: 'a', to: 'b', term: 1, commit: 0, readSeq: 1, lastIndex: 0 })]).length;
   const transport: RunResult[] = [];
   const raw: RunResult[] = [];
   for (let run = 0; run < RUNS; run++) {

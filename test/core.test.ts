@@ -461,3 +461,34 @@ test('repair: a node with repairUntilIndex neither votes nor campaigns until cau
   t.false(h.core('n3').status().needsRepair, 'repaired from the leader');
   t.is(h.core('n3').status().lastIndex, h.core(leaderOf(h)[0] as string).status().lastIndex);
 });
+
+test('repair: the target is learned from the first leader heard, not from the damaged log', (t) => {
+  const h = new Harness(3, { entriesPerAppendMax: 1 });
+  h.elect('n1');
+  for (let i = 0; i < 5; i++) h.core('n1').propose(enc(`p${i}`));
+  h.settle();
+  h.tick(1);
+  const leaderLast = h.core('n1').status().lastIndex;
+  // n3's disk lost everything after index 1, and its persisted commit index was only 1: it
+  // cannot know how far it had acknowledged (the review's scenario).
+  const damaged = new SimStorage();
+  const old = h.node('n3').storage;
+  damaged.write({ entries: old.entries(1, 2, Infinity), hardState: { ...old.hardState(), commit: 1 } });
+  h.nodes.set('n3', { ...h.node('n3'), storage: damaged });
+  h.restart('n3', { needsRepair: true, repairUntilIndex: 1, entriesPerAppendMax: 1 });
+  t.true(h.core('n3').status().needsRepair);
+  // Only entries up to 3 reach n3 for now: past its floor, short of the leader's end.
+  h.filter = (m) => (m.type === 'append' && m.to === 'n3' ? { ...m, entries: m.entries.filter((e) => e.index <= 3) } : true);
+  h.tick(5);
+  t.is(h.core('n3').status().lastIndex, 3);
+  t.true(h.core('n3').status().needsRepair, `still repairing: target is the leader's last index ${leaderLast}`);
+  const term = h.core('n3').softState().term;
+  h.core('n3').step({ type: 'vote', from: 'n2', to: 'n3', term: term + 1, lastLogIndex: 9, lastLogTerm: 9, transfer: true });
+  const rd = h.core('n3').ready();
+  t.false(rd.messagesAfterPersist.some((m) => m.type === 'voteResponse' && m.granted), 'no vote while repairing');
+  h.core('n3').advance();
+  h.filter = () => true;
+  h.tick(60);
+  t.false(h.core('n3').status().needsRepair);
+  t.true(h.core('n3').status().lastIndex >= leaderLast);
+});

@@ -42,10 +42,16 @@ export interface RaftConfig {
    * its log is again durably caught up to `repairUntilIndex` from a leader (issue 3).
    */
   readonly repairUntilIndex?: number;
+  /**
+   * Storage found damage: start in repair mode even if the log already reaches
+   * `repairUntilIndex` (a floor). The real target is learned from the first leader heard from.
+   */
+  readonly needsRepair?: boolean;
 }
 
-export interface ResolvedRaftConfig extends Required<Omit<RaftConfig, 'repairUntilIndex'>> {
+export interface ResolvedRaftConfig extends Required<Omit<RaftConfig, 'repairUntilIndex' | 'needsRepair'>> {
   readonly repairUntilIndex: number;
+  readonly needsRepair: boolean;
 }
 
 export function resolveConfig(config: RaftConfig): ResolvedRaftConfig {
@@ -62,6 +68,7 @@ export function resolveConfig(config: RaftConfig): ResolvedRaftConfig {
     pendingReadsMax: 65536,
     ...config,
     repairUntilIndex: config.repairUntilIndex ?? 0,
+    needsRepair: config.needsRepair ?? false,
   };
   assert(resolved.id.length > 0, 'config: id is non-empty');
   assert(resolved.heartbeatIntervalTicks >= 1, 'config: heartbeatIntervalTicks >= 1');

@@ -70,6 +70,11 @@ export interface AppendResponse extends Envelope {
 export interface HeartbeatRequest extends Envelope {
   readonly type: 'heartbeat';
   readonly commit: number;
+  /**
+   * The leader's last log index. A node repairing a damaged log takes the first one it hears
+   * as its target: every entry it could have helped commit before the damage is at or below it.
+   */
+  readonly lastIndex: number;
   /** Read-index round (§6.4): the follower echoes it back. */
   readonly readSeq: number;
 }

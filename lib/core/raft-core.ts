@@ -134,6 +134,8 @@ export class RaftCore {
   private votes = new Map<NodeId, boolean>();
   private leadTransferee: NodeId | null = null;
   private needsRepair: boolean;
+  private repairUntilIndex: number;
+  private repairTargetKnown: boolean;
 
   private uncommittedEntries = 0;
   private uncommittedBytes = 0;
@@ -164,14 +166,17 @@ export class RaftCore {
     this.cfg = resolveConfig(config);
     this.id = this.cfg.id;
     const storage = this.cfg.storage;
-    this.log = new RaftLog(storage, this.cfg.appliedIndex, this.cfg.repairUntilIndex > storage.lastIndex());
+    this.log = new RaftLog(storage, this.cfg.appliedIndex, this.cfg.needsRepair || this.cfg.repairUntilIndex > storage.lastIndex());
     const hs = storage.hardState();
     this.term = hs.term;
     this.vote = hs.vote;
     const snapshot = storage.snapshot();
     this.voters = [...(snapshot ? snapshot.meta.conf.voters : this.cfg.voters)].sort();
     this.appliedIndex = this.log.applied;
-    this.needsRepair = this.cfg.repairUntilIndex > this.log.lastIndex();
+    this.needsRepair = this.cfg.needsRepair || this.cfg.repairUntilIndex > this.log.lastIndex();
+    this.repairUntilIndex = this.cfg.repairUntilIndex;
+    // With storage-reported damage the target is unknown until a leader tells its last index.
+    this.repairTargetKnown = !this.cfg.needsRepair;
     this.prevHard = { term: this.term, vote: this.vote, commit: this.log.committed };
     this.prevSoft = this.softState();
     this.resetRandomizedElectionTimeout();
@@ -371,7 +376,7 @@ export class RaftCore {
       }
     }
     this.appliedIndex = Math.max(this.appliedIndex, done.appliedThrough);
-    if (this.needsRepair && this.stableLastIndex() >= this.cfg.repairUntilIndex) this.needsRepair = false;
+    if (this.needsRepair && this.repairTargetKnown && this.stableLastIndex() >= this.repairUntilIndex) this.needsRepair = false;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -764,6 +769,12 @@ export class RaftCore {
   }
 
   private handleHeartbeat(m: HeartbeatRequest): void {
+    if (this.needsRepair && !this.repairTargetKnown) {
+      // The first leader of our term (or later) we hear from holds every entry that could
+      // have been committed with our lost acknowledgements (§5.4): catch up to its end.
+      this.repairUntilIndex = Math.max(this.repairUntilIndex, m.lastIndex);
+      this.repairTargetKnown = true;
+    }
     // The leader sends min(our match, its commit), so this never commits an unverified entry;
     // a log that lost data (repair) may be shorter, in which case we wait for appends.
     if (m.commit <= this.log.lastIndex()) this.log.commitTo(m.commit);
@@ -891,7 +902,7 @@ export class RaftCore {
       if (to === this.id) continue;
       const pr = this.progressOf(to);
       const commit = Math.min(pr.match, this.log.committed);
-      this.send({ type: 'heartbeat', from: this.id, to, term: this.term, commit, readSeq: this.readSeq });
+      this.send({ type: 'heartbeat', from: this.id, to, term: this.term, commit, readSeq: this.readSeq, lastIndex: this.log.lastIndex() });
     }
   }
 

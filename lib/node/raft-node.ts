@@ -127,8 +127,8 @@ export class RaftNode {
     const repairing = this.storage.status().needsRepair;
     this.storageRepairing = repairing;
     // A damaged log may have lost entries this node once acknowledged: it must not vote until
-    // it is past everything it could have promised (at least its old commit index).
-    const repairUntilIndex = repairing ? Math.max(this.storage.hardState().commit, this.storage.lastIndex() + 1) : 0;
+    // it has caught up with the first leader it hears from (at least to its old commit index).
+    const repairUntilIndex = repairing ? this.storage.hardState().commit : 0;
     this.core = new RaftCore({
       id: options.id,
       voters: options.voters,
@@ -137,7 +137,7 @@ export class RaftNode {
       electionTimeoutTicks: options.electionTimeoutTicks,
       heartbeatIntervalTicks: options.heartbeatIntervalTicks,
       appliedIndex: snapshot ? snapshot.meta.index : 0,
-      ...(repairUntilIndex > 0 ? { repairUntilIndex } : {}),
+      ...(repairing ? { repairUntilIndex, needsRepair: true } : {}),
     });
   }
 

@@ -168,7 +168,7 @@ export async function assertDelivers(cluster: ClusterHarness, ids: readonly stri
   const seq = 1_000_000 + Math.floor(Math.random() * 1_000_000);
   for (const from of ids) {
     for (const to of ids) {
-      if (from !== to) cluster.node(from).transport.send({ type: 'heartbeat', from, to, term: 1, commit: 0, readSeq: seq });
+      if (from !== to) cluster.node(from).transport.send({ type: 'heartbeat', from, to, term: 1, commit: 0, readSeq: seq, lastIndex: 0 });
     }
   }
   for (const to of ids) {

@@ -35,7 +35,7 @@ export function makeEntries(firstIndex: number, count: number, bytes: number, te
 
 /** A heartbeat carrying `readSeq` (handy as a sequence number in ordering tests). */
 export function heartbeat(from: string, to: string, readSeq: number): PeerMessage {
-  return { type: 'heartbeat', from, to, term: 1, commit: 0, readSeq };
+  return { type: 'heartbeat', from, to, term: 1, commit: 0, readSeq, lastIndex: 0 };
 }
 
 /** One message of every PeerMessage type, from `from` to `to`. */
@@ -59,7 +59,7 @@ export function everyMessage(from: string, to: string): PeerMessage[] {
       conflictTerm: 2,
       logLost: false,
     },
-    { type: 'heartbeat', from, to, term: 5, commit: 8, readSeq: 42 },
+    { type: 'heartbeat', from, to, term: 5, commit: 8, readSeq: 42, lastIndex: 9 },
     { type: 'heartbeatResponse', from, to, term: 5, readSeq: 42 },
     {
       type: 'snapshot',

@@ -84,8 +84,8 @@ class SimNode {
   inFlight: { readonly ready: Ready; readonly request: PersistRequest } | undefined;
   lastCommit = 0;
   lastDurableCommit = 0;
-  /** Set while the node's storage is damaged: it must be repaired up to this index. */
-  repairUntilIndex = 0;
+  /** Set while the node's storage is damaged (until the core reports it repaired). */
+  damaged = false;
   constructor(readonly id: NodeId) {}
   get up(): boolean {
     return this.core !== undefined;
@@ -265,9 +265,9 @@ export class Cluster {
     for (const id of rd.readsFailed) this.reads.delete(id);
     core.advance();
     const hs = node.storage.hardState();
-    if (node.repairUntilIndex > 0) {
+    if (node.damaged) {
       // While repairing, the persisted commit index was clamped to the damaged log: not checked.
-      if (!core.status().needsRepair) node.repairUntilIndex = 0;
+      if (!core.status().needsRepair) node.damaged = false;
       node.lastDurableCommit = hs.commit;
     }
     if (hs.commit < node.lastDurableCommit) this.fail(`${node.id}: durable commit went back ${node.lastDurableCommit} -> ${hs.commit}`);
@@ -419,12 +419,14 @@ export class Cluster {
   corrupt(id: NodeId): boolean {
     const node = this.nodes.get(id) as SimNode;
     if (node.core) return false;
-    const damaged = this.ids.filter((x) => (this.nodes.get(x) as SimNode).repairUntilIndex > 0 && x !== id).length;
+    const damaged = this.ids.filter((x) => (this.nodes.get(x) as SimNode).damaged && x !== id).length;
     if (damaged + 1 > this.ids.length - Math.floor(this.ids.length / 2) - 1) return false;
     const s = node.storage;
     const keep = s.firstIndex() - 1 + this.rnd.int(s.lastIndex() - s.firstIndex() + 2);
     const before = s.corruptAfter(keep);
-    if (before > keep) node.repairUntilIndex = Math.max(node.repairUntilIndex, before);
+    // The node cannot know what it lost (`before` is the simulator's secret): like the real
+    // node layer, it restarts in repair mode with only its persisted commit index as a floor.
+    if (before > keep) node.damaged = true;
     this.stats.corruptions++;
     return true;
   }
@@ -461,7 +463,7 @@ export class Cluster {
       checkQuorum: this.opts.checkQuorum,
       inflightAppendsMax: this.opts.inflightAppendsMax,
       entriesPerAppendMax: this.opts.entriesPerAppendMax,
-      ...(node.repairUntilIndex > 0 ? { repairUntilIndex: node.repairUntilIndex } : {}),
+      ...(node.damaged ? { needsRepair: true, repairUntilIndex: node.storage.hardState().commit } : {}),
     });
     const phase = this.rnd.float() * this.opts.tickMs;
     this.queue.push(this.nowMs + phase, { kind: 'tick', node: id, incarnation: node.incarnation });

@@ -116,7 +116,7 @@ const neverThrows = test.macro({
       const before = a.stats().messagesDropped;
       t.notThrows(() => a.send(heartbeat('a', 'nobody', 1)));
       t.notThrows(() => a.send(heartbeat('a', 'a', 1)));
-      t.notThrows(() => a.send({ type: 'heartbeat', from: 'a', to: 'b', term: -1, commit: 0, readSeq: 0 }));
+      t.notThrows(() => a.send({ type: 'heartbeat', from: 'a', to: 'b', term: -1, commit: 0, readSeq: 0, lastIndex: 0 }));
       await cluster.stop('a');
       t.notThrows(() => a.send(heartbeat('a', 'b', 1)));
       t.is(a.stats().messagesDropped - before >= 3, true);

@@ -102,7 +102,7 @@ test('memory: mutating a message after send does not change what arrives (codec 
 test('memory: an invalid message is refused at delivery like over TCP', async (t) => {
   const c = await cluster(['a', 'b']);
   t.teardown(() => c.close());
-  c.node('a').transport.send({ type: 'heartbeat', from: 'a b', to: 'b', term: 1, commit: 0, readSeq: 0 });
+  c.node('a').transport.send({ type: 'heartbeat', from: 'a b', to: 'b', term: 1, commit: 0, readSeq: 0, lastIndex: 0 });
   await waitUntil(() => c.node('b').transport.stats().framesRejected.schema === 1);
   t.is(c.node('b').received.length, 0);
 });

@@ -118,7 +118,7 @@ export function toWire(m: PeerMessage): Record<string, unknown> {
         logLost: m.logLost,
       };
     case 'heartbeat':
-      return { type: m.type, from: m.from, term: m.term, commit: m.commit, readSeq: m.readSeq };
+      return { type: m.type, from: m.from, term: m.term, commit: m.commit, readSeq: m.readSeq, lastIndex: m.lastIndex };
     case 'heartbeatResponse':
       return { type: m.type, from: m.from, term: m.term, readSeq: m.readSeq };
     case 'snapshot': {

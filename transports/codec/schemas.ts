@@ -144,7 +144,7 @@ function messageSchemas<E extends z.ZodRawShape, A extends z.ZodRawShape>(
       conflictTerm: uint,
       logLost: z.boolean(),
     }),
-    z.strictObject({ type: z.literal('heartbeat'), ...envelope, commit: uint, readSeq: uint }),
+    z.strictObject({ type: z.literal('heartbeat'), ...envelope, commit: uint, readSeq: uint, lastIndex: uint }),
     z.strictObject({ type: z.literal('heartbeatResponse'), ...envelope, readSeq: uint }),
     z.strictObject({ type: z.literal('snapshot'), ...envelope, snapshot }),
     z.strictObject({ type: z.literal('timeoutNow'), ...envelope }),
