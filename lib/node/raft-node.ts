@@ -112,6 +112,7 @@ export class RaftNode {
   private closed = false;
   private fatalError: RaftQueueError | undefined;
   private lastLeader: NodeId | null = null;
+  private lastLeaderTerm = 0;
 
   constructor(options: RaftNodeOptions) {
     this.opts = options;
@@ -423,8 +424,11 @@ export class RaftNode {
 
   private onSoftState(s: { role: Role; term: number; leaderId: NodeId | null }): void {
     this.opts.onEvent({ type: 'softState', role: s.role, term: s.term, leaderId: s.leaderId });
-    if (s.leaderId !== this.lastLeader) {
+    // A new leader, or the same one re-elected in a later term (its earlier term's proposals
+    // may be lost): hand it everything not yet applied.
+    if (s.leaderId !== this.lastLeader || (s.leaderId !== null && s.term !== this.lastLeaderTerm)) {
       this.lastLeader = s.leaderId;
+      this.lastLeaderTerm = s.term;
       if (s.leaderId !== null) this.onLeaderChange();
     }
   }
