@@ -3,6 +3,8 @@
  * leader changes, subscriptions, dead-lettering and backpressure. In-memory transport unless
  * stated; a TCP cluster in one process at the end.
  */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'ava';
 import type { LeaderChange, QueueMessage } from '../lib/events.js';
 import { RaftQueueError } from '../lib/errors.js';
@@ -385,4 +387,24 @@ test('tcp: a three-node cluster over loopback in one process, with the package e
   t.deepEqual(receipts.map((r) => r.offset).sort((a, b) => a - b), Array.from({ length: 100 }, (_, i) => i));
   t.deepEqual((await leader.consume('orders'))?.payload, { i: 0 });
   t.is(leader.status().peers.filter((p) => p.match !== undefined).length, 2, 'progress of both followers');
+});
+
+test('repair: a member whose log lost a segment rejoins in repair mode and is repaired from the leader', async (t) => {
+  const c = await startCluster(t, { storage: 'file', overrides: { segmentBytesMax: 4096 } });
+  const leader = await c.leader();
+  await leader.createTopic('t');
+  for (let i = 0; i < 150; i++) await leader.publish('t', { i, pad: 'x'.repeat(60) });
+  const victim = (await c.followers())[0]!;
+  const id = victim.status().id;
+  await victim.stop();
+  const walDir = join(c.dirs.get(id) as string, 'wal');
+  const segments = readdirSync(walDir).filter((n) => n.endsWith('.wal')).sort();
+  t.true(segments.length >= 3, `several segments (${segments.length})`);
+  rmSync(join(walDir, segments[1] as string));
+  const back = await c.restart(id);
+  t.true(back.status().needsRepair, 'starts in repair mode: it must not vote');
+  t.true(await eventually(() => !back.status().needsRepair, 10_000), 'repaired from the leader');
+  t.true(await eventually(() => !existsSync(join(c.dirs.get(id) as string, 'NEEDS_REPAIR')), 5_000));
+  t.is(back.status().appliedIndex, leader.status().appliedIndex);
+  t.is((await back.consume<{ i: number }>('t'))?.payload.i, 0);
 });

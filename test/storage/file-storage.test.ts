@@ -301,3 +301,32 @@ test('storage: requests after close fail with CLOSED (file)', async (t) => {
   const error = await t.throwsAsync(persist(storage, { entries: entries(1, 1, 1) }));
   t.true(isRaftQueueError(error, 'CLOSED'));
 });
+
+test('storage: markRepaired after a repair by entries drops the damage and the marker (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const options = { dataDir, segmentBytesMax: 4096 };
+  const storage = await FileStorage.open(options);
+  for (let lo = 1; lo <= 200; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  await storage.close();
+  const names = walNames(dataDir);
+  rmSync(join(dataDir, 'wal', names[2] ?? ''));
+
+  const damaged = await FileStorage.open(options);
+  t.true(damaged.status().needsRepair);
+  const served = damaged.lastIndex();
+  // The leader re-sends what was lost (the node layer calls markRepaired once the core says so).
+  await persist(damaged, { entries: entries(served + 1, 220, 2), hardState: hardState(2, null, 210) });
+  t.true(damaged.status().needsRepair, 'entries alone do not clear the flag: the core decides');
+  await new Promise<void>((resolve, reject) => damaged.markRepaired((error) => (error ? reject(error) : resolve())));
+  t.false(damaged.status().needsRepair);
+  t.false(existsSync(join(dataDir, 'NEEDS_REPAIR')));
+  t.false(walNames(dataDir).some((name) => names.slice(0, 2).includes(name)), 'the damaged segments are gone');
+  await damaged.close();
+
+  const reopened = await FileStorage.open(options);
+  t.teardown(() => reopened.close());
+  t.false(reopened.status().needsRepair, reopened.status().repairReason ?? '');
+  t.is(reopened.lastIndex(), 220);
+  t.true(allEntries(reopened).every(isIntact));
+  t.deepEqual(reopened.hardState(), hardState(2, null, 210));
+});
