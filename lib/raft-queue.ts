@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { Packr } from 'msgpackr';
+import { MSGPACK_OPTIONS } from './msgpack-options.js';
 import { createRandom } from './core/random.js';
 import { RaftQueueError } from './errors.js';
 import type { ErrorCode } from './errors.js';
@@ -21,7 +22,7 @@ import type { Storage } from './storage/index.js';
 import type { Transport, TransportStats } from './transport.js';
 
 /** Payload codec: any msgpack value, with every option explicit. */
-const payloadPackr = new Packr({ useRecords: false, structuredClone: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: false });
+const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
 
 export interface CallOptions {
   /** Deadline for this call; default `requestTimeoutMs`. */

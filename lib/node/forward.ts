@@ -4,10 +4,11 @@
  */
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
+import { MSGPACK_OPTIONS } from '../msgpack-options.js';
 
 export const FORWARD_CHANNEL = 'fwd';
 
-const packr = new Packr({ useRecords: false, structuredClone: false, mapsAsObjects: true, int64AsType: 'number' });
+const packr = new Packr({ ...MSGPACK_OPTIONS });
 
 const rid = z.string().min(1).max(128);
 export const forwardBodySchema = z.discriminatedUnion('k', [

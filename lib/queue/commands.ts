@@ -2,7 +2,8 @@
  * Queue commands: the typed union the node layer proposes, its msgpack encoding as entry data,
  * and the zod validation that turns any byte string into a command or a deterministic error.
  */
-import { FLOAT32_OPTIONS, Packr, type Options } from 'msgpackr';
+import { Packr, type Options } from 'msgpackr';
+import { MSGPACK_OPTIONS } from '../msgpack-options.js';
 import { z } from 'zod';
 
 /** Longest topic (and group) name accepted from an application. */
@@ -96,28 +97,7 @@ export function deadLetterTopicName(topic: string): string {
  * default cannot change the bytes: plain maps, no records or shared structures, bin values
  * decoded as views into the entry (payloads are stored without a copy), numbers never BigInt.
  */
-export const QUEUE_PACKR_OPTIONS: Readonly<Options> = Object.freeze({
-  useRecords: false,
-  maxSharedStructures: 0,
-  structuredClone: false,
-  moreTypes: false,
-  mapsAsObjects: true,
-  variableMapSize: false,
-  coercibleKeyAsNumber: false,
-  allowArraysInMapKeys: false,
-  bundleStrings: false,
-  sequential: false,
-  copyBuffers: false,
-  int64AsType: 'number',
-  useBigIntExtension: false,
-  largeBigIntToFloat: false,
-  largeBigIntToString: false,
-  useFloat32: FLOAT32_OPTIONS.NEVER,
-  useTimestamp32: false,
-  encodeUndefinedAsNil: false,
-  mapAsEmptyObject: false,
-  setAsEmptyObject: false,
-});
+export const QUEUE_PACKR_OPTIONS: Readonly<Options> = MSGPACK_OPTIONS;
 
 /** The Packr of the queue state machine (entry data and snapshots). */
 export const queuePackr = new Packr({ ...QUEUE_PACKR_OPTIONS });
