@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import * as zlib from 'node:zlib';
-import { LOAD_COUNT_MAX, PAYLOAD_ENCODED_BYTES, summarize, type LoadResult } from './cluster-shared.js';
+import { LOAD_COUNT_MAX, PAYLOAD_ENCODED_BYTES, loadResult, type LoadResult } from './cluster-shared.js';
 
 const HEADER_BYTES = 20; // u32 body length, u32 crc32(body), u32 count, f64 first index
 const ACK_BYTES = 8;
@@ -226,15 +226,7 @@ function leader(): void {
       }
     };
     await Promise.all(Array.from({ length: c.inFlight }, producer));
-    const windowMs = Math.max(1, Math.min(end, lastDone) - warmEnd);
-    return {
-      count,
-      windowMs,
-      perSecond: (count * 1000) / windowMs,
-      total,
-      errors: {},
-      ...(latencies ? { latency: summarize(latencies, latencyCount) } : {}),
-    };
+    return loadResult({ count, total, warmEnd, end, lastDone, errors: {}, latencies, latencyCount });
   };
 
   const connect = async (ports: readonly number[]): Promise<void> => {

@@ -15,8 +15,8 @@ import {
   PAYLOAD_ENCODED_BYTES,
   PAYLOAD_RAW_BYTES,
   errorCode,
+  loadResult,
   monoUs,
-  summarize,
   wallMs,
   type FailoverResult,
   type LoadResult,
@@ -100,16 +100,8 @@ async function publishLoad(c: Extract<NodeCommand, { op: 'publish' }>): Promise<
     }
   };
   await Promise.all(Array.from({ length: c.inFlight }, worker));
-  const windowMs = Math.max(1, Math.min(end, lastDone) - warmEnd);
-  return {
-    count,
-    windowMs,
-    perSecond: (count * 1000) / windowMs,
-    total,
-    errors,
-    ...(latencies ? { latency: summarize(latencies, latencyCount) } : {}),
-    monoWindowUs: [monoWarmEnd, monoWarmEnd + windowMs * 1000],
-  };
+  const result = loadResult({ count, total, warmEnd, end, lastDone, errors, latencies, latencyCount });
+  return { ...result, monoWindowUs: [monoWarmEnd, monoWarmEnd + result.windowMs * 1000] };
 }
 
 async function consumeLoad(c: Extract<NodeCommand, { op: 'consume' }>): Promise<LoadResult> {

@@ -64,6 +64,31 @@ export interface LoadResult {
   readonly monoWindowUs?: readonly [number, number];
 }
 
+/**
+ * The result of a closed-loop phase: `count` completions inside the window that started at
+ * `warmEnd` and closed at `end` (or at the last completion, if earlier).
+ */
+export function loadResult(p: {
+  count: number;
+  total: number;
+  warmEnd: number;
+  end: number;
+  lastDone: number;
+  errors: Readonly<Record<string, number>>;
+  latencies?: Float64Array | undefined;
+  latencyCount?: number;
+}): LoadResult & { windowMs: number } {
+  const windowMs = Math.max(1, Math.min(p.end, p.lastDone) - p.warmEnd);
+  return {
+    count: p.count,
+    windowMs,
+    perSecond: (p.count * 1000) / windowMs,
+    total: p.total,
+    errors: p.errors,
+    ...(p.latencies ? { latency: summarize(p.latencies, p.latencyCount) } : {}),
+  };
+}
+
 /** Microseconds on CLOCK_MONOTONIC, the clock of `.cpuprofile` timestamps on Linux. */
 export function monoUs(): number {
   return Number(process.hrtime.bigint() / 1000n);
