@@ -8,8 +8,14 @@ import type { LogReader, NodeId } from './types.js';
 export interface RaftConfig {
   /** This node's id; must be one of `voters` unless a snapshot says otherwise. */
   readonly id: NodeId;
-  /** The voting members when storage holds no snapshot with a configuration. */
+  /**
+   * The voting members when neither a snapshot nor a configuration entry in the log says
+   * otherwise. Empty for a node that joins a running cluster: it learns the configuration from
+   * the leader and never campaigns until it is a voter.
+   */
   readonly voters: readonly NodeId[];
+  /** Transport addresses of the initial members (carried in configuration entries). */
+  readonly addresses?: Readonly<Record<NodeId, string>>;
   /** The durable log, read synchronously. */
   readonly storage: LogReader;
   /** The injected PRNG: the only source of randomness (election timeouts). */
@@ -49,7 +55,8 @@ export interface RaftConfig {
   readonly needsRepair?: boolean;
 }
 
-export interface ResolvedRaftConfig extends Required<Omit<RaftConfig, 'repairUntilIndex' | 'needsRepair'>> {
+export interface ResolvedRaftConfig extends Required<Omit<RaftConfig, 'repairUntilIndex' | 'needsRepair' | 'addresses'>> {
+  readonly addresses: Readonly<Record<NodeId, string>>;
   readonly repairUntilIndex: number;
   readonly needsRepair: boolean;
 }
@@ -67,6 +74,7 @@ export function resolveConfig(config: RaftConfig): ResolvedRaftConfig {
     applyBytesMax: 16 << 20,
     pendingReadsMax: 65536,
     ...config,
+    addresses: config.addresses ?? {},
     repairUntilIndex: config.repairUntilIndex ?? 0,
     needsRepair: config.needsRepair ?? false,
   };

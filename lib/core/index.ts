@@ -3,6 +3,7 @@
  */
 export { RaftCore, entriesBytes } from './raft-core.js';
 export type {
+  ConfChangeResult,
   CoreStatus,
   FollowerStatus,
   ProposeResult,
@@ -27,3 +28,5 @@ export { EntryType, EMPTY_HARD_STATE, ENTRY_OVERHEAD_BYTES, entryBytes } from '.
 export type { ConfState, Entry, HardState, LogReader, NodeId, PersistRequest, Snapshot, SnapshotMeta } from './types.js';
 export { MESSAGE_TYPES } from './messages.js';
 export type * from './messages.js';
+export { ConfigHistory, applyConfChange, decodeConfEntry, encodeConfEntry, isMember, members } from './membership.js';
+export type { ConfChange, ConfEntryData, IndexedConf } from './membership.js';

@@ -23,10 +23,12 @@ import type {
   SnapshotRequest,
   VoteRequest,
 } from './messages.js';
+import { ConfigHistory, applyConfChange, encodeConfEntry, isMember } from './membership.js';
+import type { ConfChange, IndexedConf } from './membership.js';
 import { Progress } from './progress.js';
 import { majority, quorumMin, voteResult } from './quorum.js';
 import { RaftLog } from './raft-log.js';
-import type { Entry, HardState, NodeId, Snapshot } from './types.js';
+import type { ConfState, Entry, HardState, NodeId, Snapshot } from './types.js';
 import { EntryType, entryBytes } from './types.js';
 
 export type Role = 'follower' | 'preCandidate' | 'candidate' | 'leader';
@@ -75,6 +77,16 @@ export type ReadIndexResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: RefusalReason; readonly leaderId: NodeId | null };
 
+/**
+ * Why a configuration change was refused: `notLeader`/`transferring` as for `propose`;
+ * `notReady` while the leader has not yet committed an entry of its term (the single-server
+ * change fix) or an earlier change is still uncommitted (one at a time); `invalid` when the
+ * change does not apply to the current configuration (`error` says why).
+ */
+export type ConfChangeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number }
+  | { readonly ok: false; readonly reason: 'notLeader' | 'transferring' | 'notReady' | 'invalid'; readonly leaderId: NodeId | null; readonly error?: string };
+
 export type TransferResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly reason: 'notLeader' | 'unknownTarget' | 'isSelf' | 'transferring' };
@@ -98,9 +110,12 @@ export interface CoreStatus {
   readonly firstIndex: number;
   readonly lastIndex: number;
   readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+  /** The configuration in force (the latest in the log, committed or not) and its log index. */
+  readonly config: IndexedConf;
   readonly needsRepair: boolean;
   readonly leadTransferee: NodeId | null;
-  /** Per-follower replication progress; present on the leader only. */
+  /** Per-member replication progress (voters and learners); present on the leader only. */
   readonly progress: Readonly<Record<NodeId, FollowerStatus>> | undefined;
 }
 
@@ -123,13 +138,18 @@ export class RaftCore {
   private vote: NodeId | null;
   private role: Role = 'follower';
   private leaderId: NodeId | null = null;
-  private voters: NodeId[];
+  /** Every configuration the log holds; the latest is in force (dissertation §4.1). */
+  private readonly confHistory: ConfigHistory;
+  /** The configuration in force, unpacked: voters, learners, and every member but this node. */
+  private voters: readonly NodeId[] = [];
+  private learners: readonly NodeId[] = [];
+  private peers: readonly NodeId[] = [];
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
 
-  /** Leader only: one Progress per voter, self included (self.match = durable local index). */
+  /** Leader only: one Progress per member, self included (self.match = durable local index). */
   private progress = new Map<NodeId, Progress>();
   private votes = new Map<NodeId, boolean>();
   private leadTransferee: NodeId | null = null;
@@ -171,7 +191,18 @@ export class RaftCore {
     this.term = hs.term;
     this.vote = hs.vote;
     const snapshot = storage.snapshot();
-    this.voters = [...(snapshot ? snapshot.meta.conf.voters : this.cfg.voters)].sort();
+    this.confHistory = new ConfigHistory(
+      snapshot
+        ? { index: snapshot.meta.index, term: snapshot.meta.term, conf: snapshot.meta.conf }
+        : { index: 0, term: 0, conf: { voters: [...this.cfg.voters].sort(), learners: [], addresses: { ...this.cfg.addresses } } },
+    );
+    // Configuration entries after the snapshot are in force as soon as they are in the log.
+    for (let lo = storage.firstIndex(), last = storage.lastIndex(); lo <= last; ) {
+      const chunk = storage.entries(lo, Math.min(last + 1, lo + 4096), Number.POSITIVE_INFINITY);
+      this.confHistory.noteAppended(chunk);
+      lo += chunk.length;
+    }
+    this.useConfig();
     this.appliedIndex = this.log.applied;
     this.needsRepair = this.cfg.needsRepair || this.cfg.repairUntilIndex > this.log.lastIndex();
     this.repairUntilIndex = this.cfg.repairUntilIndex;
@@ -191,9 +222,16 @@ export class RaftCore {
     else this.tickElection();
   }
 
-  /** Feeds one message from a peer. Messages for another node or from a non-member are dropped. */
+  /**
+   * Feeds one message from a peer. Messages for another node are dropped, and so are (pre)vote
+   * requests from a node that is not a voter in our configuration: a removed server, or one not
+   * yet promoted, must not disrupt the cluster (dissertation §4.2.3). Anything else may come from
+   * a server we do not know yet, such as the leader of a cluster this node is joining.
+   */
   step(m: Message): void {
-    if (m.to !== this.id || !this.voters.includes(m.from) || m.from === this.id) return;
+    if (m.to !== this.id || m.from === this.id) return;
+    // A node that knows no configuration yet (it is joining) cannot tell: it answers.
+    if ((m.type === 'preVote' || m.type === 'vote') && this.voters.length > 0 && !this.voters.includes(m.from)) return;
     if (!this.stepTerm(m)) return;
     switch (m.type) {
       case 'preVote':
@@ -236,6 +274,44 @@ export class RaftCore {
     this.uncommittedBytes += bytes;
     this.appendPending = true;
     return { ok: true, index, term: this.term };
+  }
+
+  /**
+   * Appends a single-server configuration change (dissertation §4.1). It is in force on each
+   * server as soon as that server has it in its log; the next change waits until this one is
+   * committed. A new leader first commits an entry of its own term (its no-op): without that, a
+   * change appended by a deposed leader and one appended now could both take effect with
+   * disjoint majorities (the bug Ongaro described on raft-dev in 2015).
+   */
+  proposeConfChange(change: ConfChange): ConfChangeResult {
+    if (this.role !== 'leader') return { ok: false, reason: 'notLeader', leaderId: this.leaderId };
+    if (this.leadTransferee !== null) return { ok: false, reason: 'transferring', leaderId: this.leaderId };
+    if (this.log.term(this.log.committed) !== this.term || this.confHistory.latestIndex() > this.log.committed) {
+      return { ok: false, reason: 'notReady', leaderId: this.id };
+    }
+    const next = applyConfChange(this.confHistory.current().conf, change);
+    if ('error' in next) return { ok: false, reason: 'invalid', leaderId: this.id, error: next.error };
+    const index = this.log.lastIndex() + 1;
+    const entry: Entry = { index, term: this.term, type: EntryType.Config, data: encodeConfEntry({ conf: next.conf, change }) };
+    this.log.append([entry]);
+    this.confHistory.noteAppended([entry]);
+    this.useConfig();
+    this.uncommittedEntries++;
+    this.appendPending = true;
+    return { ok: true, index, term: this.term };
+  }
+
+  /** The configuration in force at `index` (for the snapshot taken there). */
+  confStateAt(index: number): ConfState {
+    const c = this.confHistory.at(index);
+    // Configurations at or below an applied (hence committed) index are never truncated.
+    this.confHistory.compact(Math.min(index, this.log.committed));
+    return c.conf;
+  }
+
+  /** The configuration in force (the latest in the log) and the latest committed one. */
+  config(): { readonly current: IndexedConf; readonly committed: IndexedConf } {
+    return { current: this.confHistory.current(), committed: this.confHistory.at(this.log.committed) };
   }
 
   /**
@@ -321,6 +397,7 @@ export class RaftCore {
     if (this.role === 'leader') {
       if (this.appendPending || this.commitBroadcastPending) this.bcastAppend(this.commitBroadcastPending);
       if (this.readRoundPending) this.bcastHeartbeat();
+      this.maybeStepDownRemoved();
     }
     this.appendPending = false;
     this.commitBroadcastPending = false;
@@ -386,8 +463,7 @@ export class RaftCore {
     let progress: Record<NodeId, FollowerStatus> | undefined;
     if (this.role === 'leader') {
       progress = {};
-      for (const id of this.voters) {
-        if (id === this.id) continue;
+      for (const id of this.peers) {
         const pr = this.progressOf(id);
         progress[id] = {
           match: pr.match,
@@ -409,6 +485,8 @@ export class RaftCore {
       firstIndex: this.log.firstIndex(),
       lastIndex: this.log.lastIndex(),
       voters: this.voters,
+      learners: this.learners,
+      config: this.confHistory.current(),
       needsRepair: this.needsRepair,
       leadTransferee: this.leadTransferee,
       progress,
@@ -716,7 +794,7 @@ export class RaftCore {
     this.role = 'leader';
     this.leaderId = this.id;
     const last = this.log.lastIndex();
-    for (const id of this.voters) {
+    for (const id of [this.id, ...this.peers]) {
       const pr = new Progress(last + 1, this.cfg.inflightAppendsMax);
       // Leases start full so a new leader is not demoted before it could hear anyone.
       pr.recentActive = true;
@@ -751,6 +829,7 @@ export class RaftCore {
     }
     const lastNew = this.log.maybeAppend(m.prevLogIndex, m.prevLogTerm, m.commit, m.entries);
     if (lastNew !== undefined) {
+      if (m.entries.length > 0) this.noteFollowerAppend(m.entries);
       this.sendAfterPersist(this.appendResponse(m.from, true, lastNew, 0, 0, 0));
       return;
     }
@@ -798,7 +877,8 @@ export class RaftCore {
       this.log.commitTo(meta.index);
     } else {
       this.log.restore(m.snapshot);
-      this.voters = [...meta.conf.voters].sort();
+      this.confHistory.restore({ index: meta.index, term: meta.term, conf: meta.conf });
+      this.useConfig();
     }
     this.sendAfterPersist(this.appendResponse(m.from, true, meta.index, 0, 0, 0));
   }
@@ -889,8 +969,7 @@ export class RaftCore {
   }
 
   private bcastAppend(sendIfEmpty: boolean): void {
-    for (const to of this.voters) {
-      if (to === this.id) continue;
+    for (const to of this.peers) {
       let first = true;
       while (this.sendAppend(to, first && sendIfEmpty)) first = false;
     }
@@ -898,8 +977,7 @@ export class RaftCore {
 
   private bcastHeartbeat(): void {
     this.readRoundPending = false;
-    for (const to of this.voters) {
-      if (to === this.id) continue;
+    for (const to of this.peers) {
       const pr = this.progressOf(to);
       const commit = Math.min(pr.match, this.log.committed);
       this.send({ type: 'heartbeat', from: this.id, to, term: this.term, commit, readSeq: this.readSeq, lastIndex: this.log.lastIndex() });
@@ -960,7 +1038,7 @@ export class RaftCore {
     }
     if (n > 0) this.pendingReads.splice(0, n);
     // A lone voter confirmed its round by itself: nothing to broadcast.
-    if (this.pendingReads.length === 0 && this.voters.length === 1) this.readRoundPending = false;
+    if (this.pendingReads.length === 0 && this.peers.length === 0) this.readRoundPending = false;
   }
 
   private failPendingReads(): void {
@@ -969,6 +1047,50 @@ export class RaftCore {
     this.pendingReads = [];
     this.readsAwaitingTermCommit = [];
     this.readRoundPending = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership (dissertation chapter 4)
+
+  /** Puts the latest configuration in force; a leader starts or stops replicating to members. */
+  private useConfig(): void {
+    const conf = this.confHistory.current().conf;
+    this.voters = [...conf.voters].sort();
+    this.learners = [...conf.learners].sort();
+    this.peers = [...this.voters, ...this.learners].filter((id) => id !== this.id);
+    if (this.role !== 'leader') return;
+    const last = this.log.lastIndex();
+    for (const id of this.peers) {
+      if (this.progress.has(id)) continue;
+      const pr = new Progress(last + 1, this.cfg.inflightAppendsMax);
+      pr.recentActive = true;
+      this.progress.set(id, pr);
+    }
+    for (const id of [...this.progress.keys()]) {
+      if (id !== this.id && !isMember(conf, id)) this.progress.delete(id);
+    }
+    if (this.leadTransferee !== null && !this.voters.includes(this.leadTransferee)) this.leadTransferee = null;
+  }
+
+  /** A follower's log took `entries` (possibly replacing a suffix): track configurations. */
+  private noteFollowerAppend(entries: readonly Entry[]): void {
+    const before = this.confHistory.latestIndex();
+    this.confHistory.truncate((index) => this.log.term(index));
+    let hasConfig = false;
+    for (const e of entries) if (e.type === EntryType.Config) hasConfig = true;
+    if (hasConfig) this.confHistory.noteAppended(entries.filter((e) => e.index > this.confHistory.latestIndex()));
+    if (hasConfig || this.confHistory.latestIndex() !== before) this.useConfig();
+  }
+
+  /**
+   * Dissertation §4.2.2: a leader removed from the configuration manages the cluster until the
+   * change is committed, then steps down, handing over to the most caught-up voter at once.
+   */
+  private maybeStepDownRemoved(): void {
+    if (this.voters.includes(this.id) || this.confHistory.latestIndex() > this.log.committed) return;
+    const target = this.mostCaughtUpFollower();
+    if (target !== null && this.progressOf(target).match === this.log.lastIndex()) this.sendTimeoutNow(target);
+    this.becomeFollower(this.term, null);
   }
 
   // ---------------------------------------------------------------------------------------------

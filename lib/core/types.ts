@@ -14,7 +14,7 @@ export const EntryType = {
   Normal: 0,
   /** The empty entry a new leader appends so earlier-term entries can commit (§5.4.2, §8). */
   Noop: 1,
-  /** A membership change (reserved for the membership issue). */
+  /** A membership change: the whole new configuration (lib/core/membership.ts). */
   Config: 2,
 } as const;
 export type EntryType = (typeof EntryType)[keyof typeof EntryType];
@@ -39,7 +39,13 @@ export interface HardState {
 /** Voting and non-voting members. Sorted by id wherever the core produces one. */
 export interface ConfState {
   readonly voters: readonly NodeId[];
+  /** Members that receive the log but neither vote nor count towards commitment. */
   readonly learners: readonly NodeId[];
+  /**
+   * Member id -> transport address. Opaque to the core, which only carries it along, so that a
+   * member learning the configuration from the log (or a snapshot) can reach every other.
+   */
+  readonly addresses?: Readonly<Record<NodeId, string>> | undefined;
 }
 
 /** What a snapshot covers: every entry up to and including `index`. */

@@ -486,7 +486,7 @@ export class RaftNode {
     const term = this.core.termAt(applied);
     if (term === undefined) return;
     const snapshot: Snapshot = {
-      meta: { index: applied, term, conf: { voters: this.core.status().voters, learners: [] } },
+      meta: { index: applied, term, conf: this.core.confStateAt(applied) },
       data: this.sm.snapshot(),
     };
     this.compacting = true;

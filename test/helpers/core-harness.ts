@@ -88,6 +88,16 @@ export class Harness {
     }
   }
 
+  /** Adds a fresh node that knows no configuration (it joins: voters []), ticked from now on. */
+  addNode(id: NodeId, seed = 7): HarnessNode {
+    const storage = new SimStorage();
+    const core = new RaftCore({ id, voters: [], storage, random: createRandom(seed).fork(id), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 });
+    const node: HarnessNode = { id, core, storage, applied: [] };
+    this.nodes.set(id, node);
+    this.ids.push(id);
+    return node;
+  }
+
   /** Makes `id` campaign by ticking it alone past its election timeout, then settles. */
   elect(id: NodeId): void {
     for (let i = 0; i < 100 && this.core(id).softState().role !== 'leader'; i++) {

@@ -68,7 +68,7 @@ if (args.seed !== undefined) {
   if (args.trace) for (const line of r.traceLines) console.log(line);
   console.log(
     `seed ${formatSeed(r.seed)} ${r.ok ? 'ok' : 'FAILED'}: ${r.description}; ` +
-      `${r.elections} elections, ${r.acked} acked, ${r.commits} applied, ${r.crashes} crashes, ` +
+      `${r.elections} elections, ${r.acked} acked, ${r.commits} applied, ${r.crashes} crashes, ${r.confChanges} configuration changes, ` +
       `${(r.simulatedMs / 1000).toFixed(1)} s simulated, trace ${r.traceHash}`,
   );
   if (!r.ok) report(r);
@@ -82,6 +82,8 @@ let commits = 0;
 let acked = 0;
 let simulatedMs = 0;
 let events = 0;
+let confChanges = 0;
+let membershipRuns = 0;
 for (let i = 0; i < args.seeds; i++) {
   const seed = (args.start + i) >>> 0;
   const r = run(seed);
@@ -90,6 +92,8 @@ for (let i = 0; i < args.seeds; i++) {
   acked += r.acked;
   simulatedMs += r.simulatedMs;
   events += r.events;
+  confChanges += r.confChanges;
+  if (r.confChanges > 0) membershipRuns++;
   if (!r.ok) {
     failures++;
     report(r);
@@ -100,6 +104,6 @@ const wallS = (performance.now() - startedMs) / 1000;
 console.log(
   `sim${args.queue ? ' (queue workload)' : ''}: ${args.seeds} seeds from ${formatSeed(args.start)}: ${failures} failures; ` +
     `${elections} elections, ${commits} entries applied (max per run, summed), ${acked} proposals acknowledged, ` +
-    `${events} events, ${(simulatedMs / 1000).toFixed(0)} s simulated in ${wallS.toFixed(1)} s wall`,
+    `${confChanges} configuration changes in ${membershipRuns} runs, ${events} events, ${(simulatedMs / 1000).toFixed(0)} s simulated in ${wallS.toFixed(1)} s wall`,
 );
 process.exit(failures === 0 ? 0 : 1);

@@ -10,6 +10,8 @@ import type { Random } from '../../lib/core/random.js';
 import type { Message } from '../../lib/core/messages.js';
 import type { Entry, NodeId, PersistRequest, Snapshot } from '../../lib/core/types.js';
 import { EntryType } from '../../lib/core/types.js';
+import { applyConfChange, decodeConfEntry, isMember } from '../../lib/core/membership.js';
+import type { ConfChange } from '../../lib/core/membership.js';
 import { QueueStateMachine, encodeCommand } from '../../lib/queue/index.js';
 import type { ApplyResult, Command } from '../../lib/queue/index.js';
 import { EventQueue } from './event-queue.js';
@@ -53,6 +55,11 @@ export interface ClusterOptions {
   readonly trace: boolean;
   /** Run the real queue state machine on every node (RaftQueue-level workloads). */
   readonly queueMode?: boolean;
+  /**
+   * Extra nodes that start outside the cluster (knowing no configuration) and that the nemesis
+   * may add as learners and promote; members may also be removed. 0: fixed membership.
+   */
+  readonly spares?: number;
 }
 
 /** Leader wall-clock time in queue mode: virtual time on a fixed epoch. */
@@ -109,7 +116,14 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export class Cluster {
+  /** Every node of the run: the initial voters, then the spares. */
   readonly ids: NodeId[];
+  /** The initial voters (the others start outside the cluster). */
+  readonly initialVoters: NodeId[];
+  /** The fewest voters any configuration in any log has had (bounds disk damage). */
+  private minVoters: number;
+  /** The last configuration each node applied (checked against the next one). */
+  private readonly lastAppliedConf = new Map<NodeId, { index: number; voters: readonly NodeId[] }>();
   readonly nodes = new Map<NodeId, SimNode>();
   private readonly queue = new EventQueue<SimEvent>();
   nowMs = 0;
@@ -142,13 +156,15 @@ export class Cluster {
   private readSeq = 0;
   private readonly reads = new Map<number, PendingRead>();
 
-  readonly stats = { elections: 0, proposals: 0, acked: 0, reads: 0, crashes: 0, corruptions: 0, events: 0, snapshotsSent: 0 };
+  readonly stats = { elections: 0, proposals: 0, acked: 0, reads: 0, crashes: 0, corruptions: 0, events: 0, snapshotsSent: 0, confChanges: 0 };
   private traceHash1 = 0x811c9dc5;
   private traceHash2 = 0x01000193;
   readonly traceLines: string[] = [];
 
   constructor(readonly opts: ClusterOptions) {
-    this.ids = Array.from({ length: opts.size }, (_, i) => `n${i + 1}`);
+    this.ids = Array.from({ length: opts.size + (opts.spares ?? 0) }, (_, i) => `n${i + 1}`);
+    this.initialVoters = this.ids.slice(0, opts.size);
+    this.minVoters = opts.size;
     this.rnd = opts.random.fork('cluster');
     this.netRnd = opts.random.fork('network');
     this.faults = { ...opts.faults };
@@ -299,6 +315,7 @@ export class Cluster {
       node.sm.count++;
       node.sm.hash = mix(node.sm.hash, hashString(key));
     }
+    if (e.type === EntryType.Config) this.checkConfigEntry(node, e);
     const known = this.appliedKey.get(e.index);
     if (known === undefined) this.appliedKey.set(e.index, key);
     else if (known !== key) this.fail(`state machine safety: ${node.id} applied ${key} at ${e.index}, another node applied ${known}`);
@@ -378,6 +395,7 @@ export class Cluster {
     const knownHash = this.appliedHash.get(sm.index);
     if (knownHash !== undefined && knownHash !== sm.hash) this.fail(`${node.id}: snapshot at ${sm.index} differs from applied state`);
     node.sm = sm;
+    this.lastAppliedConf.set(node.id, { index: snapshot.meta.index, voters: snapshot.meta.conf.voters });
   }
 
   private maybeCompact(node: SimNode): void {
@@ -388,7 +406,7 @@ export class Cluster {
     if (index < s.firstIndex() || node.sm.index !== index) return;
     const term = s.term(index) as number;
     const snapshot: Snapshot = {
-      meta: { index, term, conf: { voters: this.ids, learners: [] } },
+      meta: { index, term, conf: (node.core as RaftCore).confStateAt(index) },
       data: this.smSnapshot(node),
     };
     s.compact(snapshot);
@@ -419,8 +437,10 @@ export class Cluster {
   corrupt(id: NodeId): boolean {
     const node = this.nodes.get(id) as SimNode;
     if (node.core) return false;
+    // Damage must stay within what every configuration tolerates: fewer than half of the
+    // smallest voter set ever in force (with membership changes, conservatively).
     const damaged = this.ids.filter((x) => (this.nodes.get(x) as SimNode).damaged && x !== id).length;
-    if (damaged + 1 > this.ids.length - Math.floor(this.ids.length / 2) - 1) return false;
+    if (damaged + 1 > this.minVoters - Math.floor(this.minVoters / 2) - 1) return false;
     const s = node.storage;
     const keep = s.firstIndex() - 1 + this.rnd.int(s.lastIndex() - s.firstIndex() + 2);
     const before = s.corruptAfter(keep);
@@ -449,11 +469,12 @@ export class Cluster {
     const snap = node.storage.snapshot();
     node.sm = { index: 0, count: 0, hash: 0 };
     node.queue = this.opts.queueMode ? new QueueStateMachine() : undefined;
+    this.lastAppliedConf.set(id, { index: 0, voters: this.initialVoters });
     if (snap) this.restoreSm(node, snap);
     node.lastCommit = 0;
     node.core = new RaftCore({
       id,
-      voters: this.ids,
+      voters: this.initialVoters.includes(id) ? this.initialVoters : [],
       storage: node.storage,
       random: this.opts.random.fork(`core:${id}:${node.incarnation}`),
       electionTimeoutTicks: this.opts.electionTimeoutTicks,
@@ -493,6 +514,71 @@ export class Cluster {
 
   healNetwork(): void {
     this.blocked.clear();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Membership
+
+  /**
+   * Asks the leader `id` for a configuration change. Checks the rules the core promises: a
+   * change is accepted only after the leader committed an entry of its term, and only when no
+   * earlier change is uncommitted; it changes at most one voter.
+   */
+  changeMembership(id: NodeId, change: ConfChange): boolean {
+    const core = this.nodes.get(id)?.core;
+    if (!core) return false;
+    const before = core.status();
+    // An operator's rule the simulator follows: never change the configuration so that the
+    // nodes being repaired are no longer a minority of its voters (no leader could be elected,
+    // and repair needs a leader).
+    const next = applyConfChange(before.config.conf, change);
+    if ('error' in next) return false;
+    const damagedVoters = next.conf.voters.filter((x) => (this.nodes.get(x) as SimNode).damaged).length;
+    if (damagedVoters > next.conf.voters.length - Math.floor(next.conf.voters.length / 2) - 1) return false;
+    const r = core.proposeConfChange(change);
+    if (!r.ok) return false;
+    this.stats.confChanges++;
+    if (core.termAt(before.commitIndex) !== before.term) this.fail(`${id} appended a configuration change before committing an entry of term ${before.term}`);
+    if (before.config.index > before.commitIndex) this.fail(`${id} appended a configuration change while ${before.config.index} is uncommitted`);
+    const after = core.status().config.conf;
+    const expected = applyConfChange(before.config.conf, change);
+    if ('error' in expected || JSON.stringify(expected.conf) !== JSON.stringify(after)) this.fail(`${id}: configuration after ${JSON.stringify(change)} is ${JSON.stringify(after)}`);
+    this.minVoters = Math.min(this.minVoters, after.voters.length);
+    return true;
+  }
+
+  /** The configuration `id` has in force, or undefined when it is down. */
+  configOf(id: NodeId): { voters: readonly NodeId[]; learners: readonly NodeId[] } | undefined {
+    const s = this.nodes.get(id)?.core?.status();
+    return s ? { voters: s.voters, learners: s.learners } : undefined;
+  }
+
+  /**
+   * Every applied configuration entry changes at most one voter relative to the configuration
+   * before it (so old and new majorities overlap, diss. §4.1), and is never the first entry of
+   * its term (a new leader commits its no-op before changing the configuration).
+   */
+  private checkConfigEntry(node: SimNode, e: Entry): void {
+    const data = decodeConfEntry(e.data);
+    const prevTerm = node.core?.termAt(e.index - 1);
+    if (prevTerm !== undefined && prevTerm !== e.term) this.fail(`configuration entry ${e.index} is the first of term ${e.term}`);
+    const prev = this.lastAppliedConf.get(node.id);
+    if (prev && prev.index < e.index) {
+      const a = new Set(prev.voters);
+      const b = new Set(data.conf.voters);
+      const changed = [...a].filter((x) => !b.has(x)).length + [...b].filter((x) => !a.has(x)).length;
+      if (changed > 1) this.fail(`configuration entry ${e.index} changes ${changed} voters at once`);
+    }
+    this.lastAppliedConf.set(node.id, { index: e.index, voters: data.conf.voters });
+    this.minVoters = Math.min(this.minVoters, data.conf.voters.length);
+  }
+
+  /** The members (voters and learners) of the configuration a live leader has in force. */
+  members(): NodeId[] {
+    const leader = this.leaders()[0];
+    const conf = leader !== undefined ? this.core(leader)?.status().config.conf : undefined;
+    if (!conf) return this.initialVoters;
+    return this.ids.filter((id) => isMember(conf, id));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -604,12 +690,13 @@ export class Cluster {
     }
   }
 
-  /** After healing: every live node applied everything acknowledged, in the same order. */
+  /** After healing: every member applied everything acknowledged, in the same order. */
   checkConverged(): void {
+    const members = this.members();
     for (const [key, index] of this.acked) {
       const applied = this.appliedKey.get(index);
       if (applied !== key) this.fail(`acknowledged ${key} at ${index} lost: ${applied ?? 'nothing'} applied there`);
-      for (const id of this.ids) {
+      for (const id of members) {
         if (this.appliedIndex(id) < index) this.fail(`${id} has not applied acknowledged ${key} at ${index}`);
       }
     }

@@ -323,6 +323,7 @@ export function runQueueSeed(seed: number, options: { trace?: boolean } = {}): R
     reads: 0,
     crashes: cluster.stats.crashes,
     corruptions: cluster.stats.corruptions,
+    confChanges: cluster.stats.confChanges,
     events: cluster.stats.events,
     traceLines: cluster.traceLines,
   };

@@ -28,6 +28,7 @@ export interface RunResult {
   readonly reads: number;
   readonly crashes: number;
   readonly corruptions: number;
+  readonly confChanges: number;
   readonly events: number;
   readonly traceLines: readonly string[];
 }
@@ -72,11 +73,14 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     checkQuorum: r.chance(0.85),
     faults,
     trace,
+    // Membership changes in about half the runs: up to two spare nodes to add, and removals.
+    spares: r.chance(0.5) ? 1 + r.int(2) : 0,
   };
   const description =
     `n=${size}, delay ${faults.delayMs.toFixed(1)}+${faults.jitterMs.toFixed(1)}ms, ` +
     `loss ${(faults.lossRate * 100).toFixed(0)}%, dup ${(faults.duplicateRate * 100).toFixed(0)}%, ` +
-    `preVote ${opts.preVote}, checkQuorum ${opts.checkQuorum}, compact every ${opts.compactEveryEntries}`;
+    `preVote ${opts.preVote}, checkQuorum ${opts.checkQuorum}, compact every ${opts.compactEveryEntries}` +
+    (opts.spares ? `, membership changes with ${opts.spares} spare(s)` : '');
   return { ...opts, description };
 }
 
@@ -109,6 +113,7 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     reads: cluster.stats.reads,
     crashes: cluster.stats.crashes,
     corruptions: cluster.stats.corruptions,
+    confChanges: cluster.stats.confChanges,
     events: cluster.stats.events,
     traceLines: cluster.traceLines,
   };
@@ -136,8 +141,9 @@ export function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number):
   const kinds: PartitionKind[] = ['symmetric', 'oneWay', 'isolateLeader', 'swizzleClog'];
   // Some runs are calm, some are storms: the gap between nemesis actions is drawn per seed.
   const gapMsMax = [150, 400, 1_200][rnd.int(3)] as number;
+  const membership = (cluster.opts.spares ?? 0) > 0;
   for (let t = 50 + rnd.int(500); t < untilMs; t += 20 + rnd.int(gapMsMax)) {
-    const action = rnd.int(12);
+    const action = rnd.int(membership ? 15 : 12);
     const kind = kinds[rnd.int(kinds.length)] as PartitionKind;
     const pick = rnd.int(1 << 30);
     const pick2 = rnd.int(1 << 30);
@@ -175,6 +181,8 @@ export function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number):
           cluster.restart(id);
           down.delete(id);
         }
+      } else if (action >= 12) {
+        changeMembership(cluster, action, pick, pick2);
       } else if (action === 10) {
         // Damage the disk of a node that is down (a minority at most, enforced by the cluster).
         const id = [...down][pick % Math.max(1, down.size)];
@@ -187,6 +195,30 @@ export function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number):
         }
       }
     });
+  }
+}
+
+/**
+ * A single-server change at the leader: add a spare as a learner, promote a learner, or remove
+ * a member (the leader itself included). Refusals (not ready, one at a time) are normal.
+ */
+function changeMembership(cluster: Cluster, action: number, pick: number, pick2: number): void {
+  const leader = cluster.leaders()[0];
+  if (leader === undefined) return;
+  const conf = cluster.configOf(leader);
+  if (!conf) return;
+  const outside = cluster.ids.filter((id) => !conf.voters.includes(id) && !conf.learners.includes(id));
+  if (action === 12 && outside.length > 0) {
+    const id = outside[pick % outside.length] as NodeId;
+    cluster.changeMembership(leader, { type: 'addLearner', id, address: `sim:${id}` });
+  } else if (action === 13 && conf.learners.length > 0) {
+    cluster.changeMembership(leader, { type: 'promote', id: conf.learners[pick % conf.learners.length] as NodeId });
+  } else if (action === 14) {
+    // Keep at least one voter (the core refuses the last one anyway) and rarely shrink to one.
+    const members = [...conf.voters, ...conf.learners];
+    const id = members[pick2 % members.length] as NodeId;
+    if (conf.voters.includes(id) && conf.voters.length <= 2 && pick % 4 !== 0) return;
+    cluster.changeMembership(leader, { type: 'remove', id });
   }
 }
 
@@ -271,13 +303,14 @@ export function heal(cluster: Cluster): void {
       return false;
     }
     const t = target;
-    return cluster.ids.every((id) => cluster.appliedIndex(id) >= t);
+    return cluster.members().every((id) => cluster.appliedIndex(id) >= t);
   };
   if (!cluster.runUntil(deadline, converged)) {
     const roles = cluster.ids
       .map((id) => {
         const s = cluster.core(id)?.status();
-        return s ? `${id}:${s.role}/t${s.term}/c${s.commitIndex}/a${cluster.appliedIndex(id)}` : `${id}:down`;
+        const conf = s ? `/v[${s.voters.join(',')}]${s.learners.length > 0 ? `l[${s.learners.join(',')}]` : ''}@${s.config.index}` : '';
+        return s ? `${id}:${s.role}/t${s.term}/c${s.commitIndex}/a${cluster.appliedIndex(id)}${conf}` : `${id}:down`;
       })
       .join(' ');
     cluster.fail(`no convergence within ${HEAL_BOUND_MS}ms of healing (${roles})`);

@@ -85,7 +85,7 @@ export function toWire(m: PeerMessage): Record<string, unknown> {
       return { type: m.type, from: m.from, term: m.term, readSeq: m.readSeq };
     case 'snapshot': {
       const { meta, data } = m.snapshot;
-      const conf = { voters: [...meta.conf.voters], learners: [...meta.conf.learners] };
+      const conf = { voters: [...meta.conf.voters], learners: [...meta.conf.learners], ...(meta.conf.addresses ? { addresses: { ...meta.conf.addresses } } : {}) };
       return { type: m.type, from: m.from, term: m.term, snapshot: { meta: { index: meta.index, term: meta.term, conf }, data } };
     }
     case 'timeoutNow':

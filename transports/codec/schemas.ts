@@ -111,7 +111,11 @@ function messageSchemas<E extends z.ZodRawShape, A extends z.ZodRawShape>(
     meta: z.strictObject({
       index: uint,
       term: uint,
-      conf: z.strictObject({ voters: members, learners: members }),
+      conf: z.strictObject({
+        voters: members,
+        learners: members,
+        addresses: z.record(nodeId(limits), z.string().max(256)).refine((a) => Object.keys(a).length <= 2 * limits.membersMax, { message: 'too many addresses' }).optional(),
+      }),
     }),
     data: bytes(limits.snapshotBytesMax),
   });
