@@ -19,6 +19,8 @@ export const ErrorCode = {
   STORAGE_VERSION: 'STORAGE_VERSION',
   NEEDS_REPAIR: 'NEEDS_REPAIR',
   TRANSPORT_FAILED: 'TRANSPORT_FAILED',
+  /** A membership change that cannot apply (already a member elsewhere, not a member, last voter). */
+  INVALID_MEMBERSHIP: 'INVALID_MEMBERSHIP',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

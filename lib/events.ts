@@ -17,6 +17,12 @@ export interface RoleChange {
   readonly term: number;
 }
 
+/** A configuration change was committed (a member added, promoted or removed). */
+export interface MembersChange {
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
+}
+
 export interface DeadLettered {
   readonly topic: string;
   readonly offset: number;
@@ -54,6 +60,8 @@ export interface RaftQueueEvents {
   leaderChanged: (change: LeaderChange) => void;
   roleChanged: (change: RoleChange) => void;
   deadLettered: (event: DeadLettered) => void;
+  /** A membership change was committed; `members()` lists the new configuration. */
+  membersChanged: (change: MembersChange) => void;
   /** The node stopped on an unrecoverable failure (STORAGE_FAILED, invariant); see `closed()`. */
   error: (error: RaftQueueError) => void;
 }

@@ -17,6 +17,8 @@ function tcpTransport(o: ResolvedOptions): Transport {
     peers: { ...o.peers },
     clusterId: o.clusterId,
     clusterSecret: o.clusterSecret,
+    // Members join and leave through the log: a node not in `peers` may be a new member.
+    acceptUnknownPeers: true,
     ...(o.tls ? { tls: o.tls as NonNullable<TcpTransportOptions['tls']> } : {}),
   });
 }
@@ -33,6 +35,7 @@ export { resolveOptions, isLoopbackAddress } from './options.js';
 export type { RaftQueueOptions, ResolvedOptions } from './options.js';
 export type {
   CallOptions,
+  MemberInfo,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
@@ -42,6 +45,6 @@ export type {
   SubscribeOptions,
   Subscription,
 } from './raft-queue.js';
-export type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents, RoleChange } from './events.js';
+export type { DeadLettered, Delivery, LeaderChange, MembersChange, PublicRole, QueueMessage, RaftQueueEvents, RoleChange } from './events.js';
 export type { TopicOptions } from './queue/index.js';
 export type { Transport, TransportHandlers, TransportStats, PeerMessage, AppMessage } from './transport.js';

@@ -24,7 +24,7 @@ export const raftQueueOptionsSchema = z
     /** Every member's peer address 'host:port', this node included. */
     peers: z
       .record(z.string().regex(NODE_ID, 'peer ids are letters, digits, ".", "_" or "-"'), z.string().regex(ADDRESS, "expected 'host:port'"))
-      .refine((p) => Object.keys(p).length >= 1 && Object.keys(p).length <= 7, 'between 1 and 7 members'),
+      .refine((p) => Object.keys(p).length >= 1 && Object.keys(p).length <= 7, 'between 1 and 7 members (more join later with addPeer)'),
     /** Where the log lives; required unless `storage: 'memory'`. */
     dataDir: z.string().min(1).optional(),
     /** 'file' (default, durable) or 'memory' (tests and demos: nothing survives a restart). */
@@ -55,11 +55,21 @@ export const raftQueueOptionsSchema = z
     /** Idempotency window: publishIds and request ids remembered (count and time). */
     dedupWindowMax: z.number().int().positive().optional(),
     dedupWindowMs: positiveMs.optional(),
+    /**
+     * Join a running cluster through the member at this address ('host:port' of its Raft port;
+     * with a ready-made `transport`, whatever that transport's `identify` accepts). `peers` then
+     * needs only this node's own entry: the configuration, with every member's address, comes
+     * from the leader. Ignored once this node's data holds a configuration (a restart).
+     */
+    join: z.string().min(1).max(256).optional(),
     /** Receives one line per notable event (role and leader changes, failures). */
     logger: z.custom<(line: string) => void>((f) => typeof f === 'function').optional(),
   })
   .superRefine((o, ctx) => {
     if (o.peers[o.id] === undefined) ctx.addIssue({ code: 'custom', path: ['peers'], message: `peers must include this node's id '${o.id}'` });
+    if (o.join !== undefined && o.transport === undefined && !ADDRESS.test(o.join)) {
+      ctx.addIssue({ code: 'custom', path: ['join'], message: "expected the 'host:port' of a member's Raft port" });
+    }
     if ((o.storage ?? 'file') === 'file' && o.dataDir === undefined) {
       ctx.addIssue({ code: 'custom', path: ['dataDir'], message: "dataDir is required unless storage: 'memory' is given" });
     }
@@ -76,6 +86,7 @@ export interface ResolvedOptions {
   readonly id: string;
   readonly peers: Readonly<Record<string, string>>;
   readonly voters: readonly string[];
+  readonly join: string | undefined;
   readonly dataDir: string | undefined;
   readonly storage: 'file' | 'memory';
   readonly clusterSecret: string;
@@ -122,7 +133,9 @@ export function resolveOptions(input: unknown): ResolvedOptions {
   return {
     id: o.id,
     peers: o.peers,
-    voters: Object.keys(o.peers).sort(),
+    // A joining node starts knowing no configuration: it learns it from the cluster.
+    voters: o.join !== undefined ? [] : Object.keys(o.peers).sort(),
+    join: o.join,
     dataDir: o.dataDir,
     storage: o.storage ?? 'file',
     clusterSecret: o.clusterSecret ?? LOOPBACK_DEFAULT_SECRET,

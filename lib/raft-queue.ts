@@ -13,6 +13,7 @@ import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, Ra
 import { systemClock } from './node/clock.js';
 import { RaftNode } from './node/raft-node.js';
 import type { NodeEvent, RequestCommand } from './node/raft-node.js';
+import type { MemberOp } from './node/membership.js';
 import { resolveOptions } from './options.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
 import { QueueStateMachine, validateTopicName } from './queue/index.js';
@@ -23,6 +24,15 @@ import type { Transport, TransportStats } from './transport.js';
 
 /** Payload codec: any msgpack value, with every option explicit. */
 const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
+
+/** Default deadline of addPeer/removePeer: a new member may need to catch up a long log. */
+const MEMBERSHIP_TIMEOUT_MS = 60_000;
+
+function checkMemberId(id: string): void {
+  if (typeof id !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) {
+    throw new RaftQueueError('INVALID_OPTIONS', `invalid member id '${String(id)}': letters, digits, '.', '_' or '-' (at most 64)`);
+  }
+}
 
 export interface CallOptions {
   /** Deadline for this call; default `requestTimeoutMs`. */
@@ -58,6 +68,20 @@ export interface Subscription {
   readonly group: string;
   /** Stops pulling, waits for running handlers, and returns unsettled deliveries to the group. */
   unsubscribe(): Promise<void>;
+}
+
+/** One member of the configuration in force, as `members()` lists it. */
+export interface MemberInfo {
+  readonly id: string;
+  /** Its transport address (as given to addPeer or in `peers`). */
+  readonly address: string | undefined;
+  /** 'voter' votes and counts towards commitment; a 'learner' only receives the log. */
+  readonly role: 'voter' | 'learner';
+  readonly isLeader: boolean;
+  /** Known on the leader only: the highest log index stored on it, and how far it lags. */
+  readonly match?: number;
+  readonly lag?: number;
+  readonly state?: string;
 }
 
 export interface PeerStatus {
@@ -185,6 +209,10 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         retryIntervalMs: o.retryIntervalMs,
         timeTickIntervalMs: 250,
         onEvent: (e) => this.onNodeEvent(e),
+        addresses: o.join !== undefined ? {} : { ...o.peers },
+        address: o.peers[o.id] as string,
+        ...(o.join !== undefined ? { join: o.join } : {}),
+        log: (line) => this.log(line),
       });
       await this.node.start();
       this.state = 'running';
@@ -333,9 +361,12 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   status(): QueueStatus {
     const node = this.node;
     const s = node?.status();
-    const peers: PeerStatus[] = this.options.voters.map((id) => {
+    const conf = s?.config.conf;
+    const voters = conf ? conf.voters : this.options.voters;
+    const peers: PeerStatus[] = voters.map((id) => {
       const p = s?.progress?.[id];
-      return { id, address: this.options.peers[id] as string, ...(p ? { match: p.match, next: p.next, state: p.state } : {}) };
+      const address = conf?.addresses?.[id] ?? this.options.peers[id] ?? '';
+      return { id, address, ...(p ? { match: p.match, next: p.next, state: p.state } : {}) };
     });
     return {
       id: this.options.id,
@@ -364,6 +395,76 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       persist: this.persistTimer.snapshot(),
       transport: this.transport?.stats(),
     };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership
+
+  /**
+   * Adds a member: it joins as a learner (receives the log and snapshots, does not vote), and is
+   * promoted to voter once it has caught up. Resolves when the promotion is committed. Start the
+   * new node first (with `join`, or with `peers` naming the cluster). Callable on any member.
+   * Idempotent: adding a voter again at the same address resolves at once.
+   */
+  async addPeer(id: string, address: string, options: CallOptions = {}): Promise<void> {
+    checkMemberId(id);
+    if (typeof address !== 'string' || !/^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(address)) {
+      throw new RaftQueueError('INVALID_OPTIONS', `addPeer: expected a 'host:port' address, got '${String(address)}'`);
+    }
+    await this.changeMembership({ kind: 'add', id, address }, options.timeoutMs ?? MEMBERSHIP_TIMEOUT_MS);
+  }
+
+  /**
+   * Removes a member (a learner or a voter, the leader included: it steps down once the change
+   * is committed, handing over at once). Resolves when the removal is committed; the removed
+   * node may then be stopped. Idempotent: removing a non-member resolves at once.
+   */
+  async removePeer(id: string, options: CallOptions = {}): Promise<void> {
+    checkMemberId(id);
+    await this.changeMembership({ kind: 'remove', id }, options.timeoutMs ?? MEMBERSHIP_TIMEOUT_MS);
+  }
+
+  /**
+   * The configuration in force as this member knows it: voters and learners with their
+   * addresses; on the leader also each one's replication progress (`match`, `lag`).
+   */
+  members(): MemberInfo[] {
+    const s = this.node?.status();
+    if (!s) return this.options.voters.map((id) => ({ id, address: this.options.peers[id], role: 'voter', isLeader: false }));
+    const conf = s.config.conf;
+    const describe = (id: string, role: 'voter' | 'learner'): MemberInfo => {
+      const p = id === s.id && s.role === 'leader' ? { match: s.lastIndex, state: 'replicate' } : s.progress?.[id];
+      return {
+        id,
+        address: conf.addresses?.[id] ?? this.options.peers[id],
+        role,
+        isLeader: s.leaderId === id,
+        ...(p ? { match: p.match, lag: Math.max(0, s.lastIndex - p.match), state: p.state } : {}),
+      };
+    };
+    return [...conf.voters.map((id) => describe(id, 'voter')), ...conf.learners.map((id) => describe(id, 'learner'))];
+  }
+
+  /**
+   * Hands leadership to `to` (default: the most caught-up voter) without waiting for an
+   * election timeout; resolves with the new leader's id. Callable on any member.
+   */
+  transferLeadership(to?: string, options: CallOptions = {}): Promise<string> {
+    if (to !== undefined) checkMemberId(to);
+    const node = this.requireNode();
+    return new Promise((resolve, reject) => {
+      node.transferLeadership(to ?? null, options.timeoutMs ?? this.options.requestTimeoutMs, (error, leaderId) => {
+        if (error) reject(error);
+        else resolve(leaderId as string);
+      });
+    });
+  }
+
+  private changeMembership(op: MemberOp, timeoutMs: number): Promise<void> {
+    const node = this.requireNode();
+    return new Promise((resolve, reject) => {
+      node.changeMembership(op, timeoutMs, (error) => (error ? reject(error) : resolve()));
+    });
   }
 
   /** Resolves when the node has stopped: undefined after stop(), the error after a failure. */
@@ -515,6 +616,11 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         if (q.type === 'published' || q.type === 'available') {
           for (const sub of this.subscriptions) sub.wake(q.topic);
         }
+        return;
+      }
+      case 'config': {
+        this.log(`members: voters ${e.voters.join(',')}${e.learners.length > 0 ? `; learners ${e.learners.join(',')}` : ''} (index ${e.index})`);
+        this.emit('membersChanged', { voters: [...e.voters], learners: [...e.learners] });
         return;
       }
       case 'fatal': {

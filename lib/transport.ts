@@ -59,4 +59,13 @@ export interface Transport {
   /** Closes the listener and every connection; the port is free once this resolves. */
   close(): Promise<void>;
   stats(): TransportStats;
+  /**
+   * Optional, for membership changes: reach `peer` at `address` from now on (a member was
+   * added or moved). Transports without addresses (in-memory) may omit it.
+   */
+  addPeer?(peer: NodeId, address: string): void;
+  /** Optional: stop reaching `peer` (it was removed from the cluster). */
+  removePeer?(peer: NodeId): void;
+  /** Optional, for `join`: the id of the member at `address`, or undefined if none answers. */
+  identify?(address: string): Promise<NodeId | undefined>;
 }

@@ -21,6 +21,8 @@ import type { AppMessage, PeerMessage, Transport } from '../transport.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { FORWARD_CHANNEL, decodeForward, encodeForward } from './forward.js';
 import type { ForwardBody } from './forward.js';
+import { Membership } from './membership.js';
+import type { MemberOp } from './membership.js';
 
 export interface RaftNodeOptions {
   readonly id: NodeId;
@@ -40,11 +42,20 @@ export interface RaftNodeOptions {
   /** How often a leader logs a time tick while deliveries wait for deadlines. */
   readonly timeTickIntervalMs: number;
   readonly onEvent: (event: NodeEvent) => void;
+  /** Transport addresses of the initial voters (carried into configuration entries). */
+  readonly addresses?: Readonly<Record<NodeId, string>>;
+  /** This node's own transport address (a joining node sends it to the cluster). */
+  readonly address?: string;
+  /** Join a running cluster through the member at this address (when no configuration is known). */
+  readonly join?: string;
+  /** Diagnostic lines (membership progress). */
+  readonly log?: (line: string) => void;
 }
 
 export type NodeEvent =
   | { readonly type: 'softState'; readonly role: Role; readonly term: number; readonly leaderId: NodeId | null }
   | { readonly type: 'queue'; readonly event: QueueEvent }
+  | { readonly type: 'config'; readonly index: number; readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] }
   | { readonly type: 'fatal'; readonly error: RaftQueueError };
 
 /** How a submitted command ended. `ok: false` never means the command was rejected by the queue. */
@@ -113,6 +124,8 @@ export class RaftNode {
   private fatalError: RaftQueueError | undefined;
   private lastLeader: NodeId | null = null;
   private lastLeaderTerm = 0;
+  private readonly membership: Membership;
+  private committedConfigIndex = -1;
 
   constructor(options: RaftNodeOptions) {
     this.opts = options;
@@ -138,7 +151,22 @@ export class RaftNode {
       electionTimeoutTicks: options.electionTimeoutTicks,
       heartbeatIntervalTicks: options.heartbeatIntervalTicks,
       appliedIndex: snapshot ? snapshot.meta.index : 0,
+      ...(options.addresses ? { addresses: options.addresses } : {}),
       ...(repairing ? { repairUntilIndex, needsRepair: true } : {}),
+    });
+    const core = this.core;
+    this.membership = new Membership({
+      id: this.id,
+      core,
+      transport: this.transport,
+      clock: this.clock,
+      electionTimeoutMs: options.electionTimeoutTicks * options.tickIntervalMs,
+      retryIntervalMs: options.retryIntervalMs,
+      address: options.address,
+      sendForward: (to, body) => this.sendForward(to, body),
+      schedulePump: () => this.schedulePump(),
+      guard: (fn) => this.guard(fn),
+      log: (line) => options.log?.(line),
     });
   }
 
@@ -147,8 +175,11 @@ export class RaftNode {
     await this.transport.start({ onMessage: (m) => this.onMessage(m) });
     this.ticker = this.clock.every(this.opts.tickIntervalMs, () => {
       this.guard(() => this.core.tick());
+      this.membership.tick();
       this.schedulePump();
     });
+    this.membership.syncTransport();
+    if (this.opts.join !== undefined && this.core.config().current.conf.voters.length === 0) this.membership.join(this.opts.join);
     this.retrier = this.clock.every(Math.max(10, Math.floor(this.opts.retryIntervalMs / 4)), () => this.retryStale());
     this.timeKeeper = this.clock.every(this.opts.timeTickIntervalMs, () => this.proposeTimeTick());
     this.schedulePump();
@@ -282,6 +313,34 @@ export class RaftNode {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Membership
+
+  /** Drives a membership change (add: learner, catch up, promote; remove) until committed. */
+  changeMembership(op: MemberOp, timeoutMs: number, cb: (error: RaftQueueError | undefined) => void): void {
+    if (this.closed) {
+      cb(this.closedError());
+      return;
+    }
+    this.membership.change(op, timeoutMs, cb);
+  }
+
+  /** Hands leadership to `to` (null: the most caught-up voter); `cb` with the new leader. */
+  transferLeadership(to: NodeId | null, timeoutMs: number, cb: (error: RaftQueueError | undefined, leaderId: NodeId | undefined) => void): void {
+    if (this.closed) {
+      cb(this.closedError(), undefined);
+      return;
+    }
+    this.membership.transfer(to, timeoutMs, cb);
+  }
+
+  private onConfigMaybeCommitted(): void {
+    const committed = this.core.config().committed;
+    if (committed.index === this.committedConfigIndex) return;
+    this.committedConfigIndex = committed.index;
+    this.opts.onEvent({ type: 'config', index: committed.index, voters: committed.conf.voters, learners: committed.conf.learners });
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Inbound
 
   private onMessage(m: PeerMessage): void {
@@ -295,6 +354,7 @@ export class RaftNode {
     if (m.channel !== FORWARD_CHANNEL) return;
     const body = decodeForward(m.body);
     if (!body) return;
+    if (this.membership.onForward(m.from, body)) return;
     switch (body.k) {
       case 'propose': {
         const decoded = decodeCommand(body.cmd);
@@ -373,6 +433,8 @@ export class RaftNode {
       const rd = this.guard(() => (this.core.hasReady() ? this.core.ready() : undefined));
       if (!rd) return;
       if (rd.softState) this.onSoftState(rd.softState);
+      // A member added by this Ready's entries must be reachable before its first append.
+      this.membership.syncTransport();
       for (const m of rd.messages) this.transport.send(m);
       if (rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined) {
         this.persisting = true;
@@ -410,6 +472,7 @@ export class RaftNode {
     for (const rs of rd.readStates) this.onReadState(rs.id, rs.index);
     for (const id of rd.readsFailed) this.onReadFailed(id);
     this.guard(() => this.core.advance());
+    this.onConfigMaybeCommitted();
     this.serveReads();
     this.maybeMarkRepaired();
     this.maybeCompact();
@@ -550,6 +613,7 @@ export class RaftNode {
     this.retrier?.cancel();
     this.timeKeeper?.cancel();
     for (const rid of [...this.waiters.keys()]) this.finish(rid, { ok: false, error: reason });
+    this.membership.close(reason);
     for (const [id, r] of [...this.reads]) {
       this.reads.delete(id);
       r.deadline.cancel();

@@ -23,6 +23,13 @@ export interface TestCluster {
   followers(): Promise<RaftQueue[]>;
   /** Builds a fresh RaftQueue for `id` (after a stop), same data directory and transport kind. */
   restart(id: string): Promise<RaftQueue>;
+  /**
+   * Starts a new node `id` that joins through `via` (its Raft address over TCP, its id on the
+   * memory network), knowing nothing else. Resolves once started (not yet a member).
+   */
+  spawn(id: string, via: string): Promise<RaftQueue>;
+  /** The Raft address of `id` (what addPeer takes). */
+  address(id: string): string;
 }
 
 export interface ClusterOptions {
@@ -64,10 +71,13 @@ export async function startCluster(t: ExecutionContext, options: ClusterOptions 
   const storage = options.storage ?? 'memory';
   if (storage === 'file') for (const id of ids) dirs.set(id, mkdtempSync(join(tmpdir(), `raftqueue-${id}-`)));
 
+  const spawned = new Map<string, { readonly via: string }>();
   const build = (id: string): RaftQueue => {
+    const joining = spawned.get(id);
     const base: RaftQueueOptions = {
       id,
-      peers,
+      peers: joining ? { [id]: peers[id] as string } : peers,
+      ...(joining ? { join: joining.via } : {}),
       ...(storage === 'file' ? { dataDir: dirs.get(id) as string } : { storage: 'memory' as const }),
       requestTimeoutMs: 3_000,
       retryIntervalMs: 300,
@@ -115,6 +125,16 @@ export async function startCluster(t: ExecutionContext, options: ClusterOptions 
       queues.set(id, q);
       await q.start();
       return q;
+    },
+    async spawn(id, via) {
+      const port = kind === 'tcp' ? ((await freePorts(1))[0] as number) : 7001 + ids.length + spawned.size;
+      peers[id] = `127.0.0.1:${port}`;
+      spawned.set(id, { via: kind === 'tcp' ? (peers[via] as string) : via });
+      if (storage === 'file') dirs.set(id, mkdtempSync(join(tmpdir(), `raftqueue-${id}-`)));
+      return cluster.restart(id);
+    },
+    address(id) {
+      return peers[id] as string;
     },
   };
   return cluster;

@@ -65,7 +65,7 @@ test('tcp: the dialer refuses a listener that cannot prove the secret', async (t
   // A fake 'b' that sends a challenge and a welcome with a bogus proof.
   const fake = net.createServer((socket) => {
     socket.on('error', () => socket.destroy());
-    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: Buffer.alloc(32, 1) })]));
+    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: Buffer.alloc(32, 1), nodeId: 'b' })]));
     socket.once('data', () => {
       socket.write(concatFrames([packr.pack({ type: 'welcome', nodeId: 'b', proof: Buffer.alloc(32, 9) })]));
     });
@@ -121,7 +121,7 @@ test('tcp: drops the oldest messages when a peer stops reading', async (t) => {
     paused.push(socket);
     socket.on('error', () => socket.destroy());
     const serverNonce = Buffer.alloc(32, 3);
-    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: serverNonce })]));
+    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: serverNonce, nodeId: 'b' })]));
     socket.once('data', (chunk: Buffer) => {
       const hello = packr.unpack(chunk.subarray(4)) as { nonce: Uint8Array };
       const proof = serverProof(secret, { serverNonce, clientNonce: hello.nonce, clusterId: TEST_CLUSTER.clusterId, clientId: 'a', serverId: 'b' });
@@ -188,4 +188,41 @@ test('tcp: rejects invalid options with INVALID_OPTIONS', (t) => {
   t.is((error as { code?: string }).code, 'INVALID_OPTIONS');
   t.throws(() => new TcpTransport({ ...TEST_CLUSTER, clusterSecret: 'short', id: 'a', peers: { a: '127.0.0.1:0' } }));
   t.throws(() => new TcpTransport({ ...TEST_CLUSTER, id: 'a', peers: { a: 'nohost' } }));
+});
+
+test('tcp: the challenge names the server; identify() reads it, a dialer expecting another id refuses', async (t) => {
+  const cluster = await started(t);
+  const a = cluster.tcp('a');
+  t.is(await a.identify(`127.0.0.1:${cluster.port('b')}`), 'b');
+  t.is(await a.identify('not an address'), undefined);
+  // A link to 'c' pointed at b's port: b's challenge says 'b', so the dialer never proves itself.
+  a.addPeer('c', `127.0.0.1:${cluster.port('b')}`);
+  await waitUntil(() => (a.stats().framesRejected.wrongPeer ?? 0) >= 1);
+  t.false(a.stats().connectedPeers.includes('c'));
+  a.removePeer('c');
+});
+
+test('tcp: addPeer dials a new member, acceptUnknownPeers lets a node not in peers connect, removePeer stops dialing', async (t) => {
+  const cluster = tcpCluster(['a', 'b'], { handshakeTimeoutMs: 1_000, acceptUnknownPeers: true });
+  t.teardown(() => cluster.close());
+  await cluster.start();
+  await waitAllConnected(cluster);
+  // 'n' knows only 'a'; 'a' has never heard of 'n'.
+  const received: unknown[] = [];
+  const n = new TcpTransport({ ...TEST_CLUSTER, id: 'n', peers: { n: '127.0.0.1:0', a: `127.0.0.1:${cluster.port('a')}` } });
+  t.teardown(() => n.close());
+  await n.start({ onMessage: (m) => received.push(m) });
+  await waitUntil(() => n.stats().connectedPeers.includes('a'));
+  n.send(heartbeat('n', 'a', 1));
+  await waitUntil(() => cluster.node('a').received.some((m) => m.from === 'n'));
+  // a can answer once told where n listens.
+  cluster.tcp('a').addPeer('n', `127.0.0.1:${n.address().port}`);
+  await waitUntil(() => cluster.tcp('a').stats().connectedPeers.includes('n'));
+  cluster.tcp('a').send(heartbeat('a', 'n', 1));
+  await waitUntil(() => received.length >= 1);
+  cluster.tcp('a').removePeer('n');
+  t.false(cluster.tcp('a').stats().connectedPeers.includes('n'));
+  const dropped = cluster.tcp('a').stats().messagesDropped;
+  cluster.tcp('a').send(heartbeat('a', 'n', 2));
+  t.is(cluster.tcp('a').stats().messagesDropped, dropped + 1);
 });

@@ -27,6 +27,8 @@ export interface ChallengeFrame {
   readonly type: 'challenge';
   readonly protocolVersion: number;
   readonly nonce: Uint8Array;
+  /** The server's node id: a client may check it before proving anything, or learn it (join). */
+  readonly nodeId: string;
 }
 
 /**
@@ -234,7 +236,7 @@ export function codecSchemas(limits: CodecLimits): CodecSchemas {
     // fields; `messageTypesMatch` below checks the correspondence at compile time.
     peerMessage: fullMessageSchema(limits) as unknown as z.ZodType<PeerMessage>,
     wireMessage: wireMessageSchema(limits) as unknown as z.ZodType<WireMessage>,
-    challenge: z.strictObject({ type: z.literal('challenge'), protocolVersion: uint, nonce }),
+    challenge: z.strictObject({ type: z.literal('challenge'), protocolVersion: uint, nonce, nodeId: id }),
     hello: z.strictObject({
       type: z.literal('hello'),
       protocolVersion: uint,

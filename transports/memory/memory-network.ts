@@ -320,6 +320,14 @@ export class MemoryTransport implements Transport {
     return this.counters.snapshot([...this.connected]);
   }
 
+  /**
+   * For `join`: on a memory network a member's address is its id (any 'host:port'-free string
+   * works), so this answers the id when such a node is running.
+   */
+  async identify(address: string): Promise<NodeId | undefined> {
+    return this.network.nodeIds().includes(address) ? address : undefined;
+  }
+
   /** @internal */
   receive(message: PeerMessage, bytes: number): void {
     this.counters.framesIn++;

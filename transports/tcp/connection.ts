@@ -24,7 +24,8 @@ export type CloseReason =
   | 'protocol'
   | 'replaced'
   | 'tooManyHandshakes'
-  | 'tls';
+  | 'tls'
+  | 'identified';
 
 /** What a connection needs from its transport. */
 export interface ConnectionContext {
@@ -257,7 +258,7 @@ export class InboundConnection extends FramedConnection {
     private readonly onAuthenticated: (connection: InboundConnection) => void,
   ) {
     super(socket, ctx);
-    this.sendControl({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, nonce: this.serverNonce });
+    this.sendControl({ type: 'challenge', protocolVersion: PROTOCOL_VERSION, nonce: this.serverNonce, nodeId: this.ctx.options.id });
   }
 
   protected override onFrame(body: Buffer): void {
@@ -279,7 +280,10 @@ export class InboundConnection extends FramedConnection {
     if (!parsed.success) return this.reject('schema');
     const hello = parsed.data;
     if (hello.clusterId !== options.clusterId) return this.reject('cluster');
-    if (hello.nodeId === options.id || !Object.hasOwn(options.peers, hello.nodeId)) return this.reject('unknownNode');
+    // With dynamic membership a node not (yet) in our peer list may be a joining member: it is
+    // accepted when it proves it holds the cluster secret, like any other.
+    const known = Object.hasOwn(options.peers, hello.nodeId) || options.acceptUnknownPeers;
+    if (hello.nodeId === options.id || !known) return this.reject('unknownNode');
     if (hello.peerId !== options.id) return this.reject('wrongPeer');
     const ids = { clusterId: options.clusterId, clientId: hello.nodeId, serverId: options.id };
     const nonces = { serverNonce: this.serverNonce, clientNonce: hello.nonce };
@@ -326,6 +330,7 @@ export class OutboundConnection extends FramedConnection {
     if (typeOf(raw.value) !== 'challenge') return this.reject('unexpected');
     const parsed = schemas.challenge.safeParse(raw.value);
     if (!parsed.success) return this.reject('schema');
+    if (parsed.data.nodeId !== this.expectedPeer) return this.reject('wrongPeer');
     this.serverNonce = parsed.data.nonce;
     const proof = clientProof(options.clusterSecret, {
       serverNonce: parsed.data.nonce,
@@ -363,5 +368,32 @@ export class OutboundConnection extends FramedConnection {
     if (!proofMatches(expected, parsed.data.proof)) return this.reject('auth');
     this.authenticated(this.expectedPeer);
     this.onOpen(this);
+  }
+}
+
+/**
+ * Learns the id of the node listening at an address (for `join`): reads the server's challenge,
+ * which names it, and closes without authenticating. The id is a hint: the real connection that
+ * follows authenticates the server under that id.
+ */
+export class IdentifyConnection extends FramedConnection {
+  constructor(
+    socket: Socket,
+    ctx: ConnectionContext,
+    private readonly onIdentified: (nodeId: string | undefined) => void,
+  ) {
+    super(socket, ctx);
+    this.onClosed(() => this.onIdentified(undefined));
+  }
+
+  protected override onFrame(body: Buffer): void {
+    const raw = unpackBody(body);
+    const parsed = raw.ok && typeOf(raw.value) === 'challenge' ? this.ctx.schemas.challenge.safeParse(raw.value) : undefined;
+    if (parsed?.success) this.onIdentified(parsed.data.nodeId);
+    this.close('identified');
+  }
+
+  protected override onIdleTick(): void {
+    // Closed as soon as the first frame arrives (or by the handshake deadline).
   }
 }

@@ -50,6 +50,7 @@ export const tcpTransportOptionsSchema = z
     reconnectDelayMsMin: ms.default(50),
     reconnectDelayMsMax: ms.default(2_000),
     handshakesPendingMax: z.int().positive().default(128),
+    acceptUnknownPeers: z.boolean().default(false),
     limits: codecLimitsSchema.omit({ frameBytesMax: true }).optional(),
     random: z.custom<() => number>((f) => typeof f === 'function').optional(),
   })
@@ -78,6 +79,8 @@ export const tcpTransportOptionsSchema = z
  *   Must exceed the time one frameBytesMax frame takes to arrive.
  * - `reconnectDelayMsMin` (50) / `reconnectDelayMsMax` (2000): backoff bounds.
  * - `handshakesPendingMax` (128): unauthenticated connections held at once; more are closed.
+ * - `acceptUnknownPeers` (false): accept authenticated connections from node ids not in
+ *   `peers` (a member joining the cluster); RaftQueue turns it on for membership changes.
  * - `limits`: the codec's other bounds (entries per message, node id length, ...).
  * - `random`: jitter source, for tests (default Math.random).
  */
@@ -99,6 +102,8 @@ export interface ResolvedTcpOptions {
   readonly reconnectDelayMsMin: number;
   readonly reconnectDelayMsMax: number;
   readonly handshakesPendingMax: number;
+  /** Accept authenticated connections from node ids not in `peers` (dynamic membership). */
+  readonly acceptUnknownPeers: boolean;
   readonly random: () => number;
 }
 
@@ -133,6 +138,7 @@ export function resolveTcpOptions(input: TcpTransportOptions): ResolvedTcpOption
     reconnectDelayMsMin: o.reconnectDelayMsMin,
     reconnectDelayMsMax: o.reconnectDelayMsMax,
     handshakesPendingMax: o.handshakesPendingMax,
+    acceptUnknownPeers: o.acceptUnknownPeers,
     random: o.random ?? Math.random,
   };
 }

@@ -11,7 +11,7 @@ import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
 import { MessageEncoder } from '../codec/message-encoder.js';
 import { codecSchemas } from '../codec/schemas.js';
 import { TransportCounters, type TransportStatsDetail } from '../stats.js';
-import { InboundConnection, type ConnectionContext } from './connection.js';
+import { IdentifyConnection, InboundConnection, type ConnectionContext } from './connection.js';
 import { resolveTcpOptions, parseAddress, type HostPort, type ResolvedTcpOptions, type TcpTransportOptions } from './options.js';
 import { OutboundLink } from './outbound-link.js';
 
@@ -66,13 +66,16 @@ export class TcpTransport implements Transport {
     const peerIds = Object.keys(this.options.peers)
       .filter((peer) => peer !== this.options.id)
       .sort();
-    for (const peer of peerIds) {
-      const link = new OutboundLink(peer, this.options.peers[peer] as string, this.ctx, {
-        onState: (id, connected) => this.handlers?.onPeerState?.(id, connected),
-        requestFlush: () => this.scheduleFlush(),
-      });
-      this.links.set(peer, link);
-    }
+    for (const peer of peerIds) this.createLink(peer, this.options.peers[peer] as string);
+  }
+
+  private createLink(peer: NodeId, address: string): OutboundLink {
+    const link = new OutboundLink(peer, address, this.ctx, {
+      onState: (id, connected) => this.handlers?.onPeerState?.(id, connected),
+      requestFlush: () => this.scheduleFlush(),
+    });
+    this.links.set(peer, link);
+    return link;
   }
 
   /** Binds the listener, then starts dialing every peer. Rejects with TRANSPORT_FAILED. */
@@ -172,6 +175,56 @@ export class TcpTransport implements Transport {
       throw new RaftQueueError('INVALID_OPTIONS', `invalid address for ${peer}: '${address}'`);
     }
     this.links.get(peer)?.setAddress(address);
+  }
+
+  /**
+   * Dials `peer` at `address` from now on (a member added to the cluster); a known peer just
+   * moves. Inbound connections from it are accepted from now on.
+   */
+  addPeer(peer: NodeId, address: string): void {
+    if (peer === this.options.id || this.state === 'closed') return;
+    if (parseAddress(address) === undefined) {
+      throw new RaftQueueError('INVALID_OPTIONS', `invalid address for ${peer}: '${address}'`);
+    }
+    this.options.peers[peer] = address;
+    const existing = this.links.get(peer);
+    if (existing) {
+      existing.setAddress(address);
+      return;
+    }
+    const link = this.createLink(peer, address);
+    if (this.state === 'running') link.start();
+  }
+
+  /** Stops dialing `peer` and drops what is queued for it (a member removed from the cluster). */
+  removePeer(peer: NodeId): void {
+    const link = this.links.get(peer);
+    if (!link) return;
+    this.links.delete(peer);
+    delete this.options.peers[peer];
+    link.close();
+  }
+
+  /**
+   * The id of the node listening at `address` (read from its handshake challenge, without
+   * authenticating), or undefined when nothing answers like a raftqueue node in time.
+   */
+  identify(address: string): Promise<NodeId | undefined> {
+    const target = parseAddress(address);
+    if (target === undefined) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const tlsOptions = this.options.tls;
+      const socket =
+        tlsOptions === undefined
+          ? net.connect({ host: target.host, port: target.port })
+          : tls.connect({ host: target.host, port: target.port, key: tlsOptions.key, cert: tlsOptions.cert, ca: tlsOptions.ca, rejectUnauthorized: true });
+      let done = false;
+      new IdentifyConnection(socket, this.ctx, (nodeId) => {
+        if (done) return;
+        done = true;
+        resolve(nodeId);
+      });
+    });
   }
 
   /** Live-object counts (see {@link TcpTransportInternals}). */
