@@ -224,14 +224,16 @@ export class RaftCore {
 
   /**
    * Feeds one message from a peer. Messages for another node are dropped, and so are (pre)vote
-   * requests from a node that is not a voter in our configuration: a removed server, or one not
-   * yet promoted, must not disrupt the cluster (dissertation §4.2.3). Anything else may come from
-   * a server we do not know yet, such as the leader of a cluster this node is joining.
+   * requests from a server that is not a member of our configuration at all: a removed server
+   * that missed its removal must not disrupt the cluster (dissertation §4.2.3). A learner's
+   * requests are answered: its promotion may be in a log we have not received yet, and refusing
+   * it could leave no electable majority. Anything else may come from a server we do not know
+   * yet, such as the leader of a cluster this node is joining.
    */
   step(m: Message): void {
     if (m.to !== this.id || m.from === this.id) return;
     // A node that knows no configuration yet (it is joining) cannot tell: it answers.
-    if ((m.type === 'preVote' || m.type === 'vote') && this.voters.length > 0 && !this.voters.includes(m.from)) return;
+    if ((m.type === 'preVote' || m.type === 'vote') && this.voters.length > 0 && !this.voters.includes(m.from) && !this.learners.includes(m.from)) return;
     if (!this.stepTerm(m)) return;
     switch (m.type) {
       case 'preVote':
@@ -654,8 +656,16 @@ export class RaftCore {
     this.sendAfterPersist({ type: 'voteResponse', from: this.id, to: m.from, term: this.term, granted: grant });
   }
 
+  /**
+   * Whether this node may campaign. A voter may; so may a server that its latest, uncommitted
+   * configuration removes (dissertation §4.2.2): it may hold the only copy of that entry, and
+   * the remaining voters cannot elect anyone without it. It does not count its own vote then.
+   */
   private promotable(): boolean {
-    return this.voters.includes(this.id) && !this.needsRepair && this.log.unstableSnapshot === undefined;
+    if (this.needsRepair || this.log.unstableSnapshot !== undefined) return false;
+    if (this.voters.includes(this.id)) return true;
+    const latest = this.confHistory.latestIndex();
+    return latest > this.log.committed && this.confHistory.at(latest - 1).conf.voters.includes(this.id);
   }
 
   private campaign(kind: CampaignKind): void {
