@@ -13,7 +13,9 @@ const PEER_PORT_OFFSET = 1_000;
 
 export const NODE_FLAGS: FlagSpecs = {
   id: { type: 'string', value: 'ID', help: "this member's id (letters, digits, '.', '_', '-')", required: true },
-  peers: { type: 'string', value: 'LIST', help: "every member's Raft address, this one included:\nn1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003", required: true },
+  peers: { type: 'string', value: 'LIST', help: "every member's Raft address, this one included:\nn1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003\n(required unless --join is given)" },
+  join: { type: 'string', value: 'ADDRESS', help: "join a running cluster through any member's Raft address (host:port);\nthe member list comes from the cluster. Needs --listen (or --peers\nwith this node's entry). Ignored on restart once the data dir knows the cluster" },
+  listen: { type: 'string', value: 'HOST:PORT', help: "this member's Raft address (with --join instead of --peers)" },
   'data-dir': { type: 'string', value: 'DIR', help: 'where the log, snapshots and hard state live (created if missing)', required: true },
   http: { type: 'string', value: 'HOST:PORT', help: 'serve the HTTP gateway here (default: no gateway)' },
   'http-peers': { type: 'string', value: 'LIST', help: "other members' gateways (n2=127.0.0.1:8002,...), for the leader hint\nnon-leaders give" },
@@ -29,7 +31,7 @@ export const SERVE_FLAGS: FlagSpecs = {
 
 export const NODE_HELP = helpText(
   'node',
-  '--id ID --peers LIST --data-dir DIR [--http HOST:PORT] [--http-peers LIST] [--cluster-secret-file FILE]',
+  '--id ID (--peers LIST | --join ADDRESS --listen HOST:PORT) --data-dir DIR [--http HOST:PORT]\n       [--http-peers LIST] [--cluster-secret-file FILE]',
   'Runs one long-lived cluster member. Role and leader changes are logged on stderr.\nSIGTERM or SIGINT stops it gracefully (leadership handed over, storage closed) within 2 s.',
   NODE_FLAGS,
 );
@@ -73,7 +75,18 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
   if (flags['help'] === true) return { help: NODE_HELP };
   const id = flags['id'] as string;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw new UsageError(`--id: '${id}' is not letters, digits, '.', '_' or '-' (at most 64)`, 'node');
-  const peers = parsePeerList('node', 'peers', flags['peers'] as string);
+  const joinFlag = flags['join'];
+  const listenFlag = flags['listen'];
+  if (typeof joinFlag === 'string') parseHostPort('node', 'join', joinFlag);
+  if (typeof listenFlag === 'string') parseHostPort('node', 'listen', listenFlag);
+  if (flags['peers'] === undefined && (joinFlag === undefined || listenFlag === undefined)) {
+    throw new UsageError('give --peers, or --join with --listen', 'node');
+  }
+  const peers = typeof flags['peers'] === 'string' ? parsePeerList('node', 'peers', flags['peers']) : {};
+  if (typeof listenFlag === 'string') {
+    if (peers[id] !== undefined && peers[id] !== listenFlag) throw new UsageError(`--listen ${listenFlag} differs from this node's entry in --peers (${peers[id]})`, 'node');
+    peers[id] = listenFlag;
+  }
   if (peers[id] === undefined) throw new UsageError(`--peers must include this node's id '${id}'`, 'node');
   if (Object.keys(peers).length > 7) throw new UsageError('--peers: at most 7 members', 'node');
   const httpFlag = flags['http'];
@@ -87,11 +100,12 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
     }
   }
   if (http && httpAddresses[id] === undefined) httpAddresses[id] = `http://${httpFlag as string}`;
-  const clusterSecret = await secretFrom('node', flags, Object.values(peers).map(hostOf));
+  const clusterSecret = await secretFrom('node', flags, [...Object.values(peers), ...(typeof joinFlag === 'string' ? [joinFlag] : [])].map(hostOf));
   return {
     member: {
       id,
       peers,
+      ...(typeof joinFlag === 'string' ? { join: joinFlag } : {}),
       dataDir: flags['data-dir'] as string,
       ...(clusterSecret !== undefined ? { clusterSecret } : {}),
       ...(http ? { http } : {}),

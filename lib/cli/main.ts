@@ -9,6 +9,8 @@ const USAGE = `usage: raftqueue <command> [flags]
 
 commands:
   node    run one cluster member:  raftqueue node --id n1 --peers n1=127.0.0.1:7001,... --data-dir DIR
+          or join a running one:    raftqueue node --id n4 --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --data-dir DIR
+  members list, add, remove members or move leadership:  raftqueue members list --http 127.0.0.1:8001
   serve   run member N of a course-style config file:  raftqueue serve --config FILE --index N
   demo    start a local 3-process cluster, publish, kill the leader, check nothing was lost
 
@@ -28,6 +30,11 @@ async function main(argv: readonly string[]): Promise<void> {
       }
       const { runMember } = await import('./member.js');
       await runMember(parsed.member);
+      return;
+    }
+    case 'members': {
+      const { runMembers } = await import('./members-command.js');
+      process.exitCode = await runMembers(rest);
       return;
     }
     case 'demo': {

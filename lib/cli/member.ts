@@ -12,6 +12,8 @@ export interface MemberConfig {
   readonly id: string;
   readonly peers: Readonly<Record<string, string>>;
   readonly dataDir: string;
+  /** Join a running cluster through this member's Raft address. */
+  readonly join?: string;
   readonly clusterSecret?: string;
   /** Where the gateway listens; no gateway when undefined. */
   readonly http?: { readonly host: string; readonly port: number };
@@ -29,6 +31,7 @@ export async function runMember(config: MemberConfig): Promise<void> {
     id: config.id,
     peers: { ...config.peers },
     dataDir: config.dataDir,
+    ...(config.join !== undefined ? { join: config.join } : {}),
     handoverTimeoutMs: 1_000,
     logger: log,
     ...(config.clusterSecret !== undefined ? { clusterSecret: config.clusterSecret } : {}),
