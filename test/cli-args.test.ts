@@ -26,7 +26,14 @@ test('cli: usage errors exit 2 and name the problem', async (t) => {
     [['bogus'], /unknown command 'bogus'/],
     [['node', '--bogus'], /Unknown option '--bogus'/],
     [['node', '--peers', PEERS, '--data-dir', dir], /missing required flag --id/],
-    [['node', '--id', 'n1', '--data-dir', dir], /missing required flag --peers/],
+    [['node', '--id', 'n1', '--data-dir', dir], /give --peers, or --join with --listen/],
+    [['node', '--id', 'n4', '--join', '127.0.0.1:7001', '--data-dir', dir], /give --peers, or --join with --listen/],
+    [['node', '--id', 'n4', '--join', 'nowhere', '--listen', '127.0.0.1:7004', '--data-dir', dir], /--join: expected host:port/],
+    [['members'], /missing required flag --http/],
+    [['members', 'list'], /missing required flag --http/],
+    [['members', 'frob', '--http', '127.0.0.1:1'], /unknown action 'frob'/],
+    [['members', 'add', 'n4', '--http', '127.0.0.1:1'], /usage: raftqueue members add ID ADDRESS/],
+    [['members', 'add', 'n4', 'nowhere', '--http', '127.0.0.1:1'], /ADDRESS: expected host:port/],
     [['node', '--id', 'n9', '--peers', PEERS, '--data-dir', dir], /must include this node's id 'n9'/],
     [['node', '--id', 'n1', '--peers', 'n1:7001', '--data-dir', dir], /expected id=host:port, got 'n1:7001'/],
     [['node', '--id', 'n1', '--peers', PEERS, '--data-dir', dir, '--http', 'nope'], /--http: expected host:port/],
@@ -125,4 +132,16 @@ test('cli: node and serve command lines become member configurations', async (t)
   const short = join(dir, 'short');
   writeFileSync(short, 'short');
   await t.throwsAsync(() => parseServeCommand(['--config', config, '--index', '0', '--cluster-secret-file', short]), { instanceOf: UsageError, message: /shorter than 16/ });
+});
+
+test('cli: node --join with --listen needs no peer list', async (t) => {
+  const parsed = await parseNodeCommand(['--id', 'n4', '--join', '127.0.0.1:7001', '--listen', '127.0.0.1:7004', '--data-dir', '/tmp/x']);
+  t.true('member' in parsed);
+  if (!('member' in parsed)) return;
+  t.is(parsed.member.join, '127.0.0.1:7001');
+  t.deepEqual(parsed.member.peers, { n4: '127.0.0.1:7004' });
+  await t.throwsAsync(parseNodeCommand(['--id', 'n4', '--join', '127.0.0.1:7001', '--listen', '127.0.0.1:7004', '--peers', 'n4=127.0.0.1:7005', '--data-dir', '/tmp/x']), {
+    instanceOf: UsageError,
+    message: /differs from this node's entry/,
+  });
 });

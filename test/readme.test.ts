@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import ts from 'typescript';
 import { NODE_FLAGS, SERVE_FLAGS } from '../lib/cli/commands.js';
+import { MEMBERS_FLAGS } from '../lib/cli/members-command.js';
 import { parseServeConfig } from '../lib/cli/serve-config.js';
 import { repoRoot } from './helpers/cli-process.js';
 
@@ -65,11 +66,12 @@ test('readme: ts blocks type-check against the package types', (t) => {
 });
 
 const scripts = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
-const ROUTES = [/^\/$/, /^\/topic$/, /^\/message$/, /^\/message\/[^/]+$/, /^\/status$/, /^\/metrics$/];
+const ROUTES = [/^\/$/, /^\/topic$/, /^\/message$/, /^\/message\/[^/]+$/, /^\/status$/, /^\/metrics$/, /^\/members$/, /^\/members\/[^/]+$/, /^\/leader$/, /^\/groups\/[^/]+\/[^/]+\/(fetch|ack|nack)$/];
 const FLAGS: Record<string, readonly string[]> = {
   node: Object.keys(NODE_FLAGS),
   serve: Object.keys(SERVE_FLAGS),
   demo: ['messages', 'verbose'],
+  members: Object.keys(MEMBERS_FLAGS),
 };
 
 /** Problems with one shell command (no pipes or redirections beyond what is checked here). */
