@@ -183,6 +183,10 @@ export function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number):
         }
       } else if (action >= 12) {
         changeMembership(cluster, action, pick, pick2);
+        // Sometimes a burst: more changes in the same instant, which the leader must refuse
+        // until the first is committed (one change at a time).
+        if (pick % 3 === 0) changeMembership(cluster, 12 + (pick2 % 3), pick2, pick);
+        if (pick % 9 === 0) changeMembership(cluster, 12 + (pick % 3), pick + 1, pick2 + 1);
       } else if (action === 10) {
         // Damage the disk of a node that is down (a minority at most, enforced by the cluster).
         const id = [...down][pick % Math.max(1, down.size)];
