@@ -185,6 +185,24 @@ function ridOf(raw: unknown): string | undefined {
   return isId(rid) ? rid : undefined;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * What `decodeCommand(encodeCommand(command, atMs))` returns, computed without the round trip,
+ * or undefined when that cannot be guaranteed (anything but a publish the fast path accepts, or a
+ * string msgpack would not round-trip exactly). The leader applies its own proposals with it, so
+ * it skips decoding them; followers decode, and both must reach the same state.
+ */
+export function preDecoded(command: Command, atMs: number): DecodedCommand | undefined {
+  if (command.t !== 'publish' || !Number.isSafeInteger(atMs) || atMs < 0) return undefined;
+  const { rid, topic, payload, publishId } = command;
+  if (!isId(rid) || typeof topic !== 'string' || topic.length > DEAD_LETTER_NAME_CHARS_MAX || !(payload instanceof Uint8Array)) return undefined;
+  if (LONE_SURROGATE.test(rid) || LONE_SURROGATE.test(topic)) return undefined;
+  if (publishId === undefined) return { command: { t: 'publish', rid, topic, payload }, atMs };
+  if (!isId(publishId) || LONE_SURROGATE.test(publishId)) return undefined;
+  return { command: { t: 'publish', rid, topic, payload, publishId }, atMs };
+}
+
 /**
  * The publish fast path: accepts exactly the shapes the schema accepts for publish and returns
  * undefined for anything else (which the schema then judges). Builds a fresh object so unknown

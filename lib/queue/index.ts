@@ -11,6 +11,7 @@ export {
   deadLetterTopicName,
   decodeCommand,
   encodeCommand,
+  preDecoded,
   validateTopicName,
   validateTopicOrDeadLetterName,
 } from './commands.js';

@@ -15,6 +15,7 @@ import {
   validateTopicName,
   validateTopicOrDeadLetterName,
   type Command,
+  type DecodedCommand,
   type TopicOptions,
 } from './commands.js';
 import { DedupTable, DEDUP_WINDOW_MAX_DEFAULT, DEDUP_WINDOW_MS_DEFAULT, type DedupRecord } from './dedup.js';
@@ -102,11 +103,12 @@ export class QueueStateMachine {
    * command is a rejection (ok: false) that changes nothing. Expired deliveries and ended nack
    * delays are processed first, at the entry's time.
    */
-  apply(entry: Entry): ApplyOutput {
+  apply(entry: Entry, known?: DecodedCommand): ApplyOutput {
     assert(entry.index === this.appliedIndex + 1, `entries are applied in order (got ${entry.index} after ${this.appliedIndex})`);
     this.appliedIndex = entry.index;
     if (entry.type !== EntryType.Normal) return { rid: undefined, result: ok(null), events: [] };
-    const decoded = decodeCommand(entry.data);
+    // `known`: the proposer's own command, exactly what decoding would give (see preDecoded).
+    const decoded = known ?? decodeCommand(entry.data);
     if ('error' in decoded) return { rid: decoded.rid, result: fail('INVALID_COMMAND', decoded.error), events: [] };
     try {
       return this.applyCommand(decoded.command, decoded.atMs);

@@ -5,6 +5,7 @@ import {
   deadLetterTopicName,
   decodeCommand,
   encodeCommand,
+  preDecoded,
   validateTopicName,
   validateTopicOrDeadLetterName,
   type Command,
@@ -115,4 +116,26 @@ test('queue: dead-letter names are `${topic}.dlq` and stay valid for 200-char to
   t.is(validateTopicOrDeadLetterName(deadLetterTopicName(deadLetterTopicName(long))), undefined);
   t.is(typeof validateTopicOrDeadLetterName('y'.repeat(204)), 'string');
   t.is(typeof validateTopicOrDeadLetterName(`${'x'.repeat(250)}.dlq`), 'string');
+});
+
+test('queue: preDecoded is exactly what decoding the encoded publish gives, or undefined (fast-check)', (t) => {
+  const str = fc.oneof(fc.string({ minLength: 0, maxLength: 260 }), fc.string({ unit: 'binary', maxLength: 8 }), fc.constant('a\ud800b'));
+  fc.assert(
+    fc.property(str, str, fc.uint8Array({ maxLength: 64 }), fc.option(str, { nil: undefined }), fc.oneof(fc.nat(), fc.constant(-1), fc.constant(1.5)), (rid, topic, payload, publishId, at) => {
+      const command: Command = { t: 'publish', rid, topic, payload, ...(publishId !== undefined ? { publishId } : {}) };
+      const fast = preDecoded(command, at);
+      if (fast === undefined) return;
+      const slow = decodeCommand(encodeCommand(command, at));
+      if ('error' in fast || 'error' in slow || fast.command.t !== 'publish' || slow.command.t !== 'publish') {
+        t.fail(`decoding refused what preDecoded accepted: ${JSON.stringify(slow)}`);
+        return;
+      }
+      const norm = (c: typeof fast.command & { t: 'publish' }) => ({ ...c, payload: Buffer.from(c.payload) });
+      t.deepEqual({ atMs: fast.atMs, command: norm(fast.command) }, { atMs: slow.atMs, command: norm(slow.command) });
+    }),
+    { numRuns: 2000 },
+  );
+  t.is(preDecoded({ t: 'publish', rid: 'r', topic: 't', payload: new Uint8Array(1), publishId: 'x\udc00' }, 1), undefined);
+  t.is(preDecoded({ t: 'consume', rid: 'r', topic: 't' }, 1), undefined);
+  t.truthy(preDecoded({ t: 'publish', rid: 'r', topic: 't', payload: new Uint8Array(1) }, 1));
 });
