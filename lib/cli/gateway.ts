@@ -12,6 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { RaftQueueError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { QueueMetrics, QueueStatus, RaftQueue } from '../raft-queue.js';
+import { GatewayGroups } from './gateway-groups.js';
+import { MembersBadRequest, routeMembers } from './gateway-members.js';
 import { formatMetrics } from './metrics.js';
 
 /** Largest request body accepted (bytes); a larger one is answered with 413. */
@@ -56,6 +58,8 @@ export class Gateway {
   readonly server: Server;
   private readonly bodyBytesMax: number;
   private queue: RaftQueue | undefined;
+  /** The subscriber-group routes under /groups/ (gateway-groups.ts). */
+  private readonly groups = new GatewayGroups({ leaderQueue: () => this.leaderQueue() });
 
   constructor(queue: RaftQueue | undefined, private readonly options: GatewayOptions = {}) {
     this.queue = queue;
@@ -85,6 +89,7 @@ export class Gateway {
 
   /** Stops accepting, closes idle connections at once and busy ones after `graceMs`. */
   close(graceMs = 300): Promise<void> {
+    this.groups.close();
     return new Promise((resolve) => {
       const force = setTimeout(() => this.server.closeAllConnections(), graceMs);
       this.server.close(() => {
@@ -115,6 +120,10 @@ export class Gateway {
     }
     if (path === '/message') return method === 'PUT' ? this.publish(await readJson(req, this.bodyBytesMax)) : notAllowed('PUT');
     if (path.startsWith('/message/')) return method === 'GET' ? this.pop(decodeTopic(path.slice('/message/'.length))) : notAllowed('GET');
+    const membersReply = routeMembers(this.queue, method, path, () => readJson(req, this.bodyBytesMax));
+    if (membersReply !== undefined) return membersReply;
+    const groupReply = this.groups.route(method, path, () => readJson(req, this.bodyBytesMax));
+    if (groupReply !== undefined) return groupReply;
     return { status: 404, body: { success: false, error: `no route ${method} ${path}` } };
   }
 
@@ -139,7 +148,7 @@ export class Gateway {
         leader: this.leaderUrl(s.leaderId) ?? null,
         commitIndex: s.commitIndex,
         appliedIndex: s.appliedIndex,
-        routes: ['PUT /topic', 'GET /topic', 'PUT /message', 'GET /message/<topic>', 'GET /status', 'GET /metrics', 'GET /'],
+        routes: ['PUT /topic', 'GET /topic', 'PUT /message', 'GET /message/<topic>', 'GET /status', 'GET /metrics', 'GET /', 'GET /members', 'POST /members', 'DELETE /members/<id>', 'POST /leader'],
       },
     };
   }
@@ -216,10 +225,12 @@ export class Gateway {
 
   private errorReply(error: unknown): Reply {
     if (error instanceof BadRequest) return { status: error.status, body: { success: false, error: error.message } };
+    if (error instanceof MembersBadRequest) return { status: 400, body: { success: false, error: error.message } };
     if (error instanceof RaftQueueError) {
       if (error.code === 'INVALID_TOPIC' || error.code === 'INVALID_OPTIONS') return { status: 400, body: { success: false, error: error.message } };
       if (error.code === 'PAYLOAD_TOO_LARGE') return { status: 413, body: { success: false, error: error.message } };
       if (error.code === 'TOPIC_FULL') return { status: 200, body: { success: false, error: error.message } };
+      if (error.code === 'INVALID_MEMBERSHIP') return { status: 409, body: { success: false, error: `${error.code}: ${error.message}` } };
       if (UNAVAILABLE.has(error.code)) return { status: 503, body: { success: false, error: `${error.code}: ${error.message}` } };
     }
     return { status: 500, body: { success: false, error: error instanceof Error ? error.message : String(error) } };
