@@ -10,7 +10,7 @@ import type { Message } from '../core/messages.js';
 import { RaftCore } from '../core/raft-core.js';
 import type { CoreStatus, Ready, Role } from '../core/raft-core.js';
 import type { Random } from '../core/random.js';
-import type { Entry, NodeId, PersistRequest, Snapshot } from '../core/types.js';
+import type { Entry, HardState, NodeId, PersistRequest, Snapshot } from '../core/types.js';
 import { EntryType } from '../core/types.js';
 import { RaftQueueError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
@@ -125,6 +125,14 @@ export class RaftNode {
   private retrier: TimerHandle | undefined;
   private pumpScheduled = false;
   private persisting = false;
+  /** The hard state storage last made durable (or will, with the persist in flight). */
+  private persistedHard: HardState;
+  /**
+   * A newer commit index not yet written: a Ready that changes only the commit index is not
+   * synced on its own (the commit index is volatile state, §5 Figure 2); it rides along with the
+   * next write.
+   */
+  private lazyHard: HardState | undefined;
   private compacting = false;
   /** Bytes of entry data applied since the last snapshot, and that snapshot's size. */
   private logBytesSinceSnapshot = 0;
@@ -147,6 +155,7 @@ export class RaftNode {
     this.clock = options.clock;
     this.readSeq = options.random.int(2 ** 31) * 2 ** 20;
     const snapshot = this.storage.snapshot();
+    this.persistedHard = this.storage.hardState();
     if (snapshot) this.sm.restore(snapshot.data, snapshot.meta.index);
     this.lastSnapshotBytes = snapshot ? snapshot.data.length : 0;
     const repairing = this.storage.status().needsRepair;
@@ -465,11 +474,24 @@ export class RaftNode {
       // A member added by this Ready's entries must be reachable before its first append.
       this.membership.syncTransport();
       for (const m of rd.messages) this.transport.send(m);
-      if (rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined) {
+      // Committed entries are already durable on a majority (a leader counts itself only for
+      // what is on its own disk), so applying them need not wait for this Ready's fsync: the
+      // apply overlaps the write instead of following it. A snapshot is restored after it is
+      // persisted, as before.
+      if (rd.snapshot === undefined && !this.applyCommitted(rd)) return;
+      let hardState = rd.hardState;
+      if (hardState !== undefined && rd.entries.length === 0 && rd.snapshot === undefined && hardState.term === this.persistedHard.term && hardState.vote === this.persistedHard.vote) {
+        this.lazyHard = hardState;
+        hardState = undefined;
+      }
+      if (rd.entries.length > 0 || hardState !== undefined || rd.snapshot !== undefined) {
+        hardState ??= this.lazyHard;
+        this.lazyHard = undefined;
+        if (hardState !== undefined) this.persistedHard = hardState;
         this.persisting = true;
         const request: PersistRequest = {
           entries: rd.entries,
-          ...(rd.hardState ? { hardState: rd.hardState } : {}),
+          ...(hardState ? { hardState } : {}),
           ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
         };
         this.storage.persist(request, (error) => {
@@ -487,17 +509,28 @@ export class RaftNode {
     }
   }
 
-  private afterPersist(rd: Ready): void {
-    if (this.closed) return;
-    for (const m of rd.messagesAfterPersist) this.transport.send(m);
-    // A snapshot that does not decode, or an apply invariant, fail-stops this node (never the
-    // host process): the error reaches `fatal` instead of escaping from a storage callback.
+  /** Applies the Ready's committed entries; false when the node fail-stopped doing so. */
+  private applyCommitted(rd: Ready): boolean {
+    // An apply invariant fail-stops this node (never the host process).
     const applied = this.guard(() => {
-      if (rd.snapshot) this.sm.restore(rd.snapshot.data, rd.snapshot.meta.index);
       for (const e of rd.committedEntries) this.applyEntry(e);
       return true;
     });
-    if (!applied) return;
+    return applied === true;
+  }
+
+  private afterPersist(rd: Ready): void {
+    if (this.closed) return;
+    for (const m of rd.messagesAfterPersist) this.transport.send(m);
+    // A snapshot that does not decode fail-stops this node (never the host process): the error
+    // reaches `fatal` instead of escaping from a storage callback.
+    if (rd.snapshot) {
+      const restored = this.guard(() => {
+        this.sm.restore((rd.snapshot as Snapshot).data, (rd.snapshot as Snapshot).meta.index);
+        return true;
+      });
+      if (!restored || !this.applyCommitted(rd)) return;
+    }
     for (const rs of rd.readStates) this.onReadState(rs.id, rs.index);
     for (const id of rd.readsFailed) this.onReadFailed(id);
     this.guard(() => this.core.advance());
