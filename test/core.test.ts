@@ -492,3 +492,15 @@ test('repair: the target is learned from the first leader heard, not from the da
   t.false(h.core('n3').status().needsRepair);
   t.true(h.core('n3').status().lastIndex >= leaderLast);
 });
+
+test('transfer: the handover target prefers a follower heard from lately over a silent one with the same match', (t) => {
+  const h = new Harness(3);
+  h.elect('n1');
+  h.settle();
+  // n2 is ahead of nobody: both followers hold every entry. Then n2 goes silent.
+  t.is(h.core('n1').status().progress?.['n2']?.match, h.core('n1').status().progress?.['n3']?.match);
+  h.filter = (m) => m.from !== 'n2' && m.to !== 'n2';
+  h.tick(25, ['n1', 'n3']); // More than an election timeout: a check-quorum round passes.
+  t.is(h.core('n1').softState().role, 'leader');
+  t.is(h.core('n1').mostCaughtUpFollower(), 'n3');
+});

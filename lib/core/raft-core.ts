@@ -351,16 +351,23 @@ export class RaftCore {
     return { ok: true };
   }
 
-  /** The voter most caught up with this leader's log, other than itself (for planned stops). */
+  /**
+   * The voter most caught up with this leader's log, other than itself (for planned stops),
+   * preferring one heard from in the current check-quorum round: a crashed follower's match
+   * may still be the highest when the cluster is idle.
+   */
   mostCaughtUpFollower(): NodeId | null {
     let best: NodeId | null = null;
-    let bestMatch = -1;
+    let bestKey = -1;
     for (const id of this.voters) {
       if (id === this.id) continue;
       const pr = this.progress.get(id);
-      if (pr && pr.match > bestMatch) {
+      if (!pr) continue;
+      const key = pr.match * 2 + (pr.recentActive ? 1 : 0);
+      const better = best === null || (pr.recentActive && !(this.progress.get(best) as Progress).recentActive) || ((this.progress.get(best) as Progress).recentActive === pr.recentActive && key > bestKey);
+      if (better) {
         best = id;
-        bestMatch = pr.match;
+        bestKey = key;
       }
     }
     return best;
