@@ -57,3 +57,21 @@ test('gateway members: list, add (joining node), remove, transfer, and refusals'
   t.deepEqual((removed.body as { members: { id: string }[] }).members.map((m) => m.id), ['n1', 'n2', 'n3']);
   t.is((await httpJson('DELETE', `${url}/members/nobody`)).status, 200);
 });
+
+test('gateway members: with an admin token the membership routes need it (401 otherwise); queue routes do not', async (t) => {
+  const c = await startCluster(t, { size: 1 });
+  const q = c.q('n1');
+  await c.leader();
+  const gateway = new Gateway(q, { adminToken: 'secret-token-0123456789' });
+  t.teardown(() => gateway.close(0));
+  const url = `http://127.0.0.1:${(await gateway.listen('127.0.0.1', 0)).port}`;
+  const none = await httpJson('GET', `${url}/members`);
+  t.is(none.status, 401);
+  t.regex((none.body as { error: string }).error, /Authorization: Bearer/);
+  t.is((await httpJson('GET', `${url}/members`, undefined, { headers: { authorization: 'Bearer wrong-token-0123456789' } })).status, 401);
+  t.is((await httpJson('DELETE', `${url}/members/n1`, undefined, { headers: { authorization: 'Bearer nope' } })).status, 401);
+  const ok = await httpJson('GET', `${url}/members`, undefined, { headers: { authorization: 'Bearer secret-token-0123456789' } });
+  t.is(ok.status, 200);
+  t.is((await httpJson('GET', `${url}/status`)).status, 200);
+  t.deepEqual(q.members().map((m) => m.id), ['n1']);
+});

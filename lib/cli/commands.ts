@@ -20,6 +20,7 @@ export const NODE_FLAGS: FlagSpecs = {
   http: { type: 'string', value: 'HOST:PORT', help: 'serve the HTTP gateway here (default: no gateway)' },
   'http-peers': { type: 'string', value: 'LIST', help: "other members' gateways (n2=127.0.0.1:8002,...), for the leader hint\nnon-leaders give" },
   'cluster-secret-file': { type: 'string', value: 'FILE', help: 'file holding the shared cluster secret (16+ characters);\nrequired when a peer is not on loopback' },
+  'admin-token-file': { type: 'string', value: 'FILE', help: 'file holding a token (16+ characters) that the gateway\'s membership\nroutes require; without it they serve loopback clients only' },
 };
 
 export const SERVE_FLAGS: FlagSpecs = {
@@ -65,6 +66,19 @@ async function secretFrom(command: string, flags: ParsedFlags, hosts: readonly s
   return secret;
 }
 
+/** Reads a token file (trailing whitespace trimmed; 16+ characters). */
+export async function tokenFrom(command: string, file: string | boolean | undefined, flag = 'admin-token-file'): Promise<string | undefined> {
+  if (typeof file !== 'string') return undefined;
+  let token: string;
+  try {
+    token = (await readFile(file, 'utf8')).trimEnd();
+  } catch (error) {
+    throw new UsageError(`--${flag}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, command);
+  }
+  if (token.length < 16) throw new UsageError(`--${flag}: the token in ${file} is shorter than 16 characters`, command);
+  return token;
+}
+
 function hostOf(address: string): string {
   return address.slice(0, address.lastIndexOf(':'));
 }
@@ -101,10 +115,12 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
   }
   if (http && httpAddresses[id] === undefined) httpAddresses[id] = `http://${httpFlag as string}`;
   const clusterSecret = await secretFrom('node', flags, [...Object.values(peers), ...(typeof joinFlag === 'string' ? [joinFlag] : [])].map(hostOf));
+  const adminToken = await tokenFrom('node', flags['admin-token-file']);
   return {
     member: {
       id,
       peers,
+      ...(adminToken !== undefined ? { adminToken } : {}),
       ...(typeof joinFlag === 'string' ? { join: joinFlag } : {}),
       dataDir: flags['data-dir'] as string,
       ...(clusterSecret !== undefined ? { clusterSecret } : {}),

@@ -9,6 +9,9 @@
  * - `POST /leader` `{"to": "n2"}` (or `{}`: the most caught-up voter) -> `{"success": true,
  *   "leaderId"}` once leadership moved.
  *
+ * Guarded by the gateway: with an admin token every request needs `Authorization: Bearer
+ * <token>` (401 otherwise); without one only loopback clients are served (403 otherwise).
+ *
  * Optional `"timeoutMs"` in a POST body bounds the wait (default: the library's, 60 s for
  * membership changes). Errors: 400 for a malformed request, 409 when the change cannot apply
  * (`INVALID_MEMBERSHIP`: already a member elsewhere, not a voter, the last voter), 503 when no
@@ -32,8 +35,11 @@ export function routeMembers(
   method: string,
   path: string,
   readBody: () => Promise<Json>,
+  refusal: () => MembersReply | undefined = () => undefined,
 ): Promise<MembersReply> | undefined {
   if (path !== '/members' && path !== '/leader' && !path.startsWith('/members/')) return undefined;
+  const refused = refusal();
+  if (refused !== undefined) return Promise.resolve(refused);
   if (queue === undefined) return Promise.resolve({ status: 503, body: { success: false, error: 'NO_LEADER: the member is still starting' } });
   if (path === '/members') {
     if (method === 'GET') return Promise.resolve(list(queue));

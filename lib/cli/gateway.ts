@@ -6,6 +6,7 @@
  * leader's HTTP address) when it knows one. `GET /status`, `GET /` and `GET /metrics` are served
  * from local state on every member, never through Raft, so they answer during elections too.
  */
+import { timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +25,11 @@ export interface GatewayOptions {
   readonly httpAddresses?: Readonly<Record<string, string>>;
   /** Largest request body in bytes (default GATEWAY_BODY_BYTES_MAX); over it: 413. */
   readonly bodyBytesMax?: number;
+  /**
+   * Guards the membership routes (`/members`, `/leader`): with a token, a request must carry
+   * `Authorization: Bearer <token>`; without one, only loopback clients may use them.
+   */
+  readonly adminToken?: string;
   /** Deadline of each queue call the gateway makes (default the queue's requestTimeoutMs). */
   readonly requestTimeoutMs?: number;
 }
@@ -120,7 +126,8 @@ export class Gateway {
     }
     if (path === '/message') return method === 'PUT' ? this.publish(await readJson(req, this.bodyBytesMax)) : notAllowed('PUT');
     if (path.startsWith('/message/')) return method === 'GET' ? this.pop(decodeTopic(path.slice('/message/'.length))) : notAllowed('GET');
-    const membersReply = routeMembers(this.queue, method, path, () => readJson(req, this.bodyBytesMax));
+    const admin = (): { status: number; body: Json } | undefined => this.adminRefusal(req);
+    const membersReply = routeMembers(this.queue, method, path, () => readJson(req, this.bodyBytesMax), admin);
     if (membersReply !== undefined) return membersReply;
     const groupReply = this.groups.route(method, path, () => readJson(req, this.bodyBytesMax));
     if (groupReply !== undefined) return groupReply;
@@ -195,6 +202,23 @@ export class Gateway {
   }
 
   // ---- helpers ---------------------------------------------------------------------------------
+
+  /** Why a membership request is refused (401/403), or undefined when it may proceed. */
+  private adminRefusal(req: IncomingMessage): { status: number; body: Json } | undefined {
+    const token = this.options.adminToken;
+    if (token !== undefined) {
+      const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+      const a = Buffer.from(given ?? '');
+      const b = Buffer.from(token);
+      if (given === undefined || a.length !== b.length || !timingSafeEqual(a, b)) {
+        return { status: 401, body: { success: false, error: 'membership routes need Authorization: Bearer <the admin token>' } };
+      }
+      return undefined;
+    }
+    const remote = req.socket.remoteAddress ?? '';
+    if (remote === '127.0.0.1' || remote === '::1' || remote === '::ffff:127.0.0.1' || remote.startsWith('127.')) return undefined;
+    return { status: 403, body: { success: false, error: 'membership routes are served to loopback clients only unless the member runs with --admin-token-file' } };
+  }
 
   /** The queue when this member leads; otherwise the course's refusal with a leader hint when known. */
   private leaderQueue(): RaftQueue | Reply {

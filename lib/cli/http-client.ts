@@ -12,14 +12,19 @@ export interface HttpReply {
 }
 
 /** Sends one request; rejects on a network error or after `timeoutMs`. */
-export function httpJson(method: string, url: string, body?: unknown, options: { timeoutMs?: number; agent?: Agent; rawBody?: string | Buffer } = {}): Promise<HttpReply> {
+export function httpJson(
+  method: string,
+  url: string,
+  body?: unknown,
+  options: { timeoutMs?: number; agent?: Agent; rawBody?: string | Buffer; headers?: Record<string, string> } = {},
+): Promise<HttpReply> {
   const timeoutMs = options.timeoutMs ?? 5_000;
   const payload = options.rawBody ?? (body === undefined ? undefined : JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request(url, {
       method,
       agent: options.agent ?? false,
-      headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      headers: { ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }), ...options.headers },
       timeout: timeoutMs,
     });
     req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)));

@@ -17,6 +17,8 @@ export interface MemberConfig {
   readonly clusterSecret?: string;
   /** Where the gateway listens; no gateway when undefined. */
   readonly http?: { readonly host: string; readonly port: number };
+  /** Required by the gateway's membership routes (otherwise loopback clients only). */
+  readonly adminToken?: string;
   /** Member id -> gateway base URL, for leader hints. */
   readonly httpAddresses?: Readonly<Record<string, string>>;
 }
@@ -40,7 +42,10 @@ export async function runMember(config: MemberConfig): Promise<void> {
   // (as a follower in term 0) within milliseconds of launch.
   let gateway: Gateway | undefined;
   if (config.http) {
-    gateway = new Gateway(undefined, config.httpAddresses ? { httpAddresses: config.httpAddresses } : {});
+    gateway = new Gateway(undefined, {
+      ...(config.httpAddresses ? { httpAddresses: config.httpAddresses } : {}),
+      ...(config.adminToken !== undefined ? { adminToken: config.adminToken } : {}),
+    });
     const bound = await gateway.listen(config.http.host, config.http.port);
     log(`[raftqueue ${config.id}] http listening on ${bound.address}:${bound.port}`);
   }

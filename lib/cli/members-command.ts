@@ -4,17 +4,19 @@
  */
 import type { FlagSpecs } from './args.js';
 import { UsageError, helpText, intFlag, parseFlags, parseHostPort } from './args.js';
+import { tokenFrom } from './commands.js';
 import { httpJson } from './http-client.js';
 
 export const MEMBERS_FLAGS: FlagSpecs = {
   http: { type: 'string', value: 'HOST:PORT', help: "the HTTP gateway of any running member (its --http)", required: true },
   'timeout-ms': { type: 'string', value: 'N', help: 'how long add/remove/transfer may take (default 60000)' },
   json: { type: 'boolean', help: 'print the JSON reply instead of a table' },
+  'admin-token-file': { type: 'string', value: 'FILE', help: "the member's admin token (its --admin-token-file), sent as a Bearer token" },
 };
 
 export const MEMBERS_HELP = helpText(
   'members',
-  'list|add ID ADDRESS|remove ID|transfer [ID] --http HOST:PORT [--timeout-ms N] [--json]',
+  'list|add ID ADDRESS|remove ID|transfer [ID] --http HOST:PORT [--timeout-ms N] [--json]\n       [--admin-token-file FILE]',
   [
     'Lists or changes the members of a running cluster, through any member\'s HTTP gateway:',
     '  list              voters and learners (with replication progress when asked of the leader)',
@@ -85,9 +87,10 @@ export async function runMembers(argv: readonly string[], out: (s: string) => vo
     default:
       throw new UsageError(`unknown action '${action}' (list, add, remove, transfer)`, 'members');
   }
+  const token = await tokenFrom('members', flags['admin-token-file']);
   let reply;
   try {
-    reply = await httpJson(method, `${base}${path}`, body, { timeoutMs: timeoutMs + 5_000 });
+    reply = await httpJson(method, `${base}${path}`, body, { timeoutMs: timeoutMs + 5_000, ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {}) });
   } catch (error) {
     err(`raftqueue members: cannot reach ${base}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
