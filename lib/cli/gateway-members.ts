@@ -18,16 +18,14 @@
  * leader answered in time; every body is `{"success": false, "error": "CODE: message"}`.
  */
 import type { RaftQueue } from '../raft-queue.js';
-
-type Json = Record<string, unknown>;
+import { BadRequest, stringField } from './gateway-body.js';
+import type { Json } from './gateway-body.js';
 
 export interface MembersReply {
   readonly status: number;
   readonly body: Json;
 }
 
-/** A request the client got wrong: 400 with the message. */
-export class MembersBadRequest extends Error {}
 
 /** Routes `/members`, `/members/<id>` and `/leader`; undefined for any other path. */
 export function routeMembers(
@@ -55,9 +53,9 @@ export function routeMembers(
   try {
     id = decodeURIComponent(path.slice('/members/'.length));
   } catch {
-    return Promise.reject(new MembersBadRequest('malformed member id in path'));
+    return Promise.reject(new BadRequest('malformed member id in path'));
   }
-  if (id.length === 0) return Promise.reject(new MembersBadRequest('missing member id in path'));
+  if (id.length === 0) return Promise.reject(new BadRequest('missing member id in path'));
   return queue.removePeer(id, {}).then(() => list(queue));
 }
 
@@ -74,7 +72,7 @@ async function add(queue: RaftQueue, body: Json): Promise<MembersReply> {
 
 async function transfer(queue: RaftQueue, body: Json): Promise<MembersReply> {
   const to = body['to'];
-  if (to !== undefined && to !== null && typeof to !== 'string') throw new MembersBadRequest('field "to" must be a string');
+  if (to !== undefined && to !== null && typeof to !== 'string') throw new BadRequest('field "to" must be a string');
   const leaderId = await queue.transferLeadership(typeof to === 'string' ? to : undefined, timeout(body));
   return { status: 200, body: { success: true, leaderId } };
 }
@@ -82,16 +80,10 @@ async function transfer(queue: RaftQueue, body: Json): Promise<MembersReply> {
 function timeout(body: Json): { timeoutMs?: number } {
   const t = body['timeoutMs'];
   if (t === undefined) return {};
-  if (typeof t !== 'number' || !Number.isInteger(t) || t <= 0 || t > 3_600_000) throw new MembersBadRequest('field "timeoutMs" must be a positive integer (at most 3600000)');
+  if (typeof t !== 'number' || !Number.isInteger(t) || t <= 0 || t > 3_600_000) throw new BadRequest('field "timeoutMs" must be a positive integer (at most 3600000)');
   return { timeoutMs: t };
 }
 
-function stringField(body: Json, name: string): string {
-  const v = body[name];
-  if (v === undefined) throw new MembersBadRequest(`missing field "${name}"`);
-  if (typeof v !== 'string') throw new MembersBadRequest(`field "${name}" must be a string`);
-  return v;
-}
 
 function notAllowed(allow: string): MembersReply {
   return { status: 405, body: { success: false, error: `method not allowed (allowed: ${allow})` } };

@@ -14,7 +14,9 @@ import { RaftQueueError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { QueueMetrics, QueueStatus, RaftQueue } from '../raft-queue.js';
 import { GatewayGroups } from './gateway-groups.js';
-import { MembersBadRequest, routeMembers } from './gateway-members.js';
+import { BadRequest, stringField } from './gateway-body.js';
+import type { Json } from './gateway-body.js';
+import { routeMembers } from './gateway-members.js';
 import { formatMetrics } from './metrics.js';
 
 /** Largest request body accepted (bytes); a larger one is answered with 413. */
@@ -34,22 +36,11 @@ export interface GatewayOptions {
   readonly requestTimeoutMs?: number;
 }
 
-type Json = Record<string, unknown>;
-
 interface Reply {
   readonly status: number;
   readonly body: Json | string;
 }
 
-/** A body problem the client caused: 400 (or 413) with `{"success": false, "error"}`. */
-class BadRequest extends Error {
-  constructor(
-    message: string,
-    readonly status = 400,
-  ) {
-    super(message);
-  }
-}
 
 /** Library errors that mean "unavailable, try again" rather than "you asked wrongly". */
 const UNAVAILABLE: ReadonlySet<ErrorCode> = new Set(['NO_LEADER', 'TIMEOUT', 'NO_CAPACITY', 'CLOSED', 'STORAGE_FAILED', 'NEEDS_REPAIR', 'TRANSPORT_FAILED']);
@@ -249,7 +240,6 @@ export class Gateway {
 
   private errorReply(error: unknown): Reply {
     if (error instanceof BadRequest) return { status: error.status, body: { success: false, error: error.message } };
-    if (error instanceof MembersBadRequest) return { status: 400, body: { success: false, error: error.message } };
     if (error instanceof RaftQueueError) {
       if (error.code === 'INVALID_TOPIC' || error.code === 'INVALID_OPTIONS') return { status: 400, body: { success: false, error: error.message } };
       if (error.code === 'PAYLOAD_TOO_LARGE') return { status: 413, body: { success: false, error: error.message } };
@@ -312,12 +302,6 @@ function readJson(req: IncomingMessage, bytesMax: number): Promise<Json> {
   });
 }
 
-function stringField(body: Json, name: string): string {
-  const v = body[name];
-  if (v === undefined) throw new BadRequest(`missing field "${name}"`);
-  if (typeof v !== 'string') throw new BadRequest(`field "${name}" must be a string`);
-  return v;
-}
 
 function decodeTopic(raw: string): string {
   let topic: string;
