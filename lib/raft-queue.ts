@@ -25,6 +25,17 @@ import type { Transport, TransportStats } from './transport.js';
 /** Payload codec: any msgpack value, with every option explicit. */
 const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
 
+/** Most acks sent in one `ackMany` command (the rest go in the next). */
+const ACK_BATCH_MAX = 1_000;
+
+/** Acks of one (topic, group) gathered in one event-loop turn. */
+interface AckBatch {
+  readonly topic: string;
+  readonly group: string;
+  readonly refs: number[];
+  readonly waiters: ((outcome: true | RaftQueueError) => void)[];
+}
+
 /** Default deadline of addPeer/removePeer: a new member may need to catch up a long log. */
 const MEMBERSHIP_TIMEOUT_MS = 60_000;
 
@@ -160,6 +171,9 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   private ridSeq = 0;
   private readonly ridPrefix = randomUUID().slice(0, 8);
   private readonly subscriptions = new Set<SubscriptionImpl>();
+  /** Acks waiting for the end of the turn, by topic and group: one log entry for all of them. */
+  private readonly ackBatches = new Map<string, AckBatch>();
+  private ackFlushScheduled = false;
   private transport: Transport | undefined;
   private readonly counters = { leaderChanges: 0, publishes: 0, consumes: 0 };
   private startTerm = 0;
@@ -547,7 +561,15 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     };
     return {
       ...base,
-      ack: () => settle({ t: 'ack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token }),
+      ack: async () => {
+        if (settled) throw new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
+        settled = true;
+        try {
+          await this.ackBatched(d);
+        } finally {
+          sub.release();
+        }
+      },
       nack: (o = {}) => settle({ t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: o.delayMs ?? 0 }),
       extend: async () => {
         if (settled) throw new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
@@ -565,17 +587,68 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       ok = false;
       this.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);
     }
-    const cmd: RequestCommand = ok
-      ? { t: 'ack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token }
-      : { t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs };
     try {
-      await this.run(cmd);
+      if (ok) await this.ackBatched(d);
+      else await this.run({ t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs });
     } catch (error) {
       // The delivery expired (STALE_DELIVERY) or the node stopped: the queue redelivers it.
       this.log(`settling ${d.topic}@${d.offset}: ${error instanceof Error ? error.message : String(error)}`);
     } finally {
       sub.release();
     }
+  }
+
+  /**
+   * Acknowledges `d` together with every other ack of its topic and group made in this
+   * event-loop turn: one `ackMany` log entry instead of one entry each. Rejects with
+   * STALE_DELIVERY when the delivery had expired, like a single ack.
+   */
+  private ackBatched(d: StoredDelivery): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const key = `${d.topic}\u0000${d.group}`;
+      let batch = this.ackBatches.get(key);
+      if (batch === undefined) {
+        batch = { topic: d.topic, group: d.group, refs: [], waiters: [] };
+        this.ackBatches.set(key, batch);
+      }
+      batch.refs.push(d.offset, d.token);
+      batch.waiters.push((outcome) => (outcome === true ? resolve() : reject(outcome)));
+      if (batch.waiters.length >= ACK_BATCH_MAX) {
+        this.ackBatches.delete(key);
+        this.sendAcks(batch);
+      } else if (!this.ackFlushScheduled) {
+        this.ackFlushScheduled = true;
+        setImmediate(() => {
+          this.ackFlushScheduled = false;
+          const batches = [...this.ackBatches.values()];
+          this.ackBatches.clear();
+          for (const b of batches) this.sendAcks(b);
+        });
+      }
+    });
+  }
+
+  private sendAcks(b: AckBatch): void {
+    const stale = (i: number): RaftQueueError =>
+      new RaftQueueError('STALE_DELIVERY', `no delivery of ${b.topic}/${b.group}@${b.refs[2 * i]} with token ${b.refs[2 * i + 1]} is pending`);
+    if (b.waiters.length === 1) {
+      const [offset, token] = b.refs as [number, number];
+      this.run({ t: 'ack', rid: this.rid(), topic: b.topic, group: b.group, offset, token }).then(
+        () => b.waiters[0]?.(true),
+        (error: unknown) => b.waiters[0]?.(error instanceof RaftQueueError ? error : stale(0)),
+      );
+      return;
+    }
+    this.run({ t: 'ackMany', rid: this.rid(), topic: b.topic, group: b.group, refs: b.refs }).then(
+      (value) => {
+        const settled = value as boolean[];
+        b.waiters.forEach((w, i) => w(settled[i] === true ? true : stale(i)));
+      },
+      (error: unknown) => {
+        const e = error instanceof RaftQueueError ? error : new RaftQueueError('CLOSED', String(error));
+        for (const w of b.waiters) w(e);
+      },
+    );
   }
 
   private onNodeEvent(e: NodeEvent): void {

@@ -408,3 +408,28 @@ test('repair: a member whose log lost a segment rejoins in repair mode and is re
   t.is(back.status().appliedIndex, leader.status().appliedIndex);
   t.is((await back.consume<{ i: number }>('t'))?.payload.i, 0);
 });
+
+test('subscribe: the acks of one turn go to the log as one entry (ackMany), and every message is acked once', async (t) => {
+  const c = await startCluster(t, { size: 3 });
+  const leader = await c.leader();
+  await leader.createTopic('batched');
+  const n = 300;
+  await Promise.all(Array.from({ length: n }, (_, i) => leader.publish('batched', i)));
+  const before = leader.status().commitIndex;
+  const seen = new Set<number>();
+  let done!: () => void;
+  const all = new Promise<void>((resolve) => (done = resolve));
+  const sub = leader.subscribe<number>('batched', (m) => {
+    seen.add(m.payload);
+    if (seen.size === n) done();
+  }, { group: 'g', maxInFlight: 100 });
+  await all;
+  await sub.unsubscribe();
+  const entries = leader.status().commitIndex - before;
+  t.is(seen.size, n);
+  // One claim per credit refill and one ackMany per turn: far fewer entries than messages.
+  t.true(entries < n / 2, `${entries} log entries for ${n} acks`);
+  // Nothing is redelivered: the group has no message left in flight or waiting.
+  const again = await leader.consume('batched');
+  t.not(again, undefined, 'the default group (consume) still has its own copy');
+});

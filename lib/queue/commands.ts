@@ -50,6 +50,8 @@ export type Command =
       maxDeliveries: number;
     }
   | { t: 'ack'; rid: string; topic: string; group: string; offset: number; token: number }
+  /** Acknowledges several deliveries of one group at once: `refs` are flat (offset, token) pairs. */
+  | { t: 'ackMany'; rid: string; topic: string; group: string; refs: number[] }
   | { t: 'nack'; rid: string; topic: string; group: string; offset: number; token: number; delayMs: number }
   | { t: 'extend'; rid: string; topic: string; group: string; offset: number; token: number }
   | { t: 'release'; rid: string; topic: string; group: string; consumer: string }
@@ -132,6 +134,13 @@ const commandSchema = z.discriminatedUnion('t', [
     maxDeliveries: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   }),
   z.object({ t: z.literal('ack'), rid: id, topic: name, group: name, offset: uint, token: uint }),
+  z.object({
+    t: z.literal('ackMany'),
+    rid: id,
+    topic: name,
+    group: name,
+    refs: z.array(uint).min(2).max(2 * CLAIM_MESSAGES_MAX).refine((r) => r.length % 2 === 0, 'refs are (offset, token) pairs'),
+  }),
   z.object({ t: z.literal('nack'), rid: id, topic: name, group: name, offset: uint, token: uint, delayMs: uint }),
   z.object({ t: z.literal('extend'), rid: id, topic: name, group: name, offset: uint, token: uint }),
   z.object({ t: z.literal('release'), rid: id, topic: name, group: name, consumer: id }),

@@ -124,6 +124,7 @@ const dedupValueSchemas: Record<Exclude<CommandKind, 'tick'>, z.ZodType> = {
   consume: z.union([storedMessageSchema.nullable(), failedSchema]),
   claim: z.union([z.object({ topicId: uint, group: str, refs: z.array(uint) }), failedSchema]),
   ack: z.union([z.literal(true), failedSchema]),
+  ackMany: z.union([z.array(z.boolean()), failedSchema]),
   nack: z.union([z.literal(true), failedSchema]),
   extend: z.union([z.literal(true), failedSchema]),
   release: z.union([z.literal(true), failedSchema]),

@@ -259,6 +259,8 @@ export class QueueStateMachine {
       case 'nack':
       case 'extend':
         return this.settle(command);
+      case 'ackMany':
+        return this.ackMany(command);
       case 'release':
         return this.release(command.topic, command.group, command.consumer);
       default:
@@ -465,6 +467,29 @@ export class QueueStateMachine {
         return unreachable(c);
     }
     return ok(true);
+  }
+
+  /**
+   * ackMany: acks each (offset, token) pair that names a pending delivery; the value says, pair
+   * by pair, which were settled (false: stale, nothing changed for that one).
+   */
+  private ackMany(c: Extract<Command, { t: 'ackMany' }>): ApplyResult {
+    const t = this.topicOrFail(c.topic);
+    if (!(t instanceof TopicState)) return t;
+    const g = t.groups.get(c.group);
+    const settled: boolean[] = [];
+    for (let i = 0; i + 1 < c.refs.length; i += 2) {
+      const offset = c.refs[i] as number;
+      const p = g?.pending.get(offset);
+      if (g === undefined || p === undefined || p.token !== c.refs[i + 1]) {
+        settled.push(false);
+        continue;
+      }
+      g.pending.delete(offset);
+      this.finish(g, offset);
+      settled.push(true);
+    }
+    return ok(settled);
   }
 
   /** release: every pending delivery of `consumer` in the group is claimable again now. */

@@ -247,3 +247,26 @@ test('queue: many deliveries expiring at once are processed in token order, chea
   t.like(q.sm.stats(), { inFlight: 0 });
   t.is(q.sm.depth('a.dlq'), 1000);
 });
+
+test('queue: ackMany settles every pair that names a pending delivery, reports each, and replays on retry', (t) => {
+  const q = withMessages('m0', 'm1', 'm2', 'm3');
+  const ds = q.claim('a', 'g', 'c1', { max: 3, ackTimeoutMs: 5_000 });
+  const [d0, d1, d2] = ds as [Delivery, Delivery, Delivery];
+  const rid = q.rid();
+  const refs = [d0.offset, d0.token, d1.offset, d1.token + 1000, d2.offset, d2.token, 99, 1];
+  const out = q.run({ t: 'ackMany', rid, topic: 'a', group: 'g', refs });
+  t.deepEqual(out.result, { ok: true, value: [true, false, true, false], duplicate: false });
+  t.is(q.sm.stats().inFlight, 1, 'only the stale pair is still pending');
+  // A retry of the same request replays the same answer and changes nothing.
+  const again = q.run({ t: 'ackMany', rid, topic: 'a', group: 'g', refs });
+  t.deepEqual(again.result, { ok: true, value: [true, false, true, false], duplicate: true });
+  t.is(q.sm.stats().inFlight, 1);
+  // Survives a snapshot: a restored machine replays it too.
+  const copy = new QueueDriver();
+  copy.sm.restore(q.sm.snapshot(), q.sm.appliedIndex);
+  copy.ridSeq = q.ridSeq;
+  t.deepEqual(copy.run({ t: 'ackMany', rid, topic: 'a', group: 'g', refs }).result, { ok: true, value: [true, false, true, false], duplicate: true });
+  // Malformed: an odd number of refs is an invalid command; a missing topic is TOPIC_NOT_FOUND.
+  t.like(q.run({ t: 'ackMany', rid: q.rid(), topic: 'a', group: 'g', refs: [1, 2, 3] }).result, { ok: false, code: 'INVALID_COMMAND' });
+  t.like(q.run({ t: 'ackMany', rid: q.rid(), topic: 'nope', group: 'g', refs: [1, 2] }).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
+});
