@@ -396,8 +396,25 @@ export class QueueStateMachine {
   }
 
   private delivery(g: GroupState, offset: number, p: PendingDelivery): Delivery {
-    const m = this.message(g.topic, offset, p.attempt);
-    return { ...m, group: g.name, token: p.token, attempt: p.attempt, ackDeadline: p.deadlineMs };
+    // Built in one literal (not a spread of message()): claims make one per message on every node.
+    const t = g.topic;
+    const ring = t.ring;
+    const payload = ring.payloadAt(offset);
+    assert(payload !== undefined, 'a delivered offset is live');
+    const d: Delivery = {
+      topic: t.name,
+      offset,
+      payload,
+      publishedAt: ring.publishedAtOf(offset),
+      deliveryCount: p.attempt,
+      group: g.name,
+      token: p.token,
+      attempt: p.attempt,
+      ackDeadline: p.deadlineMs,
+    };
+    const header = ring.headers.size > 0 ? ring.headers.get(offset) : undefined;
+    if (header !== undefined) d.deadLetter = header;
+    return d;
   }
 
   private consume(topic: string): ApplyResult {
