@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CpuUsage } from './bare-baselines.js';
+import type { ReadyMessage } from './cluster-shared.js';
 import { Proc, freePort, makeTempDir, removeTempDir } from './cluster-proc.js';
 import type { QueueStatus } from '../lib/index.js';
 
@@ -34,24 +35,35 @@ export class Cluster {
     private readonly dir: string,
     readonly peers: Readonly<Record<string, string>>,
     private readonly execArgvFor: (id: string) => readonly string[],
+    private readonly snapshotEvery: number | undefined,
   ) {}
 
   /** Diagnosis only: a snapshotEveryEntries override for every member (`--snapshot-every`). */
   static snapshotEveryEntries: number | undefined;
 
-  static async start(options: { execArgvFor?: (id: string) => readonly string[] } = {}): Promise<Cluster> {
+  /**
+   * `snapshotEveryEntries` overrides the members' option for this cluster (else the static
+   * override, else the library's default).
+   */
+  static async start(options: { execArgvFor?: (id: string) => readonly string[]; snapshotEveryEntries?: number } = {}): Promise<Cluster> {
     const dir = makeTempDir('raftqueue-bench-cluster-');
     const peers: Record<string, string> = {};
     for (const id of IDS) peers[id] = `127.0.0.1:${await freePort()}`;
-    const cluster = new Cluster(dir, peers, options.execArgvFor ?? (() => []));
+    const cluster = new Cluster(dir, peers, options.execArgvFor ?? (() => []), options.snapshotEveryEntries ?? Cluster.snapshotEveryEntries);
     await Promise.all(IDS.map((id) => cluster.spawn(id)));
     return cluster;
   }
 
-  private async spawn(id: string): Promise<void> {
-    const dataDir = join(this.dir, id);
+  /** The member's data directory (FileStorage: wal/, snapshots/). */
+  dataDir(id: string): string {
+    return join(this.dir, id);
+  }
+
+  private async spawn(id: string, readyTimeoutMs = 15_000): Promise<ReadyMessage> {
+    const dataDir = this.dataDir(id);
     fs.mkdirSync(dataDir, { recursive: true });
-    const { proc } = await Proc.spawn(`node ${id}`, CLUSTER_NODE, [JSON.stringify({ id, peers: this.peers, dataDir, ...(Cluster.snapshotEveryEntries ? { snapshotEveryEntries: Cluster.snapshotEveryEntries } : {}) })], {
+    const { proc, ready } = await Proc.spawn(`node ${id}`, CLUSTER_NODE, [JSON.stringify({ id, peers: this.peers, dataDir, ...(this.snapshotEvery ? { snapshotEveryEntries: this.snapshotEvery } : {}) })], {
+      readyTimeoutMs,
       execArgv: this.execArgvFor(id),
       onEvent: (m) => {
         if (m.ev === 'leader') this.leaderEvents.push(m as unknown as LeaderObservation);
@@ -59,6 +71,7 @@ export class Cluster {
       },
     });
     this.procs.set(id, proc);
+    return ready as unknown as ReadyMessage;
   }
 
   proc(id: string): Proc {
@@ -144,10 +157,17 @@ export class Cluster {
     await p.exited;
   }
 
-  async restart(id: string): Promise<void> {
+  /** Graceful stop of one member (RaftQueue.stop(), SIGKILL after `timeoutMs`). */
+  async stopMember(id: string, timeoutMs = 30_000): Promise<void> {
+    await this.proc(id).stop(timeoutMs);
+  }
+
+  /** Starts `id` again on its data; resolves with its ready message once start() resolved. */
+  async restart(id: string, readyTimeoutMs = 15_000): Promise<ReadyMessage> {
     if (this.procs.get(id)?.alive) throw new Error(`node ${id} is still running`);
-    await this.spawn(id);
+    const ready = await this.spawn(id, readyTimeoutMs);
     this.restarts++;
+    return ready;
   }
 
   /** Graceful stop of every member (SIGKILL after a timeout), then the data dirs go. */

@@ -20,7 +20,9 @@ import {
   wallMs,
   type FailoverResult,
   type LoadResult,
+  type MemoryReport,
   type NodeCommand,
+  type WaitAppliedResult,
   type NodeEventMessage,
   type NodeReply,
 } from './cluster-shared.js';
@@ -52,7 +54,12 @@ const queue = new RaftQueue({
   dataDir: config.dataDir,
   ...(config.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: config.snapshotEveryEntries } : {}),
 });
-queue.on('leaderChanged', ({ leaderId, term }) => send({ ev: 'leader', node: config.id, leaderId, term, atMs: wallMs() }));
+let firstLeaderAtMs = Number.NaN;
+queue.on('leaderChanged', ({ leaderId, term }) => {
+  const atMs = wallMs();
+  if (leaderId !== undefined && Number.isNaN(firstLeaderAtMs)) firstLeaderAtMs = atMs;
+  send({ ev: 'leader', node: config.id, leaderId, term, atMs });
+});
 queue.on('error', (error) => send({ ev: 'fatal', node: config.id, message: String(error) }));
 
 // The parent went away (Ctrl-C, crash): never outlive it.
@@ -230,6 +237,36 @@ async function failoverLoad(c: Extract<NodeCommand, { op: 'failoverLoad' }>): Pr
   return result ?? { publishMs: Number.NaN, leaderMs: Number.NaN, newLeader, newTerm, errors };
 }
 
+async function memoryReport(gc: boolean): Promise<MemoryReport> {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  const gcRan = gc && typeof collect === 'function';
+  if (gcRan) {
+    // Twice, with a turn between: the first may leave work (weak callbacks, finalizers) behind.
+    collect();
+    await sleep(50);
+    collect();
+  }
+  const m = process.memoryUsage();
+  const s = queue.status();
+  const waiting = queue.metrics().topics.reduce((sum, t) => sum + t.depth, 0);
+  return { gcRan, rss: m.rss, heapTotal: m.heapTotal, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, waiting, appliedIndex: s.appliedIndex, commitIndex: s.commitIndex };
+}
+
+/** Waits until this member has applied `index` and knows a leader; reports when each happened. */
+async function waitApplied(index: number, timeoutMs: number): Promise<WaitAppliedResult> {
+  const end = performance.now() + timeoutMs;
+  let appliedAtMs = Number.NaN;
+  for (;;) {
+    const s = queue.status();
+    const now = wallMs();
+    if (s.leaderId !== undefined && Number.isNaN(firstLeaderAtMs)) firstLeaderAtMs = now;
+    if (s.appliedIndex >= index && Number.isNaN(appliedAtMs)) appliedAtMs = now;
+    if (!Number.isNaN(appliedAtMs) && !Number.isNaN(firstLeaderAtMs)) return { appliedAtMs, appliedIndex: s.appliedIndex, firstLeaderAtMs };
+    if (performance.now() > end) throw new Error(`applied ${s.appliedIndex} of ${index}, leader ${String(s.leaderId)}, within ${timeoutMs} ms`);
+    await sleep(1);
+  }
+}
+
 async function handle(c: NodeCommand): Promise<unknown> {
   switch (c.op) {
     case 'status':
@@ -251,6 +288,10 @@ async function handle(c: NodeCommand): Promise<unknown> {
     case 'killedAt':
       failoverKill = { atMs: c.atMs, oldLeader: c.oldLeader };
       return true;
+    case 'memory':
+      return memoryReport(c.gc);
+    case 'waitApplied':
+      return waitApplied(c.index, c.timeoutMs);
     case 'stop':
       await queue.stop();
       setTimeout(() => process.exit(0), 20);
@@ -265,5 +306,6 @@ process.on('message', (raw: { id: number; command: NodeCommand }) => {
   );
 });
 
+const startBeginMs = wallMs();
 await queue.start();
-send({ ev: 'ready', pid: process.pid });
+send({ ev: 'ready', pid: process.pid, processStartMs: performance.timeOrigin, startBeginMs, startEndMs: wallMs() });

@@ -4,13 +4,14 @@
  * one by one; temp dirs are removed. Children also exit on their own when the IPC channel to
  * the parent closes.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const liveProcs = new Set<Proc>();
+const liveExternal = new Set<External>();
 const tempDirs = new Set<string>();
 let cleanupInstalled = false;
 
@@ -18,6 +19,8 @@ let cleanupInstalled = false;
 export function cleanupAll(): void {
   for (const p of liveProcs) p.killNow();
   liveProcs.clear();
+  for (const e of liveExternal) e.killNow();
+  liveExternal.clear();
   for (const dir of tempDirs) {
     try {
       fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
@@ -34,7 +37,7 @@ export function installCleanup(): void {
   process.on('exit', cleanupAll);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
-      process.stderr.write(`\nbench: ${signal}, cleaning up ${liveProcs.size} processes and ${tempDirs.size} temp dirs\n`);
+      process.stderr.write(`\nbench: ${signal}, cleaning up ${liveProcs.size + liveExternal.size} processes and ${tempDirs.size} temp dirs\n`);
       cleanupAll();
       process.exit(130);
     });
@@ -191,5 +194,73 @@ export class Proc {
     } finally {
       clearTimeout(killer);
     }
+  }
+}
+
+/**
+ * A program that is not ours (a broker, epmd) started in a process group of its own, so that a
+ * wrapper script and everything it starts (e.g. rabbitmq-server's sh -> beam.smp ->
+ * erl_child_setup) go with it: killed with SIGKILL by that group's id, which is its pid.
+ */
+export class External {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<number | null>;
+  private hasExited = false;
+  private readonly tail: string[] = [];
+
+  constructor(
+    readonly name: string,
+    command: string,
+    args: readonly string[],
+    options: SpawnOptions = {},
+  ) {
+    this.child = spawn(command, [...args], { ...options, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (this.child.pid === undefined) throw new Error(`${name}: could not start ${command}`);
+    this.pid = this.child.pid;
+    liveExternal.add(this);
+    const keep = (chunk: Buffer): void => {
+      this.tail.push(chunk.toString('utf8'));
+      if (this.tail.length > 50) this.tail.splice(0, this.tail.length - 50);
+    };
+    this.child.stdout?.on('data', keep);
+    this.child.stderr?.on('data', keep);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code) => {
+        this.hasExited = true;
+        resolve(code);
+      });
+      this.child.on('error', (error) => {
+        keep(Buffer.from(String(error)));
+        this.hasExited = true;
+        resolve(null);
+      });
+    });
+  }
+
+  get alive(): boolean {
+    return !this.hasExited;
+  }
+
+  /** The last lines it printed (for error messages). */
+  output(): string {
+    return this.tail.join('').split('\n').slice(-15).join('\n');
+  }
+
+  /** SIGKILL to its process group (its pid), then to the pid itself should the group be gone. */
+  killNow(): void {
+    for (const target of this.hasExited ? [-this.pid] : [-this.pid, this.pid]) {
+      try {
+        process.kill(target, 'SIGKILL');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+      }
+    }
+    liveExternal.delete(this);
+  }
+
+  async kill(): Promise<void> {
+    this.killNow();
+    if (!this.hasExited) await Promise.race([this.exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
   }
 }

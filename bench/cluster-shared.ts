@@ -121,6 +121,10 @@ export type NodeCommand =
   /** Publishes until told the leader was killed, then reports when publishing works again. */
   | { readonly op: 'failoverLoad'; readonly topic: string; readonly inFlight: number; readonly seconds: number }
   | { readonly op: 'killedAt'; readonly atMs: number; readonly oldLeader: string }
+  /** Runs a full GC first when the process has --expose-gc, then reports memory use. */
+  | { readonly op: 'memory'; readonly gc: boolean }
+  /** Resolves once this member has applied `index` and knows a leader (bounded by `timeoutMs`). */
+  | { readonly op: 'waitApplied'; readonly index: number; readonly timeoutMs: number }
   | { readonly op: 'stop' };
 
 export interface FailoverResult {
@@ -133,9 +137,41 @@ export interface FailoverResult {
   readonly errors: Readonly<Record<string, number>>;
 }
 
+export interface MemoryReport {
+  readonly gcRan: boolean;
+  readonly rss: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly arrayBuffers: number;
+  /** Messages waiting in every topic as this member's state has them. */
+  readonly waiting: number;
+  readonly appliedIndex: number;
+  readonly commitIndex: number;
+}
+
+export interface WaitAppliedResult {
+  /** Wall clock (wallMs) when appliedIndex first reached the index asked for. */
+  readonly appliedAtMs: number;
+  readonly appliedIndex: number;
+  /** Wall clock when this process first knew a leader (NaN, null over IPC, if it does not yet). */
+  readonly firstLeaderAtMs: number | null;
+}
+
+/** What a node process reports when RaftQueue.start() has resolved. */
+export interface ReadyMessage {
+  readonly ev: 'ready';
+  readonly pid: number;
+  /** Wall clock of the process's start (performance.timeOrigin). */
+  readonly processStartMs: number;
+  /** Wall clock just before and just after `await queue.start()`. */
+  readonly startBeginMs: number;
+  readonly startEndMs: number;
+}
+
 /** Unsolicited events from a node process. */
 export type NodeEventMessage =
-  | { readonly ev: 'ready'; readonly pid: number }
+  | ReadyMessage
   | { readonly ev: 'leader'; readonly node: string; readonly leaderId: string | undefined; readonly term: number; readonly atMs: number }
   | { readonly ev: 'fatal'; readonly node: string; readonly message: string };
 

@@ -9,19 +9,21 @@
  * the bare replication pipeline of PERFORMANCE.md, and reports every publish figure as a ratio to
  * that pipeline at the same in-flight count. Prints a markdown table and one JSON line.
  *
- * Flags: --runs N (3) --seconds S per figure (5) --warmup S (1) --failovers N (5)
+ * Flags: --runs N (3) --seconds S per figure (5) --warmup S (1) --failovers N (10)
  *        --steady-seconds S (60) --prefill N messages for the consume figures (200000)
+ *        --memory-messages N messages waiting for the memory and recovery figures (1000000)
  *        --profile (also profile the leader at 1024 in flight with --cpu-prof)
  *        --profile-dir DIR (keep the .cpuprofile files there; default: a temp dir, removed)
- *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,profile)
+ *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,memory,recovery,profile)
  *        --snapshot-every N (diagnosis: members snapshot every N entries instead of the default)
- *        --quick (1 run of 1 s, 2 failovers, 5 s steady, 20000 prefill: a smoke run)
+ *        --quick (1 run of 1 s, 2 failovers, 5 s steady, 20000 prefill, 100000 waiting: a smoke run)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BarePipeline, fsyncLoop, rttLoop, type FsyncBaseline } from './bare-baselines.js';
+import { backlogRun, type BacklogResult, type BacklogVariant } from './cluster-backlog.js';
 import { Cluster } from './cluster-harness.js';
 import { cleanupAll, installCleanup, makeTempDir, removeTempDir } from './cluster-proc.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cluster-profile.js';
@@ -35,6 +37,7 @@ const { values: args } = parseArgs({
     failovers: { type: 'string' },
     'steady-seconds': { type: 'string' },
     prefill: { type: 'string' },
+    'memory-messages': { type: 'string' },
     profile: { type: 'boolean', default: false },
     'profile-dir': { type: 'string' },
     only: { type: 'string' },
@@ -52,15 +55,18 @@ const num = (v: string | undefined, full: number, smoke: number): number => {
 const RUNS = Math.max(1, Math.round(num(args.runs, 3, 1)));
 const SECONDS = num(args.seconds, 5, 1);
 const WARMUP = num(args.warmup, 1, 0.3);
-const FAILOVERS = Math.round(num(args.failovers, 5, 2));
+const FAILOVERS = Math.round(num(args.failovers, 10, 2));
 const STEADY_SECONDS = num(args['steady-seconds'], 60, 5);
 const PREFILL = Math.round(num(args.prefill, 200_000, 20_000));
-const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover').split(',').map((s) => s.trim()));
+const MEMORY_MESSAGES = Math.max(1, Math.round(num(args['memory-messages'], 1_000_000, 100_000)));
+const ALL_SECTIONS = ['baselines', 'publish', 'consume', 'steady', 'failover', 'memory', 'recovery', 'profile'];
+const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover,memory,recovery').split(',').map((s) => s.trim()));
+for (const section of SECTIONS) if (!ALL_SECTIONS.includes(section)) throw new Error(`unknown section ${section} (known: ${ALL_SECTIONS.join(',')})`);
 if (args.profile) SECTIONS.add('profile');
 if (args['snapshot-every'] !== undefined) Cluster.snapshotEveryEntries = Math.round(Number(args['snapshot-every']));
 
 const LEADER_IN_FLIGHT = [1, 64, 256, 1024] as const;
-const FOLLOWER_IN_FLIGHT = [64, 1024] as const;
+const FOLLOWER_IN_FLIGHT = [1, 64, 256, 1024] as const;
 const CONSUME_CONCURRENCY = 64;
 const SUBSCRIBE_MAX_IN_FLIGHT = 256;
 const FAILOVER_IN_FLIGHT = 64;
@@ -334,6 +340,17 @@ async function main(): Promise<void> {
   if (steady) log(`steady ${steady.seconds} s: ${steady.elections} election(s), ${steady.published} published, ${steady.acked} acked`);
   const failover = SECTIONS.has('failover') && FAILOVERS > 0 ? await failoverRun() : undefined;
   const profile = SECTIONS.has('profile') ? await profileRun() : undefined;
+  const backlog: BacklogResult[] = [];
+  if (SECTIONS.has('memory') || SECTIONS.has('recovery')) {
+    // Snapshots bound the log, so with the defaults most of the backlog is in a snapshot; the
+    // second variant (recovery only) keeps all of it in the WAL.
+    const variants: BacklogVariant[] = SECTIONS.has('recovery') ? ['default', 'no-snapshots'] : ['default'];
+    for (let run = 1; run <= RUNS; run++) {
+      for (const variant of variants) {
+        backlog.push(await backlogRun({ variant, messages: MEMORY_MESSAGES, measureMemory: true, measureRecovery: SECTIONS.has('recovery'), log, run }));
+      }
+    }
+  }
 
   // ---- figures (medians across runs)
   const bare = (n: number) => medianOf(runs, (r) => r.bare[n]?.perSecond);
@@ -348,6 +365,49 @@ async function main(): Promise<void> {
   const consumeCpu = medianOf(runs, (r) => r.consume?.cpuMicrosPerMessage);
   const subscribe = medianOf(runs, (r) => r.subscribe?.perSecond);
   const subscribeCpu = medianOf(runs, (r) => r.subscribe?.cpuMicrosPerMessage);
+  const backlogMedians = (variant: BacklogVariant) => {
+    const b = backlog.filter((x) => x.variant === variant);
+    if (b.length === 0) return undefined;
+    const leaderOf = (x: BacklogResult) => x.memory.find((m) => m.role === 'leader');
+    const restart = (how: 'graceful' | 'SIGKILL') => {
+      const rs = b.flatMap((x) => x.restarts.filter((r) => r.how === how));
+      if (rs.length === 0) return undefined;
+      const m = (pick: (r: (typeof rs)[number]) => number) => median(rs.map(pick));
+      return {
+        samples: rs.length,
+        readyMs: m((r) => r.readyMs),
+        startMs: m((r) => r.startMs),
+        leaderMs: m((r) => r.leaderMs),
+        appliedMs: m((r) => r.appliedMs),
+        commitIndex: m((r) => r.commitIndex),
+        logEntries: m((r) => r.logEntries),
+        snapshotIndex: m((r) => r.data.snapshotIndex),
+        snapshotBytes: m((r) => r.data.snapshotBytes),
+        walBytes: m((r) => r.data.walBytes),
+        walSegments: m((r) => r.data.walSegments),
+        rssAfterBytes: m((r) => r.rssAfterBytes),
+        rawReadMs: m((r) => r.rawReadMs),
+        rawReadBytes: m((r) => r.rawReadBytes),
+      };
+    };
+    return {
+      runs: b.length,
+      waiting: median(b.map((x) => leaderOf(x)?.after.waiting ?? Number.NaN)),
+      fillPerSecond: median(b.map((x) => x.fill.total / x.fillSeconds)),
+      snapshotsDuringFill: median(b.map((x) => x.snapshotsDuringFill)),
+      leaderRssBytesPerMessage: median(b.map((x) => x.leaderRssBytesPerMessage)),
+      followerRssBytesPerMessage: median(b.map((x) => x.followerRssBytesPerMessage)),
+      leaderHeapBytesPerMessage: median(b.map((x) => leaderOf(x)?.heapBytesPerMessage ?? Number.NaN)),
+      leaderExternalBytesPerMessage: median(b.map((x) => leaderOf(x)?.externalBytesPerMessage ?? Number.NaN)),
+      leaderRssAfterBytes: median(b.map((x) => leaderOf(x)?.after.rss ?? Number.NaN)),
+      gcRan: b.every((x) => x.memory.every((m) => m.after.gcRan)),
+      elections: b.map((x) => x.elections),
+      graceful: restart('graceful'),
+      sigkill: restart('SIGKILL'),
+    };
+  };
+  const backlogDefault = backlogMedians('default');
+  const backlogNoSnap = backlogMedians('no-snapshots');
   const errorsSeen = runs.flatMap((r) => [...Object.values(r.leader), ...Object.values(r.follower), r.consume, r.subscribe]).filter((m) => m && Object.keys(m.errors).length > 0);
 
   const machine = {
@@ -371,7 +431,7 @@ async function main(): Promise<void> {
       `(PERFORMANCE.md) measured in the same run; CPU is µs per message summed over the 3 processes. ` +
       `Load average ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end.`,
     '',
-    '| figure | raftqueue | bare pipeline | raftqueue / bare | CPU µs/msg (raftqueue / bare) | target |',
+    '| figure | raftqueue | bare pipeline or raw limit | raftqueue / bare | CPU µs/msg (raftqueue / bare) | target |',
     '|---|---:|---:|---:|---:|---|',
   );
   for (const n of LEADER_IN_FLIGHT) {
@@ -395,6 +455,24 @@ async function main(): Promise<void> {
   }
   if (runs.length > 0) lines.push(`| elections per fault-free run (each run's cluster, start to end) | ${runs.map((r) => r.elections ?? 'n/a').join(', ')} | | | | 1 |`);
   if (steady) lines.push(`| elections in a ${steady.seconds} s steady run (publish + acking group, no faults) | ${steady.elections} | | | | 1 |`);
+  const mib = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? 'n/a' : (x / 2 ** 20).toFixed(1));
+  for (const [label, b] of [['', backlogDefault], [', snapshots off', backlogNoSnap]] as const) {
+    if (!b) continue;
+    const target = label === '' ? '≤ 300' : '';
+    lines.push(
+      `| memory${label}: RSS per waiting message after GC, leader / followers, bytes (${f0(b.waiting)} × 100 B waiting, ${f0(b.snapshotsDuringFill)} snapshot(s) during the fill${b.gcRan ? '' : ', no GC available'}) | ${f0(b.leaderRssBytesPerMessage)} / ${f0(b.followerRssBytesPerMessage)} | 100 (payload) | | | ${target} |`,
+      `| memory${label}: leader's JS heap / external+ArrayBuffer bytes per waiting message | ${f0(b.leaderHeapBytesPerMessage)} / ${f0(b.leaderExternalBytesPerMessage)} | | | | |`,
+      `| publish/s filling the backlog${label} (1024 in flight, leader's process, ${f0(b.waiting)} messages) | ${f0(b.fillPerSecond)} | | | | |`,
+    );
+    for (const r of [b.graceful, b.sigkill]) {
+      if (!r) continue;
+      const how = r === b.graceful ? 'graceful stop' : 'SIGKILL';
+      lines.push(
+        `| recovery${label}: follower restart after ${how}, data: snapshot @${f0(r.snapshotIndex)} (${mib(r.snapshotBytes)} MiB) + ${f0(r.logEntries)} log entries (WAL ${mib(r.walBytes)} MiB); ` +
+          `ms to start() resolved / leader known / applied ${f0(r.commitIndex)} | ${f0(r.readyMs)} / ${f0(r.leaderMs)} / ${f0(r.appliedMs)} | read data ${mib(r.rawReadBytes)} MiB: ${f0(r.rawReadMs)} ms | | | ≤ 3,000 |`,
+      );
+    }
+  }
   if (fsync) {
     lines.push(
       `| raw: append ${fsync.appendBytes} B + fdatasync, p50 / p99 ms | ${f2(fsync.append.p50Ms, 3)} / ${f2(fsync.append.p99Ms, 3)} | | | | |`,
@@ -413,7 +491,7 @@ async function main(): Promise<void> {
       date: started.toISOString(),
       node: process.version,
       machine,
-      config: { snapshotEveryEntries: Cluster.snapshotEveryEntries ?? 'default', runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP, payloadBytes: PAYLOAD_ENCODED_BYTES, prefill: PREFILL, failovers: FAILOVERS, steadySeconds: STEADY_SECONDS, quick },
+      config: { snapshotEveryEntries: Cluster.snapshotEveryEntries ?? 'default', memoryMessages: MEMORY_MESSAGES, runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP, payloadBytes: PAYLOAD_ENCODED_BYTES, prefill: PREFILL, failovers: FAILOVERS, steadySeconds: STEADY_SECONDS, quick },
       baselines: { fsync, rtt },
       medians: {
         bare: Object.fromEntries(LEADER_IN_FLIGHT.map((n) => [n, { perSecond: bare(n), cpuMicrosPerMessage: bareCpu(n) }])),
@@ -427,6 +505,8 @@ async function main(): Promise<void> {
       electionsPerRun: runs.map((r) => r.elections),
       steady,
       failover,
+      memory: backlogDefault ? { default: backlogDefault, snapshotsOff: backlogNoSnap } : undefined,
+      backlogRuns: backlog,
       profile: profile ? { leaderPublishPerSecond: profile.leaderPublish.perSecond, busyMs: profile.summary.busyMs, top: profile.summary.top, areas: profile.summary.areas, kept: profile.kept } : undefined,
       runs,
     }),
