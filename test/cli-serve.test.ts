@@ -98,6 +98,12 @@ test('serve: five processes from a config file; every route; the leader SIGKILLe
   // Followers refuse the queue routes and point at the leader's HTTP address.
   const hint = { success: false, leader: L };
   for (const m of members.filter((x) => x !== first.member)) {
+    // A follower that missed heartbeats on a loaded machine may be a pre-candidate for a moment
+    // (pre-vote changes no term); the refusals below need it to know the leader again.
+    await waitFor(`${m.url} to follow`, async () => {
+      const s = (await statusOf(m.url)) as { role: string; term: number } | undefined;
+      return s?.role === 'Follower' && s.term === first.term;
+    }, 5_000);
     t.deepEqual(await body('GET', `${m.url}/status`), { role: 'Follower', term: first.term });
     t.deepEqual(await body('GET', `${m.url}/topic`), hint);
     t.deepEqual(await body('PUT', `${m.url}/topic`, { topic: 'x' }), hint);
