@@ -14,6 +14,7 @@ import {
   LOAD_COUNT_MAX,
   PAYLOAD_ENCODED_BYTES,
   PAYLOAD_RAW_BYTES,
+  closedLoop,
   errorCode,
   loadResult,
   monoUs,
@@ -72,42 +73,16 @@ function bump(errors: Record<string, number>, error: unknown): string {
 }
 
 async function publishLoad(c: Extract<NodeCommand, { op: 'publish' }>): Promise<LoadResult> {
-  const countMax = Math.min(c.countMax, LOAD_COUNT_MAX);
-  const started = performance.now();
   const monoWarmEnd = monoUs() + c.warmupSeconds * 1e6;
-  const warmEnd = started + c.warmupSeconds * 1000;
-  const end = warmEnd + c.seconds * 1000;
-  const errors: Record<string, number> = {};
-  const latencies = c.latency ? new Float64Array(Math.min(countMax, 4_000_000)) : undefined;
-  let latencyCount = 0;
-  let issued = 0;
-  let total = 0;
-  let count = 0;
-  let errorTotal = 0;
-  let lastDone = started;
-  const worker = async (): Promise<void> => {
-    while (issued < countMax && errorTotal < 10_000) {
-      const t0 = performance.now();
-      if (t0 >= end) return;
-      issued++;
-      try {
-        await queue.publish(c.topic, payload);
-        const t1 = performance.now();
-        total++;
-        lastDone = t1;
-        if (t1 >= warmEnd && t1 <= end) {
-          count++;
-          if (latencies && t0 >= warmEnd && latencyCount < latencies.length) latencies[latencyCount++] = t1 - t0;
-        }
-      } catch (error) {
-        errorTotal++;
-        if (bump(errors, error) === 'CLOSED') return;
-        await sleep(1);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: c.inFlight }, worker));
-  const result = loadResult({ count, total, warmEnd, end, lastDone, errors, latencies, latencyCount });
+  const result = await closedLoop({
+    inFlight: c.inFlight,
+    seconds: c.seconds,
+    warmupSeconds: c.warmupSeconds,
+    countMax: c.countMax,
+    latency: c.latency,
+    op: () => queue.publish(c.topic, payload),
+    stopOn: 'CLOSED',
+  });
   return { ...result, monoWindowUs: [monoWarmEnd, monoWarmEnd + result.windowMs * 1000] };
 }
 

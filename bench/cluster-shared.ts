@@ -181,3 +181,56 @@ export function errorCode(error: unknown): string {
   if (error && typeof error === 'object' && 'code' in error && typeof (error as { code: unknown }).code === 'string') return (error as { code: string }).code;
   return error instanceof Error ? error.name : 'unknown';
 }
+
+/**
+ * A closed loop of `inFlight` workers calling `op`, bounded by count and time: completions
+ * inside the window after `warmupSeconds` are counted; latencies if asked (1 in flight).
+ */
+export async function closedLoop(p: {
+  inFlight: number;
+  seconds: number;
+  warmupSeconds: number;
+  countMax: number;
+  latency: boolean;
+  op: () => Promise<unknown>;
+  /** A worker stops at an error with this code (e.g. CLOSED: the member is stopping). */
+  stopOn?: string;
+}): Promise<LoadResult> {
+  const countMax = Math.min(p.countMax, LOAD_COUNT_MAX);
+  const started = performance.now();
+  const warmEnd = started + p.warmupSeconds * 1000;
+  const end = warmEnd + p.seconds * 1000;
+  const errors: Record<string, number> = {};
+  const latencies = p.latency ? new Float64Array(Math.min(countMax, 4_000_000)) : undefined;
+  let latencyCount = 0;
+  let issued = 0;
+  let total = 0;
+  let count = 0;
+  let errorTotal = 0;
+  let lastDone = started;
+  const worker = async (): Promise<void> => {
+    while (issued < countMax && errorTotal < 10_000) {
+      const t0 = performance.now();
+      if (t0 >= end) return;
+      issued++;
+      try {
+        await p.op();
+        const t1 = performance.now();
+        total++;
+        lastDone = t1;
+        if (t1 >= warmEnd && t1 <= end) {
+          count++;
+          if (latencies && t0 >= warmEnd && latencyCount < latencies.length) latencies[latencyCount++] = t1 - t0;
+        }
+      } catch (error) {
+        errorTotal++;
+        const code = errorCode(error);
+        errors[code] = (errors[code] ?? 0) + 1;
+        if (code === p.stopOn) return;
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: p.inFlight }, worker));
+  return loadResult({ count, total, warmEnd, end, lastDone, errors, latencies, latencyCount });
+}

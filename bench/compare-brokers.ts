@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { External, freePort, makeTempDir, removeTempDir } from './cluster-proc.js';
-import { LOAD_COUNT_MAX, errorCode, loadResult, type LoadResult } from './cluster-shared.js';
+import { LOAD_COUNT_MAX, closedLoop, errorCode, type LoadResult } from './cluster-shared.js';
 
 /** The broker payload: 100 raw bytes (raftqueue's is 98 bytes, 100 once encoded). */
 export const BROKER_PAYLOAD = Buffer.alloc(100, 0x61);
@@ -60,56 +60,6 @@ async function retry<T>(what: string, timeoutMs: number, attempt: () => Promise<
     }
   }
   throw new Error(`${what} within ${timeoutMs} ms: ${last instanceof Error ? last.message : String(last)}`);
-}
-
-/**
- * A closed loop of `inFlight` workers calling `op`, bounded by count and time: completions
- * inside the window after `warmupSeconds` are counted; latencies if asked (1 in flight).
- */
-export async function closedLoop(p: {
-  inFlight: number;
-  seconds: number;
-  warmupSeconds: number;
-  countMax: number;
-  latency: boolean;
-  op: () => Promise<unknown>;
-}): Promise<LoadResult> {
-  const countMax = Math.min(p.countMax, LOAD_COUNT_MAX);
-  const started = performance.now();
-  const warmEnd = started + p.warmupSeconds * 1000;
-  const end = warmEnd + p.seconds * 1000;
-  const errors: Record<string, number> = {};
-  const latencies = p.latency ? new Float64Array(Math.min(countMax, 4_000_000)) : undefined;
-  let latencyCount = 0;
-  let issued = 0;
-  let total = 0;
-  let count = 0;
-  let errorTotal = 0;
-  let lastDone = started;
-  const worker = async (): Promise<void> => {
-    while (issued < countMax && errorTotal < 10_000) {
-      const t0 = performance.now();
-      if (t0 >= end) return;
-      issued++;
-      try {
-        await p.op();
-        const t1 = performance.now();
-        total++;
-        lastDone = t1;
-        if (t1 >= warmEnd && t1 <= end) {
-          count++;
-          if (latencies && t0 >= warmEnd && latencyCount < latencies.length) latencies[latencyCount++] = t1 - t0;
-        }
-      } catch (error) {
-        errorTotal++;
-        const code = errorCode(error);
-        errors[code] = (errors[code] ?? 0) + 1;
-        await sleep(1);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: p.inFlight }, worker));
-  return loadResult({ count, total, warmEnd, end, lastDone, errors, latencies, latencyCount });
 }
 
 /** What every system under comparison offers the workloads. */
