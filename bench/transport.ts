@@ -16,7 +16,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { PeerMessage } from '../lib/transport.js';
+import type { PeerMessage } from '../lib/contracts/transport.js';
 import { concatFrames, encodeMessageBody, TcpTransport } from '../transports/index.js';
 
 const ENTRIES_PER_MESSAGE = 64;

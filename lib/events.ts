@@ -1,7 +1,7 @@
 /**
  * The events a RaftQueue emits and the message shape it hands to applications.
  */
-import type { RaftQueueError } from './errors.js';
+import type { RaftQueueError } from './contracts/errors.js';
 
 /** The role as applications see it (a pre-candidate counts as a candidate). */
 export type PublicRole = 'leader' | 'follower' | 'candidate';

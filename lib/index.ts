@@ -9,7 +9,7 @@ import type { RaftQueueDependencies } from './raft-queue.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
 import { TcpTransport } from '../transports/tcp/index.js';
 import type { TcpTransportOptions } from '../transports/tcp/index.js';
-import type { Transport } from './transport.js';
+import type { Transport } from './contracts/transport.js';
 
 function tcpTransport(o: ResolvedOptions): Transport {
   return new TcpTransport({
@@ -30,7 +30,7 @@ export class RaftQueue extends RaftQueueBase {
   }
 }
 
-export { RaftQueueError, ErrorCode, isRaftQueueError } from './errors.js';
+export { RaftQueueError, ErrorCode, isRaftQueueError } from './contracts/errors.js';
 export { resolveOptions, isLoopbackAddress } from './options.js';
 export type { RaftQueueOptions, ResolvedOptions } from './options.js';
 export type {
@@ -47,4 +47,4 @@ export type {
 } from './raft-queue.js';
 export type { DeadLettered, Delivery, LeaderChange, MembersChange, PublicRole, QueueMessage, RaftQueueEvents, RoleChange } from './events.js';
 export type { TopicOptions } from './queue/index.js';
-export type { Transport, TransportHandlers, TransportStats, PeerMessage, AppMessage } from './transport.js';
+export type { Transport, TransportHandlers, TransportStats, PeerMessage, AppMessage } from './contracts/transport.js';

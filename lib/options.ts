@@ -2,8 +2,8 @@
  * RaftQueueOptions: validated once with zod, then resolved (milliseconds -> ticks, defaults).
  */
 import { z } from 'zod';
-import { RaftQueueError } from './errors.js';
-import type { Transport } from './transport.js';
+import { RaftQueueError } from './contracts/errors.js';
+import type { Transport } from './contracts/transport.js';
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ADDRESS = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/;

@@ -5,10 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
 import { Packr } from 'msgpackr';
-import { MSGPACK_OPTIONS } from './msgpack-options.js';
+import { MSGPACK_OPTIONS } from './contracts/msgpack-options.js';
 import { createRandom } from './core/random.js';
-import { RaftQueueError } from './errors.js';
-import type { ErrorCode } from './errors.js';
+import { RaftQueueError } from './contracts/errors.js';
+import type { ErrorCode } from './contracts/errors.js';
 import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents } from './events.js';
 import { systemClock } from './node/clock.js';
 import { RaftNode } from './node/raft-node.js';
@@ -20,7 +20,7 @@ import { QueueStateMachine, validateTopicName } from './queue/index.js';
 import type { ApplyResult, Delivery as StoredDelivery, StoredMessage, TopicOptions } from './queue/index.js';
 import { FileStorage, MemoryStorage } from './storage/index.js';
 import type { Storage } from './storage/index.js';
-import type { Transport, TransportStats } from './transport.js';
+import type { Transport, TransportStats } from './contracts/transport.js';
 
 /** Payload codec: any msgpack value, with every option explicit. */
 const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });

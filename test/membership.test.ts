@@ -3,7 +3,7 @@
  * `join`, over the memory network and over real TCP with file storage.
  */
 import test from 'ava';
-import { RaftQueueError } from '../lib/errors.js';
+import { RaftQueueError } from '../lib/contracts/errors.js';
 import type { RaftQueue } from '../lib/raft-queue.js';
 import { eventually, sleep, startCluster } from './helpers/queue-cluster.js';
 import type { TestCluster } from './helpers/queue-cluster.js';

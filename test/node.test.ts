@@ -4,7 +4,7 @@
 import test from 'ava';
 import { createRandom } from '../lib/core/random.js';
 import type { PersistRequest, Snapshot } from '../lib/core/types.js';
-import { RaftQueueError } from '../lib/errors.js';
+import { RaftQueueError } from '../lib/contracts/errors.js';
 import { systemClock } from '../lib/node/clock.js';
 import { RaftNode } from '../lib/node/raft-node.js';
 import type { NodeEvent, SubmitOutcome } from '../lib/node/raft-node.js';

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import type { LeaderChange, QueueMessage } from '../lib/events.js';
-import { RaftQueueError } from '../lib/errors.js';
+import { RaftQueueError } from '../lib/contracts/errors.js';
 import { RaftQueue as TcpRaftQueue } from '../lib/index.js';
 import { RaftQueue } from '../lib/raft-queue.js';
 import type { RaftQueueOptions } from '../lib/options.js';

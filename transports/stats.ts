@@ -2,7 +2,7 @@
  * TransportCounters: the mutable counters behind `Transport.stats()`, shared by every transport.
  */
 import type { NodeId } from '../lib/core/types.js';
-import type { TransportStats } from '../lib/transport.js';
+import type { TransportStats } from '../lib/contracts/transport.js';
 
 /** Stats of the transports in this package: the interface's fields plus connection closures. */
 export interface TransportStatsDetail extends TransportStats {

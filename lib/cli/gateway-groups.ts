@@ -14,7 +14,7 @@
  * `{"success": false, "leader": ...}`); ack and nack by the member that holds the ids.
  */
 import { randomUUID } from 'node:crypto';
-import { RaftQueueError } from '../errors.js';
+import { RaftQueueError } from '../contracts/errors.js';
 import type { Delivery } from '../events.js';
 import type { RaftQueue } from '../raft-queue.js';
 

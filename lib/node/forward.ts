@@ -4,7 +4,7 @@
  */
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
-import { MSGPACK_OPTIONS } from '../msgpack-options.js';
+import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
 
 export const FORWARD_CHANNEL = 'fwd';
 

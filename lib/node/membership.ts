@@ -10,9 +10,9 @@
  */
 import type { RaftCore } from '../core/raft-core.js';
 import type { ConfState, NodeId } from '../core/types.js';
-import { RaftQueueError } from '../errors.js';
-import type { ErrorCode } from '../errors.js';
-import type { Transport } from '../transport.js';
+import { RaftQueueError } from '../contracts/errors.js';
+import type { ErrorCode } from '../contracts/errors.js';
+import type { Transport } from '../contracts/transport.js';
 import type { Clock, TimerHandle } from './clock.js';
 import type { ForwardBody, MemberOp } from './forward.js';
 

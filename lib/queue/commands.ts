@@ -3,7 +3,7 @@
  * and the zod validation that turns any byte string into a command or a deterministic error.
  */
 import { Packr, type Options } from 'msgpackr';
-import { MSGPACK_OPTIONS } from '../msgpack-options.js';
+import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
 import { z } from 'zod';
 
 /** Longest topic (and group) name accepted from an application. */

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { RaftInvariantError } from '../core/assert.js';
-import { RaftQueueError } from '../errors.js';
+import { RaftQueueError } from '../contracts/errors.js';
 import { queuePackr, type CommandKind } from './commands.js';
 import type { DedupRecord } from './dedup.js';
 import type { DeadLetterHeader } from './message-ring.js';

@@ -15,7 +15,7 @@
  * and lets recovery notice a WAL that lost data after this node voted.
  */
 import { join } from 'node:path';
-import { RaftQueueError } from '../errors.js';
+import { RaftQueueError } from '../contracts/errors.js';
 import type { Entry, HardState, PersistRequest, Snapshot } from '../core/types.js';
 import { MemoryLog } from './memory-log.js';
 import type { Storage, StorageCallback, StorageStatus } from './storage.js';

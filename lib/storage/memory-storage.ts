@@ -2,7 +2,7 @@
  * MemoryStorage: a Storage that keeps everything in memory, for tests and single-process
  * clusters. "Durable" means "applied": nothing survives the process.
  */
-import { RaftQueueError } from '../errors.js';
+import { RaftQueueError } from '../contracts/errors.js';
 import type { Entry, HardState, PersistRequest, Snapshot } from '../core/types.js';
 import { MemoryLog } from './memory-log.js';
 import type { Storage, StorageCallback, StorageStatus } from './storage.js';

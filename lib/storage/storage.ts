@@ -5,7 +5,7 @@
  * Writes complete by callback, in the order they were issued; a callback runs only once what it
  * reports is durable, and by then every synchronous read already reflects it.
  */
-import type { RaftQueueError } from '../errors.js';
+import type { RaftQueueError } from '../contracts/errors.js';
 import type { LogReader, PersistRequest, Snapshot } from '../core/types.js';
 
 /** Called once a persist or compaction finished: `error` undefined means durable. */

@@ -3,7 +3,7 @@
  * TCP nodes listen on 127.0.0.1 ephemeral ports (so test files run in parallel); peers learn
  * each other's ports through setPeerAddress once all have bound.
  */
-import type { PeerMessage, Transport } from '../../lib/transport.js';
+import type { PeerMessage, Transport } from '../../lib/contracts/transport.js';
 import { MemoryNetwork, TcpTransport, type TcpTransportOptions } from '../../transports/index.js';
 
 /** A node under test and what it has received. */

@@ -2,7 +2,7 @@
  * Sample peer messages of every type, and a seeded PRNG for reproducible random inputs.
  */
 import type { Entry } from '../../lib/core/types.js';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 
 /** mulberry32: seeded, so every "random" test input repeats from run to run. */
 export function seededRandom(seed: number): () => number {

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { createRandom, type Random } from '../../lib/core/random.js';
 import { EntryType, type Entry } from '../../lib/core/types.js';
-import { isRaftQueueError } from '../../lib/errors.js';
+import { isRaftQueueError } from '../../lib/contracts/errors.js';
 import { queuePackr } from '../../lib/queue/commands.js';
 import {
   QUEUE_STATE_VERSION,

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { isRaftQueueError, type RaftQueueError } from '../../lib/errors.js';
+import { isRaftQueueError, type RaftQueueError } from '../../lib/contracts/errors.js';
 import { FileStorage, nodeStorageFs } from '../../lib/storage/index.js';
 import { encodeSnapshotFile } from '../../lib/storage/wal-format.js';
 import {

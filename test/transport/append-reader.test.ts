@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 import {
   codecSchemas,
   decodeAppendBody,

@@ -1,7 +1,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { MESSAGE_TYPES } from '../../lib/core/messages.js';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 import {
   codecSchemas,
   concatFrames,

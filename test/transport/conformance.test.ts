@@ -3,7 +3,7 @@
  */
 import * as net from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 import {
   assertDelivers,
   memoryCluster,

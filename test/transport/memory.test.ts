@@ -3,7 +3,7 @@
  * sender and receiver objects through the codec.
  */
 import test from 'ava';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 import { MemoryNetwork } from '../../transports/index.js';
 import { memoryCluster, waitUntil } from '../helpers/transport-cluster.js';
 import { heartbeat, makeEntries } from '../helpers/transport-messages.js';

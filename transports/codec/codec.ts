@@ -2,9 +2,9 @@
  * msgpack encoding of peer messages and control frames, with every msgpackr option explicit.
  */
 import { Packr, type Options } from 'msgpackr';
-import { MSGPACK_OPTIONS } from '../../lib/msgpack-options.js';
+import { MSGPACK_OPTIONS } from '../../lib/contracts/msgpack-options.js';
 import type { Entry } from '../../lib/core/types.js';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 import type { CodecLimits } from './limits.js';
 import { decodeAppendBody } from './append-reader.js';
 import { encodeAppendBody } from './append-writer.js';

@@ -9,7 +9,7 @@
  * so identity of every entry object implies identical bytes.
  */
 import type { AppendRequest } from '../../lib/core/messages.js';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 import { encodeMessageBody } from './codec.js';
 
 /**

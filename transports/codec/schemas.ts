@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import type { Entry } from '../../lib/core/types.js';
-import type { AppMessage, PeerMessage } from '../../lib/transport.js';
+import type { AppMessage, PeerMessage } from '../../lib/contracts/transport.js';
 import type { CodecLimits } from './limits.js';
 import { CLUSTER_ID_PATTERN, NODE_ID_PATTERN, NONCE_BYTES, PROOF_BYTES } from './protocol.js';
 

@@ -4,8 +4,8 @@
  * examples; the deterministic simulator (test/sim) has its own virtual-time network.
  */
 import type { NodeId } from '../../lib/core/types.js';
-import { RaftQueueError } from '../../lib/errors.js';
-import type { PeerMessage, Transport, TransportHandlers } from '../../lib/transport.js';
+import { RaftQueueError } from '../../lib/contracts/errors.js';
+import type { PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
 import { decodeMessageBody, encodeMessageBody } from '../codec/codec.js';
 import { resolveCodecLimits, type CodecLimits, type CodecLimitsInput } from '../codec/limits.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';

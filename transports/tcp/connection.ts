@@ -3,7 +3,7 @@
  * (OutboundConnection) of a peer link, over node:net or node:tls alike.
  */
 import type { Socket } from 'node:net';
-import type { PeerMessage } from '../../lib/transport.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
 import { decodeAppendBody } from '../codec/append-reader.js';
 import { encodeControlFrame, unpackBody, validateWireMessage } from '../codec/codec.js';
 import { FrameDecoder } from '../codec/frame-decoder.js';

@@ -2,7 +2,7 @@
  * TcpTransport options: one zod schema, validated once in the constructor.
  */
 import { z } from 'zod';
-import { RaftQueueError } from '../../lib/errors.js';
+import { RaftQueueError } from '../../lib/contracts/errors.js';
 import { codecLimitsSchema, resolveCodecLimits, type CodecLimits } from '../codec/limits.js';
 import { CLUSTER_ID_PATTERN, NODE_ID_PATTERN } from '../codec/protocol.js';
 

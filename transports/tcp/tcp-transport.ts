@@ -5,8 +5,8 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { NodeId } from '../../lib/core/types.js';
-import { RaftQueueError } from '../../lib/errors.js';
-import type { PeerMessage, Transport, TransportHandlers } from '../../lib/transport.js';
+import { RaftQueueError } from '../../lib/contracts/errors.js';
+import type { PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
 import { MessageEncoder } from '../codec/message-encoder.js';
 import { codecSchemas } from '../codec/schemas.js';

@@ -5,8 +5,8 @@
  * layer know nothing of sockets: they hand messages to `send` and receive them through the
  * handlers given to `start`.
  */
-import type { Message } from './core/messages.js';
-import type { NodeId } from './core/types.js';
+import type { Message } from '../core/messages.js';
+import type { NodeId } from '../core/types.js';
 
 /**
  * A node-level message that is not part of Raft itself (forwarded proposals and their results,
