@@ -3,10 +3,11 @@
  */
 import { z } from 'zod';
 import { RaftQueueError } from './contracts/errors.js';
+import { ADDRESS_CHARS_MAX, ADDRESS_PATTERN, CLUSTER_ID_PATTERN, MEMBER_ID_PATTERN, MESSAGE_BYTES_MAX_DEFAULT, MESSAGE_BYTES_MAX_LIMIT } from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
 
-const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const ADDRESS = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/;
+const NODE_ID = MEMBER_ID_PATTERN;
+const ADDRESS = ADDRESS_PATTERN;
 const LOOPBACK_HOSTS = new Set(['localhost', '::1', '[::1]']);
 
 /** True for 127.0.0.0/8, ::1 and localhost. */
@@ -32,7 +33,7 @@ export const raftQueueOptionsSchema = z
     /** Shared secret authenticating members (at least 16 characters); required off loopback. */
     clusterSecret: z.string().min(16, 'clusterSecret must be at least 16 characters').optional(),
     /** Names the cluster; a member of another cluster is refused at the handshake. */
-    clusterId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
+    clusterId: z.string().regex(CLUSTER_ID_PATTERN).optional(),
     /** Mutual TLS around the peer protocol (PEM strings or buffers). */
     tls: z.strictObject({ key: z.union([z.string(), z.instanceof(Uint8Array)]), cert: z.union([z.string(), z.instanceof(Uint8Array)]), ca: z.union([z.string(), z.instanceof(Uint8Array)]) }).optional(),
     /** A ready-made transport (e.g. transports/memory); `peers` then only lists the member ids. */
@@ -43,7 +44,7 @@ export const raftQueueOptionsSchema = z
     /** Default deadline of every call (publish, consume, ...). */
     requestTimeoutMs: positiveMs.optional(),
     /** Largest encoded payload accepted by publish. */
-    messageBytesMax: z.number().int().positive().max(64 << 20).optional(),
+    messageBytesMax: z.number().int().positive().max(MESSAGE_BYTES_MAX_LIMIT).optional(),
     /** Snapshot the queue and compact the log after this many applied entries. */
     snapshotEveryEntries: z.number().int().min(16).optional(),
     /** WAL segment size (file storage). */
@@ -61,7 +62,7 @@ export const raftQueueOptionsSchema = z
      * needs only this node's own entry: the configuration, with every member's address, comes
      * from the leader. Ignored once this node's data holds a configuration (a restart).
      */
-    join: z.string().min(1).max(256).optional(),
+    join: z.string().min(1).max(ADDRESS_CHARS_MAX).optional(),
     /** Receives one line per notable event (role and leader changes, failures). */
     logger: z.custom<(line: string) => void>((f) => typeof f === 'function').optional(),
   })
@@ -146,7 +147,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     electionTimeoutTicks,
     heartbeatIntervalTicks,
     requestTimeoutMs: o.requestTimeoutMs ?? 5_000,
-    messageBytesMax: o.messageBytesMax ?? 1 << 20,
+    messageBytesMax: o.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT,
     snapshotEveryEntries: o.snapshotEveryEntries ?? 50_000,
     segmentBytesMax: o.segmentBytesMax,
     retryIntervalMs: o.retryIntervalMs ?? 1_000,

@@ -1,151 +1,59 @@
 /**
  * RaftQueue: the public facade. A replicated topic queue with work-queue and pub/sub semantics,
  * embedded in any Node app. Promises live here and nowhere below.
+ *
+ * It talks to its node (lib/node) only through plain data: queue commands encoded as bytes in,
+ * results, events and status out. Subscriptions live in lib/subscriptions.ts, the public types
+ * in lib/api-types.ts, the composition of a member in lib/compose.ts.
  */
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'eventemitter3';
-import { Packr } from 'msgpackr';
-import { MSGPACK_OPTIONS } from './contracts/msgpack-options.js';
-import { createRandom } from './core/random.js';
+import type {
+  CallOptions,
+  MemberInfo,
+  PeerStatus,
+  PublishOptions,
+  PublishReceipt,
+  QueueMetrics,
+  QueueStatus,
+  SubscribeOptions,
+  Subscription,
+} from './api-types.js';
+import { composeMember } from './compose.js';
+import type { Member } from './compose.js';
 import { RaftQueueError } from './contracts/errors.js';
 import type { ErrorCode } from './contracts/errors.js';
+import { ADDRESS_PATTERN, MEMBER_ID_PATTERN, PUBLISH_ID_CHARS_MAX } from './contracts/limits.js';
+import type { Transport } from './contracts/transport.js';
 import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents } from './events.js';
-import { systemClock } from './node/clock.js';
-import { RaftNode } from './node/raft-node.js';
-import type { NodeEvent, RequestCommand } from './node/raft-node.js';
+import type { NodeEvent } from './node/raft-node.js';
 import type { MemberOp } from './node/membership.js';
+import { PersistTimer } from './metrics.js';
 import { resolveOptions } from './options.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
-import { QueueStateMachine, validateTopicName } from './queue/index.js';
-import type { ApplyResult, Delivery as StoredDelivery, StoredMessage, TopicOptions } from './queue/index.js';
-import { FileStorage, MemoryStorage } from './storage/index.js';
-import type { Storage } from './storage/index.js';
-import type { Transport, TransportStats } from './contracts/transport.js';
+import { encodeCommand, validateTopicName } from './queue/index.js';
+import type { ApplyResult, Command, Delivery as StoredDelivery, QueueEvent, QueueQuery, StoredMessage, TopicOptions } from './queue/index.js';
+import { AckBatcher, SubscriptionImpl, payloadPackr, resolveSubscribe, runHandler, toDelivery, toMessage } from './subscriptions.js';
+import type { SubscriptionHost } from './subscriptions.js';
 
-/** Payload codec: any msgpack value, with every option explicit. */
-const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
-
-/** Most acks sent in one `ackMany` command (the rest go in the next). */
-const ACK_BATCH_MAX = 1_000;
-
-/** Acks of one (topic, group) gathered in one event-loop turn. */
-interface AckBatch {
-  readonly topic: string;
-  readonly group: string;
-  readonly refs: number[];
-  readonly waiters: ((outcome: true | RaftQueueError) => void)[];
-}
+export type {
+  CallOptions,
+  MemberInfo,
+  PeerStatus,
+  PublishOptions,
+  PublishReceipt,
+  QueueMetrics,
+  QueueStatus,
+  SubscribeOptions,
+  Subscription,
+} from './api-types.js';
 
 /** Default deadline of addPeer/removePeer: a new member may need to catch up a long log. */
 const MEMBERSHIP_TIMEOUT_MS = 60_000;
 
 function checkMemberId(id: string): void {
-  if (typeof id !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) {
+  if (typeof id !== 'string' || !MEMBER_ID_PATTERN.test(id)) {
     throw new RaftQueueError('INVALID_OPTIONS', `invalid member id '${String(id)}': letters, digits, '.', '_' or '-' (at most 64)`);
   }
-}
-
-export interface CallOptions {
-  /** Deadline for this call; default `requestTimeoutMs`. */
-  readonly timeoutMs?: number;
-}
-
-export interface PublishOptions extends CallOptions {
-  /** Idempotency key: a repeat within the dedup window returns the first receipt with duplicate: true. */
-  readonly publishId?: string;
-}
-
-export interface PublishReceipt {
-  readonly topic: string;
-  readonly offset: number;
-  readonly duplicate: boolean;
-}
-
-export interface SubscribeOptions {
-  /** Consumer group (default 'default'): groups fan out, consumers within one compete. */
-  readonly group?: string;
-  /** Deliveries this consumer holds at once (credit); default 16. */
-  readonly maxInFlight?: number;
-  /** Unacknowledged deliveries return to the group after this long; default 30000. */
-  readonly ackTimeoutMs?: number;
-  /** After this many attempts a message moves to the topic's dead-letter topic; default 5. */
-  readonly maxDeliveries?: number;
-  /** With subscribe: delay before a message whose handler threw is redelivered; default 0. */
-  readonly nackDelayMs?: number;
-}
-
-export interface Subscription {
-  readonly topic: string;
-  readonly group: string;
-  /** Stops pulling, waits for running handlers, and returns unsettled deliveries to the group. */
-  unsubscribe(): Promise<void>;
-}
-
-/** One member of the configuration in force, as `members()` lists it. */
-export interface MemberInfo {
-  readonly id: string;
-  /** Its transport address (as given to addPeer or in `peers`). */
-  readonly address: string | undefined;
-  /** 'voter' votes and counts towards commitment; a 'learner' only receives the log. */
-  readonly role: 'voter' | 'learner';
-  readonly isLeader: boolean;
-  /** Known on the leader only: the highest log index stored on it, and how far it lags. */
-  readonly match?: number;
-  readonly lag?: number;
-  readonly state?: string;
-}
-
-export interface PeerStatus {
-  readonly id: string;
-  readonly address: string;
-  /** Leader only: replication progress of this follower. */
-  readonly match?: number;
-  readonly next?: number;
-  readonly state?: string;
-}
-
-export interface QueueStatus {
-  readonly id: string;
-  readonly role: PublicRole;
-  readonly term: number;
-  /** undefined while no leader is known. */
-  readonly leaderId: string | undefined;
-  readonly commitIndex: number;
-  readonly appliedIndex: number;
-  /** The node's log was found damaged: it does not vote until repaired from the leader. */
-  readonly needsRepair: boolean;
-  readonly peers: readonly PeerStatus[];
-}
-
-/** Upper bounds (seconds) of the persist latency histogram buckets in {@link QueueMetrics}. */
-const PERSIST_SECONDS_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
-
-/** Counters and gauges of one member, for monitoring (e.g. the gateway's `GET /metrics`). */
-export interface QueueMetrics {
-  /** Elections since this member started: each new term is one election, won or not. */
-  readonly elections: number;
-  /** Leader changes this member observed since start (the first leader included). */
-  readonly leaderChanges: number;
-  /** Publishes made through this member that resolved (duplicates included). */
-  readonly publishes: number;
-  /** `consume` calls through this member that returned a message. */
-  readonly consumes: number;
-  /**
-   * Every topic in creation order with the messages waiting for its `default` group (`depth`:
-   * what `consume` would still return). Local state, not a linearizable read.
-   */
-  readonly topics: readonly { readonly topic: string; readonly depth: number }[];
-  /**
-   * Latency of each storage persist (one WAL write plus one fdatasync per batch) as a cumulative
-   * histogram: each bucket counts the persists that took at most `le` seconds.
-   */
-  readonly persist: {
-    readonly count: number;
-    readonly secondsSum: number;
-    readonly buckets: readonly { readonly le: number; readonly count: number }[];
-  };
-  /** The peer transport's counters (frames in and out, frames rejected by reason, ...). */
-  readonly transport: TransportStats | undefined;
 }
 
 export interface RaftQueueDependencies {
@@ -162,22 +70,17 @@ type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   readonly options: ResolvedOptions;
   private readonly deps: RaftQueueDependencies;
-  private node: RaftNode | undefined;
+  private member: Member | undefined;
   private state: State = 'new';
   private leaderId: string | undefined;
   private term = 0;
   private leaderTerm = 0;
   private role: PublicRole = 'follower';
-  private ridSeq = 0;
-  private readonly ridPrefix = randomUUID().slice(0, 8);
   private readonly subscriptions = new Set<SubscriptionImpl>();
-  /** Acks waiting for the end of the turn, by topic and group: one log entry for all of them. */
-  private readonly ackBatches = new Map<string, AckBatch>();
-  private ackFlushScheduled = false;
-  private transport: Transport | undefined;
+  private readonly host: SubscriptionHost;
+  private readonly acks: AckBatcher;
   private readonly counters = { leaderChanges: 0, publishes: 0, consumes: 0 };
   private startTerm = 0;
-  private readonly persistTimer = new PersistTimer();
   private closedResolve!: (error: RaftQueueError | undefined) => void;
   private readonly closedPromise = new Promise<RaftQueueError | undefined>((resolve) => {
     this.closedResolve = resolve;
@@ -191,48 +94,33 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     if (!this.options.transport && !deps.createTransport) {
       throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
     }
+    const queue = this;
+    this.host = {
+      id: this.options.id,
+      get running() {
+        return queue.state === 'running';
+      },
+      run: (command, timeoutMs) => this.run(command, timeoutMs).then((r) => r.value),
+      removeSubscription: (sub) => this.subscriptions.delete(sub),
+      log: (line) => this.log(line),
+    };
+    this.acks = new AckBatcher(this.host);
   }
 
   /** Recovers storage and starts listening. Does not wait for a leader. */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new RaftQueueError('CLOSED', `start() called twice (state ${this.state})`);
     this.state = 'starting';
-    const o = this.options;
-    let storage: Storage | undefined;
+    let member: Member | undefined;
     try {
-      storage =
-        o.storage === 'memory'
-          ? new MemoryStorage()
-          : await FileStorage.open({ dataDir: o.dataDir as string, ...(o.segmentBytesMax ? { segmentBytesMax: o.segmentBytesMax } : {}) });
-      const transport = o.transport ?? (this.deps.createTransport as (x: ResolvedOptions) => Transport)(o);
-      this.transport = transport;
-      this.startTerm = storage.hardState().term;
-      const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
-      this.node = new RaftNode({
-        id: o.id,
-        voters: o.voters,
-        storage: timedStorage(storage, this.persistTimer),
-        transport,
-        clock: systemClock,
-        random: createRandom(seed),
-        stateMachine: new QueueStateMachine({ dedupWindowMax: o.dedupWindowMax, dedupWindowMs: o.dedupWindowMs, messageBytesMax: o.messageBytesMax }),
-        tickIntervalMs: o.tickIntervalMs,
-        electionTimeoutTicks: o.electionTimeoutTicks,
-        heartbeatIntervalTicks: o.heartbeatIntervalTicks,
-        snapshotEveryEntries: o.snapshotEveryEntries,
-        retryIntervalMs: o.retryIntervalMs,
-        timeTickIntervalMs: 250,
-        onEvent: (e) => this.onNodeEvent(e),
-        addresses: o.join !== undefined ? {} : { ...o.peers },
-        address: o.peers[o.id] as string,
-        ...(o.join !== undefined ? { join: o.join } : {}),
-        log: (line) => this.log(line),
-      });
-      await this.node.start();
+      member = await composeMember(this.options, this.deps.createTransport, (e) => this.onNodeEvent(e), (line) => this.log(line));
+      this.member = member;
+      this.startTerm = member.storage.hardState().term;
+      await member.node.start();
       this.state = 'running';
     } catch (error) {
       this.state = 'stopped';
-      await storage?.close().catch((closeError: unknown) => this.log(`closing storage after a failed start: ${String(closeError)}`));
+      if (member !== undefined) await member.storage.close().catch((closeError: unknown) => this.log(`closing storage after a failed start: ${String(closeError)}`));
       if (error instanceof RaftQueueError) throw error;
       throw new RaftQueueError('TRANSPORT_FAILED', `start failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
@@ -265,20 +153,19 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   async createTopic(topic: string, options: TopicOptions & CallOptions = {}): Promise<boolean> {
     checkTopic(topic);
     const { timeoutMs, ...opts } = options;
-    const cmd: RequestCommand = { t: 'createTopic', rid: this.rid(), topic, ...(Object.keys(opts).length > 0 ? { opts } : {}) };
-    return (await this.run(cmd, timeoutMs)) as boolean;
+    const cmd: Command = { t: 'createTopic', topic, ...(Object.keys(opts).length > 0 ? { opts } : {}) };
+    return (await this.run(cmd, timeoutMs)).value as boolean;
   }
 
   /** Deletes `topic` and everything in it; true if it existed. */
   async deleteTopic(topic: string, options: CallOptions = {}): Promise<boolean> {
     checkTopic(topic);
-    return (await this.run({ t: 'deleteTopic', rid: this.rid(), topic }, options.timeoutMs)) as boolean;
+    return (await this.run({ t: 'deleteTopic', topic }, options.timeoutMs)).value as boolean;
   }
 
   /** Topic names in creation order (a linearizable read). */
   async topics(options: CallOptions = {}): Promise<string[]> {
-    await this.barrier(options.timeoutMs);
-    return this.requireNode().stateMachine.topics();
+    return (await this.read({ q: 'topics' }, options.timeoutMs)) as string[];
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -291,17 +178,12 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     if (bytes.length > this.options.messageBytesMax) {
       throw new RaftQueueError('PAYLOAD_TOO_LARGE', `payload is ${bytes.length} bytes; messageBytesMax is ${this.options.messageBytesMax}`);
     }
-    if (options.publishId !== undefined && (typeof options.publishId !== 'string' || options.publishId.length === 0 || options.publishId.length > 256)) {
-      throw new RaftQueueError('INVALID_OPTIONS', 'invalid option publishId: a string of 1 to 256 characters');
+    const publishId = options.publishId;
+    if (publishId !== undefined && (typeof publishId !== 'string' || publishId.length === 0 || publishId.length > PUBLISH_ID_CHARS_MAX)) {
+      throw new RaftQueueError('INVALID_OPTIONS', `invalid option publishId: a string of 1 to ${PUBLISH_ID_CHARS_MAX} characters`);
     }
-    const cmd: RequestCommand = {
-      t: 'publish',
-      rid: this.rid(),
-      topic,
-      payload: bytes,
-      ...(options.publishId !== undefined ? { publishId: options.publishId } : {}),
-    };
-    const { value, duplicate } = await this.runFull(cmd, options.timeoutMs);
+    const cmd: Command = { t: 'publish', topic, payload: bytes, ...(publishId !== undefined ? { publishId } : {}) };
+    const { value, duplicate } = await this.run(cmd, options.timeoutMs);
     this.counters.publishes++;
     return { topic, offset: (value as { offset: number }).offset, duplicate };
   }
@@ -309,7 +191,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   /** Removes and returns the oldest message of `topic` (group 'default'); undefined if empty. */
   async consume<T = unknown>(topic: string, options: CallOptions = {}): Promise<QueueMessage<T> | undefined> {
     checkTopic(topic);
-    const value = (await this.run({ t: 'consume', rid: this.rid(), topic }, options.timeoutMs)) as StoredMessage | null;
+    const value = (await this.run({ t: 'consume', topic }, options.timeoutMs)).value as StoredMessage | null;
     if (value === null) return undefined;
     this.counters.consumes++;
     return toMessage<T>(value, 'default');
@@ -322,8 +204,8 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   subscribe<T = unknown>(topic: string, handler: (message: QueueMessage<T>) => unknown, options: SubscribeOptions = {}): Subscription {
     checkTopic(topic);
     this.assertRunning();
-    const sub = new SubscriptionImpl(this, topic, resolveSubscribe(options), {
-      onDelivery: (d) => this.runHandler(sub, handler as (m: QueueMessage) => unknown, d),
+    const sub: SubscriptionImpl = new SubscriptionImpl(this.host, topic, resolveSubscribe(options), {
+      onDelivery: (d) => void runHandler(this.host, this.acks, sub, handler as (m: QueueMessage) => unknown, d),
     });
     this.subscriptions.add(sub);
     sub.start();
@@ -337,9 +219,9 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     const buffer: Delivery<T>[] = [];
     const waiting: ((r: IteratorResult<Delivery<T>>) => void)[] = [];
     let done = false;
-    const sub = new SubscriptionImpl(this, topic, resolveSubscribe(options), {
-      onDelivery: (d) => {
-        const delivery = this.toDelivery<T>(sub, d);
+    const sub: SubscriptionImpl = new SubscriptionImpl(this.host, topic, resolveSubscribe(options), {
+      onDelivery: (d: StoredDelivery) => {
+        const delivery = toDelivery<T>(this.host, this.acks, sub, d);
         const w = waiting.shift();
         if (w) w({ value: delivery, done: false });
         else buffer.push(delivery);
@@ -373,8 +255,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
 
   /** This member's view of the cluster (local, not a linearizable read). */
   status(): QueueStatus {
-    const node = this.node;
-    const s = node?.status();
+    const s = this.member?.node.status();
     const conf = s?.config.conf;
     const voters = conf ? conf.voters : this.options.voters;
     const peers: PeerStatus[] = voters.map((id) => {
@@ -388,7 +269,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       term: s?.term ?? 0,
       leaderId: s?.leaderId ?? undefined,
       commitIndex: s?.commitIndex ?? 0,
-      appliedIndex: node?.stateMachine.appliedIndex ?? 0,
+      appliedIndex: s?.appliedIndex ?? 0,
       needsRepair: s?.needsRepair ?? false,
       peers,
     };
@@ -400,14 +281,15 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * Local and synchronous, like {@link status}; safe to call in any state.
    */
   metrics(): QueueMetrics {
-    const sm = this.node?.stateMachine;
-    const topics = sm ? sm.topics().map((topic) => ({ topic, depth: sm.depth(topic) })) : [];
+    const member = this.member;
+    const query: QueueQuery = { q: 'depths' };
+    const topics = member ? (member.node.queryLocal(query) as { topic: string; depth: number }[]) : [];
     return {
-      elections: this.node ? Math.max(0, this.node.status().term - this.startTerm) : 0,
+      elections: member ? Math.max(0, member.node.status().term - this.startTerm) : 0,
       ...this.counters,
       topics,
-      persist: this.persistTimer.snapshot(),
-      transport: this.transport?.stats(),
+      persist: (member?.persistTimer ?? new PersistTimer()).snapshot(),
+      transport: member?.transport.stats(),
     };
   }
 
@@ -422,7 +304,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    */
   async addPeer(id: string, address: string, options: CallOptions = {}): Promise<void> {
     checkMemberId(id);
-    if (typeof address !== 'string' || !/^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(address)) {
+    if (typeof address !== 'string' || !ADDRESS_PATTERN.test(address)) {
       throw new RaftQueueError('INVALID_OPTIONS', `addPeer: expected a 'host:port' address, got '${String(address)}'`);
     }
     await this.changeMembership({ kind: 'add', id, address }, options.timeoutMs ?? MEMBERSHIP_TIMEOUT_MS);
@@ -443,7 +325,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * addresses; on the leader also each one's replication progress (`match`, `lag`).
    */
   members(): MemberInfo[] {
-    const s = this.node?.status();
+    const s = this.member?.node.status();
     if (!s) return this.options.voters.map((id) => ({ id, address: this.options.peers[id], role: 'voter', isLeader: false }));
     const conf = s.config.conf;
     const describe = (id: string, role: 'voter' | 'learner'): MemberInfo => {
@@ -465,7 +347,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    */
   transferLeadership(to?: string, options: CallOptions = {}): Promise<string> {
     if (to !== undefined) checkMemberId(to);
-    const node = this.requireNode();
+    const node = this.requireMember().node;
     return new Promise((resolve, reject) => {
       node.transferLeadership(to ?? null, options.timeoutMs ?? this.options.requestTimeoutMs, (error, leaderId) => {
         if (error) reject(error);
@@ -475,7 +357,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   }
 
   private changeMembership(op: MemberOp, timeoutMs: number): Promise<void> {
-    const node = this.requireNode();
+    const node = this.requireMember().node;
     return new Promise((resolve, reject) => {
       node.changeMembership(op, timeoutMs, (error) => (error ? reject(error) : resolve()));
     });
@@ -499,159 +381,43 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     }
     this.state = 'stopping';
     await Promise.allSettled([...this.subscriptions].map((s) => s.unsubscribe(250)));
-    const node = this.node;
+    const node = this.member?.node;
     if (node) await new Promise<void>((resolve) => node.stop(this.options.handoverTimeoutMs, resolve));
     this.state = 'stopped';
     this.closedResolve(undefined);
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Internals shared with subscriptions
+  // The node boundary: commands as bytes in, results out
 
-  /** @internal Submits a command and resolves with its value, or rejects with its error code. */
-  async run(cmd: RequestCommand, timeoutMs?: number): Promise<unknown> {
-    return (await this.runFull(cmd, timeoutMs)).value;
-  }
-
-  /** @internal */
-  runFull(cmd: RequestCommand, timeoutMs?: number): Promise<{ value: unknown; duplicate: boolean }> {
-    const node = this.requireNode();
+  /** Submits `command`; resolves with its value, or rejects with its error code. */
+  private run(command: Command, timeoutMs?: number): Promise<{ value: unknown; duplicate: boolean }> {
+    if (this.state !== 'running') return Promise.reject(this.notRunning());
+    const node = (this.member as Member).node;
+    const body = encodeCommand(command);
     return new Promise((resolve, reject) => {
-      node.submit(cmd, timeoutMs ?? this.options.requestTimeoutMs, (outcome) => {
-        if (!outcome.ok) reject(outcome.error);
-        else if (!outcome.result.ok) reject(resultError(outcome.result));
-        else resolve({ value: outcome.result.value, duplicate: outcome.result.duplicate });
+      node.submit(body, timeoutMs ?? this.options.requestTimeoutMs, (outcome) => {
+        if (!outcome.ok) {
+          reject(outcome.error);
+          return;
+        }
+        const result = outcome.result as ApplyResult;
+        if (!result.ok) reject(resultError(result));
+        else resolve({ value: result.value, duplicate: result.duplicate || outcome.duplicate });
       });
     });
   }
 
-  /** @internal A fresh request id; reused by the node on its own retries. */
-  rid(): string {
-    return `${this.options.id}.${this.ridPrefix}.${++this.ridSeq}`;
-  }
-
-  /** @internal */
-  removeSubscription(sub: SubscriptionImpl): void {
-    this.subscriptions.delete(sub);
-  }
-
-  /** @internal */
-  get running(): boolean {
-    return this.state === 'running';
-  }
-
-  private barrier(timeoutMs: number | undefined): Promise<void> {
-    const node = this.requireNode();
+  /** A linearizable query of the queue state. */
+  private read(query: QueueQuery, timeoutMs: number | undefined): Promise<unknown> {
+    if (this.state !== 'running') return Promise.reject(this.notRunning());
+    const node = (this.member as Member).node;
     return new Promise((resolve, reject) => {
-      node.readBarrier(timeoutMs ?? this.options.requestTimeoutMs, (error) => (error ? reject(error) : resolve()));
+      node.read(query, timeoutMs ?? this.options.requestTimeoutMs, (error, value) => (error ? reject(error) : resolve(value)));
     });
   }
 
-  private toDelivery<T>(sub: SubscriptionImpl, d: StoredDelivery): Delivery<T> {
-    const base = toMessage<T>(d, d.group);
-    let settled = false;
-    const settle = async (cmd: RequestCommand): Promise<void> => {
-      if (settled) throw new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
-      settled = cmd.t !== 'extend' ? true : settled;
-      try {
-        await this.run(cmd);
-      } finally {
-        if (cmd.t !== 'extend') sub.release();
-      }
-    };
-    return {
-      ...base,
-      ack: async () => {
-        if (settled) throw new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
-        settled = true;
-        try {
-          await this.ackBatched(d);
-        } finally {
-          sub.release();
-        }
-      },
-      nack: (o = {}) => settle({ t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: o.delayMs ?? 0 }),
-      extend: async () => {
-        if (settled) throw new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
-        await this.run({ t: 'extend', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token });
-      },
-    };
-  }
-
-  private async runHandler(sub: SubscriptionImpl, handler: (m: QueueMessage) => unknown, d: StoredDelivery): Promise<void> {
-    const message = toMessage(d, d.group);
-    let ok = true;
-    try {
-      await handler(message);
-    } catch (error) {
-      ok = false;
-      this.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    try {
-      if (ok) await this.ackBatched(d);
-      else await this.run({ t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs });
-    } catch (error) {
-      // The delivery expired (STALE_DELIVERY) or the node stopped: the queue redelivers it.
-      this.log(`settling ${d.topic}@${d.offset}: ${error instanceof Error ? error.message : String(error)}`);
-    } finally {
-      sub.release();
-    }
-  }
-
-  /**
-   * Acknowledges `d` together with every other ack of its topic and group made in this
-   * event-loop turn: one `ackMany` log entry instead of one entry each. Rejects with
-   * STALE_DELIVERY when the delivery had expired, like a single ack.
-   */
-  private ackBatched(d: StoredDelivery): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const key = `${d.topic}\u0000${d.group}`;
-      let batch = this.ackBatches.get(key);
-      if (batch === undefined) {
-        batch = { topic: d.topic, group: d.group, refs: [], waiters: [] };
-        this.ackBatches.set(key, batch);
-      }
-      batch.refs.push(d.offset, d.token);
-      batch.waiters.push((outcome) => (outcome === true ? resolve() : reject(outcome)));
-      if (batch.waiters.length >= ACK_BATCH_MAX) {
-        this.ackBatches.delete(key);
-        this.sendAcks(batch);
-      } else if (!this.ackFlushScheduled) {
-        this.ackFlushScheduled = true;
-        setImmediate(() => {
-          this.ackFlushScheduled = false;
-          const batches = [...this.ackBatches.values()];
-          this.ackBatches.clear();
-          for (const b of batches) this.sendAcks(b);
-        });
-      }
-    });
-  }
-
-  private sendAcks(b: AckBatch): void {
-    const stale = (i: number): RaftQueueError =>
-      new RaftQueueError('STALE_DELIVERY', `no delivery of ${b.topic}/${b.group}@${b.refs[2 * i]} with token ${b.refs[2 * i + 1]} is pending`);
-    if (b.waiters.length === 1) {
-      const [offset, token] = b.refs as [number, number];
-      this.run({ t: 'ack', rid: this.rid(), topic: b.topic, group: b.group, offset, token }).then(
-        () => b.waiters[0]?.(true),
-        (error: unknown) => b.waiters[0]?.(error instanceof RaftQueueError ? error : stale(0)),
-      );
-      return;
-    }
-    this.run({ t: 'ackMany', rid: this.rid(), topic: b.topic, group: b.group, refs: b.refs }).then(
-      (value) => {
-        const settled = value as boolean[];
-        b.waiters.forEach((w, i) => w(settled[i] === true ? true : stale(i)));
-      },
-      (error: unknown) => {
-        const e = error instanceof RaftQueueError ? error : new RaftQueueError('CLOSED', String(error));
-        for (const w of b.waiters) w(e);
-      },
-    );
-  }
-
-  private onNodeEvent(e: NodeEvent): void {
+  private onNodeEvent(e: NodeEvent<QueueEvent>): void {
     switch (e.type) {
       case 'softState': {
         const leaderId = e.leaderId ?? undefined;
@@ -672,7 +438,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         }
         return;
       }
-      case 'queue': {
+      case 'machine': {
         const q = e.event;
         if (q.type === 'deadLettered') {
           const event: DeadLettered = {
@@ -707,229 +473,22 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     }
   }
 
-  private requireNode(): RaftNode {
+  private requireMember(): Member {
     this.assertRunning();
-    return this.node as RaftNode;
+    return this.member as Member;
   }
 
   private assertRunning(): void {
-    if (this.state !== 'running') {
-      const code: ErrorCode = 'CLOSED';
-      throw new RaftQueueError(code, this.state === 'new' ? 'call start() first' : `the queue is ${this.state}`);
-    }
+    if (this.state !== 'running') throw this.notRunning();
+  }
+
+  private notRunning(): RaftQueueError {
+    return new RaftQueueError('CLOSED', this.state === 'new' ? 'call start() first' : `the queue is ${this.state}`);
   }
 
   private log(line: string): void {
     this.options.logger?.(`[raftqueue ${this.options.id}] ${line}`);
   }
-}
-
-// -----------------------------------------------------------------------------------------------
-// Subscriptions: pull-based, credit-bounded delivery
-
-interface ResolvedSubscribe {
-  readonly group: string;
-  readonly maxInFlight: number;
-  readonly ackTimeoutMs: number;
-  readonly maxDeliveries: number;
-  readonly nackDelayMs: number;
-}
-
-function resolveSubscribe(o: SubscribeOptions): ResolvedSubscribe {
-  const group = o.group ?? 'default';
-  const bad = validateTopicName(group);
-  if (bad) throw new RaftQueueError('INVALID_OPTIONS', `invalid option group: ${bad}`);
-  const int = (name: string, v: number | undefined, dflt: number, min: number, max: number): number => {
-    const x = v ?? dflt;
-    if (!Number.isInteger(x) || x < min || x > max) throw new RaftQueueError('INVALID_OPTIONS', `invalid option ${name}: an integer from ${min} to ${max}`);
-    return x;
-  };
-  return {
-    group,
-    maxInFlight: int('maxInFlight', o.maxInFlight, 16, 1, 10_000),
-    ackTimeoutMs: int('ackTimeoutMs', o.ackTimeoutMs, 30_000, 10, 86_400_000),
-    maxDeliveries: int('maxDeliveries', o.maxDeliveries, 5, 1, 1_000),
-    nackDelayMs: int('nackDelayMs', o.nackDelayMs, 0, 0, 86_400_000),
-  };
-}
-
-interface SubscriptionHooks {
-  onDelivery(delivery: StoredDelivery): void;
-  onClose?(): void;
-}
-
-/** How often an idle subscription asks again even without a wake-up (a safety net). */
-const IDLE_POLL_MS = 1_000;
-
-class SubscriptionImpl implements Subscription {
-  readonly group: string;
-  private readonly consumer: string;
-  private inFlight = 0;
-  private claiming = false;
-  private again = false;
-  private closed = false;
-  private idleTimer: NodeJS.Timeout | undefined;
-  private readonly drained: (() => void)[] = [];
-
-  constructor(
-    private readonly queue: RaftQueue,
-    readonly topic: string,
-    readonly options: ResolvedSubscribe,
-    private readonly hooks: SubscriptionHooks,
-  ) {
-    this.group = options.group;
-    this.consumer = `${queue.options.id}.${randomUUID()}`;
-  }
-
-  start(): void {
-    this.pull();
-  }
-
-  /** New messages may be claimable. */
-  wake(topic: string): void {
-    if (topic === this.topic) this.pull();
-  }
-
-  /** A delivery was settled: credit is free again. */
-  release(): void {
-    this.inFlight--;
-    if (this.inFlight === 0) for (const d of this.drained.splice(0)) d();
-    this.pull();
-  }
-
-  private pull(): void {
-    if (this.closed || !this.queue.running) return;
-    if (this.claiming) {
-      this.again = true;
-      return;
-    }
-    const credit = this.options.maxInFlight - this.inFlight;
-    if (credit <= 0) return;
-    this.claiming = true;
-    this.again = false;
-    const cmd: RequestCommand = {
-      t: 'claim',
-      rid: this.queue.rid(),
-      topic: this.topic,
-      group: this.group,
-      consumer: this.consumer,
-      max: credit,
-      ackTimeoutMs: this.options.ackTimeoutMs,
-      maxDeliveries: this.options.maxDeliveries,
-    };
-    this.queue.run(cmd).then(
-      (value) => {
-        this.claiming = false;
-        const deliveries = value as StoredDelivery[];
-        if (this.closed) {
-          // Claimed while closing: give them straight back.
-          if (deliveries.length > 0) void this.releaseAll();
-          return;
-        }
-        for (const d of deliveries) {
-          this.inFlight++;
-          this.hooks.onDelivery(d);
-        }
-        if (deliveries.length > 0 || this.again) this.pull();
-        else this.idle();
-      },
-      (error: unknown) => {
-        this.claiming = false;
-        if (this.closed) return;
-        // TOPIC_NOT_FOUND, NO_LEADER, TIMEOUT...: keep trying at a gentle pace.
-        this.idle(error instanceof RaftQueueError && error.code === 'TOPIC_NOT_FOUND' ? IDLE_POLL_MS : 100);
-      },
-    );
-  }
-
-  private idle(delayMs = IDLE_POLL_MS): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      this.idleTimer = undefined;
-      this.pull();
-    }, delayMs);
-    this.idleTimer.unref();
-  }
-
-  async unsubscribe(drainMs = 5_000): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.hooks.onClose?.();
-    if (this.inFlight > 0) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, drainMs);
-        this.drained.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-    }
-    await this.releaseAll();
-    this.queue.removeSubscription(this);
-  }
-
-  /** The node stopped: no more pulls, nothing to release (deliveries expire on the leader). */
-  abort(): void {
-    this.closed = true;
-    if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.hooks.onClose?.();
-  }
-
-  private async releaseAll(): Promise<void> {
-    if (!this.queue.running) return;
-    try {
-      await this.queue.run({ t: 'release', rid: this.queue.rid(), topic: this.topic, group: this.group, consumer: this.consumer }, 2_000);
-    } catch (error) {
-      // Unsettled deliveries still return after ackTimeoutMs; nothing is lost.
-      if (!(error instanceof RaftQueueError)) throw error;
-    }
-  }
-}
-
-// -----------------------------------------------------------------------------------------------
-// Persist latency: measured around the Storage contract, so no storage knows about metrics
-
-/** Cumulative histogram of persist durations (bucket bounds: PERSIST_SECONDS_BUCKETS). */
-class PersistTimer {
-  private count = 0;
-  private secondsSum = 0;
-  private readonly buckets = PERSIST_SECONDS_BUCKETS.map(() => 0);
-
-  record(seconds: number): void {
-    this.count++;
-    this.secondsSum += seconds;
-    for (let i = 0; i < PERSIST_SECONDS_BUCKETS.length; i++) {
-      if (seconds <= (PERSIST_SECONDS_BUCKETS[i] as number)) this.buckets[i] = (this.buckets[i] as number) + 1;
-    }
-  }
-
-  snapshot(): QueueMetrics['persist'] {
-    return { count: this.count, secondsSum: this.secondsSum, buckets: PERSIST_SECONDS_BUCKETS.map((le, i) => ({ le, count: this.buckets[i] as number })) };
-  }
-}
-
-/** `storage` with every persist timed into `timer`; everything else passes straight through. */
-function timedStorage(storage: Storage, timer: PersistTimer): Storage {
-  return {
-    firstIndex: () => storage.firstIndex(),
-    lastIndex: () => storage.lastIndex(),
-    term: (index) => storage.term(index),
-    entries: (lo, hi, bytesMax) => storage.entries(lo, hi, bytesMax),
-    hardState: () => storage.hardState(),
-    snapshot: () => storage.snapshot(),
-    persist: (request, onPersisted) => {
-      const started = process.hrtime.bigint();
-      storage.persist(request, (error) => {
-        timer.record(Number(process.hrtime.bigint() - started) / 1e9);
-        onPersisted(error);
-      });
-    },
-    compact: (snapshot, onDone) => storage.compact(snapshot, onDone),
-    markRepaired: (onDone) => storage.markRepaired(onDone),
-    status: () => storage.status(),
-    close: () => storage.close(),
-  };
 }
 
 // -----------------------------------------------------------------------------------------------
@@ -947,17 +506,6 @@ function encodePayload(payload: unknown): Uint8Array {
   } catch (error) {
     throw new RaftQueueError('INVALID_OPTIONS', `payload cannot be encoded as msgpack: ${String(error)}`, { cause: error });
   }
-}
-
-function toMessage<T>(m: StoredMessage, group: string): QueueMessage<T> {
-  return {
-    topic: m.topic,
-    offset: m.offset,
-    payload: payloadPackr.unpack(m.payload) as T,
-    publishedAt: m.publishedAt,
-    deliveryCount: m.deliveryCount,
-    group,
-  };
 }
 
 function resultError(r: Extract<ApplyResult, { ok: false }>): RaftQueueError {

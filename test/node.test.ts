@@ -8,7 +8,8 @@ import { RaftQueueError } from '../lib/contracts/errors.js';
 import { systemClock } from '../lib/node/clock.js';
 import { RaftNode } from '../lib/node/raft-node.js';
 import type { NodeEvent, SubmitOutcome } from '../lib/node/raft-node.js';
-import { QueueStateMachine } from '../lib/queue/index.js';
+import { QueueStateMachine, encodeCommand } from '../lib/queue/index.js';
+import type { ApplyResult, Command, QueueEvent } from '../lib/queue/index.js';
 import { FileStorage, MemoryStorage } from '../lib/storage/index.js';
 import type { Storage, StorageCallback } from '../lib/storage/index.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -32,7 +33,7 @@ class FullDiskStorage extends MemoryStorage {
   }
 }
 
-function singleNode(storage: Storage, events: NodeEvent[], snapshotEveryEntries = 1_000): RaftNode {
+function singleNode(storage: Storage, events: NodeEvent<QueueEvent>[], snapshotEveryEntries = 1_000, seed = 7): RaftNode<QueueEvent> {
   const net = new MemoryNetwork();
   return new RaftNode({
     id: 'n1',
@@ -40,7 +41,7 @@ function singleNode(storage: Storage, events: NodeEvent[], snapshotEveryEntries 
     storage,
     transport: net.transport('n1'),
     clock: systemClock,
-    random: createRandom(7),
+    random: createRandom(seed),
     stateMachine: new QueueStateMachine(),
     tickIntervalMs: 5,
     electionTimeoutTicks: 4,
@@ -52,18 +53,18 @@ function singleNode(storage: Storage, events: NodeEvent[], snapshotEveryEntries 
   });
 }
 
-const submit = (node: RaftNode, cmd: Parameters<RaftNode['submit']>[0]): Promise<SubmitOutcome> =>
-  new Promise((resolve) => node.submit(cmd, 2_000, resolve));
+const submit = (node: RaftNode<QueueEvent>, cmd: Command): Promise<SubmitOutcome> => new Promise((resolve) => node.submit(encodeCommand(cmd), 2_000, resolve));
+const resultOf = (o: SubmitOutcome): ApplyResult | undefined => (o.ok ? (o.result as ApplyResult) : undefined);
 
 test('node: a full disk fail-stops the node with STORAGE_FAILED and rejects pending work', async (t) => {
-  const events: NodeEvent[] = [];
+  const events: NodeEvent<QueueEvent>[] = [];
   const storage = new FullDiskStorage(3);
   const node = singleNode(storage, events);
   await node.start();
-  const created = await submit(node, { t: 'createTopic', rid: 'r1', topic: 't' });
+  const created = await submit(node, { t: 'createTopic', topic: 't' });
   t.true(created.ok);
   const outcomes: SubmitOutcome[] = [];
-  for (let i = 0; i < 10; i++) outcomes.push(await submit(node, { t: 'publish', rid: `p${i}`, topic: 't', payload: new Uint8Array([i]) }));
+  for (let i = 0; i < 10; i++) outcomes.push(await submit(node, { t: 'publish', topic: 't', payload: new Uint8Array([i]) }));
   const failed = outcomes.filter((o) => !o.ok);
   t.true(failed.length > 0, 'publishes after the disk filled up fail');
   for (const o of failed) if (!o.ok) t.true(o.error.code === 'STORAGE_FAILED' || o.error.code === 'CLOSED', o.error.code);
@@ -72,7 +73,7 @@ test('node: a full disk fail-stops the node with STORAGE_FAILED and rejects pend
   if (fatal?.type === 'fatal') t.is(fatal.error.code, 'STORAGE_FAILED');
   // The node stays stopped: later calls fail at once, nothing is retried against the disk.
   const persistsBefore = storage.persists;
-  const later = await submit(node, { t: 'publish', rid: 'late', topic: 't', payload: new Uint8Array([1]) });
+  const later = await submit(node, { t: 'publish', topic: 't', payload: new Uint8Array([1]) });
   t.false(later.ok);
   await new Promise((r) => setTimeout(r, 100));
   t.is(storage.persists, persistsBefore);
@@ -84,8 +85,8 @@ test('node: the log is compacted into a snapshot and a restart recovers from it'
   const storage = await FileStorage.open({ dataDir: dir });
   const node = singleNode(storage, [], 16);
   await node.start();
-  t.true((await submit(node, { t: 'createTopic', rid: 'c', topic: 't' })).ok);
-  for (let i = 0; i < 60; i++) t.true((await submit(node, { t: 'publish', rid: `p${i}`, topic: 't', payload: new Uint8Array([i]) })).ok);
+  t.true((await submit(node, { t: 'createTopic', topic: 't' })).ok);
+  for (let i = 0; i < 60; i++) t.true((await submit(node, { t: 'publish', topic: 't', payload: new Uint8Array([i]) })).ok);
   await new Promise((r) => setTimeout(r, 50));
   const snap = storage.snapshot() as Snapshot;
   t.truthy(snap, 'a snapshot was taken');
@@ -94,12 +95,13 @@ test('node: the log is compacted into a snapshot and a restart recovers from it'
   await new Promise<void>((resolve) => node.stop(0, resolve));
   const reopened = await FileStorage.open({ dataDir: dir });
   t.deepEqual(reopened.snapshot()?.meta, snap.meta);
-  const again = singleNode(reopened, [], 16);
+  const again = singleNode(reopened, [], 16, 8);
   await again.start();
-  t.true(again.stateMachine.appliedIndex >= snap.meta.index);
-  const popped = await submit(again, { t: 'consume', rid: 'pop', topic: 't' });
-  t.true(popped.ok && popped.result.ok);
-  if (popped.ok && popped.result.ok) t.is((popped.result.value as { offset: number }).offset, 0);
-  t.is(again.stateMachine.depth('t'), 59);
+  t.true(again.status().appliedIndex >= snap.meta.index);
+  const poppedOutcome = await submit(again, { t: 'consume', topic: 't' });
+  const popped = resultOf(poppedOutcome);
+  t.true(popped?.ok);
+  if (popped?.ok) t.is((popped.value as { offset: number }).offset, 0);
+  t.is(again.queryLocal({ q: 'depth', topic: 't' }), 59);
   await new Promise<void>((resolve) => again.stop(0, resolve));
 });

@@ -1,154 +1,153 @@
 /**
- * RaftNode: the Ready loop that wires the pure core to storage, the transport, a clock and the
- * queue state machine (ARCHITECTURE.md section 3).
+ * RaftNode: one member of a Raft group, replicating any StateMachine. It composes the pure core
+ * with the Ready loop (lib/node/ready-loop.ts), the requests its callers wait for
+ * (requests.ts), read barriers (reads.ts), the forwarding channel between members (forward.ts)
+ * and the membership driver (membership.ts).
  *
- * Below the facade everything completes by callback; the boundary is narrow and serializable
- * (commands in; results and events out) so the node can later move into a worker thread.
+ * Its surface is narrow and takes and returns plain data (commands as bytes in; results, events
+ * and status out), with completion by callback: so the simulator drives exactly this code with a
+ * virtual clock, disk and network, and so it could move into a worker thread.
  */
 import { RaftInvariantError } from '../core/assert.js';
 import type { Message } from '../core/messages.js';
 import { RaftCore } from '../core/raft-core.js';
-import type { CoreStatus, Ready, Role } from '../core/raft-core.js';
+import type { CoreStatus, Role, SoftState } from '../core/raft-core.js';
+import type { RaftConfig } from '../core/config.js';
 import type { Random } from '../core/random.js';
-import type { Entry, NodeId, PersistRequest, Snapshot } from '../core/types.js';
-import { EntryType } from '../core/types.js';
+import type { Entry, NodeId } from '../core/types.js';
 import { RaftQueueError } from '../contracts/errors.js';
-import type { ErrorCode } from '../contracts/errors.js';
-import type { ApplyResult, Command, DecodedCommand, QueueEvent, QueueStateMachine } from '../queue/index.js';
-import { decodeCommand, encodeCommand, preDecoded } from '../queue/index.js';
-import type { Storage } from '../storage/storage.js';
+import type { StateMachine } from '../contracts/state-machine.js';
 import type { AppMessage, PeerMessage, Transport } from '../contracts/transport.js';
+import type { Storage } from '../storage/storage.js';
+import { Applier } from './applier.js';
 import type { Clock, TimerHandle } from './clock.js';
+import { SESSION_ID_LIMIT, timeTickEntry } from './envelope.js';
 import { FORWARD_CHANNEL, decodeForward, encodeForward } from './forward.js';
 import type { ForwardBody } from './forward.js';
 import { Membership } from './membership.js';
 import type { MemberOp } from './membership.js';
+import { ReadyLoop } from './ready-loop.js';
+import { Reads } from './reads.js';
+import { Requests } from './requests.js';
+import type { SubmitOutcome } from './requests.js';
+import type { SessionLimits } from './sessions.js';
 
-export interface RaftNodeOptions {
+export type { SubmitOutcome } from './requests.js';
+
+/** Core tuning the node passes through (the simulator varies these per seed). */
+export type CoreTuning = Pick<RaftConfig, 'preVote' | 'checkQuorum' | 'inflightAppendsMax' | 'entriesPerAppendMax' | 'appendBytesMax' | 'uncommittedEntriesMax' | 'uncommittedBytesMax'>;
+
+export interface RaftNodeOptions<Event = unknown> {
   readonly id: NodeId;
   readonly voters: readonly NodeId[];
   readonly storage: Storage;
   readonly transport: Transport;
   readonly clock: Clock;
+  /**
+   * The node's randomness (election timeouts, its session id, read ids). It must differ between
+   * incarnations of a member: the session id drawn from it names this incarnation's requests.
+   */
   readonly random: Random;
-  readonly stateMachine: QueueStateMachine;
+  readonly stateMachine: StateMachine<unknown, Event>;
   readonly tickIntervalMs: number;
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
-  /** Take a state machine snapshot and compact the log after this many applied entries. */
+  /** Take a snapshot and compact the log after this many applied entries. */
   readonly snapshotEveryEntries: number;
-  /** A forwarded command with no result after this long is sent again (deduplicated by rid). */
+  /** A request with no result after this long is sent again (applied once, by its session). */
   readonly retryIntervalMs: number;
-  /** How often a leader logs a time tick while deliveries wait for deadlines. */
+  /** How often a leader logs a time tick while the state machine waits for time to pass. */
   readonly timeTickIntervalMs: number;
-  readonly onEvent: (event: NodeEvent) => void;
+  readonly onEvent: (event: NodeEvent<Event>) => void;
   /** Transport addresses of the initial voters (carried into configuration entries). */
   readonly addresses?: Readonly<Record<NodeId, string>>;
   /** This node's own transport address (a joining node sends it to the cluster). */
   readonly address?: string;
   /** Join a running cluster through the member at this address (when no configuration is known). */
   readonly join?: string;
-  /** Diagnostic lines (membership progress). */
+  /** Diagnostic lines (membership progress, dropped batches). */
   readonly log?: (line: string) => void;
+  /** Bounds of the replicated session table (every member must use the same). */
+  readonly sessionLimits?: SessionLimits;
+  /** Requests waiting at once on this node (default 100,000); more get NO_CAPACITY. */
+  readonly requestsPendingMax?: number;
+  /** A batch entry stops growing past this many bytes (default 256 KiB). */
+  readonly entryBytesMax?: number;
+  /** Largest request body accepted from another member (default 64 MiB). */
+  readonly bodyBytesMax?: number;
+  readonly core?: CoreTuning;
+  /** Called with every committed entry before it is applied (the simulator's checkers). */
+  readonly traceApply?: (entry: Entry) => void;
 }
 
-export type NodeEvent =
+export type NodeEvent<Event = unknown> =
   | { readonly type: 'softState'; readonly role: Role; readonly term: number; readonly leaderId: NodeId | null }
-  | { readonly type: 'queue'; readonly event: QueueEvent }
+  | { readonly type: 'machine'; readonly event: Event }
   | { readonly type: 'config'; readonly index: number; readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] }
   | { readonly type: 'fatal'; readonly error: RaftQueueError };
 
-/** How a submitted command ended. `ok: false` never means the command was rejected by the queue. */
-export type SubmitOutcome =
-  | { readonly ok: true; readonly result: ApplyResult }
-  | { readonly ok: false; readonly error: RaftQueueError };
-
-/** Every command an application submits carries a request id (`rid`) for deduplication. */
-export type RequestCommand = Exclude<Command, { t: 'tick' }>;
-
-/** How often waiting commands are checked against their deadlines (one timer for all). */
-const DEADLINE_SWEEP_MS = 20;
-
-interface Waiter {
-  readonly rid: string;
-  readonly command: RequestCommand;
-  readonly cb: (outcome: SubmitOutcome) => void;
-  /** Clock time after which the caller gets TIMEOUT (or NO_LEADER). */
-  readonly deadlineMs: number;
-  readonly timeoutMs: number;
-  sawLeader: boolean;
-  /** When the command was last handed to a leader (locally or by forwarding). */
-  lastAttemptMs: number;
-  /** The term of the leader that appended it (locally, or as its `accepted` reply said): it
-   * is retried only once that term ends. 0 while unknown. */
-  proposedTerm: number;
-  /** Forwarding attempts so far. */
-  attempts: number;
+/** The core's status plus what the node layer adds. */
+export interface NodeStatus extends CoreStatus {
+  /** What the replicated state reflects (may trail `commitIndex` briefly). */
+  readonly appliedIndex: number;
+  readonly requestsPending: number;
+  readonly sessions: number;
+  readonly persists: number;
+  readonly snapshotsTaken: number;
 }
 
-interface ReadWaiter {
-  readonly cb: (error: RaftQueueError | undefined) => void;
-  readonly deadline: TimerHandle;
-  sawLeader: boolean;
-  lastAttemptMs: number;
-  /** Known once a leader confirmed the barrier: serve when applied >= index. */
-  index: number | undefined;
-}
-
-export class RaftNode {
+export class RaftNode<Event = unknown> {
   readonly id: NodeId;
-  private readonly opts: RaftNodeOptions;
+  private readonly opts: RaftNodeOptions<Event>;
   private readonly core: RaftCore;
-  private readonly sm: QueueStateMachine;
+  private readonly sm: StateMachine<unknown, Event>;
   private readonly storage: Storage;
   private readonly transport: Transport;
   private readonly clock: Clock;
-
-  private readonly waiters = new Map<string, Waiter>();
-  private deadlineSweep: TimerHandle | undefined;
-  /**
-   * Leader only: what this node proposed, by index, already decoded (see preDecoded). Applying
-   * an entry whose (index, term) matches skips decoding it; cleared when leadership ends.
-   */
-  private readonly proposedDecoded = new Map<number, { readonly term: number; readonly decoded: DecodedCommand }>();
-  private readonly reads = new Map<number, ReadWaiter>();
-  /** Leader side: core read id -> the follower and its read id. */
-  private readonly remoteReads = new Map<number, { readonly from: NodeId; readonly id: number }>();
-  /**
-   * Read ids start at a random point per process: a forwarded read answered after this node
-   * restarted must not be mistaken for a new read with the same id (a stale read).
-   */
-  private readSeq: number;
+  private readonly applier: Applier<Event>;
+  private readonly loop: ReadyLoop;
+  private readonly requests: Requests;
+  private readonly reads: Reads;
+  private readonly membership: Membership;
+  /** This node's session: every request it submits is numbered within it. */
+  readonly session: number;
 
   private ticker: TimerHandle | undefined;
   private timeKeeper: TimerHandle | undefined;
   private retrier: TimerHandle | undefined;
-  private pumpScheduled = false;
-  private persisting = false;
-  private compacting = false;
-  /** Bytes of entry data applied since the last snapshot, and that snapshot's size. */
-  private logBytesSinceSnapshot = 0;
-  private lastSnapshotBytes = 0;
   /** Storage reported damage at start and has not been told it is repaired. */
   private storageRepairing = false;
   private closed = false;
   private fatalError: RaftQueueError | undefined;
   private lastLeader: NodeId | null = null;
   private lastLeaderTerm = 0;
-  private readonly membership: Membership;
   private committedConfigIndex = -1;
 
-  constructor(options: RaftNodeOptions) {
+  constructor(options: RaftNodeOptions<Event>) {
     this.opts = options;
     this.id = options.id;
     this.sm = options.stateMachine;
     this.storage = options.storage;
     this.transport = options.transport;
     this.clock = options.clock;
-    this.readSeq = options.random.int(2 ** 31) * 2 ** 20;
+    this.applier = new Applier<Event>(
+      this.sm,
+      options.sessionLimits,
+      (session, seq, index, result, duplicate) => this.requests.onApplied(session, seq, index, result, duplicate),
+      (events) => {
+        for (const event of events) this.opts.onEvent({ type: 'machine', event });
+      },
+      options.traceApply,
+    );
     const snapshot = this.storage.snapshot();
-    if (snapshot) this.sm.restore(snapshot.data, snapshot.meta.index);
-    this.lastSnapshotBytes = snapshot ? snapshot.data.length : 0;
+    if (snapshot) this.applier.restore(snapshot.data, snapshot.meta.index);
+    // A session is this incarnation's alone: a reused one would make its new requests look
+    // like retries of the old ones. Ids are random (52 bits); this guards a repeated seed.
+    let session: number;
+    do session = options.random.int(2 ** 26) * 2 ** 26 + options.random.int(2 ** 26);
+    while (this.applier.knowsSession(session));
+    if (session >= SESSION_ID_LIMIT) throw new RaftInvariantError('session id out of range');
+    this.session = session;
     const repairing = this.storage.status().needsRepair;
     this.storageRepairing = repairing;
     // A damaged log may have lost entries this node once acknowledged: it must not vote until
@@ -162,10 +161,38 @@ export class RaftNode {
       electionTimeoutTicks: options.electionTimeoutTicks,
       heartbeatIntervalTicks: options.heartbeatIntervalTicks,
       appliedIndex: snapshot ? snapshot.meta.index : 0,
+      ...(options.core ?? {}),
       ...(options.addresses ? { addresses: options.addresses } : {}),
       ...(repairing ? { repairUntilIndex, needsRepair: true } : {}),
     });
     const core = this.core;
+    const guard = <T>(fn: () => T): T | undefined => this.guard(fn);
+    const sendForward = (to: NodeId, body: ForwardBody): void => this.sendForward(to, body);
+    const schedulePump = (): void => this.loop.schedulePump();
+    const log = (line: string): void => options.log?.(line);
+    this.requests = new Requests({
+      core,
+      clock: this.clock,
+      session: this.session,
+      retryIntervalMs: options.retryIntervalMs,
+      entryBytesMax: options.entryBytesMax ?? 256 * 1024,
+      bodyBytesMax: options.bodyBytesMax ?? 64 << 20,
+      pendingMax: options.requestsPendingMax ?? 100_000,
+      sendForward,
+      schedulePump,
+      guard,
+      log,
+    });
+    this.reads = new Reads({
+      core,
+      clock: this.clock,
+      retryIntervalMs: options.retryIntervalMs,
+      firstReadId: options.random.int(2 ** 31) * 2 ** 20,
+      appliedIndex: () => this.applier.appliedIndex,
+      sendForward,
+      schedulePump,
+      guard,
+    });
     this.membership = new Membership({
       id: this.id,
       core,
@@ -174,67 +201,78 @@ export class RaftNode {
       electionTimeoutMs: options.electionTimeoutTicks * options.tickIntervalMs,
       retryIntervalMs: options.retryIntervalMs,
       address: options.address,
-      sendForward: (to, body) => this.sendForward(to, body),
-      schedulePump: () => this.schedulePump(),
-      guard: (fn) => this.guard(fn),
-      log: (line) => options.log?.(line),
+      sendForward,
+      schedulePump,
+      guard,
+      log,
+    });
+    this.loop = new ReadyLoop({
+      core,
+      storage: this.storage,
+      transport: this.transport,
+      clock: this.clock,
+      applier: this.applier as Applier<unknown>,
+      snapshotEveryEntries: options.snapshotEveryEntries,
+      initialSnapshotBytes: snapshot ? snapshot.data.length : 0,
+      hooks: {
+        beforeReady: () => this.requests.flush(),
+        beforeSend: () => this.membership.syncTransport(),
+        onSoftState: (s) => this.onSoftState(s),
+        onReadStates: (states, failed) => {
+          for (const rs of states) this.reads.onReadState(rs.id, rs.index);
+          for (const id of failed) this.reads.onReadFailed(id);
+        },
+        afterAdvance: () => {
+          this.onConfigMaybeCommitted();
+          this.reads.serve();
+          this.maybeMarkRepaired();
+        },
+        guard,
+        fail: (error) => this.fail(error),
+      },
     });
   }
 
-  /** Starts the transport and the tick loop. Does not wait for a leader. */
-  async start(): Promise<void> {
-    await this.transport.start({ onMessage: (m) => this.onMessage(m) });
+  /**
+   * Starts the tick loop and the transport. Resolves once the transport listens; if it cannot,
+   * the node closes and the promise rejects (TRANSPORT_FAILED). Does not wait for a leader.
+   */
+  start(): Promise<void> {
+    // The transport registers its handlers synchronously; messages sent before it listens are
+    // dropped and counted (Raft retransmits).
+    const started = this.transport.start({ onMessage: (m) => this.onMessage(m) });
     this.ticker = this.clock.every(this.opts.tickIntervalMs, () => {
       this.guard(() => this.core.tick());
       this.membership.tick();
-      this.schedulePump();
+      this.loop.schedulePump();
     });
     this.membership.syncTransport();
     if (this.opts.join !== undefined && this.core.config().current.conf.voters.length === 0) this.membership.join(this.opts.join);
-    this.retrier = this.clock.every(Math.max(10, Math.floor(this.opts.retryIntervalMs / 4)), () => this.retryStale());
+    this.retrier = this.clock.every(Math.max(10, Math.floor(this.opts.retryIntervalMs / 4)), () => {
+      this.requests.retryStale();
+      this.reads.retryStale();
+    });
     this.timeKeeper = this.clock.every(this.opts.timeTickIntervalMs, () => this.proposeTimeTick());
-    this.schedulePump();
+    this.loop.schedulePump();
+    return started.catch(async (error: unknown) => {
+      await this.close(new RaftQueueError('CLOSED', 'the transport failed to start'));
+      throw error;
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Commands and reads
+  // Requests and reads
 
   /**
-   * Applies `command` through the log. `cb` gets the state machine's result once the entry is
-   * applied on this node, or NO_LEADER / TIMEOUT / NO_CAPACITY / CLOSED.
+   * Applies `command` (the state machine's bytes) through the log. `cb` gets the state machine's
+   * result once the entry is applied on this node, or NO_LEADER / TIMEOUT / NO_CAPACITY / CLOSED.
    */
-  submit(command: RequestCommand, timeoutMs: number, cb: (outcome: SubmitOutcome) => void): void {
+  submit(command: Uint8Array, timeoutMs: number, cb: (outcome: SubmitOutcome) => void): void {
     if (this.closed) {
       cb({ ok: false, error: this.closedError() });
       return;
     }
-    const rid = command.rid;
-    if (this.waiters.has(rid)) {
-      cb({ ok: false, error: new RaftQueueError('INVALID_OPTIONS', `request id ${rid} is already in flight`) });
-      return;
-    }
-    const w: Waiter = { rid, command, cb, deadlineMs: this.clock.nowMs() + timeoutMs, timeoutMs, sawLeader: false, lastAttemptMs: -Infinity, proposedTerm: 0, attempts: 0 };
-    this.waiters.set(rid, w);
-    this.armDeadlineSweep();
-    this.attempt(w);
-  }
-
-  /**
-   * One timer for every waiting command instead of one each (a timer per publish was a visible
-   * cost at 30k publishes/s). Ref'd, like a per-call timer: a pending call keeps the process up.
-   */
-  private armDeadlineSweep(): void {
-    if (this.deadlineSweep !== undefined || this.closed) return;
-    this.deadlineSweep = this.clock.after(DEADLINE_SWEEP_MS, () => {
-      this.deadlineSweep = undefined;
-      const now = this.clock.nowMs();
-      for (const w of this.waiters.values()) {
-        if (w.deadlineMs > now) continue;
-        this.waiters.delete(w.rid);
-        w.cb({ ok: false, error: timeoutError(w.sawLeader, `command ${w.command.t}`, w.timeoutMs) });
-      }
-      if (this.waiters.size > 0) this.armDeadlineSweep();
-    });
+    this.requests.submit(command, timeoutMs, cb);
   }
 
   /** A linearizable read barrier (§6.4): `cb` runs once this node has applied a point at least
@@ -244,97 +282,30 @@ export class RaftNode {
       cb(this.closedError());
       return;
     }
-    const id = ++this.readSeq;
-    const deadline = this.clock.after(timeoutMs, () => {
-      const r = this.reads.get(id);
-      if (!r) return;
-      this.reads.delete(id);
-      r.cb(timeoutError(r.sawLeader, 'read', timeoutMs));
+    this.reads.barrier(timeoutMs, cb);
+  }
+
+  /** A linearizable query: the state machine's answer after a read barrier. */
+  read(query: unknown, timeoutMs: number, cb: (error: RaftQueueError | undefined, value: unknown) => void): void {
+    this.readBarrier(timeoutMs, (error) => {
+      if (error) cb(error, undefined);
+      else cb(undefined, this.sm.query(query));
     });
-    const r: ReadWaiter = { cb, deadline, sawLeader: false, lastAttemptMs: -Infinity, index: undefined };
-    this.reads.set(id, r);
-    this.attemptRead(id, r);
   }
 
-  private attempt(w: Waiter): void {
-    const soft = this.core.softState();
-    if (soft.role === 'leader') {
-      const atMs = this.clock.nowMs();
-      const r = this.guard(() => this.core.propose(encodeCommand(w.command, atMs)));
-      if (!r) return;
-      if (r.ok) {
-        this.rememberProposed(r.index, r.term, w.command, atMs);
-        w.sawLeader = true;
-        w.lastAttemptMs = this.clock.nowMs();
-        w.proposedTerm = r.term;
-        this.schedulePump();
-      } else if (r.reason === 'noCapacity' && !w.sawLeader) {
-        // Only when no earlier attempt reached a leader: otherwise a copy may already be in
-        // the log, and "retry later" would invite a duplicate. Keep retrying (then TIMEOUT).
-        this.finish(w.rid, { ok: false, error: new RaftQueueError('NO_CAPACITY', 'too many uncommitted proposals; retry later') });
-      }
-      // 'transferring': retried by the retry loop once the new leader is known.
-      return;
-    }
-    if (soft.leaderId !== null) {
-      w.sawLeader = true;
-      w.attempts++;
-      w.lastAttemptMs = this.clock.nowMs();
-      w.proposedTerm = 0;
-      this.sendForward(soft.leaderId, { k: 'propose', rid: w.rid, cmd: encodeCommand(w.command, 0) });
-    }
-  }
-
-  private attemptRead(id: number, r: ReadWaiter): void {
-    const soft = this.core.softState();
-    r.lastAttemptMs = this.clock.nowMs();
-    if (soft.role === 'leader') {
-      r.sawLeader = true;
-      const res = this.guard(() => this.core.readIndex(id));
-      if (res?.ok) this.schedulePump();
-    } else if (soft.leaderId !== null) {
-      r.sawLeader = true;
-      this.sendForward(soft.leaderId, { k: 'read', id });
-    }
+  /** The state machine's answer from this node's current state (not linearizable). */
+  queryLocal(query: unknown): unknown {
+    return this.sm.query(query);
   }
 
   /**
    * The state machine's clock is the leader's timestamp on entries; with no traffic it would
-   * stand still. While deliveries wait for an ack deadline, the leader logs a time tick.
+   * stand still. While the machine waits for time (deliveries with deadlines), log a tick.
    */
   private proposeTimeTick(): void {
-    if (this.closed || this.core.softState().role !== 'leader') return;
-    if (this.sm.stats().inFlight === 0) return;
-    const r = this.guard(() => this.core.propose(encodeCommand({ t: 'tick' }, this.clock.nowMs())));
-    if (r?.ok) this.schedulePump();
-  }
-
-  /** Re-attempts what may have been lost: forwarded commands, reads, proposals of a past term. */
-  private retryStale(): void {
-    if (this.closed) return;
-    const now = this.clock.nowMs();
-    const soft = this.core.softState();
-    for (const w of this.waiters.values()) {
-      // Appended by a leader whose term is still current: it commits or that term ends.
-      const stillPending = w.proposedTerm > 0 && soft.term === w.proposedTerm && soft.leaderId !== null;
-      if (!stillPending && now - w.lastAttemptMs >= this.opts.retryIntervalMs) this.attempt(w);
-    }
-    for (const [id, r] of this.reads) {
-      if (r.index === undefined && now - r.lastAttemptMs >= this.opts.retryIntervalMs) this.attemptRead(id, r);
-    }
-  }
-
-  private onLeaderChange(): void {
-    // A new leader: everything not yet applied is handed to it now (the queue deduplicates).
-    for (const w of this.waiters.values()) this.attempt(w);
-    for (const [id, r] of this.reads) if (r.index === undefined) this.attemptRead(id, r);
-  }
-
-  private finish(rid: string, outcome: SubmitOutcome): void {
-    const w = this.waiters.get(rid);
-    if (!w) return;
-    this.waiters.delete(rid);
-    w.cb(outcome);
+    if (this.closed || this.core.softState().role !== 'leader' || !this.sm.wantsTime()) return;
+    const r = this.guard(() => this.core.propose(timeTickEntry(this.clock.nowMs())));
+    if (r?.ok) this.loop.schedulePump();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -372,64 +343,26 @@ export class RaftNode {
     if (this.closed) return;
     if (m.type === 'app') this.onApp(m);
     else this.guard(() => this.core.step(m as Message));
-    this.schedulePump();
+    this.loop.schedulePump();
   }
 
   private onApp(m: AppMessage): void {
     if (m.channel !== FORWARD_CHANNEL) return;
     const body = decodeForward(m.body);
     if (!body) return;
-    if (this.membership.onForward(m.from, body)) return;
+    if (this.membership.onForward(m.from, body) || this.reads.onForward(m.from, body)) return;
     switch (body.k) {
-      case 'propose': {
-        const decoded = decodeCommand(body.cmd);
-        if ('error' in decoded) return; // A peer sent garbage: drop, like an invalid frame.
-        const atMs = this.clock.nowMs();
-        const r = this.guard(() => this.core.propose(encodeCommand(decoded.command, atMs)));
-        if (!r) return;
-        if (r.ok) {
-          this.rememberProposed(r.index, r.term, decoded.command, atMs);
-          this.sendForward(m.from, { k: 'accepted', rid: body.rid, term: r.term });
-        }
-        else this.sendForward(m.from, { k: 'refused', rid: body.rid, reason: r.reason, leaderId: r.leaderId });
+      case 'propose':
+        this.requests.onPropose(m.from, body.b, body.recs);
         return;
-      }
-      case 'accepted': {
-        // Appended in `term`: no need to re-send unless that term ends without it committing.
-        const w = this.waiters.get(body.rid);
-        if (w) w.proposedTerm = body.term;
+      case 'accepted':
+        this.requests.onAccepted(body.b, body.term);
         return;
-      }
-      case 'refused': {
-        const w = this.waiters.get(body.rid);
-        if (!w) return;
-        if (body.reason === 'noCapacity' && w.attempts <= 1) {
-          this.finish(body.rid, { ok: false, error: new RaftQueueError('NO_CAPACITY', 'the leader has too many uncommitted proposals') });
-        } else {
-          w.lastAttemptMs = -Infinity; // Retry at the next opportunity (leader change or retry loop).
-        }
+      case 'refused':
+        this.requests.onRefused(body.b, body.reason);
         return;
-      }
-      case 'read': {
-        const lid = ++this.readSeq;
-        const res = this.guard(() => this.core.readIndex(lid));
-        if (res?.ok) this.remoteReads.set(lid, { from: m.from, id: body.id });
-        else this.sendForward(m.from, { k: 'readRefused', id: body.id, leaderId: res && !res.ok ? res.leaderId : null });
+      default:
         return;
-      }
-      case 'readOk': {
-        const r = this.reads.get(body.id);
-        if (r && r.index === undefined) {
-          r.index = body.index;
-          this.serveReads();
-        }
-        return;
-      }
-      case 'readRefused': {
-        const r = this.reads.get(body.id);
-        if (r) r.lastAttemptMs = -Infinity;
-        return;
-      }
     }
   }
 
@@ -438,159 +371,18 @@ export class RaftNode {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // The Ready loop
+  // Ready loop hooks
 
-  private schedulePump(): void {
-    if (this.pumpScheduled || this.closed) return;
-    this.pumpScheduled = true;
-    // One pump per event-loop turn: everything proposed or received in the turn is batched
-    // into one Ready, hence one fsync and one frame per peer.
-    this.clock.soon(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    if (this.persisting && !this.closed) {
-      // Heartbeats and their answers must not wait behind a slow fsync.
-      const msgs = this.guard(() => this.core.takeMessages());
-      if (msgs) for (const m of msgs) this.transport.send(m);
-      return;
-    }
-    while (!this.closed && !this.persisting) {
-      const rd = this.guard(() => (this.core.hasReady() ? this.core.ready() : undefined));
-      if (!rd) return;
-      if (rd.softState) this.onSoftState(rd.softState);
-      // A member added by this Ready's entries must be reachable before its first append.
-      this.membership.syncTransport();
-      for (const m of rd.messages) this.transport.send(m);
-      // Committed entries are already durable on a majority (a leader counts itself only for
-      // what is on its own disk), so applying them need not wait for this Ready's fsync: they
-      // are applied right after the write is issued, overlapping it (storage calls back
-      // asynchronously, so never before this). A snapshot is restored after it is persisted.
-      const applyNow = rd.snapshot === undefined;
-      // Every hard state change is synced, the commit index included: skipping commit-only
-      // syncs was tried and made Readies smaller and more frequent, costing CPU per message and
-      // causing spurious elections under load (bench steady run: 3 elections instead of 1).
-      const hardState = rd.hardState;
-      if (rd.entries.length > 0 || hardState !== undefined || rd.snapshot !== undefined) {
-        this.persisting = true;
-        const request: PersistRequest = {
-          entries: rd.entries,
-          ...(hardState ? { hardState } : {}),
-          ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
-        };
-        this.storage.persist(request, (error) => {
-          this.persisting = false;
-          if (error) {
-            this.fail(error);
-            return;
-          }
-          this.afterPersist(rd);
-          this.pump();
-        });
-        if (applyNow) this.applyCommitted(rd);
-        return;
-      }
-      if (applyNow && !this.applyCommitted(rd)) return;
-      this.afterPersist(rd);
-    }
-  }
-
-  /** Applies the Ready's committed entries; false when the node fail-stopped doing so. */
-  private applyCommitted(rd: Ready): boolean {
-    // An apply invariant fail-stops this node (never the host process).
-    const applied = this.guard(() => {
-      for (const e of rd.committedEntries) this.applyEntry(e);
-      return true;
-    });
-    return applied === true;
-  }
-
-  private afterPersist(rd: Ready): void {
-    if (this.closed) return;
-    for (const m of rd.messagesAfterPersist) this.transport.send(m);
-    // A snapshot that does not decode fail-stops this node (never the host process): the error
-    // reaches `fatal` instead of escaping from a storage callback.
-    if (rd.snapshot) {
-      const restored = this.guard(() => {
-        this.sm.restore((rd.snapshot as Snapshot).data, (rd.snapshot as Snapshot).meta.index);
-        return true;
-      });
-      if (!restored || !this.applyCommitted(rd)) return;
-    }
-    for (const rs of rd.readStates) this.onReadState(rs.id, rs.index);
-    for (const id of rd.readsFailed) this.onReadFailed(id);
-    this.guard(() => this.core.advance());
-    this.onConfigMaybeCommitted();
-    this.serveReads();
-    this.maybeMarkRepaired();
-    this.maybeCompact();
-  }
-
-  private rememberProposed(index: number, term: number, command: Command, atMs: number): void {
-    const decoded = preDecoded(command, atMs);
-    if (decoded) this.proposedDecoded.set(index, { term, decoded });
-  }
-
-  private applyEntry(e: Entry): void {
-    this.logBytesSinceSnapshot += e.data.length;
-    let known: DecodedCommand | undefined;
-    if (this.proposedDecoded.size > 0) {
-      const p = this.proposedDecoded.get(e.index);
-      if (p !== undefined) {
-        this.proposedDecoded.delete(e.index);
-        // Same index and term: the same entry (log matching), so the same command.
-        if (p.term === e.term) known = p.decoded;
-      }
-    }
-    const { rid, result, events } = this.sm.apply(e, known);
-    for (const event of events) this.opts.onEvent({ type: 'queue', event });
-    if (rid !== undefined && e.type === EntryType.Normal) this.finish(rid, { ok: true, result });
-  }
-
-  private onSoftState(s: { role: Role; term: number; leaderId: NodeId | null }): void {
-    if (s.role !== 'leader') this.proposedDecoded.clear();
+  private onSoftState(s: SoftState): void {
     this.opts.onEvent({ type: 'softState', role: s.role, term: s.term, leaderId: s.leaderId });
     // A new leader, or the same one re-elected in a later term (its earlier term's proposals
     // may be lost): hand it everything not yet applied.
     if (s.leaderId !== this.lastLeader || (s.leaderId !== null && s.term !== this.lastLeaderTerm)) {
       this.lastLeader = s.leaderId;
       this.lastLeaderTerm = s.term;
-      if (s.leaderId !== null) this.onLeaderChange();
-    }
-  }
-
-  private onReadState(id: number, index: number): void {
-    const remote = this.remoteReads.get(id);
-    if (remote) {
-      this.remoteReads.delete(id);
-      this.sendForward(remote.from, { k: 'readOk', id: remote.id, index });
-      return;
-    }
-    const r = this.reads.get(id);
-    if (r) r.index = index;
-  }
-
-  private onReadFailed(id: number): void {
-    const remote = this.remoteReads.get(id);
-    if (remote) {
-      this.remoteReads.delete(id);
-      this.sendForward(remote.from, { k: 'readRefused', id: remote.id, leaderId: this.core.softState().leaderId });
-      return;
-    }
-    const r = this.reads.get(id);
-    if (r) r.lastAttemptMs = -Infinity;
-  }
-
-  private serveReads(): void {
-    const applied = this.sm.appliedIndex;
-    for (const [id, r] of this.reads) {
-      if (r.index !== undefined && r.index <= applied) {
-        this.reads.delete(id);
-        r.deadline.cancel();
-        r.cb(undefined);
+      if (s.leaderId !== null) {
+        this.requests.onLeaderChange();
+        this.reads.onLeaderChange();
       }
     }
   }
@@ -604,39 +396,24 @@ export class RaftNode {
     });
   }
 
-  private maybeCompact(): void {
-    if (this.compacting || this.closed) return;
-    const applied = this.sm.appliedIndex;
-    if (applied - this.storage.firstIndex() + 1 < this.opts.snapshotEveryEntries) return;
-    // Amortized: a snapshot encodes the whole queue (a backlog of waiting messages), so take
-    // one only once the log since the last one is at least as large. Snapshot work then costs
-    // at most about as much as writing the log did, however deep the backlog.
-    if (this.logBytesSinceSnapshot < this.lastSnapshotBytes) return;
-    const term = this.core.termAt(applied);
-    if (term === undefined) return;
-    const snapshot: Snapshot = {
-      meta: { index: applied, term, conf: this.core.confStateAt(applied) },
-      data: this.sm.snapshot(),
-    };
-    this.compacting = true;
-    this.lastSnapshotBytes = snapshot.data.length;
-    this.logBytesSinceSnapshot = 0;
-    this.storage.compact(snapshot, (error) => {
-      this.compacting = false;
-      if (error) this.fail(error);
-    });
-  }
-
   // ---------------------------------------------------------------------------------------------
   // Observation and lifecycle
 
-  status(): CoreStatus {
-    return this.core.status();
+  status(): NodeStatus {
+    const stats = this.applier.sessionStats();
+    return {
+      ...this.core.status(),
+      appliedIndex: this.applier.appliedIndex,
+      requestsPending: this.requests.pending,
+      sessions: stats.sessions,
+      persists: this.loop.counters.persists,
+      snapshotsTaken: this.loop.counters.snapshotsTaken,
+    };
   }
 
-  /** The state machine, for local reads after a read barrier. */
-  get stateMachine(): QueueStateMachine {
-    return this.sm;
+  /** @internal The core, read-only, for the simulator's checkers and white-box tests. */
+  inspect(): RaftCore {
+    return this.core;
   }
 
   /**
@@ -654,7 +431,7 @@ export class RaftNode {
       return;
     }
     this.guard(() => this.core.transferLeadership(target));
-    this.schedulePump();
+    this.loop.schedulePump();
     const started = this.clock.nowMs();
     // `after` (not `every`, whose timer does not keep the process alive): a stop in progress
     // must finish even when nothing else holds the event loop open.
@@ -675,18 +452,13 @@ export class RaftNode {
   private async close(reason: RaftQueueError): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.loop.close();
     this.ticker?.cancel();
     this.retrier?.cancel();
-    this.deadlineSweep?.cancel();
-    this.deadlineSweep = undefined;
     this.timeKeeper?.cancel();
-    for (const rid of [...this.waiters.keys()]) this.finish(rid, { ok: false, error: reason });
+    this.requests.close(reason);
     this.membership.close(reason);
-    for (const [id, r] of [...this.reads]) {
-      this.reads.delete(id);
-      r.deadline.cancel();
-      r.cb(reason);
-    }
+    this.reads.close(reason);
     const results = await Promise.allSettled([this.transport.close(), this.storage.close()]);
     for (const r of results) {
       if (r.status === 'rejected' && !this.fatalError) {
@@ -720,12 +492,4 @@ export class RaftNode {
       return undefined;
     }
   }
-}
-
-function timeoutError(sawLeader: boolean, what: string, timeoutMs: number): RaftQueueError {
-  const code: ErrorCode = sawLeader ? 'TIMEOUT' : 'NO_LEADER';
-  const message = sawLeader
-    ? `${what}: outcome unknown after ${timeoutMs} ms (a retry with the same publishId is safe)`
-    : `${what}: no leader within ${timeoutMs} ms`;
-  return new RaftQueueError(code, message);
 }

@@ -1,22 +1,24 @@
 /**
- * Queue commands: the typed union the node layer proposes, its msgpack encoding as entry data,
- * and the zod validation that turns any byte string into a command or a deterministic error.
+ * Queue commands: the typed union the facade submits, its encoding as a request body, and the
+ * validation that turns any byte string into a command or a deterministic error.
+ *
+ * A body is `[u8 kind][rest]`. Publish, the hot path, is binary and carries its payload bytes as
+ * they are (the facade's msgpack of the app's value), so the payload is encoded once and copied,
+ * never re-encoded; every other command is kind 0 followed by a msgpack map checked with zod.
+ * Request identity (for deduplication of retries) and time are the node layer's, not in here.
  */
 import { Packr, type Options } from 'msgpackr';
-import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
 import { z } from 'zod';
+import {
+  CLAIM_MESSAGES_MAX,
+  CONSUMER_ID_CHARS_MAX,
+  DEAD_LETTER_NAME_CHARS_MAX,
+  PUBLISH_ID_CHARS_MAX,
+  TOPIC_NAME_CHARS_MAX,
+} from '../contracts/limits.js';
+import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
 
-/** Longest topic (and group) name accepted from an application. */
-export const TOPIC_NAME_CHARS_MAX = 200;
-/**
- * Longest name of a dead-letter topic: a valid name plus repeated `.dlq` suffixes. Beyond it a
- * message is not dead-lettered (it stays redeliverable), so names cannot grow without bound.
- */
-export const DEAD_LETTER_NAME_CHARS_MAX = 256;
-/** Longest request id, publish id or consumer id. */
-export const ID_CHARS_MAX = 200;
-/** Most messages one claim may return. */
-export const CLAIM_MESSAGES_MAX = 10_000;
+export { CLAIM_MESSAGES_MAX, DEAD_LETTER_NAME_CHARS_MAX, PUBLISH_ID_CHARS_MAX, TOPIC_NAME_CHARS_MAX };
 
 /** Per-topic limits, fixed when the topic is created. */
 export interface TopicOptions {
@@ -30,18 +32,14 @@ export interface TopicOptions {
   messageBytesMax?: number;
 }
 
-/**
- * One state machine command. Every mutating command carries `rid`, a request id the node layer
- * reuses on its own retries, so a retried command is applied once.
- */
+/** One state machine command. */
 export type Command =
-  | { t: 'createTopic'; rid: string; topic: string; opts?: TopicOptions }
-  | { t: 'deleteTopic'; rid: string; topic: string }
-  | { t: 'publish'; rid: string; topic: string; payload: Uint8Array; publishId?: string }
-  | { t: 'consume'; rid: string; topic: string }
+  | { t: 'createTopic'; topic: string; opts?: TopicOptions }
+  | { t: 'deleteTopic'; topic: string }
+  | { t: 'publish'; topic: string; payload: Uint8Array; publishId?: string }
+  | { t: 'consume'; topic: string }
   | {
       t: 'claim';
-      rid: string;
       topic: string;
       group: string;
       consumer: string;
@@ -49,13 +47,12 @@ export type Command =
       ackTimeoutMs: number;
       maxDeliveries: number;
     }
-  | { t: 'ack'; rid: string; topic: string; group: string; offset: number; token: number }
+  | { t: 'ack'; topic: string; group: string; offset: number; token: number }
   /** Acknowledges several deliveries of one group at once: `refs` are flat (offset, token) pairs. */
-  | { t: 'ackMany'; rid: string; topic: string; group: string; refs: number[] }
-  | { t: 'nack'; rid: string; topic: string; group: string; offset: number; token: number; delayMs: number }
-  | { t: 'extend'; rid: string; topic: string; group: string; offset: number; token: number }
-  | { t: 'release'; rid: string; topic: string; group: string; consumer: string }
-  | { t: 'tick' };
+  | { t: 'ackMany'; topic: string; group: string; refs: number[] }
+  | { t: 'nack'; topic: string; group: string; offset: number; token: number; delayMs: number }
+  | { t: 'extend'; topic: string; group: string; offset: number; token: number }
+  | { t: 'release'; topic: string; group: string; consumer: string };
 
 /** The command kinds, for exhaustive switches and dedup records. */
 export type CommandKind = Command['t'];
@@ -95,21 +92,20 @@ export function deadLetterTopicName(topic: string): string {
 }
 
 /**
- * msgpackr options for entry data and snapshots, every one stated so that an upgrade changing a
- * default cannot change the bytes: plain maps, no records or shared structures, bin values
- * decoded as views into the entry (payloads are stored without a copy), numbers never BigInt.
+ * msgpackr options for command bodies and snapshots, every one stated so that an upgrade changing
+ * a default cannot change the bytes: plain maps, no records or shared structures, bin values
+ * decoded as views (payloads are not copied on decode), numbers never BigInt.
  */
 export const QUEUE_PACKR_OPTIONS: Readonly<Options> = MSGPACK_OPTIONS;
 
-/** The Packr of the queue state machine (entry data and snapshots). */
+/** The Packr of the queue state machine (command bodies and snapshots). */
 export const queuePackr = new Packr({ ...QUEUE_PACKR_OPTIONS });
 
 const uint = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const id = z.string().min(1).max(ID_CHARS_MAX);
+const consumerId = z.string().min(1).max(CONSUMER_ID_CHARS_MAX);
 // Topic names are checked by the state machine (so an invalid one is INVALID_TOPIC, not
 // INVALID_COMMAND); here only their type and a length bound.
 const name = z.string().max(DEAD_LETTER_NAME_CHARS_MAX);
-const bytes = z.instanceof(Uint8Array);
 
 const topicOptionsSchema = z.object({
   maxMessages: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
@@ -118,114 +114,125 @@ const topicOptionsSchema = z.object({
   messageBytesMax: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
-const commandSchema = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('createTopic'), rid: id, topic: name, opts: topicOptionsSchema.optional() }),
-  z.object({ t: z.literal('deleteTopic'), rid: id, topic: name }),
-  z.object({ t: z.literal('publish'), rid: id, topic: name, payload: bytes, publishId: id.optional() }),
-  z.object({ t: z.literal('consume'), rid: id, topic: name }),
+/** Every command but publish (which has its own binary form). */
+const otherCommandSchema = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('createTopic'), topic: name, opts: topicOptionsSchema.optional() }),
+  z.object({ t: z.literal('deleteTopic'), topic: name }),
+  z.object({ t: z.literal('consume'), topic: name }),
   z.object({
     t: z.literal('claim'),
-    rid: id,
     topic: name,
     group: name,
-    consumer: id,
+    consumer: consumerId,
     max: z.number().int().min(0).max(CLAIM_MESSAGES_MAX),
     ackTimeoutMs: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     maxDeliveries: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   }),
-  z.object({ t: z.literal('ack'), rid: id, topic: name, group: name, offset: uint, token: uint }),
+  z.object({ t: z.literal('ack'), topic: name, group: name, offset: uint, token: uint }),
   z.object({
     t: z.literal('ackMany'),
-    rid: id,
     topic: name,
     group: name,
     refs: z.array(uint).min(2).max(2 * CLAIM_MESSAGES_MAX).refine((r) => r.length % 2 === 0, 'refs are (offset, token) pairs'),
   }),
-  z.object({ t: z.literal('nack'), rid: id, topic: name, group: name, offset: uint, token: uint, delayMs: uint }),
-  z.object({ t: z.literal('extend'), rid: id, topic: name, group: name, offset: uint, token: uint }),
-  z.object({ t: z.literal('release'), rid: id, topic: name, group: name, consumer: id }),
-  z.object({ t: z.literal('tick') }),
+  z.object({ t: z.literal('nack'), topic: name, group: name, offset: uint, token: uint, delayMs: uint }),
+  z.object({ t: z.literal('extend'), topic: name, group: name, offset: uint, token: uint }),
+  z.object({ t: z.literal('release'), topic: name, group: name, consumer: consumerId }),
 ]);
 
-const entryDataSchema = z.object({ c: commandSchema, at: uint });
+/** Body kinds (the first byte). */
+const KIND_MSGPACK = 0;
+const KIND_PUBLISH = 1;
 
-/** Encodes a command as entry data: msgpack `{ c, at }`, `at` being the leader's wall time in ms. */
-export function encodeCommand(command: Command, atMs: number): Uint8Array {
-  return queuePackr.pack({ c: command, at: atMs });
-}
-
-/** A decoded entry, or why it is not one (with the request id when it could still be read). */
-export type DecodedCommand = { command: Command; atMs: number } | { error: string; rid?: string };
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
 
 /**
- * Decodes and validates entry data. Never throws: garbage becomes `{ error }`. Payloads are views
- * into `data` (no copy). The publish path is checked by hand (it runs 100k+ times a second);
- * everything else, and anything the fast path doubts, goes through the zod schema.
+ * Encodes a command as a request body. Publish:
+ * `[1][u16 topic length][topic utf-8][u16 publishId length][publishId utf-8][payload]`, with a
+ * publishId length of 0xffff meaning none; everything else: `[0][msgpack command]`.
+ */
+export function encodeCommand(command: Command): Uint8Array {
+  if (command.t !== 'publish') {
+    const packed = queuePackr.pack(command);
+    const out = new Uint8Array(1 + packed.length);
+    out[0] = KIND_MSGPACK;
+    out.set(packed, 1);
+    return out;
+  }
+  const topic = utf8.encode(command.topic);
+  const publishId = command.publishId === undefined ? undefined : utf8.encode(command.publishId);
+  if (topic.length > 0xfffe || (publishId !== undefined && publishId.length > 0xfffe)) throw new RangeError('topic or publishId too long to encode');
+  const payload = command.payload;
+  const out = new Uint8Array(5 + topic.length + (publishId?.length ?? 0) + payload.length);
+  out[0] = KIND_PUBLISH;
+  out[1] = topic.length >> 8;
+  out[2] = topic.length & 0xff;
+  out.set(topic, 3);
+  let at = 3 + topic.length;
+  const pidLength = publishId === undefined ? 0xffff : publishId.length;
+  out[at] = pidLength >> 8;
+  out[at + 1] = pidLength & 0xff;
+  at += 2;
+  if (publishId !== undefined) {
+    out.set(publishId, at);
+    at += publishId.length;
+  }
+  out.set(payload, at);
+  return out;
+}
+
+/** A decoded body, or why it is not a command. */
+export type DecodedCommand = { command: Command } | { error: string };
+
+/**
+ * Decodes and validates a request body. Never throws: garbage becomes `{ error }`. A publish's
+ * payload is a view into `data` (no copy).
  */
 export function decodeCommand(data: Uint8Array): DecodedCommand {
+  if (data.length === 0) return { error: 'empty command' };
+  if (data[0] === KIND_PUBLISH) return decodePublish(data);
+  if (data[0] !== KIND_MSGPACK) return { error: `unknown command kind ${data[0]}` };
   let raw: unknown;
   try {
-    raw = queuePackr.unpack(data);
+    raw = queuePackr.unpack(data.subarray(1));
   } catch (error) {
-    return { error: `entry data is not msgpack: ${error instanceof Error ? error.message : String(error)}` };
+    return { error: `command is not msgpack: ${error instanceof Error ? error.message : String(error)}` };
   }
-  const fast = fastPublish(raw);
-  if (fast !== undefined) return fast;
-  const parsed = entryDataSchema.safeParse(raw);
-  if (parsed.success) return { command: parsed.data.c as Command, atMs: parsed.data.at };
+  const parsed = otherCommandSchema.safeParse(raw);
+  if (parsed.success) return { command: parsed.data as Command };
   const issue = parsed.error.issues[0];
   const where = issue === undefined ? '' : `${issue.path.join('.')}: `;
-  const error = `invalid command: ${where}${issue?.message ?? 'unknown'}`;
-  const rid = ridOf(raw);
-  return rid === undefined ? { error } : { error, rid };
+  return { error: `invalid command: ${where}${issue?.message ?? 'unknown'}` };
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+function decodePublish(data: Uint8Array): DecodedCommand {
+  if (data.length < 5) return { error: 'publish: truncated' };
+  const topicLength = (data[1] as number) * 256 + (data[2] as number);
+  let at = 3 + topicLength;
+  if (at + 2 > data.length) return { error: 'publish: truncated topic' };
+  const topic = asciiOrUtf8(data, 3, at);
+  if (topic.length > DEAD_LETTER_NAME_CHARS_MAX) return { error: `publish: topic longer than ${DEAD_LETTER_NAME_CHARS_MAX} characters` };
+  const pidLength = (data[at] as number) * 256 + (data[at + 1] as number);
+  at += 2;
+  if (pidLength === 0xffff) return { command: { t: 'publish', topic, payload: data.subarray(at) } };
+  if (at + pidLength > data.length) return { error: 'publish: truncated publishId' };
+  const publishId = asciiOrUtf8(data, at, at + pidLength);
+  if (publishId.length === 0 || publishId.length > PUBLISH_ID_CHARS_MAX) return { error: `publish: publishId must be 1 to ${PUBLISH_ID_CHARS_MAX} characters` };
+  return { command: { t: 'publish', topic, payload: data.subarray(at + pidLength), publishId } };
 }
 
-function isId(value: unknown): value is string {
-  return typeof value === 'string' && value.length >= 1 && value.length <= ID_CHARS_MAX;
-}
-
-function ridOf(raw: unknown): string | undefined {
-  if (!isObject(raw) || !isObject(raw['c'])) return undefined;
-  const rid = raw['c']['rid'];
-  return isId(rid) ? rid : undefined;
-}
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/**
- * What `decodeCommand(encodeCommand(command, atMs))` returns, computed without the round trip,
- * or undefined when that cannot be guaranteed (anything but a publish the fast path accepts, or a
- * string msgpack would not round-trip exactly). The leader applies its own proposals with it, so
- * it skips decoding them; followers decode, and both must reach the same state.
- */
-export function preDecoded(command: Command, atMs: number): DecodedCommand | undefined {
-  if (command.t !== 'publish' || !Number.isSafeInteger(atMs) || atMs < 0) return undefined;
-  const { rid, topic, payload, publishId } = command;
-  if (!isId(rid) || typeof topic !== 'string' || topic.length > DEAD_LETTER_NAME_CHARS_MAX || !(payload instanceof Uint8Array)) return undefined;
-  if (LONE_SURROGATE.test(rid) || LONE_SURROGATE.test(topic)) return undefined;
-  if (publishId === undefined) return { command: { t: 'publish', rid, topic, payload }, atMs };
-  if (!isId(publishId) || LONE_SURROGATE.test(publishId)) return undefined;
-  return { command: { t: 'publish', rid, topic, payload, publishId }, atMs };
-}
-
-/**
- * The publish fast path: accepts exactly the shapes the schema accepts for publish and returns
- * undefined for anything else (which the schema then judges). Builds a fresh object so unknown
- * keys are dropped, as the schema would.
- */
-function fastPublish(raw: unknown): DecodedCommand | undefined {
-  if (!isObject(raw)) return undefined;
-  const c = raw['c'];
-  const at = raw['at'];
-  if (!isObject(c) || c['t'] !== 'publish' || !Number.isSafeInteger(at) || (at as number) < 0) return undefined;
-  const { rid, topic, payload, publishId } = c;
-  if (!isId(rid) || typeof topic !== 'string' || topic.length > DEAD_LETTER_NAME_CHARS_MAX) return undefined;
-  if (!(payload instanceof Uint8Array)) return undefined;
-  if (publishId === undefined) return { command: { t: 'publish', rid, topic, payload }, atMs: at as number };
-  if (!isId(publishId)) return undefined;
-  return { command: { t: 'publish', rid, topic, payload, publishId }, atMs: at as number };
+/** Topic names are ASCII: decode those without a TextDecoder call; anything else as UTF-8. */
+function asciiOrUtf8(data: Uint8Array, from: number, to: number): string {
+  if (to - from <= 64) {
+    let ascii = true;
+    for (let i = from; i < to; i++) {
+      if ((data[i] as number) >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, data.subarray(from, to) as unknown as number[]);
+  }
+  return utf8Decoder.decode(data.subarray(from, to));
 }

@@ -5,13 +5,12 @@
 export {
   CLAIM_MESSAGES_MAX,
   DEAD_LETTER_NAME_CHARS_MAX,
-  ID_CHARS_MAX,
+  PUBLISH_ID_CHARS_MAX,
   QUEUE_PACKR_OPTIONS,
   TOPIC_NAME_CHARS_MAX,
   deadLetterTopicName,
   decodeCommand,
   encodeCommand,
-  preDecoded,
   validateTopicName,
   validateTopicOrDeadLetterName,
 } from './commands.js';
@@ -28,4 +27,4 @@ export { QueueStateMachine } from './state-machine.js';
 
 export type { Command, CommandKind, DecodedCommand, TopicOptions } from './commands.js';
 export type { ApplyErrorCode, ApplyResult, DeadLetterHeader, Delivery, QueueEvent, StoredMessage } from './state.js';
-export type { ApplyOutput, QueueStateMachineOptions } from './state-machine.js';
+export type { ApplyOutput, QueueQuery, QueueStateMachineOptions } from './state-machine.js';

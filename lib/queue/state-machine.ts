@@ -8,14 +8,13 @@
  * when the state itself is broken, so that the node fail-stops.
  */
 import { assert, RaftInvariantError, unreachable } from '../core/assert.js';
-import { EntryType, type Entry } from '../core/types.js';
+import type { ApplyContext, ApplyOutput as MachineOutput, StateMachine } from '../contracts/state-machine.js';
 import {
   deadLetterTopicName,
   decodeCommand,
   validateTopicName,
   validateTopicOrDeadLetterName,
   type Command,
-  type DecodedCommand,
   type TopicOptions,
 } from './commands.js';
 import { DedupTable, DEDUP_WINDOW_MAX_DEFAULT, DEDUP_WINDOW_MS_DEFAULT, type DedupRecord } from './dedup.js';
@@ -49,12 +48,16 @@ export interface QueueStateMachineOptions {
   messageBytesMax?: number;
 }
 
-/** What apply() returns: the command's request id (to resolve its proposer), result and events. */
-export interface ApplyOutput {
-  rid: string | undefined;
-  result: ApplyResult;
-  events: QueueEvent[];
-}
+/** What apply() returns: the command's result and the events it caused. */
+export type ApplyOutput = MachineOutput<ApplyResult, QueueEvent>;
+
+/** Read-only questions the node layer passes to `query` (plain data both ways). */
+export type QueueQuery =
+  | { q: 'topics' }
+  | { q: 'depth'; topic: string; group?: string }
+  /** Every topic in creation order with its default group's depth. */
+  | { q: 'depths' }
+  | { q: 'stats' };
 
 /** Dedup value of a claim: which deliveries it made, re-read on a repeat. */
 interface ClaimRecord {
@@ -75,9 +78,9 @@ function fail(code: ApplyErrorCode, message: string): ApplyResult {
   return { ok: false, code, message };
 }
 
-export class QueueStateMachine {
-  /** Index of the last entry applied (Noop and Config entries included). */
-  appliedIndex = 0;
+export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, QueueQuery> {
+  /** Index of the entry being (or last) applied: marks events once per entry. */
+  private entryIndex = 0;
 
   private readonly messageBytesMax: number;
   private dedup: DedupTable;
@@ -99,24 +102,97 @@ export class QueueStateMachine {
   }
 
   /**
-   * Applies one committed entry: the next index after appliedIndex. Deterministic; an invalid
-   * command is a rejection (ok: false) that changes nothing. Expired deliveries and ended nack
-   * delays are processed first, at the entry's time.
+   * Applies one command at the entry time of `ctx`. Deterministic; an invalid command is a
+   * rejection (ok: false) that changes nothing. Expired deliveries and ended nack delays are
+   * processed first, at the entry's time.
    */
-  apply(entry: Entry, known?: DecodedCommand): ApplyOutput {
-    assert(entry.index === this.appliedIndex + 1, `entries are applied in order (got ${entry.index} after ${this.appliedIndex})`);
-    this.appliedIndex = entry.index;
-    if (entry.type !== EntryType.Normal) return { rid: undefined, result: ok(null), events: [] };
-    // `known`: the proposer's own command, exactly what decoding would give (see preDecoded).
-    const decoded = known ?? decodeCommand(entry.data);
-    if ('error' in decoded) return { rid: decoded.rid, result: fail('INVALID_COMMAND', decoded.error), events: [] };
+  apply(body: Uint8Array, ctx: ApplyContext): ApplyOutput {
+    const events: QueueEvent[] = [];
+    this.events = events;
+    this.advanceTo(ctx);
+    const decoded = decodeCommand(body);
+    if ('error' in decoded) return { result: fail('INVALID_COMMAND', decoded.error), events };
     try {
-      return this.applyCommand(decoded.command, decoded.atMs);
+      return { result: this.applyCommand(decoded.command), events };
     } catch (error) {
       if (error instanceof RaftInvariantError) throw error;
       // A bug, not bad input: the state may be half-changed, so the node must stop.
-      throw new RaftInvariantError(`queue apply failed at index ${entry.index}: ${error instanceof Error ? error.stack : String(error)}`);
+      throw new RaftInvariantError(`queue apply failed at index ${ctx.index}: ${error instanceof Error ? error.stack : String(error)}`);
     }
+  }
+
+  /** Time moves to the entry's time with no command: expiries and ended delays fire. */
+  tick(ctx: ApplyContext): QueueEvent[] {
+    const events: QueueEvent[] = [];
+    this.events = events;
+    this.advanceTo(ctx);
+    return events;
+  }
+
+  /** While any delivery waits for a deadline or delay, time must keep moving. */
+  wantsTime(): boolean {
+    return this.timers.size > 0;
+  }
+
+  query(query: QueueQuery): unknown {
+    switch (query.q) {
+      case 'topics':
+        return this.topics();
+      case 'depth':
+        return this.depth(query.topic, query.group);
+      case 'depths':
+        return this.topics().map((topic) => ({ topic, depth: this.depth(topic) }));
+      case 'stats':
+        return this.stats();
+      default:
+        return unreachable(query);
+    }
+  }
+
+  /**
+   * What the node's session table keeps of a result for a retried request: a claim keeps only
+   * its (offset, token) references, re-read on a repeat (so a repeat never hands out a delivery
+   * that was settled since); everything else keeps the result.
+   */
+  remember(body: Uint8Array, result: ApplyResult): unknown {
+    if (!result.ok || body[0] !== 0 || !Array.isArray(result.value)) return result;
+    const decoded = decodeCommand(body);
+    if ('error' in decoded || decoded.command.t !== 'claim') return result;
+    const t = this.topicsByName.get(decoded.command.topic);
+    if (t === undefined) return result;
+    const refs: number[] = [];
+    for (const d of result.value as Delivery[]) refs.push(d.offset, d.token);
+    const record: ClaimRecord = { topicId: t.id, group: decoded.command.group, refs };
+    return { claim: record };
+  }
+
+  /** The remembered result of a repeated request, marked duplicate (claims re-read). */
+  replay(_body: Uint8Array, remembered: unknown): ApplyResult {
+    const claim = (remembered as { claim?: ClaimRecord }).claim;
+    if (claim === undefined) {
+      const r = remembered as ApplyResult;
+      return r.ok ? { ok: true, value: r.value, duplicate: true } : r;
+    }
+    const out: Delivery[] = [];
+    for (const t of this.topicsByName.values()) {
+      if (t.id !== claim.topicId) continue;
+      const g = t.groups.get(claim.group);
+      if (g === undefined) break;
+      for (let i = 0; i < claim.refs.length; i += 2) {
+        const offset = claim.refs[i] as number;
+        const p = g.pending.get(offset);
+        if (p !== undefined && p.token === claim.refs[i + 1]) out.push(this.delivery(g, offset, p));
+      }
+      break;
+    }
+    return { ok: true, value: out, duplicate: true };
+  }
+
+  private advanceTo(ctx: ApplyContext): void {
+    this.entryIndex = ctx.index;
+    if (ctx.atMs > this.nowMs) this.nowMs = ctx.atMs;
+    if (this.timers.nextAtMs <= this.nowMs) this.fireTimers();
+    this.dedup.evictExpired(this.nowMs);
   }
 
   // ---- read-only queries -------------------------------------------------------------------
@@ -173,10 +249,10 @@ export class QueueStateMachine {
   }
 
   /**
-   * Replaces the whole state with a snapshot taken at `index`. Throws RaftQueueError
-   * STORAGE_FAILED on a version mismatch or corrupt data, leaving the current state untouched.
+   * Replaces the whole state with a snapshot's. Throws RaftQueueError STORAGE_FAILED on a
+   * version mismatch or corrupt data, leaving the current state untouched.
    */
-  restore(data: Uint8Array, index: number): void {
+  restore(data: Uint8Array): void {
     const state: RestoredState = decodeSnapshot(data);
     const dedup = new DedupTable(this.dedup.entriesMax, this.dedup.windowMs);
     for (const record of state.dedup) dedup.add(record);
@@ -197,53 +273,30 @@ export class QueueStateMachine {
     this.nowMs = state.nowMs;
     this.nextToken = state.nextToken;
     this.nextTopicId = state.nextTopicId;
-    this.appliedIndex = index;
   }
 
   // ---- apply -------------------------------------------------------------------------------
 
-  private applyCommand(command: Command, atMs: number): ApplyOutput {
-    const events: QueueEvent[] = [];
-    this.events = events;
-    if (atMs > this.nowMs) this.nowMs = atMs;
-    if (this.timers.nextAtMs <= this.nowMs) this.fireTimers();
-    this.dedup.evictExpired(this.nowMs);
-    if (command.t === 'tick') return { rid: undefined, result: ok(null), events };
-
-    // A retry of the same request (same rid) replays its first outcome, rejection included:
-    // otherwise a retried copy of a command that failed (say, consume on a missing topic)
-    // could take effect later with nobody waiting for its result.
-    const ridKey = `r${command.rid}`;
-    const byRid = this.dedup.get(ridKey);
-    if (byRid !== undefined) return { rid: command.rid, result: this.replay(byRid, command), events };
+  private applyCommand(command: Command): ApplyResult {
+    // A publish with a publishId seen on this topic (incarnation) returns the first receipt.
     const key = this.dedupKey(command);
-    if (key !== undefined && key !== ridKey) {
+    if (key !== undefined) {
       const record = this.dedup.get(key);
-      if (record !== undefined) return { rid: command.rid, result: this.replay(record, command), events };
+      if (record !== undefined) return { ok: true, value: record.value, duplicate: true };
     }
     const result = this.execute(command);
-    if (result.ok && key !== undefined) {
-      this.dedup.add({ key, atMs: this.nowMs, kind: command.t, value: this.dedupValue(command, result.value) });
-    } else if (!result.ok) {
-      // Remembered by request id only: a new request with the same publishId may succeed later.
-      this.dedup.add({ key: ridKey, atMs: this.nowMs, kind: command.t, value: { failed: result.code, message: result.message } });
-    }
-    return { rid: command.rid, result, events };
+    if (result.ok && key !== undefined) this.dedup.add({ key, atMs: this.nowMs, kind: command.t, value: result.value });
+    return result;
   }
 
-  /**
-   * The dedup key: the publish id (namespaced by topic incarnation) for a publish that has one,
-   * else the request id. A publish id on a missing topic has no key (the publish fails anyway).
-   */
-  private dedupKey(command: Exclude<Command, { t: 'tick' }>): string | undefined {
-    if (command.t === 'publish' && command.publishId !== undefined) {
-      const t = this.topicsByName.get(command.topic);
-      return t === undefined ? undefined : `p${t.id}:${command.publishId}`;
-    }
-    return `r${command.rid}`;
+  /** The dedup key of a publish with a publishId: namespaced by topic incarnation. */
+  private dedupKey(command: Command): string | undefined {
+    if (command.t !== 'publish' || command.publishId === undefined) return undefined;
+    const t = this.topicsByName.get(command.topic);
+    return t === undefined ? undefined : `p${t.id}:${command.publishId}`;
   }
 
-  private execute(command: Exclude<Command, { t: 'tick' }>): ApplyResult {
+  private execute(command: Command): ApplyResult {
     switch (command.t) {
       case 'createTopic':
         return this.createTopic(command.topic, command.opts);
@@ -578,8 +631,8 @@ export class QueueStateMachine {
   }
 
   private markAvailable(g: GroupState): void {
-    if (g.availableMark === this.appliedIndex) return;
-    g.availableMark = this.appliedIndex;
+    if (g.availableMark === this.entryIndex) return;
+    g.availableMark = this.entryIndex;
     this.events.push({ type: 'available', topic: g.topic.name, group: g.name });
   }
 
@@ -624,41 +677,5 @@ export class QueueStateMachine {
         this.markAvailable(g);
       }
     }
-  }
-
-  // ---- dedup -------------------------------------------------------------------------------
-
-  /** What to remember of a successful result (claims: references, re-read on a repeat). */
-  private dedupValue(command: Exclude<Command, { t: 'tick' }>, value: unknown): unknown {
-    if (command.t !== 'claim') return value;
-    const t = this.topicsByName.get(command.topic) as TopicState;
-    const refs: number[] = [];
-    for (const d of value as Delivery[]) refs.push(d.offset, d.token);
-    const record: ClaimRecord = { topicId: t.id, group: command.group, refs };
-    return record;
-  }
-
-  /** The remembered result of a repeated request, marked duplicate. */
-  private replay(record: DedupRecord, command: Exclude<Command, { t: 'tick' }>): ApplyResult {
-    if (record.kind !== command.t) {
-      return fail('INVALID_COMMAND', `request id reused: it was a ${record.kind}, now a ${command.t}`);
-    }
-    const failed = record.value as { failed?: ApplyErrorCode; message?: string } | null;
-    if (failed !== null && typeof failed === 'object' && typeof failed.failed === 'string') {
-      return fail(failed.failed, failed.message ?? '');
-    }
-    if (command.t !== 'claim') return { ok: true, value: record.value, duplicate: true };
-    const claim = record.value as ClaimRecord;
-    const out: Delivery[] = [];
-    const t = this.topicsByName.get(command.topic);
-    const g = t !== undefined && t.id === claim.topicId ? t.groups.get(claim.group) : undefined;
-    if (g !== undefined) {
-      for (let i = 0; i < claim.refs.length; i += 2) {
-        const offset = claim.refs[i] as number;
-        const p = g.pending.get(offset);
-        if (p !== undefined && p.token === claim.refs[i + 1]) out.push(this.delivery(g, offset, p));
-      }
-    }
-    return { ok: true, value: out, duplicate: true };
   }
 }

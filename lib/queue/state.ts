@@ -15,7 +15,7 @@ export const GROUPS_PER_TOPIC_MAX = 1024;
 /** Topic defaults: retention and overflow. */
 export const TOPIC_MAX_MESSAGES_DEFAULT = 1_000_000;
 export const TOPIC_MAX_BYTES_DEFAULT = 256 * 1024 * 1024;
-export const MESSAGE_BYTES_MAX_DEFAULT = 1024 * 1024;
+export { MESSAGE_BYTES_MAX_DEFAULT } from '../contracts/limits.js';
 
 /** A message as the state machine hands it out. `deliveryCount`: attempts so far in its group. */
 export interface StoredMessage {

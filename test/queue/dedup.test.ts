@@ -1,6 +1,8 @@
 import test from 'ava';
-import type { Command, Delivery, StoredMessage } from '../../lib/queue/index.js';
-import { QueueDriver, bytes, text, texts } from './queue-driver.js';
+import type { Delivery, StoredMessage } from '../../lib/queue/index.js';
+import { EntryBuilder } from '../../lib/node/envelope.js';
+import { encodeCommand } from '../../lib/queue/index.js';
+import { QueueDriver, bytes, text, texts, type DriverCommand } from './queue-driver.js';
 
 test('queue: a repeated publishId returns the first offset, duplicate, and appends nothing', (t) => {
   const q = new QueueDriver();
@@ -28,7 +30,7 @@ test('queue: publishIds are namespaced per topic (and per topic incarnation)', (
 
 test('queue: a repeated rid returns the same result for every command kind, changing nothing', (t) => {
   const q = new QueueDriver();
-  const twice = (command: Command) => {
+  const twice = (command: DriverCommand) => {
     const first = q.run(command);
     const second = q.run(command);
     t.true(first.result.ok && second.result.ok, command.t);
@@ -49,7 +51,7 @@ test('queue: a repeated rid returns the same result for every command kind, chan
   const consumed = twice({ t: 'consume', rid: 'k1', topic: 'a' });
   t.is(text((consumed.result as { value: StoredMessage }).value.payload), 'm0');
   t.is(q.sm.depth('a'), 2, 'the repeat popped nothing');
-  const claim: Command = { t: 'claim', rid: 'cl1', topic: 'a', group: 'g', consumer: 'c', max: 2, ackTimeoutMs: 1000, maxDeliveries: 5 };
+  const claim: DriverCommand = { t: 'claim', rid: 'cl1', topic: 'a', group: 'g', consumer: 'c', max: 2, ackTimeoutMs: 1000, maxDeliveries: 5 };
   const claimed = twice(claim);
   const [d0, d1] = (claimed.result as { value: Delivery[] }).value;
   t.is(q.sm.stats().inFlight, 2);
@@ -70,7 +72,7 @@ test('queue: a claim repeat re-reads deliveries still pending (with their curren
   q.createTopic('a');
   q.pub('a', 'm0');
   q.pub('a', 'm1');
-  const claim: Command = { t: 'claim', rid: 'cl', topic: 'a', group: 'g', consumer: 'c', max: 2, ackTimeoutMs: 100, maxDeliveries: 5 };
+  const claim: DriverCommand = { t: 'claim', rid: 'cl', topic: 'a', group: 'g', consumer: 'c', max: 2, ackTimeoutMs: 100, maxDeliveries: 5 };
   const first = q.value<Delivery[]>(q.run(claim));
   q.ack(first[0]!);
   q.nowMs = 1_050;
@@ -84,7 +86,7 @@ test('queue: a claim repeat re-reads deliveries still pending (with their curren
 
 test('queue: a rejection is replayed to a retry of the same request, never to a new one', (t) => {
   const q = new QueueDriver();
-  const publish: Command = { t: 'publish', rid: 'p', topic: 'late', payload: bytes('x'), publishId: 'id' };
+  const publish: DriverCommand = { t: 'publish', rid: 'p', topic: 'late', payload: bytes('x'), publishId: 'id' };
   t.like(q.run(publish).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
   q.createTopic('late');
   // The library's own retry (same rid) must not take effect after the caller saw the failure.
@@ -92,7 +94,7 @@ test('queue: a rejection is replayed to a retry of the same request, never to a 
   t.is(q.sm.depth('late'), 0);
   // A new request (new rid), even with the same publishId, applies.
   t.deepEqual(q.run({ ...publish, rid: 'p-again' }).result, { ok: true, value: { offset: 0 }, duplicate: false });
-  const consume: Command = { t: 'consume', rid: 'c', topic: 'nope' };
+  const consume: DriverCommand = { t: 'consume', rid: 'c', topic: 'nope' };
   t.like(q.run(consume).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
   q.createTopic('nope');
   q.publish('nope', 'm1', 'm1');
@@ -100,11 +102,19 @@ test('queue: a rejection is replayed to a retry of the same request, never to a 
   t.is(q.sm.depth('nope'), 1);
 });
 
-test('queue: a rid reused for another kind of command is INVALID_COMMAND', (t) => {
+test('queue: a request below its session floor is stale: applied neither first nor again', (t) => {
   const q = new QueueDriver();
-  q.run({ t: 'createTopic', rid: 'x', topic: 'a' });
-  const out = q.run({ t: 'consume', rid: 'x', topic: 'a' });
-  t.like(out.result, { ok: false, code: 'INVALID_COMMAND' });
+  q.createTopic('a');
+  // Request 'late' (seq 2) arrives after its node already moved its floor past it (it settled
+  // it as timed out): the session table drops it.
+  const late = q.seqOf('late');
+  q.seqOf('next');
+  const builder = new EntryBuilder();
+  builder.addRecord({ session: 1, seq: q.seqOf('next'), floor: late + 1, body: encodeCommand({ t: 'publish', topic: 'a', payload: bytes('n') }) });
+  q.entry('next', builder.build(q.nowMs));
+  const stale = q.run({ t: 'publish', rid: 'late', topic: 'a', payload: bytes('l') });
+  t.deepEqual(stale.events, []);
+  t.is(q.sm.depth('a'), 1);
 });
 
 test('queue: the dedup window evicts the oldest past dedupWindowMax entries', (t) => {

@@ -263,8 +263,7 @@ test('queue: ackMany settles every pair that names a pending delivery, reports e
   t.is(q.sm.stats().inFlight, 1);
   // Survives a snapshot: a restored machine replays it too.
   const copy = new QueueDriver();
-  copy.sm.restore(q.sm.snapshot(), q.sm.appliedIndex);
-  copy.ridSeq = q.ridSeq;
+  copy.restoreFrom(q);
   t.deepEqual(copy.run({ t: 'ackMany', rid, topic: 'a', group: 'g', refs }).result, { ok: true, value: [true, false, true, false], duplicate: true });
   // Malformed: an odd number of refs is an invalid command; a missing topic is TOPIC_NOT_FOUND.
   t.like(q.run({ t: 'ackMany', rid: q.rid(), topic: 'a', group: 'g', refs: [1, 2, 3] }).result, { ok: false, code: 'INVALID_COMMAND' });

@@ -1,8 +1,8 @@
 import test from 'ava';
 import { createRandom } from '../../lib/core/random.js';
-import { EntryType } from '../../lib/core/types.js';
 import { queuePackr } from '../../lib/queue/commands.js';
-import { QueueStateMachine, encodeCommand, type Command, type Delivery } from '../../lib/queue/index.js';
+import type { QueueStateMachine, Delivery } from '../../lib/queue/index.js';
+import { QueueDriver, type DriverCommand } from './queue-driver.js';
 
 interface RawGroup {
   name: string;
@@ -39,7 +39,8 @@ function recount(sm: QueueStateMachine): string[] {
 test('queue: depth and done-counts match a brute-force recount under random load (tiny dropOldest topics, late groups; seeds 100-139)', (t) => {
   for (let seed = 100; seed < 140; seed++) {
     const r = createRandom(seed);
-    const sm = new QueueStateMachine({ dedupWindowMax: 32, dedupWindowMs: 1_000 });
+    const q = new QueueDriver({ dedupWindowMax: 32, dedupWindowMs: 1_000 });
+    const sm = q.sm;
     const ds: Delivery[] = [];
     let nowMs = 0;
     const bad: string[] = [];
@@ -49,7 +50,7 @@ test('queue: depth and done-counts match a brute-force recount under random load
       const group = ['default', 'g1', 'g2', 'g3'][r.int(4)] as string;
       const rid = `r${i}`;
       const roll = r.int(100);
-      let c: Command;
+      let c: DriverCommand;
       if (roll < 3) c = { t: 'createTopic', rid, topic, opts: { maxMessages: 1 + r.int(8), overflow: r.chance(0.7) ? 'dropOldest' : 'reject' } };
       else if (roll < 4) c = { t: 'deleteTopic', rid, topic };
       else if (roll < 45) c = { t: 'publish', rid, topic, payload: new Uint8Array(r.int(5)) };
@@ -61,7 +62,7 @@ test('queue: depth and done-counts match a brute-force recount under random load
         const k = r.int(3);
         c = k === 0 ? { t: 'ack', ...base } : k === 1 ? { t: 'nack', ...base, delayMs: r.int(50) } : { t: 'extend', ...base };
       } else c = { t: 'release', rid, topic, group, consumer: `c${r.int(3)}` };
-      const out = sm.apply({ index: i + 1, term: 1, type: EntryType.Normal, data: encodeCommand(c, nowMs) });
+      const out = q.run(c, nowMs);
       if (out.result.ok && Array.isArray(out.result.value)) ds.push(...(out.result.value as Delivery[]));
       if (ds.length > 100) ds.splice(0, 50);
       if (i % 50 === 0) bad.push(...recount(sm));

@@ -4,10 +4,9 @@
  *
  *   npx tsc -p tsconfig.json; node --expose-gc dist/test/queue/memory-probe.js [count] [payloadBytes] [dedupWindowMax]
  *
- * Entries are encoded one by one with encodeCommand, as the node layer would propose them, so
- * each stored payload is a view into its own entry's bytes (what a real node retains).
+ * Commands are encoded one by one with encodeCommand and applied as the node layer would, so
+ * each stored payload is a view into its own command's bytes.
  */
-import { EntryType } from '../../lib/core/types.js';
 import { QueueStateMachine, encodeCommand } from '../../lib/queue/index.js';
 
 const count = Number(process.argv[2] ?? 1_000_000);
@@ -22,17 +21,17 @@ function settle(): number {
 
 const sm = new QueueStateMachine({ dedupWindowMax });
 let index = 0;
-const apply = (data: Uint8Array) => sm.apply({ index: ++index, term: 1, type: EntryType.Normal, data });
-apply(encodeCommand({ t: 'createTopic', rid: 'create', topic: 'bench' }, 0));
+const apply = (data: Uint8Array, atMs = 0) => sm.apply(data, { index: ++index, atMs });
+apply(encodeCommand({ t: 'createTopic', topic: 'bench' }));
 
 const payload = new Uint8Array(payloadBytes).fill(7);
 const before = settle();
 const started = process.hrtime.bigint();
 let applyNs = 0n;
 for (let i = 0; i < count; i++) {
-  const data = encodeCommand({ t: 'publish', rid: `r-${i}`, topic: 'bench', payload }, 1_000 + i);
+  const data = encodeCommand({ t: 'publish', topic: 'bench', payload });
   const t0 = process.hrtime.bigint();
-  const out = apply(data);
+  const out = apply(data, 1_000 + i);
   applyNs += process.hrtime.bigint() - t0;
   if (!out.result.ok) throw new Error(`publish ${i} failed: ${out.result.message}`);
 }

@@ -1,17 +1,23 @@
-import { Unpackr } from 'msgpackr';
-import { QUEUE_PACKR_OPTIONS } from '../../lib/queue/index.js';
 /**
- * A small driver for queue state machine tests: encodes commands as entries with consecutive
- * indexes and an explicit entry time, and unwraps results.
+ * A small driver for queue state machine tests: applies commands as the node layer would (one
+ * record per entry, consecutive indexes, an explicit entry time) through the node's Applier, so
+ * the replicated state under test is the queue plus the session table that deduplicates retried
+ * requests. A test names a request by its `rid`; the driver maps each rid to a sequence number of
+ * one session, so the same rid is a retry of the same request.
  */
+import { Unpackr } from 'msgpackr';
 import { EntryType } from '../../lib/core/types.js';
+import { Applier } from '../../lib/node/applier.js';
+import { EntryBuilder } from '../../lib/node/envelope.js';
+import type { SessionLimits } from '../../lib/node/sessions.js';
 import {
+  QUEUE_PACKR_OPTIONS,
   QueueStateMachine,
   encodeCommand,
-  type ApplyOutput,
   type ApplyResult,
   type Command,
   type Delivery,
+  type QueueEvent,
   type QueueStateMachineOptions,
   type StoredMessage,
   type TopicOptions,
@@ -20,31 +26,86 @@ import {
 export const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 export const text = (payload: Uint8Array): string => new TextDecoder().decode(payload);
 
+/** A command with the test's name for its request (retries reuse it). */
+export type DriverCommand = Command & { rid: string };
+
+/** What one applied command gave: its request name, result and events. */
+export interface DriverOutput {
+  rid: string;
+  result: ApplyResult;
+  events: QueueEvent[];
+}
+
 export interface ClaimOptions {
   max?: number;
   ackTimeoutMs?: number;
   maxDeliveries?: number;
 }
 
+const SESSION = 1;
+
+/** One entry holding one record: (SESSION, seq) with `body`, at `atMs`. */
+export function entryData(seq: number, body: Uint8Array, atMs: number): Uint8Array {
+  const b = new EntryBuilder();
+  b.addRecord({ session: SESSION, seq, floor: 0, body });
+  return b.build(atMs);
+}
+
 export class QueueDriver {
   readonly sm: QueueStateMachine;
+  readonly applier: Applier<QueueEvent>;
   /** Entry time of the next command (tests move it explicitly). */
   nowMs = 1_000;
   /** Counter behind rid(); copy it to make another driver issue the same request ids. */
   ridSeq = 0;
+  private readonly seqs = new Map<string, number>();
+  private lastResult: { result: ApplyResult } | undefined;
+  private events: QueueEvent[] = [];
 
-  constructor(options: QueueStateMachineOptions = {}) {
+  constructor(options: QueueStateMachineOptions = {}, sessionLimits?: SessionLimits) {
     this.sm = new QueueStateMachine(options);
+    this.applier = new Applier<QueueEvent>(
+      this.sm,
+      sessionLimits,
+      (_session, _seq, _index, result) => {
+        this.lastResult = result === undefined ? undefined : { result: result as ApplyResult };
+      },
+      (events) => this.events.push(...events),
+    );
+  }
+
+  get appliedIndex(): number {
+    return this.applier.appliedIndex;
+  }
+
+  /** The sequence number of request `rid` (the same for every retry). */
+  seqOf(rid: string): number {
+    let seq = this.seqs.get(rid);
+    if (seq === undefined) {
+      seq = this.seqs.size + 1;
+      this.seqs.set(rid, seq);
+    }
+    return seq;
   }
 
   /** Applies one command at `atMs` (default nowMs) as the next entry. */
-  run(command: Command, atMs: number = this.nowMs): ApplyOutput {
-    return this.sm.apply({ index: this.sm.appliedIndex + 1, term: 1, type: EntryType.Normal, data: encodeCommand(command, atMs) });
+  run(command: DriverCommand, atMs: number = this.nowMs): DriverOutput {
+    const { rid, ...rest } = command;
+    return this.body(rid, encodeCommand(rest as Command), atMs);
   }
 
-  /** Applies raw entry data. */
-  raw(data: Uint8Array, type: EntryType = EntryType.Normal): ApplyOutput {
-    return this.sm.apply({ index: this.sm.appliedIndex + 1, term: 1, type, data });
+  /** Applies a raw request body as request `rid`. */
+  body(rid: string, body: Uint8Array, atMs: number = this.nowMs): DriverOutput {
+    return this.entry(rid, entryData(this.seqOf(rid), body, atMs));
+  }
+
+  /** Applies raw entry data (whose records are request `rid`'s). */
+  entry(rid: string, data: Uint8Array, type: EntryType = EntryType.Normal): DriverOutput {
+    this.lastResult = undefined;
+    this.events = [];
+    this.applier.apply({ index: this.applier.appliedIndex + 1, term: 1, type, data });
+    const result = this.lastResult as { result: ApplyResult } | undefined;
+    return { rid, result: result?.result ?? { ok: true, value: null, duplicate: false }, events: this.events };
   }
 
   rid(): string {
@@ -52,7 +113,7 @@ export class QueueDriver {
   }
 
   /** The value of a successful result; throws with the error otherwise. */
-  value<T>(output: ApplyOutput): T {
+  value<T>(output: DriverOutput): T {
     return valueOf<T>(output.result);
   }
 
@@ -60,8 +121,8 @@ export class QueueDriver {
     return this.value(this.run(opts === undefined ? { t: 'createTopic', rid: this.rid(), topic } : { t: 'createTopic', rid: this.rid(), topic, opts }));
   }
 
-  publish(topic: string, payload: string, publishId?: string): ApplyOutput {
-    const command: Command =
+  publish(topic: string, payload: string, publishId?: string): DriverOutput {
+    const command: DriverCommand =
       publishId === undefined
         ? { t: 'publish', rid: this.rid(), topic, payload: bytes(payload) }
         : { t: 'publish', rid: this.rid(), topic, payload: bytes(payload), publishId };
@@ -77,7 +138,7 @@ export class QueueDriver {
     return this.value(this.run({ t: 'consume', rid: this.rid(), topic }));
   }
 
-  claimOutput(topic: string, group: string, consumer: string, options: ClaimOptions = {}): ApplyOutput {
+  claimOutput(topic: string, group: string, consumer: string, options: ClaimOptions = {}): DriverOutput {
     return this.run({
       t: 'claim',
       rid: this.rid(),
@@ -94,26 +155,39 @@ export class QueueDriver {
     return this.value(this.claimOutput(topic, group, consumer, options));
   }
 
-  ack(d: Delivery, token: number = d.token): ApplyOutput {
+  ack(d: Delivery, token: number = d.token): DriverOutput {
     return this.run({ t: 'ack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token });
   }
 
-  nack(d: Delivery, delayMs = 0): ApplyOutput {
+  nack(d: Delivery, delayMs = 0): DriverOutput {
     return this.run({ t: 'nack', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs });
   }
 
-  extend(d: Delivery): ApplyOutput {
+  extend(d: Delivery): DriverOutput {
     return this.run({ t: 'extend', rid: this.rid(), topic: d.topic, group: d.group, offset: d.offset, token: d.token });
   }
 
-  release(topic: string, group: string, consumer: string): ApplyOutput {
+  release(topic: string, group: string, consumer: string): DriverOutput {
     return this.run({ t: 'release', rid: this.rid(), topic, group, consumer });
   }
 
-  /** Moves entry time to `atMs` with a tick and returns its events. */
-  tick(atMs: number): ApplyOutput {
+  /** Moves entry time to `atMs` with a time tick entry and returns its events. */
+  tick(atMs: number): DriverOutput {
     this.nowMs = atMs;
-    return this.run({ t: 'tick' });
+    return this.entry('tick', new EntryBuilder().build(atMs));
+  }
+
+  /** The replicated state (session table and queue) as snapshot bytes. */
+  snapshot(): Uint8Array {
+    return this.applier.snapshot();
+  }
+
+  /** Replaces the replicated state with `other`'s, as a member installing its snapshot would. */
+  restoreFrom(other: QueueDriver): void {
+    this.applier.restore(other.snapshot(), other.appliedIndex);
+    this.nowMs = other.nowMs;
+    this.ridSeq = other.ridSeq;
+    for (const [rid, seq] of other.seqs) this.seqs.set(rid, seq);
   }
 }
 
@@ -133,8 +207,8 @@ export function texts(messages: readonly { payload: Uint8Array }[]): string[] {
 }
 
 /**
- * The queue state of a snapshot without its dedup table, as comparable text: a rejected
- * command changes nothing in the queue, though its request id is remembered (for retries).
+ * The queue state of a queue snapshot without its dedup table, as comparable text: a rejected
+ * command changes nothing in the queue.
  */
 export function queueState(data: Uint8Array): string {
   const { dedup: _dedup, ...rest } = new Unpackr(QUEUE_PACKR_OPTIONS).unpack(data) as Record<string, unknown>;

@@ -3,15 +3,9 @@ import { createRandom, type Random } from '../../lib/core/random.js';
 import { EntryType, type Entry } from '../../lib/core/types.js';
 import { isRaftQueueError } from '../../lib/contracts/errors.js';
 import { queuePackr } from '../../lib/queue/commands.js';
-import {
-  QUEUE_STATE_VERSION,
-  QueueStateMachine,
-  encodeCommand,
-  type ApplyOutput,
-  type Command,
-  type Delivery,
-} from '../../lib/queue/index.js';
-import { hex, QueueDriver, text } from './queue-driver.js';
+import { EntryBuilder } from '../../lib/node/envelope.js';
+import { QUEUE_STATE_VERSION, QueueStateMachine, encodeCommand, type Command, type Delivery } from '../../lib/queue/index.js';
+import { entryData, hex, QueueDriver, text, type DriverCommand, type DriverOutput } from './queue-driver.js';
 
 /** A stable text form of apply outputs (bytes as hex) for comparing machines. */
 function canon(value: unknown): string {
@@ -33,9 +27,11 @@ function canon(value: unknown): string {
 class Workload {
   private readonly rng: Random;
   private readonly deliveries: Delivery[] = [];
-  private readonly recent: Command[] = [];
+  private readonly recent: DriverCommand[] = [];
   private nowMs = 1_000;
   private seq = 0;
+  /** Request name -> sequence number in the one session (a retry reuses both). */
+  private readonly seqs = new Map<string, number>();
   index = 0;
 
   constructor(seed: number) {
@@ -48,23 +44,29 @@ class Workload {
     this.nowMs += r.chance(0.05) ? -r.int(50) : r.int(40);
     const index = ++this.index;
     if (r.chance(0.01)) return { index, term: 1, type: EntryType.Noop, data: new Uint8Array() };
-    if (r.chance(0.01)) return { index, term: 1, type: EntryType.Normal, data: new Uint8Array([r.int(256), r.int(256)]) };
+    if (r.chance(0.01)) return { index, term: 1, type: EntryType.Normal, data: entryData(this.seqOf(`g${index}`), new Uint8Array([r.int(256), r.int(256)]), this.nowMs) };
+    if (r.chance(0.07)) return { index, term: 1, type: EntryType.Normal, data: new EntryBuilder().build(this.nowMs) };
     const retry = this.recent.length > 0 && r.chance(0.05) ? this.recent[r.int(this.recent.length)] : undefined;
     const command = retry ?? this.command();
-    if (command.t !== 'tick') {
-      this.recent.push(command);
-      if (this.recent.length > 50) this.recent.shift();
-    }
-    return { index, term: 1, type: EntryType.Normal, data: encodeCommand(command, this.nowMs) };
+    this.recent.push(command);
+    if (this.recent.length > 50) this.recent.shift();
+    const { rid, ...body } = command;
+    return { index, term: 1, type: EntryType.Normal, data: entryData(this.seqOf(rid), encodeCommand(body as Command), this.nowMs) };
+  }
+
+  private seqOf(rid: string): number {
+    let seq = this.seqs.get(rid);
+    if (seq === undefined) this.seqs.set(rid, (seq = this.seqs.size + 1));
+    return seq;
   }
 
   /** Feeds the reference machine's output back (so acks can use real tokens). */
-  observe(output: ApplyOutput): void {
+  observe(output: DriverOutput): void {
     if (output.result.ok && Array.isArray(output.result.value)) this.deliveries.push(...(output.result.value as Delivery[]));
     if (this.deliveries.length > 200) this.deliveries.splice(0, 100);
   }
 
-  private command(): Command {
+  private command(): DriverCommand {
     const r = this.rng;
     const rid = `r${++this.seq}`;
     const topic = ['a', 'b', 'a.dlq'][r.int(3)] as string;
@@ -92,20 +94,28 @@ class Workload {
       if (kind === 1) return { t: 'nack', ...base, delayMs: r.chance(0.5) ? 0 : r.int(200) };
       return { t: 'extend', ...base };
     }
-    if (roll < 93) return { t: 'release', rid, topic, group, consumer: `c${r.int(3)}` };
-    return { t: 'tick' };
+    return { t: 'release', rid, topic, group, consumer: `c${r.int(3)}` };
   }
 }
 
 /** Runs `steps` entries of seed's workload into `machines`, asserting equal outputs; returns the entries. */
-function runWorkload(seed: number, steps: number, onStep?: (entry: Entry, output: ApplyOutput) => void): { entries: Entry[]; outputs: string[] } {
+/** A replica of the replicated state (session table and queue) as the node layer holds it. */
+function replica(): QueueDriver {
+  return new QueueDriver({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+}
+
+function applyTo(q: QueueDriver, entry: Entry): DriverOutput {
+  return q.entry('w', entry.data, entry.type);
+}
+
+function runWorkload(seed: number, steps: number, onStep?: (entry: Entry, output: DriverOutput) => void): { entries: Entry[]; outputs: string[] } {
   const w = new Workload(seed);
-  const sm = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+  const sm = replica();
   const entries: Entry[] = [];
   const outputs: string[] = [];
   for (let i = 0; i < steps; i++) {
     const entry = w.next();
-    const output = sm.apply(entry);
+    const output = applyTo(sm, entry);
     w.observe(output);
     entries.push(entry);
     outputs.push(canon(output));
@@ -117,12 +127,12 @@ function runWorkload(seed: number, steps: number, onStep?: (entry: Entry, output
 test('queue: two machines fed the same random stream agree on every result and snapshot (seeds 1-8)', (t) => {
   for (let seed = 1; seed <= 8; seed++) {
     const { entries, outputs } = runWorkload(seed, 3_000);
-    const a = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
-    const b = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+    const a = replica();
+    const b = replica();
     let mismatch = -1;
     for (let i = 0; i < entries.length; i++) {
-      const oa = canon(a.apply(entries[i]!));
-      const ob = canon(b.apply(entries[i]!));
+      const oa = canon(applyTo(a, entries[i]!));
+      const ob = canon(applyTo(b, entries[i]!));
       if (mismatch < 0 && (oa !== ob || oa !== outputs[i])) mismatch = i;
     }
     t.is(mismatch, -1, `seed ${seed}: first differing entry`);
@@ -136,26 +146,26 @@ test('queue: a machine restored mid-stream continues exactly like the original (
   for (let seed = 11; seed <= 16; seed++) {
     const { entries, outputs } = runWorkload(seed, 2_500);
     for (const cut of [1, 700, 1_900]) {
-      const original = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
-      for (let i = 0; i < cut; i++) original.apply(entries[i]!);
-      const restored = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
-      restored.restore(original.snapshot(), cut);
+      const original = replica();
+      for (let i = 0; i < cut; i++) applyTo(original, entries[i]!);
+      const restored = replica();
+      restored.applier.restore(original.snapshot(), cut);
       t.is(hex(restored.snapshot()), hex(original.snapshot()), `seed ${seed} cut ${cut}: snapshot round trip`);
       t.is(restored.appliedIndex, cut);
       let mismatch = -1;
       for (let i = cut; i < entries.length; i++) {
-        if (canon(restored.apply(entries[i]!)) !== outputs[i] && mismatch < 0) mismatch = i;
+        if (canon(applyTo(restored, entries[i]!)) !== outputs[i] && mismatch < 0) mismatch = i;
       }
       t.is(mismatch, -1, `seed ${seed} cut ${cut}: first differing entry`);
-      t.deepEqual(restored.stats(), JSON.parse(JSON.stringify(statsAfter(entries))), `seed ${seed} cut ${cut}`);
+      t.deepEqual(restored.sm.stats(), JSON.parse(JSON.stringify(statsAfter(entries))), `seed ${seed} cut ${cut}`);
     }
   }
 });
 
 function statsAfter(entries: Entry[]) {
-  const sm = new QueueStateMachine({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
-  for (const e of entries) sm.apply(e);
-  return sm.stats();
+  const q = replica();
+  for (const e of entries) applyTo(q, e);
+  return q.sm.stats();
 }
 
 test('queue: snapshot/restore mid-flight keeps pending deliveries, nack delays, dead letters, dedup and time', (t) => {
@@ -174,9 +184,7 @@ test('queue: snapshot/restore mid-flight keeps pending deliveries, nack delays, 
   };
   const { q: original, d0 } = build();
   const copy = new QueueDriver();
-  copy.sm.restore(original.sm.snapshot(), original.sm.appliedIndex);
-  copy.nowMs = original.nowMs;
-  copy.ridSeq = original.ridSeq;
+  copy.restoreFrom(original);
   t.is(copy.sm.timeMs, 2_000);
   t.deepEqual(copy.sm.topics(), ['a']);
   t.deepEqual(copy.sm.stats(), original.sm.stats());
@@ -193,7 +201,7 @@ test('queue: snapshot/restore mid-flight keeps pending deliveries, nack delays, 
   t.deepEqual(b, a);
   t.true(a[0]!.includes('"duplicate":true'));
   t.true(a[3]!.includes('deadLettered'));
-  t.is(hex(copy.sm.snapshot()), hex(original.sm.snapshot()));
+  t.is(hex(copy.snapshot()), hex(original.snapshot()));
 });
 
 test('queue: restore of a snapshot with a large backlog shares the snapshot bytes (no copy per payload)', (t) => {
@@ -202,9 +210,8 @@ test('queue: restore of a snapshot with a large backlog shares the snapshot byte
   for (let i = 0; i < 1_000; i++) q.pub('a', `message-${i}`);
   const data = q.sm.snapshot();
   const copy = new QueueStateMachine();
-  copy.restore(data, q.sm.appliedIndex);
-  const entry = { index: q.sm.appliedIndex + 1, term: 1, type: EntryType.Normal, data: encodeCommand({ t: 'consume', rid: 'x', topic: 'a' }, 5_000) };
-  const out = copy.apply(entry);
+  copy.restore(data);
+  const out = copy.apply(encodeCommand({ t: 'consume', topic: 'a' }), { index: q.appliedIndex + 1, atMs: 5_000 });
   const m = out.result.ok ? (out.result.value as { payload: Uint8Array }) : undefined;
   t.is(text(m!.payload), 'message-0');
   t.is(m!.payload.buffer, data.buffer);
@@ -225,9 +232,11 @@ test('queue: restore refuses another version or corrupt data with STORAGE_FAILED
     queuePackr.pack({ ...good, dedup: [['k', 1, 'publish', { offset: -1 }]] }),
   ];
   for (const data of bad) {
-    const error = t.throws(() => q.sm.restore(data, 99));
+    const error = t.throws(() => q.sm.restore(data));
     t.true(isRaftQueueError(error, 'STORAGE_FAILED'), String(error));
+    const whole = t.throws(() => q.applier.restore(data, 99));
+    t.true(isRaftQueueError(whole, 'STORAGE_FAILED') || isRaftQueueError(whole, 'STORAGE_VERSION'), String(whole));
   }
   t.is(hex(q.sm.snapshot()), hex(before));
-  t.is(q.sm.appliedIndex, 2);
+  t.is(q.appliedIndex, 2);
 });

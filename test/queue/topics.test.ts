@@ -1,7 +1,7 @@
 import test from 'ava';
 import { EntryType } from '../../lib/core/types.js';
 import { RaftInvariantError } from '../../lib/core/assert.js';
-import { encodeCommand } from '../../lib/queue/index.js';
+import { queuePackr } from '../../lib/queue/commands.js';
 import { hex, queueState, QueueDriver, bytes, texts } from './queue-driver.js';
 
 test('queue: createTopic creates once, lists in creation order, deleteTopic removes', (t) => {
@@ -131,29 +131,34 @@ test('queue: deleteTopic drops its messages, groups and deliveries; a re-created
 
 test('queue: Noop and Config entries only advance appliedIndex', (t) => {
   const q = new QueueDriver();
-  const out = q.raw(new Uint8Array(), EntryType.Noop);
-  t.deepEqual(out, { rid: undefined, result: { ok: true, value: null, duplicate: false }, events: [] });
-  q.raw(new Uint8Array([1, 2, 3]), EntryType.Config);
-  t.is(q.sm.appliedIndex, 2);
+  const out = q.entry('noop', new Uint8Array(), EntryType.Noop);
+  t.deepEqual(out, { rid: 'noop', result: { ok: true, value: null, duplicate: false }, events: [] });
+  q.entry('config', new Uint8Array([1, 2, 3]), EntryType.Config);
+  t.is(q.appliedIndex, 2);
 });
 
-test('queue: garbage entry data is INVALID_COMMAND, changes nothing, and carries the rid when readable', (t) => {
+test('queue: a garbage command body is INVALID_COMMAND and changes nothing', (t) => {
   const q = new QueueDriver();
   q.createTopic('a');
   const before = q.sm.snapshot();
-  const garbage = q.raw(new Uint8Array([0xc1, 0xff, 0x00]));
+  const garbage = q.body('g1', new Uint8Array([0xc1, 0xff, 0x00]));
   t.like(garbage.result, { ok: false, code: 'INVALID_COMMAND' });
-  t.is(garbage.rid, undefined);
-  const typed = q.raw(encodeCommand({ t: 'publish', rid: 'r-x', topic: 'a', payload: 'no' as unknown as Uint8Array }, 99_999));
+  const typed = q.body('g2', Uint8Array.from([0, ...queuePackr.pack({ t: 'consume', topic: 7 })]));
   t.like(typed.result, { ok: false, code: 'INVALID_COMMAND' });
-  t.is(typed.rid, 'r-x');
+  const truncated = q.body('g3', Uint8Array.from([1, 0, 9, 97]));
+  t.like(truncated.result, { ok: false, code: 'INVALID_COMMAND' });
   t.is(hex(q.sm.snapshot()), hex(before));
-  t.is(q.sm.appliedIndex, 3);
+  t.is(q.appliedIndex, 4);
+});
+
+test('queue: entry data not in the node format is an invariant failure (the node stops), not a result', (t) => {
+  const q = new QueueDriver();
+  t.throws(() => q.entry('x', Uint8Array.from([0xde, 0x00, 0x02, ...new Array(20).fill(0)])), { instanceOf: RaftInvariantError, message: /entry format 222/ });
 });
 
 test('queue: entries out of order are an invariant failure, not a result', (t) => {
   const q = new QueueDriver();
-  t.throws(() => q.sm.apply({ index: 5, term: 1, type: EntryType.Noop, data: new Uint8Array() }), { instanceOf: RaftInvariantError });
+  t.throws(() => q.applier.apply({ index: 5, term: 1, type: EntryType.Noop, data: new Uint8Array() }), { instanceOf: RaftInvariantError });
 });
 
 test('queue: entry time is monotonic (an older at does not move time back)', (t) => {

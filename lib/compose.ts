@@ -1,0 +1,76 @@
+/**
+ * The composition root: the one place that builds a member from its resolved options: storage
+ * (file or memory), the transport (given, or made by the caller's factory: the package entry
+ * passes TCP), the queue state machine and the node, on the system clock. Everything below it is
+ * handed its collaborators; nothing below it builds one.
+ */
+import { randomUUID } from 'node:crypto';
+import { createRandom } from './core/random.js';
+import { RaftQueueError } from './contracts/errors.js';
+import type { Transport } from './contracts/transport.js';
+import { PersistTimer, timedStorage } from './metrics.js';
+import { systemClock } from './node/clock.js';
+import { RaftNode } from './node/raft-node.js';
+import type { NodeEvent } from './node/raft-node.js';
+import type { ResolvedOptions } from './options.js';
+import { QueueStateMachine } from './queue/index.js';
+import type { QueueEvent } from './queue/index.js';
+import { FileStorage, MemoryStorage } from './storage/index.js';
+import type { Storage } from './storage/index.js';
+
+/** How often a leader logs a time tick while deliveries wait for deadlines. */
+const TIME_TICK_INTERVAL_MS = 250;
+
+export interface Member {
+  readonly node: RaftNode<QueueEvent>;
+  readonly transport: Transport;
+  readonly storage: Storage;
+  readonly persistTimer: PersistTimer;
+}
+
+/**
+ * Opens storage and builds the member's node (not started). On failure nothing stays open.
+ * `createTransport` is used when the options carry no ready-made transport.
+ */
+export async function composeMember(
+  o: ResolvedOptions,
+  createTransport: ((options: ResolvedOptions) => Transport) | undefined,
+  onEvent: (event: NodeEvent<QueueEvent>) => void,
+  log: (line: string) => void,
+): Promise<Member> {
+  const storage =
+    o.storage === 'memory'
+      ? new MemoryStorage()
+      : await FileStorage.open({ dataDir: o.dataDir as string, ...(o.segmentBytesMax ? { segmentBytesMax: o.segmentBytesMax } : {}) });
+  try {
+    const transport = o.transport ?? createTransport?.(o);
+    if (transport === undefined) throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
+    const persistTimer = new PersistTimer();
+    const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
+    const node = new RaftNode<QueueEvent>({
+      id: o.id,
+      voters: o.voters,
+      storage: timedStorage(storage, persistTimer),
+      transport,
+      clock: systemClock,
+      random: createRandom(seed),
+      stateMachine: new QueueStateMachine({ dedupWindowMax: o.dedupWindowMax, dedupWindowMs: o.dedupWindowMs, messageBytesMax: o.messageBytesMax }),
+      tickIntervalMs: o.tickIntervalMs,
+      electionTimeoutTicks: o.electionTimeoutTicks,
+      heartbeatIntervalTicks: o.heartbeatIntervalTicks,
+      snapshotEveryEntries: o.snapshotEveryEntries,
+      retryIntervalMs: o.retryIntervalMs,
+      timeTickIntervalMs: TIME_TICK_INTERVAL_MS,
+      sessionLimits: { idleMs: o.dedupWindowMs, sessionsMax: 100_000, resultsMax: 1_000_000 },
+      onEvent,
+      addresses: o.join !== undefined ? {} : { ...o.peers },
+      address: o.peers[o.id] as string,
+      ...(o.join !== undefined ? { join: o.join } : {}),
+      log,
+    });
+    return { node, transport, storage, persistTimer };
+  } catch (error) {
+    await storage.close().catch((closeError: unknown) => log(`closing storage after a failed start: ${String(closeError)}`));
+    throw error;
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * Every size limit that more than one layer checks, defined once. The facade validates user
+ * input against these, the queue's command decoder and the node's forwarding schema enforce the
+ * same numbers, so a value accepted at the edge is never refused deeper down (or the reverse).
+ */
+
+/** A member id: letters, digits, '.', '_' or '-', starting with a letter or digit. */
+export const MEMBER_ID_CHARS_MAX = 64;
+export const MEMBER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** A cluster id (names the cluster at the handshake). */
+export const CLUSTER_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A transport address 'host:port' (a member's Raft address). */
+export const ADDRESS_CHARS_MAX = 256;
+export const ADDRESS_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/;
+
+/** Topic and consumer group names: [A-Za-z0-9._-], not starting with '.'. */
+export const TOPIC_NAME_CHARS_MAX = 200;
+/**
+ * Longest name of a dead-letter topic: a valid name plus repeated `.dlq` suffixes. Beyond it a
+ * message is not dead-lettered (it stays redeliverable), so names cannot grow without bound.
+ */
+export const DEAD_LETTER_NAME_CHARS_MAX = 256;
+
+/** An application's idempotency key for publish (`publishId`), in characters. */
+export const PUBLISH_ID_CHARS_MAX = 256;
+/** A subscriber's consumer id (the member id, a '.', and a UUID), in characters. */
+export const CONSUMER_ID_CHARS_MAX = 256;
+
+/** Most messages one claim may return (a subscriber's credit). */
+export const CLAIM_MESSAGES_MAX = 10_000;
+
+/** The largest payload `messageBytesMax` may allow. */
+export const MESSAGE_BYTES_MAX_LIMIT = 64 << 20;
+/** The default `messageBytesMax`. */
+export const MESSAGE_BYTES_MAX_DEFAULT = 1 << 20;
+
+/** Longest error message carried between members (forwarded membership refusals). */
+export const ERROR_MESSAGE_CHARS_MAX = 1024;

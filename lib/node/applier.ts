@@ -1,0 +1,143 @@
+/**
+ * Applier: applies committed entries to the replicated state, which is the session table (which
+ * requests were applied, lib/node/sessions.ts) plus the application's StateMachine.
+ *
+ * For each Normal entry it reads the records (lib/node/envelope.ts), lets the session table
+ * judge each, applies the new ones to the state machine and reports every outcome to the node,
+ * which resolves the requests it submitted itself. Noop and Config entries only move the applied
+ * index. Entry time is made monotonic here, so the state machine never sees time go back.
+ *
+ * Snapshots hold both halves: `[u8 format][f64 atMs][u32 n][n bytes session table][machine]`.
+ */
+import { RaftInvariantError, assert } from '../core/assert.js';
+import type { Entry } from '../core/types.js';
+import { EntryType } from '../core/types.js';
+import { RaftQueueError } from '../contracts/errors.js';
+import type { ApplyContext, StateMachine } from '../contracts/state-machine.js';
+import { readEntry } from './envelope.js';
+import { SessionTable, Verdict } from './sessions.js';
+import type { SessionLimits } from './sessions.js';
+
+export const NODE_SNAPSHOT_FORMAT = 1;
+const SNAPSHOT_HEADER_BYTES = 13;
+
+/** How one record ended, for the node that submitted it. `result` undefined: stale, no result. */
+export type RecordOutcome = (session: number, seq: number, index: number, result: unknown, duplicate: boolean) => void;
+
+export class Applier<Event = unknown> {
+  appliedIndex = 0;
+  /** Entry time: the largest leader stamp applied so far. */
+  private atMs = 0;
+  private sessions: SessionTable;
+
+  constructor(
+    private readonly sm: StateMachine<unknown, Event>,
+    private readonly limits: SessionLimits | undefined,
+    private readonly onRecord: RecordOutcome,
+    private readonly onEvents: (events: readonly Event[]) => void,
+    /** Called with every entry before it is applied (the simulator's checkers). */
+    private readonly trace?: (entry: Entry) => void,
+  ) {
+    this.sessions = new SessionTable(limits);
+  }
+
+  get timeMs(): number {
+    return this.atMs;
+  }
+
+  /** Whether the replicated state knows `session` (a restarted node must not reuse one). */
+  knowsSession(session: number): boolean {
+    return this.sessions.has(session);
+  }
+
+  /** Sessions and results held (for status). */
+  sessionStats(): { sessions: number; results: number } {
+    return { sessions: this.sessions.size, results: this.sessions.resultCount() };
+  }
+
+  /**
+   * Applies the next committed entry. Throws RaftInvariantError (the node fail-stops) when the
+   * entry is out of order or not in a format this version reads: a committed entry cannot be
+   * skipped without the members' states diverging from what was acknowledged.
+   */
+  apply(entry: Entry): void {
+    assert(entry.index === this.appliedIndex + 1, `entries are applied in order (got ${entry.index} after ${this.appliedIndex})`);
+    this.trace?.(entry);
+    this.appliedIndex = entry.index;
+    if (entry.type !== EntryType.Normal) return;
+    let ctx: ApplyContext | undefined;
+    const sessions = this.sessions;
+    const header = readEntry(entry.data, (session, seq, floor, body) => {
+      ctx ??= this.context(entry.index, entry.data);
+      const verdict = sessions.check(session, seq, floor, ctx.atMs);
+      if (verdict === Verdict.New) {
+        const out = this.sm.apply(body, ctx);
+        sessions.record(seq, this.sm.remember ? this.sm.remember(body, out.result) : out.result);
+        if (out.events.length > 0) this.onEvents(out.events);
+        this.onRecord(session, seq, entry.index, out.result, false);
+      } else if (verdict === Verdict.Duplicate) {
+        const kept = sessions.duplicateResult;
+        this.onRecord(session, seq, entry.index, this.sm.replay ? this.sm.replay(body, kept) : kept, true);
+      } else {
+        this.onRecord(session, seq, entry.index, undefined, true);
+      }
+    });
+    if (typeof header === 'string') {
+      throw new RaftInvariantError(`entry ${entry.index} (term ${entry.term}) cannot be applied: ${header}`);
+    }
+    if (header.count === 0) {
+      ctx ??= this.context(entry.index, entry.data);
+      const events = this.sm.tick(ctx);
+      if (events.length > 0) this.onEvents(events);
+    }
+  }
+
+  /** The entry's context: its index and its time, made monotonic. Expires idle sessions. */
+  private context(index: number, data: Uint8Array): ApplyContext {
+    const stamp = new DataView(data.buffer, data.byteOffset, data.byteLength).getFloat64(2);
+    if (stamp > this.atMs) this.atMs = stamp;
+    this.sessions.expire(this.atMs);
+    return { index, atMs: this.atMs };
+  }
+
+  /** The replicated state as snapshot bytes. */
+  snapshot(): Uint8Array {
+    const table = this.sessions.encode();
+    const machine = this.sm.snapshot();
+    const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + table.length + machine.length);
+    const view = new DataView(out.buffer);
+    view.setUint8(0, NODE_SNAPSHOT_FORMAT);
+    view.setFloat64(1, this.atMs);
+    view.setUint32(9, table.length);
+    out.set(table, SNAPSHOT_HEADER_BYTES);
+    out.set(machine, SNAPSHOT_HEADER_BYTES + table.length);
+    return out;
+  }
+
+  /**
+   * Replaces the replicated state with a snapshot taken at `index`. Throws RaftQueueError
+   * STORAGE_VERSION / STORAGE_FAILED (state untouched) when the bytes are not a snapshot this
+   * version reads.
+   */
+  restore(data: Uint8Array, index: number): void {
+    if (data.length < SNAPSHOT_HEADER_BYTES) throw new RaftQueueError('STORAGE_FAILED', `snapshot at ${index} is ${data.length} bytes, shorter than its header`);
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    const format = view.getUint8(0);
+    if (format !== NODE_SNAPSHOT_FORMAT) {
+      throw new RaftQueueError('STORAGE_VERSION', `snapshot at ${index} has format ${format}; this version reads format ${NODE_SNAPSHOT_FORMAT}`);
+    }
+    const atMs = view.getFloat64(1);
+    const tableBytes = view.getUint32(9);
+    if (SNAPSHOT_HEADER_BYTES + tableBytes > data.length) throw new RaftQueueError('STORAGE_FAILED', `snapshot at ${index} is truncated`);
+    const sessions = new SessionTable(this.limits);
+    try {
+      sessions.restore(data.subarray(SNAPSHOT_HEADER_BYTES, SNAPSHOT_HEADER_BYTES + tableBytes));
+    } catch (error) {
+      throw new RaftQueueError('STORAGE_FAILED', `snapshot at ${index}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    }
+    this.sm.restore(data.subarray(SNAPSHOT_HEADER_BYTES + tableBytes));
+    this.sessions = sessions;
+    this.atMs = atMs;
+    this.appliedIndex = index;
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * ReadyLoop: etcd's Ready loop (ARCHITECTURE.md section 3) over a pure RaftCore, a Storage, a
+ * Transport and an Applier. It knows nothing of queues or requests: the node plugs those in
+ * through the hooks.
+ *
+ * Once per event-loop turn (`schedulePump`), it takes a Ready and:
+ * 1. sends `messages` (safe before persisting: the leader's appends, heartbeats, pre-votes);
+ * 2. issues the persist of entries, hard state and snapshot (one storage write, one fsync);
+ * 3. applies the committed entries while that write runs (they are durable on a majority
+ *    already: a leader counts itself only for its own durable entries, and a follower's commit
+ *    index comes from the leader), except that a received snapshot is restored only once stored;
+ * 4. once persisted: sends `messagesAfterPersist` (votes and acknowledgements promise durable
+ *    state), hands read states over, `advance()`s, and takes the next Ready.
+ * While a persist runs no new Ready is taken, but messages that are safe before persisting still
+ * leave (`takeMessages`), so a slow fsync never delays heartbeats.
+ *
+ * It also owns compaction: a snapshot of the applied state, amortized so that encoding a deep
+ * backlog costs at most about as much as writing the log did.
+ */
+import type { Message } from '../core/messages.js';
+import type { RaftCore, ReadState, Ready, SoftState } from '../core/raft-core.js';
+import type { PersistRequest, Snapshot } from '../core/types.js';
+import type { Storage } from '../storage/storage.js';
+import type { Transport } from '../contracts/transport.js';
+import type { Applier } from './applier.js';
+import type { Clock } from './clock.js';
+
+export interface ReadyHooks {
+  /** Right before a Ready is taken: turn this turn's requests into proposals. */
+  beforeReady(): void;
+  /** Before a Ready's messages leave (a member added by its entries must be reachable). */
+  beforeSend(): void;
+  onSoftState(soft: SoftState): void;
+  onReadStates(states: readonly ReadState[], failed: readonly number[]): void;
+  /** After every `advance()`. */
+  afterAdvance(): void;
+  /** Runs `fn`; an exception fail-stops the node (undefined then). */
+  guard<T>(fn: () => T): T | undefined;
+  fail(error: unknown): void;
+}
+
+export interface ReadyLoopOptions {
+  readonly core: RaftCore;
+  readonly storage: Storage;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly applier: Applier<unknown>;
+  readonly hooks: ReadyHooks;
+  /** Take a snapshot and compact the log after this many applied entries. */
+  readonly snapshotEveryEntries: number;
+  /** Size of the snapshot the node started from (0 if none): the amortization baseline. */
+  readonly initialSnapshotBytes: number;
+}
+
+export class ReadyLoop {
+  private readonly core: RaftCore;
+  private readonly storage: Storage;
+  private readonly transport: Transport;
+  private readonly clock: Clock;
+  private readonly applier: Applier<unknown>;
+  private readonly hooks: ReadyHooks;
+  private pumpScheduled = false;
+  private persisting = false;
+  private compacting = false;
+  private closed = false;
+  /** Bytes of entry data applied since the last snapshot, and that snapshot's size. */
+  private logBytesSinceSnapshot = 0;
+  private lastSnapshotBytes: number;
+  /** Counters for status and metrics. */
+  readonly counters = { readies: 0, persists: 0, snapshotsTaken: 0 };
+
+  constructor(private readonly opts: ReadyLoopOptions) {
+    this.core = opts.core;
+    this.storage = opts.storage;
+    this.transport = opts.transport;
+    this.clock = opts.clock;
+    this.applier = opts.applier;
+    this.hooks = opts.hooks;
+    this.lastSnapshotBytes = opts.initialSnapshotBytes;
+  }
+
+  /** No more work: pending callbacks become no-ops. */
+  close(): void {
+    this.closed = true;
+  }
+
+  schedulePump(): void {
+    if (this.pumpScheduled || this.closed) return;
+    this.pumpScheduled = true;
+    // One pump per event-loop turn: everything proposed or received in the turn is batched
+    // into one Ready, hence one fsync and one frame per peer.
+    this.clock.soon(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
+  }
+
+  private send(messages: readonly Message[]): void {
+    for (const m of messages) this.transport.send(m);
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    this.hooks.beforeReady();
+    if (this.persisting) {
+      // Heartbeats and their answers must not wait behind a slow fsync.
+      const msgs = this.hooks.guard(() => this.core.takeMessages());
+      if (msgs) this.send(msgs);
+      return;
+    }
+    while (!this.closed && !this.persisting) {
+      const rd = this.hooks.guard(() => (this.core.hasReady() ? this.core.ready() : undefined));
+      if (!rd) return;
+      this.counters.readies++;
+      if (rd.softState) this.hooks.onSoftState(rd.softState);
+      if (this.closed) return;
+      this.hooks.beforeSend();
+      this.send(rd.messages);
+      // Every hard state change is synced, the commit index included (see docs/architecture.md).
+      if (rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined) {
+        this.persisting = true;
+        this.counters.persists++;
+        const request: PersistRequest = {
+          entries: rd.entries,
+          ...(rd.hardState ? { hardState: rd.hardState } : {}),
+          ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
+        };
+        this.storage.persist(request, (error) => {
+          this.persisting = false;
+          if (this.closed) return;
+          if (error) {
+            this.hooks.fail(error);
+            return;
+          }
+          this.afterPersist(rd);
+          this.pump();
+        });
+        // Storage calls back asynchronously, so this always runs before afterPersist.
+        if (rd.snapshot === undefined) this.applyCommitted(rd);
+        return;
+      }
+      if (!this.applyCommitted(rd)) return;
+      this.afterPersist(rd);
+    }
+  }
+
+  /** Applies the Ready's committed entries; false when the node fail-stopped doing so. */
+  private applyCommitted(rd: Ready): boolean {
+    if (rd.committedEntries.length === 0) return true;
+    const applied = this.hooks.guard(() => {
+      for (const e of rd.committedEntries) {
+        this.logBytesSinceSnapshot += e.data.length;
+        this.applier.apply(e);
+      }
+      return true;
+    });
+    return applied === true;
+  }
+
+  private afterPersist(rd: Ready): void {
+    if (this.closed) return;
+    this.send(rd.messagesAfterPersist);
+    if (rd.snapshot) {
+      const snapshot: Snapshot = rd.snapshot;
+      // A snapshot that does not decode fail-stops this node (never the host process).
+      const restored = this.hooks.guard(() => {
+        this.applier.restore(snapshot.data, snapshot.meta.index);
+        this.lastSnapshotBytes = snapshot.data.length;
+        this.logBytesSinceSnapshot = 0;
+        return true;
+      });
+      if (!restored || !this.applyCommitted(rd)) return;
+    }
+    if (rd.readStates.length > 0 || rd.readsFailed.length > 0) this.hooks.onReadStates(rd.readStates, rd.readsFailed);
+    const advanced = this.hooks.guard(() => {
+      this.core.advance();
+      return true;
+    });
+    if (advanced !== true) return;
+    this.hooks.afterAdvance();
+    this.maybeCompact();
+  }
+
+  private maybeCompact(): void {
+    if (this.compacting || this.closed) return;
+    const applied = this.applier.appliedIndex;
+    if (applied - this.storage.firstIndex() + 1 < this.opts.snapshotEveryEntries) return;
+    // Amortized: a snapshot encodes the whole state (a backlog of waiting messages), so take
+    // one only once the log since the last one is at least as large. Snapshot work then costs
+    // at most about as much as writing the log did, however deep the backlog.
+    if (this.logBytesSinceSnapshot < this.lastSnapshotBytes) return;
+    const term = this.core.termAt(applied);
+    if (term === undefined) return;
+    const conf = this.core.confStateAt(applied);
+    const data = this.hooks.guard(() => this.applier.snapshot());
+    if (data === undefined) return;
+    const snapshot: Snapshot = { meta: { index: applied, term, conf }, data };
+    this.compacting = true;
+    this.counters.snapshotsTaken++;
+    this.lastSnapshotBytes = data.length;
+    this.logBytesSinceSnapshot = 0;
+    this.storage.compact(snapshot, (error) => {
+      this.compacting = false;
+      if (error && !this.closed) this.hooks.fail(error);
+    });
+  }
+}

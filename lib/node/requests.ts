@@ -1,0 +1,369 @@
+/**
+ * Requests: what a node's callers submitted and are waiting for, until their result is applied
+ * on this node (or their deadline passes).
+ *
+ * Every request gets the next sequence number of this node's session (lib/node/sessions.ts) and
+ * keeps it on every retry, so the replicated session table applies it once however often it is
+ * sent. Requests of one event-loop turn travel together: on the leader they become one log entry
+ * (with the blocks followers forwarded in that turn), on a follower one forwarded batch. A request
+ * is re-sent when its leader changes, when its batch was refused or never answered within
+ * `retryIntervalMs`, and when the term of the leader that appended it ends; never while that
+ * leader's term lasts (the entry then either commits or the term ends).
+ *
+ * One timer checks every deadline (no timer per request).
+ */
+import type { RaftCore } from '../core/raft-core.js';
+import type { NodeId } from '../core/types.js';
+import { RaftQueueError } from '../contracts/errors.js';
+import type { Clock, TimerHandle } from './clock.js';
+import { EntryBuilder, RECORDS_PER_BLOCK_MAX, checkBlock, encodeBlock, recordBytes } from './envelope.js';
+import type { RecordBlock, RecordRef } from './envelope.js';
+import type { ForwardBody } from './forward.js';
+
+/** How a submitted request ended. `ok: false` never means the state machine refused it. */
+export type SubmitOutcome =
+  | { readonly ok: true; readonly result: unknown; readonly duplicate: boolean; readonly index: number }
+  | { readonly ok: false; readonly error: RaftQueueError };
+
+export interface RequestsHost {
+  readonly core: RaftCore;
+  readonly clock: Clock;
+  /** This node's session id (random, drawn at start). */
+  readonly session: number;
+  readonly retryIntervalMs: number;
+  /** An entry stops growing past this many bytes (a lone larger request still goes whole). */
+  readonly entryBytesMax: number;
+  /** Largest request body accepted from a follower. */
+  readonly bodyBytesMax: number;
+  /** Requests waiting at once on this node; more are refused with NO_CAPACITY. */
+  readonly pendingMax: number;
+  sendForward(to: NodeId, body: ForwardBody): void;
+  schedulePump(): void;
+  guard<T>(fn: () => T): T | undefined;
+  log(line: string): void;
+}
+
+/** How often waiting requests are checked against their deadlines (one timer for all). */
+const DEADLINE_SWEEP_MS = 20;
+
+interface Waiter {
+  readonly seq: number;
+  readonly body: Uint8Array;
+  readonly cb: (outcome: SubmitOutcome) => void;
+  readonly deadlineMs: number;
+  readonly timeoutMs: number;
+  /** Some attempt reached a leader (else the deadline reports NO_LEADER). */
+  sawLeader: boolean;
+  lastAttemptMs: number;
+  /** The term of the leader that appended it; 0 while unknown. Re-sent only once it ends. */
+  proposedTerm: number;
+  /** Forwarding attempts so far. */
+  attempts: number;
+  /** In this turn's outbox. */
+  queued: boolean;
+}
+
+/** A block a follower forwarded, waiting for this turn's entry. */
+interface Inbound {
+  readonly from: NodeId;
+  readonly b: number;
+  readonly block: RecordBlock;
+}
+
+export class Requests {
+  private nextSeq = 1;
+  /** By seq; Map order is seq order, so the first key is the floor. */
+  private readonly waiters = new Map<number, Waiter>();
+  private outbox: Waiter[] = [];
+  private inbound: Inbound[] = [];
+  /** Forwarded batches not yet answered: batch number -> seqs and when it was sent. */
+  private readonly batches = new Map<number, { readonly seqs: readonly number[]; readonly sentMs: number }>();
+  private nextBatch = 1;
+  private deadlineSweep: TimerHandle | undefined;
+  private closed = false;
+  /** Malformed blocks received from peers (a bug or a hostile member). */
+  blocksRejected = 0;
+
+  constructor(private readonly host: RequestsHost) {}
+
+  get pending(): number {
+    return this.waiters.size;
+  }
+
+  /** Submits `body`; `cb` gets the state machine's result once applied on this node. */
+  submit(body: Uint8Array, timeoutMs: number, cb: (outcome: SubmitOutcome) => void): void {
+    if (this.closed) {
+      cb({ ok: false, error: new RaftQueueError('CLOSED', 'the node is stopped') });
+      return;
+    }
+    if (this.waiters.size >= this.host.pendingMax) {
+      cb({ ok: false, error: new RaftQueueError('NO_CAPACITY', `${this.waiters.size} requests are already waiting on this member; retry later`) });
+      return;
+    }
+    const now = this.host.clock.nowMs();
+    const w: Waiter = {
+      seq: this.nextSeq++,
+      body,
+      cb,
+      deadlineMs: now + timeoutMs,
+      timeoutMs,
+      sawLeader: false,
+      lastAttemptMs: -Infinity,
+      proposedTerm: 0,
+      attempts: 0,
+      queued: false,
+    };
+    this.waiters.set(w.seq, w);
+    this.armDeadlineSweep();
+    this.queue(w);
+  }
+
+  /** The lowest seq still waiting: every request below it is settled. */
+  private floor(): number {
+    for (const seq of this.waiters.keys()) return seq;
+    return this.nextSeq;
+  }
+
+  private queue(w: Waiter): void {
+    if (w.queued) return;
+    w.queued = true;
+    this.outbox.push(w);
+    this.host.schedulePump();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sending, once per turn (called by the node before it takes a Ready)
+
+  /** Turns this turn's requests into log entries (leader) or one forwarded batch (follower). */
+  flush(): void {
+    if (this.outbox.length === 0 && this.inbound.length === 0) return;
+    const soft = this.host.core.softState();
+    if (soft.role === 'leader') {
+      this.proposeAll();
+      return;
+    }
+    for (const i of this.inbound) this.host.sendForward(i.from, { k: 'refused', b: i.b, reason: 'notLeader', leaderId: soft.leaderId });
+    this.inbound = [];
+    // With no leader known the outbox waits for one (every pump tries again).
+    if (soft.leaderId !== null) this.forwardAll(soft.leaderId);
+  }
+
+  /** The live requests of the outbox, which is emptied. */
+  private takeOutbox(): Waiter[] {
+    const out: Waiter[] = [];
+    for (const w of this.outbox) {
+      w.queued = false;
+      if (this.waiters.get(w.seq) === w) out.push(w);
+    }
+    this.outbox = [];
+    return out;
+  }
+
+  private proposeAll(): void {
+    const locals = this.takeOutbox();
+    const inbound = this.inbound;
+    this.inbound = [];
+    const floor = this.floor();
+    const atMs = this.host.clock.nowMs();
+    const max = this.host.entryBytesMax;
+    let builder = new EntryBuilder();
+    let batchLocals: Waiter[] = [];
+    let batchInbound: Inbound[] = [];
+    const propose = (): void => {
+      if (builder.empty) return;
+      this.proposeEntry(builder.build(atMs), batchLocals, batchInbound);
+      builder = new EntryBuilder();
+      batchLocals = [];
+      batchInbound = [];
+    };
+    for (const w of locals) {
+      const r: RecordRef = { session: this.host.session, seq: w.seq, floor, body: w.body };
+      if (!builder.empty && builder.bytes + recordBytes(r) > max) propose();
+      builder.addRecord(r);
+      batchLocals.push(w);
+    }
+    for (const i of inbound) {
+      if (!builder.empty && builder.bytes + i.block.bytes.length > max) propose();
+      builder.addBlock(i.block);
+      batchInbound.push(i);
+    }
+    propose();
+  }
+
+  private proposeEntry(data: Uint8Array, locals: readonly Waiter[], inbound: readonly Inbound[]): void {
+    const r = this.host.guard(() => this.host.core.propose(data));
+    if (r === undefined) return; // The node fail-stopped.
+    const now = this.host.clock.nowMs();
+    if (r.ok) {
+      for (const w of locals) {
+        w.sawLeader = true;
+        w.lastAttemptMs = now;
+        w.proposedTerm = r.term;
+      }
+      for (const i of inbound) this.host.sendForward(i.from, { k: 'accepted', b: i.b, term: r.term });
+      return;
+    }
+    for (const w of locals) {
+      // NO_CAPACITY only when no attempt reached a leader before: otherwise a copy may already
+      // be in the log, and "retry later" would invite a duplicate. Keep trying (then TIMEOUT).
+      if (r.reason === 'noCapacity' && !w.sawLeader) this.finish(w.seq, { ok: false, error: noCapacity('the leader has too many uncommitted entries') });
+      else w.lastAttemptMs = now;
+    }
+    for (const i of inbound) this.host.sendForward(i.from, { k: 'refused', b: i.b, reason: r.reason, leaderId: r.leaderId });
+  }
+
+  private forwardAll(leaderId: NodeId): void {
+    const ws = this.takeOutbox();
+    if (ws.length === 0) return;
+    const floor = this.floor();
+    const now = this.host.clock.nowMs();
+    const max = this.host.entryBytesMax;
+    let records: RecordRef[] = [];
+    let bytes = 0;
+    const send = (): void => {
+      if (records.length === 0) return;
+      const b = this.nextBatch++;
+      const block = encodeBlock(records);
+      this.batches.set(b, { seqs: records.map((r) => r.seq), sentMs: now });
+      this.host.sendForward(leaderId, { k: 'propose', b, recs: block.bytes });
+      records = [];
+      bytes = 0;
+    };
+    for (const w of ws) {
+      w.sawLeader = true;
+      w.attempts++;
+      w.lastAttemptMs = now;
+      w.proposedTerm = 0;
+      const r: RecordRef = { session: this.host.session, seq: w.seq, floor, body: w.body };
+      if (records.length > 0 && bytes + recordBytes(r) > max) send();
+      records.push(r);
+      bytes += recordBytes(r);
+    }
+    send();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages from peers
+
+  /** Leader side: a follower forwarded a batch. It joins this turn's entry. */
+  onPropose(from: NodeId, b: number, recs: Uint8Array): void {
+    const count = checkBlock(recs, RECORDS_PER_BLOCK_MAX, this.host.bodyBytesMax);
+    if (typeof count === 'string') {
+      // Members are authenticated: a malformed batch is a bug (or a hostile member). Drop it;
+      // the sender's requests time out.
+      this.blocksRejected++;
+      this.host.log(`dropped a malformed request batch from ${from}: ${count}`);
+      return;
+    }
+    const soft = this.host.core.softState();
+    if (soft.role !== 'leader') {
+      this.host.sendForward(from, { k: 'refused', b, reason: 'notLeader', leaderId: soft.leaderId });
+      return;
+    }
+    this.inbound.push({ from, b, block: { bytes: recs, count } });
+    this.host.schedulePump();
+  }
+
+  /** Follower side: batch `b` is in the log of the leader of `term`. */
+  onAccepted(b: number, term: number): void {
+    const batch = this.batches.get(b);
+    if (batch === undefined) return;
+    this.batches.delete(b);
+    for (const seq of batch.seqs) {
+      const w = this.waiters.get(seq);
+      if (w !== undefined && !w.queued) w.proposedTerm = term;
+    }
+  }
+
+  /** Follower side: batch `b` was not appended. */
+  onRefused(b: number, reason: string): void {
+    const batch = this.batches.get(b);
+    if (batch === undefined) return;
+    this.batches.delete(b);
+    for (const seq of batch.seqs) {
+      const w = this.waiters.get(seq);
+      if (w === undefined) continue;
+      if (reason === 'noCapacity' && w.attempts <= 1) this.finish(seq, { ok: false, error: noCapacity('the leader has too many uncommitted entries') });
+      else w.lastAttemptMs = -Infinity; // At the next retry sweep or leader change.
+    }
+  }
+
+  /** An applied record: resolves it if this node submitted it. `result` undefined: stale. */
+  onApplied(session: number, seq: number, index: number, result: unknown, duplicate: boolean): void {
+    if (session !== this.host.session || result === undefined) return;
+    this.finish(seq, { ok: true, result, duplicate, index });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Retries and deadlines
+
+  /** A new leader (or the same one in a new term): everything not applied goes to it now. */
+  onLeaderChange(): void {
+    for (const w of this.waiters.values()) {
+      w.proposedTerm = 0;
+      this.queue(w);
+    }
+  }
+
+  /** Re-sends what may have been lost (called every `retryIntervalMs / 4`). */
+  retryStale(): void {
+    if (this.closed) return;
+    const now = this.host.clock.nowMs();
+    const soft = this.host.core.softState();
+    for (const w of this.waiters.values()) {
+      if (w.queued) continue;
+      // Appended by a leader whose term is still current: it commits or that term ends.
+      const stillPending = w.proposedTerm > 0 && soft.term === w.proposedTerm && soft.leaderId !== null;
+      if (!stillPending && now - w.lastAttemptMs >= this.host.retryIntervalMs) this.queue(w);
+    }
+    for (const [b, batch] of this.batches) {
+      if (now - batch.sentMs > 2 * this.host.retryIntervalMs) this.batches.delete(b);
+    }
+  }
+
+  /**
+   * One timer for every waiting request instead of one each. Ref'd, like a per-call timer: a
+   * pending call keeps the process up.
+   */
+  private armDeadlineSweep(): void {
+    if (this.deadlineSweep !== undefined || this.closed) return;
+    this.deadlineSweep = this.host.clock.after(DEADLINE_SWEEP_MS, () => {
+      this.deadlineSweep = undefined;
+      const now = this.host.clock.nowMs();
+      for (const w of this.waiters.values()) {
+        if (w.deadlineMs > now) continue;
+        this.finish(w.seq, { ok: false, error: timeoutError(w.sawLeader, 'request', w.timeoutMs) });
+      }
+      if (this.waiters.size > 0) this.armDeadlineSweep();
+    });
+  }
+
+  private finish(seq: number, outcome: SubmitOutcome): void {
+    const w = this.waiters.get(seq);
+    if (w === undefined) return;
+    this.waiters.delete(seq);
+    w.cb(outcome);
+  }
+
+  /** Fails every waiting request with `reason` (the node is closing). */
+  close(reason: RaftQueueError): void {
+    this.closed = true;
+    this.deadlineSweep?.cancel();
+    this.deadlineSweep = undefined;
+    for (const seq of [...this.waiters.keys()]) this.finish(seq, { ok: false, error: reason });
+    this.outbox = [];
+    this.inbound = [];
+    this.batches.clear();
+  }
+}
+
+function noCapacity(message: string): RaftQueueError {
+  return new RaftQueueError('NO_CAPACITY', `${message}; retry later`);
+}
+
+/** TIMEOUT when some attempt reached a leader (the outcome is unknown), else NO_LEADER. */
+export function timeoutError(sawLeader: boolean, what: string, timeoutMs: number): RaftQueueError {
+  return sawLeader
+    ? new RaftQueueError('TIMEOUT', `${what}: outcome unknown after ${timeoutMs} ms (a retry with the same publishId is safe)`)
+    : new RaftQueueError('NO_LEADER', `${what}: no leader within ${timeoutMs} ms`);
+}

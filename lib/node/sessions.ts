@@ -1,0 +1,151 @@
+/**
+ * SessionTable: the replicated record of which requests were applied, so that a request retried
+ * by its node (after a lost forward, a lost reply or a leader change) takes effect once.
+ *
+ * Raft dissertation §6.3: every node that submits requests has a session (a random id drawn at
+ * start) and numbers its requests; the state machine remembers, per session, the result of every
+ * request at or above the session's `floor` (the lowest request the node still waits for, sent
+ * with every record). A request below the floor is settled for its node and is ignored (`stale`);
+ * a request at or above it whose result is remembered is a duplicate and returns that result.
+ *
+ * Part of the replicated state: every member applies the same entries to it in the same order and
+ * it travels in snapshots. Time is entry time. Bounded: sessions idle for `idleMs` are forgotten,
+ * at most `sessionsMax` are kept (least recently active forgotten first), and a session keeps at
+ * most `resultsMax` results (the oldest is forgotten and the floor raised past it, so a late copy
+ * of that request is stale rather than applied twice).
+ */
+import { Packr } from 'msgpackr';
+import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
+
+interface Session {
+  floor: number;
+  lastAtMs: number;
+  /** seq -> result, for applied requests at or above `floor` (mostly in seq order). */
+  readonly results: Map<number, unknown>;
+}
+
+/** What the table says of a record about to be applied. */
+export const Verdict = { New: 0, Duplicate: 1, Stale: 2 } as const;
+export type Verdict = (typeof Verdict)[keyof typeof Verdict];
+
+export interface SessionLimits {
+  /** Forget a session after this long without a request (entry time). */
+  readonly idleMs: number;
+  readonly sessionsMax: number;
+  readonly resultsMax: number;
+}
+
+export const SESSION_LIMITS_DEFAULT: SessionLimits = Object.freeze({ idleMs: 10 * 60 * 1000, sessionsMax: 100_000, resultsMax: 1_000_000 });
+
+const packr = new Packr({ ...MSGPACK_OPTIONS });
+
+/** Snapshot row: [session, floor, lastAtMs, seqs, results]. */
+type SessionRow = [number, number, number, number[], unknown[]];
+
+export class SessionTable {
+  /** Insertion order is recency order: the first session is the least recently active. */
+  private sessions = new Map<number, Session>();
+  private current: Session | undefined;
+  /** The result of the last `check` that returned Duplicate. */
+  duplicateResult: unknown = undefined;
+
+  constructor(private readonly limits: SessionLimits = SESSION_LIMITS_DEFAULT) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  has(session: number): boolean {
+    return this.sessions.has(session);
+  }
+
+  /** Results held, over every session (for metrics and tests). */
+  resultCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.results.size;
+    return n;
+  }
+
+  /** Forgets sessions idle since before `atMs - idleMs`. Call once per entry. */
+  expire(atMs: number): void {
+    for (const [id, s] of this.sessions) {
+      if (atMs - s.lastAtMs < this.limits.idleMs) return;
+      this.sessions.delete(id);
+    }
+  }
+
+  /**
+   * Judges record (session, seq, floor) at entry time `atMs` and moves the session's floor. On
+   * New, call `record` with the result once applied; on Duplicate, `duplicateResult` holds it.
+   */
+  check(session: number, seq: number, floor: number, atMs: number): Verdict {
+    let s = this.sessions.get(session);
+    if (s === undefined) {
+      s = { floor, lastAtMs: atMs, results: new Map() };
+      this.sessions.set(session, s);
+      if (this.sessions.size > this.limits.sessionsMax) {
+        const oldest = this.sessions.keys().next().value as number;
+        this.sessions.delete(oldest);
+      }
+    } else if (s.lastAtMs !== atMs) {
+      // Most recently active goes last (Map order), so expiry and eviction take the front.
+      s.lastAtMs = atMs;
+      this.sessions.delete(session);
+      this.sessions.set(session, s);
+    }
+    if (floor > s.floor) this.raiseFloor(s, floor);
+    this.current = s;
+    if (seq < s.floor) return Verdict.Stale;
+    if (s.results.has(seq)) {
+      this.duplicateResult = s.results.get(seq);
+      return Verdict.Duplicate;
+    }
+    return Verdict.New;
+  }
+
+  /** Remembers the result of the record `check` just judged New. */
+  record(seq: number, result: unknown): void {
+    const s = this.current as Session;
+    s.results.set(seq, result);
+    if (s.results.size > this.limits.resultsMax) {
+      const oldest = s.results.keys().next().value as number;
+      this.raiseFloor(s, oldest + 1);
+    }
+  }
+
+  private raiseFloor(s: Session, floor: number): void {
+    s.floor = floor;
+    // Results come mostly in seq order; one applied out of order lingers until the floor
+    // passes the ones before it, which it does as its node's requests settle.
+    for (const seq of s.results.keys()) {
+      if (seq >= floor) break;
+      s.results.delete(seq);
+    }
+  }
+
+  /** The table as msgpack bytes. */
+  encode(): Uint8Array {
+    const rows: SessionRow[] = [];
+    for (const [id, s] of this.sessions) rows.push([id, s.floor, s.lastAtMs, [...s.results.keys()], [...s.results.values()]]);
+    return packr.pack(rows);
+  }
+
+  /** Replaces the table with one `encode` produced. Throws on malformed bytes. */
+  restore(bytes: Uint8Array): void {
+    const rows = packr.unpack(bytes) as unknown;
+    if (!Array.isArray(rows)) throw new Error('session table: not an array');
+    const sessions = new Map<number, Session>();
+    for (const row of rows as unknown[]) {
+      if (!Array.isArray(row) || row.length !== 5) throw new Error('session table: malformed row');
+      const [id, floor, lastAtMs, seqs, results] = row as SessionRow;
+      if (![id, floor, lastAtMs].every((x) => typeof x === 'number') || !Array.isArray(seqs) || !Array.isArray(results) || seqs.length !== results.length) {
+        throw new Error('session table: malformed row');
+      }
+      const map = new Map<number, unknown>();
+      seqs.forEach((seq, i) => map.set(seq, results[i]));
+      sessions.set(id, { floor, lastAtMs, results: map });
+    }
+    this.sessions = sessions;
+    this.current = undefined;
+  }
+}

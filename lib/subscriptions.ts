@@ -1,0 +1,333 @@
+/**
+ * Subscriptions: pull-based, credit-bounded delivery of a consumer group's messages to a
+ * handler or an async iterator, and the batching of acknowledgements.
+ *
+ * A subscriber claims up to its free credit (`maxInFlight`) with one `claim` command, runs the
+ * handler for each delivery, and acks or nacks. When a claim comes back empty it waits for a
+ * local `published`/`available` event (every member applies every entry, so every member knows
+ * when a topic has new messages), with a 1 s poll as a safety net.
+ */
+import { randomUUID } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import type { SubscribeOptions, Subscription } from './api-types.js';
+import { RaftQueueError } from './contracts/errors.js';
+import { CLAIM_MESSAGES_MAX } from './contracts/limits.js';
+import { MSGPACK_OPTIONS } from './contracts/msgpack-options.js';
+import type { Delivery, QueueMessage } from './events.js';
+import { validateTopicName } from './queue/index.js';
+import type { Command, Delivery as StoredDelivery, StoredMessage } from './queue/index.js';
+
+/** Payload codec: any msgpack value, with every option explicit. */
+export const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
+
+/** What subscriptions need from the facade. */
+export interface SubscriptionHost {
+  /** The member id (consumer ids start with it). */
+  readonly id: string;
+  readonly running: boolean;
+  /** Submits a command; resolves with its value or rejects with its error code. */
+  run(command: Command, timeoutMs?: number): Promise<unknown>;
+  removeSubscription(sub: SubscriptionImpl): void;
+  log(line: string): void;
+}
+
+export interface ResolvedSubscribe {
+  readonly group: string;
+  readonly maxInFlight: number;
+  readonly ackTimeoutMs: number;
+  readonly maxDeliveries: number;
+  readonly nackDelayMs: number;
+}
+
+export function resolveSubscribe(o: SubscribeOptions): ResolvedSubscribe {
+  const group = o.group ?? 'default';
+  const bad = validateTopicName(group);
+  if (bad) throw new RaftQueueError('INVALID_OPTIONS', `invalid option group: ${bad}`);
+  const int = (name: string, v: number | undefined, dflt: number, min: number, max: number): number => {
+    const x = v ?? dflt;
+    if (!Number.isInteger(x) || x < min || x > max) throw new RaftQueueError('INVALID_OPTIONS', `invalid option ${name}: an integer from ${min} to ${max}`);
+    return x;
+  };
+  return {
+    group,
+    maxInFlight: int('maxInFlight', o.maxInFlight, 16, 1, CLAIM_MESSAGES_MAX),
+    ackTimeoutMs: int('ackTimeoutMs', o.ackTimeoutMs, 30_000, 10, 86_400_000),
+    maxDeliveries: int('maxDeliveries', o.maxDeliveries, 5, 1, 1_000),
+    nackDelayMs: int('nackDelayMs', o.nackDelayMs, 0, 0, 86_400_000),
+  };
+}
+
+export interface SubscriptionHooks {
+  onDelivery(delivery: StoredDelivery): void;
+  onClose?(): void;
+}
+
+/** How often an idle subscription asks again even without a wake-up (a safety net). */
+const IDLE_POLL_MS = 1_000;
+
+export class SubscriptionImpl implements Subscription {
+  readonly group: string;
+  private readonly consumer: string;
+  private inFlight = 0;
+  private claiming = false;
+  private again = false;
+  private closed = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly drained: (() => void)[] = [];
+
+  constructor(
+    private readonly host: SubscriptionHost,
+    readonly topic: string,
+    readonly options: ResolvedSubscribe,
+    private readonly hooks: SubscriptionHooks,
+  ) {
+    this.group = options.group;
+    this.consumer = `${host.id}.${randomUUID()}`;
+  }
+
+  start(): void {
+    this.pull();
+  }
+
+  /** New messages may be claimable. */
+  wake(topic: string): void {
+    if (topic === this.topic) this.pull();
+  }
+
+  /** A delivery was settled: credit is free again. */
+  release(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) for (const d of this.drained.splice(0)) d();
+    this.pull();
+  }
+
+  private pull(): void {
+    if (this.closed || !this.host.running) return;
+    if (this.claiming) {
+      this.again = true;
+      return;
+    }
+    const credit = this.options.maxInFlight - this.inFlight;
+    if (credit <= 0) return;
+    this.claiming = true;
+    this.again = false;
+    const cmd: Command = {
+      t: 'claim',
+      topic: this.topic,
+      group: this.group,
+      consumer: this.consumer,
+      max: credit,
+      ackTimeoutMs: this.options.ackTimeoutMs,
+      maxDeliveries: this.options.maxDeliveries,
+    };
+    this.host.run(cmd).then(
+      (value) => {
+        this.claiming = false;
+        const deliveries = value as StoredDelivery[];
+        if (this.closed) {
+          // Claimed while closing: give them straight back.
+          if (deliveries.length > 0) void this.releaseAll();
+          return;
+        }
+        for (const d of deliveries) {
+          this.inFlight++;
+          this.hooks.onDelivery(d);
+        }
+        if (deliveries.length > 0 || this.again) this.pull();
+        else this.idle();
+      },
+      (error: unknown) => {
+        this.claiming = false;
+        if (this.closed) return;
+        // TOPIC_NOT_FOUND, NO_LEADER, TIMEOUT...: keep trying at a gentle pace.
+        this.idle(error instanceof RaftQueueError && error.code === 'TOPIC_NOT_FOUND' ? IDLE_POLL_MS : 100);
+      },
+    );
+  }
+
+  private idle(delayMs = IDLE_POLL_MS): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      this.pull();
+    }, delayMs);
+    this.idleTimer.unref();
+  }
+
+  /** Stops pulling, waits up to `drainMs` for running handlers, and returns unsettled deliveries. */
+  async unsubscribe(drainMs = 5_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.hooks.onClose?.();
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, drainMs);
+        this.drained.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    await this.releaseAll();
+    this.host.removeSubscription(this);
+  }
+
+  /** The node stopped: no more pulls, nothing to release (deliveries expire on the leader). */
+  abort(): void {
+    this.closed = true;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.hooks.onClose?.();
+  }
+
+  private async releaseAll(): Promise<void> {
+    if (!this.host.running) return;
+    try {
+      await this.host.run({ t: 'release', topic: this.topic, group: this.group, consumer: this.consumer }, 2_000);
+    } catch (error) {
+      // Unsettled deliveries still return after ackTimeoutMs; nothing is lost.
+      if (!(error instanceof RaftQueueError)) throw error;
+    }
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Acknowledgements: every ack of one topic and group made in one event-loop turn is one entry
+
+/** Most acks sent in one `ackMany` command (the rest go in the next). */
+const ACK_BATCH_MAX = 1_000;
+
+interface AckBatch {
+  readonly topic: string;
+  readonly group: string;
+  readonly refs: number[];
+  readonly waiters: ((outcome: true | RaftQueueError) => void)[];
+}
+
+export class AckBatcher {
+  private readonly batches = new Map<string, AckBatch>();
+  private flushScheduled = false;
+
+  constructor(private readonly host: Pick<SubscriptionHost, 'run'>) {}
+
+  /**
+   * Acknowledges `d` together with every other ack of its topic and group made in this
+   * event-loop turn: one `ackMany` log entry instead of one entry each. Rejects with
+   * STALE_DELIVERY when the delivery had expired, like a single ack.
+   */
+  ack(d: StoredDelivery): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const key = `${d.topic}\u0000${d.group}`;
+      let batch = this.batches.get(key);
+      if (batch === undefined) {
+        batch = { topic: d.topic, group: d.group, refs: [], waiters: [] };
+        this.batches.set(key, batch);
+      }
+      batch.refs.push(d.offset, d.token);
+      batch.waiters.push((outcome) => (outcome === true ? resolve() : reject(outcome)));
+      if (batch.waiters.length >= ACK_BATCH_MAX) {
+        this.batches.delete(key);
+        this.send(batch);
+      } else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => {
+          this.flushScheduled = false;
+          const batches = [...this.batches.values()];
+          this.batches.clear();
+          for (const b of batches) this.send(b);
+        });
+      }
+    });
+  }
+
+  private send(b: AckBatch): void {
+    const stale = (i: number): RaftQueueError =>
+      new RaftQueueError('STALE_DELIVERY', `no delivery of ${b.topic}/${b.group}@${b.refs[2 * i]} with token ${b.refs[2 * i + 1]} is pending`);
+    if (b.waiters.length === 1) {
+      const [offset, token] = b.refs as [number, number];
+      this.host.run({ t: 'ack', topic: b.topic, group: b.group, offset, token }).then(
+        () => b.waiters[0]?.(true),
+        (error: unknown) => b.waiters[0]?.(error instanceof RaftQueueError ? error : stale(0)),
+      );
+      return;
+    }
+    this.host.run({ t: 'ackMany', topic: b.topic, group: b.group, refs: b.refs }).then(
+      (value) => {
+        const settled = value as boolean[];
+        b.waiters.forEach((w, i) => w(settled[i] === true ? true : stale(i)));
+      },
+      (error: unknown) => {
+        const e = error instanceof RaftQueueError ? error : new RaftQueueError('CLOSED', String(error));
+        for (const w of b.waiters) w(e);
+      },
+    );
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Messages as applications see them
+
+export function toMessage<T>(m: StoredMessage, group: string): QueueMessage<T> {
+  return {
+    topic: m.topic,
+    offset: m.offset,
+    payload: payloadPackr.unpack(m.payload) as T,
+    publishedAt: m.publishedAt,
+    deliveryCount: m.deliveryCount,
+    group,
+  };
+}
+
+/** A delivery for `messages()`: settle it once with ack, nack or extend. */
+export function toDelivery<T>(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, d: StoredDelivery): Delivery<T> {
+  const base = toMessage<T>(d, d.group);
+  let settled = false;
+  const staleError = (): RaftQueueError => new RaftQueueError('STALE_DELIVERY', `delivery of ${d.topic}@${d.offset} was already settled`);
+  const settle = async (cmd: Command): Promise<void> => {
+    if (settled) throw staleError();
+    settled = cmd.t !== 'extend' ? true : settled;
+    try {
+      await host.run(cmd);
+    } finally {
+      if (cmd.t !== 'extend') sub.release();
+    }
+  };
+  return {
+    ...base,
+    ack: async () => {
+      if (settled) throw staleError();
+      settled = true;
+      try {
+        await acks.ack(d);
+      } finally {
+        sub.release();
+      }
+    },
+    nack: (o = {}) => settle({ t: 'nack', topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: o.delayMs ?? 0 }),
+    extend: async () => {
+      if (settled) throw staleError();
+      await host.run({ t: 'extend', topic: d.topic, group: d.group, offset: d.offset, token: d.token });
+    },
+  };
+}
+
+/** Runs a `subscribe` handler on a delivery: resolved acks (batched), thrown nacks. */
+export async function runHandler(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, handler: (m: QueueMessage) => unknown, d: StoredDelivery): Promise<void> {
+  const message = toMessage(d, d.group);
+  let ok = true;
+  try {
+    await handler(message);
+  } catch (error) {
+    ok = false;
+    host.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  try {
+    if (ok) await acks.ack(d);
+    else await host.run({ t: 'nack', topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs });
+  } catch (error) {
+    // The delivery expired (STALE_DELIVERY) or the node stopped: the queue redelivers it.
+    host.log(`settling ${d.topic}@${d.offset}: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    sub.release();
+  }
+}
