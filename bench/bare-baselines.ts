@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LOAD_COUNT_MAX, summarize, type LatencySummary, type LoadResult } from './cluster-shared.js';
-import { Proc, makeTempDir, removeTempDir } from './cluster-proc.js';
+import { Proc, benchProcesses } from './cluster-proc.js';
 
 const BARE_NODE = fileURLToPath(new URL('./bare-node.js', import.meta.url));
 
@@ -21,7 +21,7 @@ export interface FsyncBaseline {
 
 /** Serial append of `appendBytes` + fdatasync, bounded by `seconds` and `countMax`. */
 export function fsyncLoop(seconds: number, countMax: number, appendBytes = 4096): FsyncBaseline {
-  const dir = makeTempDir('raftqueue-bench-fsync-');
+  const dir = benchProcesses.tempDir('raftqueue-bench-fsync-');
   try {
     const bytes = Buffer.alloc(appendBytes, 0x61);
     const run = (preallocated: boolean): LatencySummary => {
@@ -50,7 +50,7 @@ export function fsyncLoop(seconds: number, countMax: number, appendBytes = 4096)
     };
     return { appendBytes, append: run(false), overwrite: run(true) };
   } finally {
-    removeTempDir(dir);
+    benchProcesses.removeDir(dir);
   }
 }
 
@@ -113,7 +113,7 @@ export class BarePipeline {
   ) {}
 
   static async start(): Promise<BarePipeline> {
-    const dir = makeTempDir('raftqueue-bench-bare-');
+    const dir = benchProcesses.tempDir('raftqueue-bench-bare-');
     const followers: Proc[] = [];
     const ports: number[] = [];
     for (const name of ['f1', 'f2']) {
@@ -148,6 +148,6 @@ export class BarePipeline {
 
   async stop(): Promise<void> {
     await Promise.all([this.leader, ...this.followers].map((p) => p.stop()));
-    removeTempDir(this.dir);
+    benchProcesses.removeDir(this.dir);
   }
 }

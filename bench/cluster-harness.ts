@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CpuUsage } from './bare-baselines.js';
 import type { ReadyMessage } from './cluster-shared.js';
-import { Proc, freePort, makeTempDir, removeTempDir } from './cluster-proc.js';
+import { freePorts } from '../lib/cli/process-harness.js';
+import { Proc, benchProcesses } from './cluster-proc.js';
 import type { QueueStatus } from '../lib/index.js';
 
 const CLUSTER_NODE = fileURLToPath(new URL('./cluster-node.js', import.meta.url));
@@ -46,9 +47,9 @@ export class Cluster {
    * override, else the library's default).
    */
   static async start(options: { execArgvFor?: (id: string) => readonly string[]; snapshotEveryEntries?: number } = {}): Promise<Cluster> {
-    const dir = makeTempDir('raftqueue-bench-cluster-');
-    const peers: Record<string, string> = {};
-    for (const id of IDS) peers[id] = `127.0.0.1:${await freePort()}`;
+    const dir = benchProcesses.tempDir('raftqueue-bench-cluster-');
+    const ports = await freePorts(IDS.length);
+    const peers = Object.fromEntries(IDS.map((id, i) => [id, `127.0.0.1:${ports[i] as number}`]));
     const cluster = new Cluster(dir, peers, options.execArgvFor ?? (() => []), options.snapshotEveryEntries ?? Cluster.snapshotEveryEntries);
     await Promise.all(IDS.map((id) => cluster.spawn(id)));
     return cluster;
@@ -173,6 +174,6 @@ export class Cluster {
   /** Graceful stop of every member (SIGKILL after a timeout), then the data dirs go. */
   async stop(): Promise<void> {
     await Promise.all(this.live().map((id) => this.proc(id).stop(8_000)));
-    removeTempDir(this.dir);
+    benchProcesses.removeDir(this.dir);
   }
 }

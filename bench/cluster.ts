@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { BarePipeline, fsyncLoop, rttLoop, type FsyncBaseline } from './bare-baselines.js';
 import { backlogRun, type BacklogResult, type BacklogVariant } from './cluster-backlog.js';
 import { Cluster } from './cluster-harness.js';
-import { cleanupAll, installCleanup, makeTempDir, removeTempDir } from './cluster-proc.js';
+import { benchProcesses, cleanupAll, installCleanup } from './cluster-proc.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cluster-profile.js';
 import { LOAD_COUNT_MAX, PAYLOAD_ENCODED_BYTES, median, wallMs, type FailoverResult, type LatencySummary, type LoadResult } from './cluster-shared.js';
 
@@ -268,7 +268,7 @@ async function failoverRun(): Promise<FailoverSummary> {
 async function profileRun(): Promise<{ summary: ProfileSummary; leaderPublish: Measured; kept: string | undefined }> {
   const keep: string | undefined = args['profile-dir'];
   if (keep !== undefined) fs.mkdirSync(keep, { recursive: true });
-  const profDir: string = keep ?? makeTempDir('raftqueue-bench-prof-');
+  const profDir: string = keep ?? benchProcesses.tempDir('raftqueue-bench-prof-');
   const cluster = await Cluster.start({ execArgvFor: (id) => ['--cpu-prof', '--cpu-prof-dir', join(profDir, id)] });
   let leader = '';
   let leaderPublish: Measured;
@@ -283,7 +283,7 @@ async function profileRun(): Promise<{ summary: ProfileSummary; leaderPublish: M
   const files = fs.existsSync(leaderDir) ? fs.readdirSync(leaderDir).filter((f) => f.endsWith('.cpuprofile')) : [];
   if (files.length === 0) throw new Error(`no .cpuprofile written in ${leaderDir}`);
   const summary = summarizeProfile(join(leaderDir, files[0] as string), 25, leaderPublish.monoWindowUs);
-  if (keep === undefined) removeTempDir(profDir);
+  if (keep === undefined) benchProcesses.removeDir(profDir);
   return { summary, leaderPublish, kept: keep ? join(leaderDir, files[0] as string) : undefined };
 }
 

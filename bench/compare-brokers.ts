@@ -11,14 +11,16 @@
  *   leads the queue.
  *
  * The clients (npm `nats`, `amqplib`) run in the benchmark's own process. Every broker process
- * is started in its own process group and killed with SIGKILL by that id (bench/cluster-proc.ts
- * External), on success, error and Ctrl-C alike; temp dirs are removed.
+ * is started in its own process group by the benchmark's process harness and killed with
+ * SIGKILL by that id (`startExternal`), on success, error and Ctrl-C alike; temp dirs are removed.
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
-import { External, freePort, makeTempDir, removeTempDir } from './cluster-proc.js';
+import { freePorts } from '../lib/cli/process-harness.js';
+import type { ManagedProcess } from '../lib/cli/process-harness.js';
+import { benchProcesses } from './cluster-proc.js';
 import { LOAD_COUNT_MAX, closedLoop, errorCode, type LoadResult } from './cluster-shared.js';
 
 /** The broker payload: 100 raw bytes (raftqueue's is 98 bytes, 100 once encoded). */
@@ -45,6 +47,20 @@ function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv, t
       else resolve(stdout);
     });
   });
+}
+
+/**
+ * A program that is not ours (a broker, epmd) started in a process group of its own, so that a
+ * wrapper script and everything it starts (e.g. rabbitmq-server's sh -> beam.smp ->
+ * erl_child_setup) go with it: `stop(0)` sends SIGKILL to that group's id, which is its pid.
+ */
+function startExternal(name: string, command: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): ManagedProcess {
+  return benchProcesses.spawn({ name, command, args, ...options, detached: true, stdout: 'capture', stderr: 'capture' });
+}
+
+/** The last lines a broker printed (for error messages). */
+function outputOf(p: ManagedProcess): string {
+  return [...p.tail('stdout', 15), ...p.tail('stderr', 15)].join('\n');
 }
 
 /** Retries `attempt` until it resolves or `timeoutMs` passed (then rethrows its last error). */
@@ -88,15 +104,12 @@ function consumeResult(count: number, started: number, lastDone: number, errors:
 
 export async function startNats(natsServer: string, log: (line: string) => void): Promise<Broker> {
   const nats = await import('nats');
-  const dir = makeTempDir('raftqueue-bench-nats-');
+  const dir = benchProcesses.tempDir('raftqueue-bench-nats-');
   const names = ['nb1', 'nb2', 'nb3'];
-  const clientPorts: number[] = [];
-  const routePorts: number[] = [];
-  for (let i = 0; i < names.length; i++) {
-    clientPorts.push(await freePort());
-    routePorts.push(await freePort());
-  }
-  const servers: External[] = [];
+  const ports = await freePorts(2 * names.length);
+  const clientPorts = ports.slice(0, names.length);
+  const routePorts = ports.slice(names.length);
+  const servers: ManagedProcess[] = [];
   const connections: { close(): Promise<void> }[] = [];
   try {
     for (const [i, name] of names.entries()) {
@@ -109,7 +122,7 @@ export async function startNats(natsServer: string, log: (line: string) => void)
       ].join('\n');
       const path = join(dir, `${name}.conf`);
       fs.writeFileSync(path, config);
-      servers.push(new External(`nats-server ${name}`, natsServer, ['-c', path]));
+      servers.push(startExternal(`nats-server ${name}`, natsServer, ['-c', path]));
     }
     const serverOf = (port: number | undefined) => ({ servers: [`127.0.0.1:${port}`], noRandomize: true, maxReconnectAttempts: 10 });
     const admin = await retry('NATS: connecting', 30_000, () => nats.connect(serverOf(clientPorts[0])));
@@ -203,16 +216,16 @@ export async function startNats(natsServer: string, log: (line: string) => void)
       },
       async stop() {
         for (const c of connections) await c.close().catch(() => undefined);
-        await Promise.all(servers.map((s) => s.kill()));
-        removeTempDir(dir);
+        await Promise.all(servers.map((s) => s.stop(0)));
+        benchProcesses.removeDir(dir);
       },
     };
     return broker;
   } catch (error) {
     for (const c of connections) await c.close().catch(() => undefined);
-    await Promise.all(servers.map((s) => s.kill()));
-    const output = servers.map((s) => `${s.name}: ${s.output()}`).join('\n');
-    removeTempDir(dir);
+    await Promise.all(servers.map((s) => s.stop(0)));
+    const output = servers.map((s) => `${s.name}: ${outputOf(s)}`).join('\n');
+    benchProcesses.removeDir(dir);
     throw new Error(`${error instanceof Error ? error.message : String(error)}\n${output}`);
   }
 }
@@ -248,26 +261,23 @@ export async function startRabbitmq(rabbitmqServer: string, nodesWanted: number,
   const { server, ctl } = rabbitmqScripts(rabbitmqServer);
   const epmdBin = findEpmd(findExecutable('erl'));
   if (!epmdBin) throw new Error('RabbitMQ: epmd not found (package erlang-base)');
-  const dir = makeTempDir('raftqueue-bench-rabbitmq-');
+  const dir = benchProcesses.tempDir('raftqueue-bench-rabbitmq-');
   fs.writeFileSync(join(dir, '.erlang.cookie'), randomBytes(20).toString('hex').toUpperCase(), { mode: 0o400 });
-  const epmdPort = await freePort();
+  const ports = await freePorts(1 + 2 * nodesWanted);
+  const epmdPort = ports[0] as number;
   const tag = `${process.pid}`;
   const names = Array.from({ length: nodesWanted }, (_, i) => `rqbench${i + 1}-${tag}@localhost`);
-  const amqpPorts: number[] = [];
-  const distPorts: number[] = [];
-  for (let i = 0; i < nodesWanted; i++) {
-    amqpPorts.push(await freePort());
-    distPorts.push(await freePort());
-  }
-  const externals: External[] = [];
+  const amqpPorts = ports.slice(1, 1 + nodesWanted);
+  const distPorts = ports.slice(1 + nodesWanted);
+  const externals: ManagedProcess[] = [];
   const connections: { close(): Promise<void> }[] = [];
   const baseEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, LANG: 'C.UTF-8', ERL_EPMD_PORT: String(epmdPort), ERL_EPMD_ADDRESS: '127.0.0.1' };
   const cleanup = async () => {
     for (const c of connections) await c.close().catch(() => undefined);
-    await Promise.all(externals.map((e) => e.kill()));
-    removeTempDir(dir);
+    await Promise.all(externals.map((e) => e.stop(0)));
+    benchProcesses.removeDir(dir);
   };
-  const startNode = (i: number, peers: readonly string[]): External => {
+  const startNode = (i: number, peers: readonly string[]): ManagedProcess => {
     const name = names[i] as string;
     const conf = join(dir, `node${i + 1}.conf`);
     fs.writeFileSync(
@@ -293,7 +303,7 @@ export async function startRabbitmq(rabbitmqServer: string, nodesWanted: number,
       RABBITMQ_PID_FILE: join(dir, `node${i + 1}.pid`),
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
     };
-    const e = new External(`rabbitmq ${name}`, server, [], { env, cwd: dir });
+    const e = startExternal(`rabbitmq ${name}`, server, [], { env, cwd: dir });
     externals.push(e);
     return e;
   };
@@ -304,11 +314,11 @@ export async function startRabbitmq(rabbitmqServer: string, nodesWanted: number,
     return (JSON.parse(out) as { running_nodes?: string[] }).running_nodes ?? [];
   };
   try {
-    externals.push(new External('epmd', epmdBin, ['-port', String(epmdPort), '-address', '127.0.0.1']));
+    externals.push(startExternal('epmd', epmdBin, ['-port', String(epmdPort), '-address', '127.0.0.1']));
     await sleep(200);
     const first = startNode(0, names);
     await retry('RabbitMQ: first node accepting AMQP', 120_000, async () => {
-      if (!first.alive) throw new Error(`exited: ${first.output()}`);
+      if (first.hasExited) throw new Error(`exited: ${outputOf(first)}`);
       const c = await amqp.connect(url(0));
       await c.close();
     }, 500);
@@ -318,7 +328,7 @@ export async function startRabbitmq(rabbitmqServer: string, nodesWanted: number,
       const rest = names.slice(1).map((_, k) => startNode(k + 1, names));
       try {
         await retry(`RabbitMQ: ${nodesWanted} nodes clustered`, 180_000, async () => {
-          for (const e of rest) if (!e.alive) throw new Error(`${e.name} exited: ${e.output()}`);
+          for (const e of rest) if (e.hasExited) throw new Error(`${e.name} exited: ${outputOf(e)}`);
           const running = await clusterNodes();
           if (running.length < nodesWanted) throw new Error(`running nodes: ${running.join(', ')}`);
         }, 1_000);
@@ -328,7 +338,7 @@ export async function startRabbitmq(rabbitmqServer: string, nodesWanted: number,
         const why = error instanceof Error ? error.message.split('\n')[0] : String(error);
         log(`RabbitMQ: WARNING: the ${nodesWanted}-node cluster did not form (${why}); falling back to ONE node`);
         notes.push(`FALLBACK: one node only (${nodesWanted}-node cluster did not form: ${why})`);
-        await Promise.all(rest.map((e) => e.kill()));
+        await Promise.all(rest.map((e) => e.stop(0)));
       }
     }
     /** A connection whose 'error' events are logged, not thrown (the workload reports the failure). */
@@ -439,7 +449,7 @@ export async function startRabbitmq(rabbitmqServer: string, nodesWanted: number,
     };
     return broker;
   } catch (error) {
-    const output = externals.map((e) => `${e.name}: ${e.output()}`).join('\n');
+    const output = externals.map((e) => `${e.name}: ${outputOf(e)}`).join('\n');
     await cleanup();
     throw new Error(`${error instanceof Error ? error.message : String(error)}\n${output}`);
   }

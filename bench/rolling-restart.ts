@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
+import { installExitCleanup } from '../lib/cli/process-harness.js';
 import { httpJson, sleep } from '../test/helpers/cli-process.js';
 import { HttpPublisher, LeaderlessMonitor, ProcessCluster, drain } from '../test/helpers/member-processes.js';
 
@@ -19,13 +20,7 @@ const ROUNDS = Math.max(1, Number(args.rounds ?? 3));
 const NODES = Math.min(7, Math.max(3, Number(args.nodes ?? 3)));
 
 const cluster = new ProcessCluster();
-let cleaning: Promise<void> | undefined;
-const cleanup = (): Promise<void> => (cleaning ??= cluster.cleanup());
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+installExitCleanup({ graceful: true });
 
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -100,4 +95,4 @@ main()
     process.stderr.write(`bench:rolling failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exitCode = 1;
   })
-  .finally(() => cleanup());
+  .finally(() => cluster.cleanup());

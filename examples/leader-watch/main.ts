@@ -21,7 +21,6 @@ const children = new Map<string, Child>();
 const started = Date.now();
 
 function startMember(id: string): void {
-  view.delete(id);
   const child = procs.start(id, script, { id, peers, dataDir: join(procs.root, id) }, (e) => {
     const leaderId = e['leaderId'] as string | null;
     const term = e['term'] as number;
@@ -31,9 +30,15 @@ function startMember(id: string): void {
   children.set(id, child);
 }
 
+/** Starts a killed member again on its data directory; it reports its view afresh. */
+function restartMember(id: string): void {
+  view.delete(id);
+  children.set(id, procs.restart(children.get(id) as Child));
+}
+
 /** The leader all running members agree on, if they do. */
 function agreedLeader(): string | undefined {
-  const running = ids.filter((id) => !(children.get(id) as Child).exited);
+  const running = ids.filter((id) => !(children.get(id) as Child).hasExited);
   const leaders = new Set(running.map((id) => view.get(id)?.leaderId ?? null));
   const [only] = leaders;
   return leaders.size === 1 && only !== null && only !== undefined && running.includes(only) ? only : undefined;
@@ -46,10 +51,10 @@ try {
     const old = agreedLeader() as string;
     console.log(`--- round ${round}: killing leader ${old} with SIGKILL`);
     procs.kill(children.get(old) as Child);
-    await until('the killed leader to exit', () => (children.get(old) as Child).exited, 5_000);
+    await until('the killed leader to exit', () => (children.get(old) as Child).hasExited, 5_000);
     await until('a new leader', () => agreedLeader() !== undefined && agreedLeader() !== old, 10_000);
     console.log(`--- round ${round}: restarting ${old}`);
-    startMember(old);
+    restartMember(old);
     await until(`${old} to rejoin`, () => view.get(old)?.leaderId === agreedLeader() && agreedLeader() !== undefined, 10_000);
   }
   console.log(`\n${rounds} leader change(s) watched; stopping`);

@@ -1,96 +1,65 @@
 /**
- * Small helpers the multi-process examples share: free loopback ports, child processes that
- * report JSON lines on stdout, and cleanup that kills every child by pid and removes temp dirs.
+ * Small helpers the multi-process examples share, on top of the process harness of the command
+ * (lib/cli/process-harness.ts): child processes that report JSON lines on stdout, and cleanup that
+ * kills every child by pid and removes the temp directory, also on Ctrl-C.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { ProcessHarness, freePorts, installExitCleanup, waitUntil } from '../../lib/cli/process-harness.js';
+import type { ManagedProcess } from '../../lib/cli/process-harness.js';
 
-/** Ports the OS reports free on 127.0.0.1. */
-export async function freePorts(n: number): Promise<number[]> {
-  const ports: number[] = [];
-  const servers = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer();
-    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-    ports.push((s.address() as AddressInfo).port);
-    servers.push(s);
-  }
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
-}
+export { freePorts };
 
-/** A child process of an example; `onEvent` receives every JSON line it prints on stdout. */
-export interface Child {
-  readonly name: string;
-  readonly process: ChildProcess;
-  exited: boolean;
-}
+/** A child process of an example. */
+export type Child = ManagedProcess;
 
 /** Owns the example's children and temp directory; `cleanup` runs once, also on Ctrl-C. */
 export class Processes {
-  readonly root = mkdtempSync(join(tmpdir(), 'raftqueue-example-'));
-  private readonly children = new Set<Child>();
+  private readonly harness = new ProcessHarness();
+  readonly root = this.harness.tempDir('raftqueue-example-');
 
   constructor() {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.once(signal, () => {
-        this.cleanup();
-        process.exit(130);
-      });
-    }
-    process.once('exit', () => this.cleanup());
+    installExitCleanup();
   }
 
-  /** Starts `node script` with `config` in the RAFTQUEUE_EXAMPLE environment variable. */
+  /** Starts `node script` with `config` in the RAFTQUEUE_EXAMPLE environment variable; `onEvent` receives every JSON line it prints on stdout. */
   start(name: string, script: string, config: unknown, onEvent: (event: Record<string, unknown>) => void): Child {
-    const proc = spawn(process.execPath, [script], {
+    return this.harness.spawn({
+      name,
+      script,
       env: { ...process.env, RAFTQUEUE_EXAMPLE: JSON.stringify(config) },
-      stdio: ['ignore', 'pipe', process.env['EXAMPLE_VERBOSE'] ? 'inherit' : 'ignore'],
+      stdout: 'capture',
+      stderr: process.env['EXAMPLE_VERBOSE'] ? 'inherit' : 'ignore',
+      onLine: (line) => {
+        let event: unknown;
+        try {
+          event = JSON.parse(line);
+        } catch (error) {
+          process.stdout.write(`[${name}] ${line} (${String(error)})\n`);
+          return;
+        }
+        onEvent(event as Record<string, unknown>);
+      },
     });
-    const child: Child = { name, process: proc, exited: false };
-    this.children.add(child);
-    proc.on('exit', () => {
-      child.exited = true;
-    });
-    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      let event: unknown;
-      try {
-        event = JSON.parse(line);
-      } catch (error) {
-        process.stdout.write(`[${name}] ${line} (${String(error)})\n`);
-        return;
-      }
-      onEvent(event as Record<string, unknown>);
-    });
-    return child;
+  }
+
+  /** Starts a child that has exited again: same script and configuration, so the same data directory. */
+  restart(child: Child): Child {
+    return this.harness.respawn(child);
   }
 
   /** SIGKILL, as a crash would. */
   kill(child: Child): void {
-    if (!child.exited) child.process.kill('SIGKILL');
+    child.kill();
   }
 
   /** Kills every child still running and removes the temp directory. Synchronous, idempotent. */
   cleanup(): void {
-    for (const c of this.children) if (!c.exited && c.process.pid !== undefined) c.process.kill('SIGKILL');
-    this.children.clear();
-    rmSync(this.root, { recursive: true, force: true });
+    this.harness.killNow();
   }
 }
 
 /** Resolves once `cond()` holds (checked every 20 ms); rejects after `withinMs`. */
 export async function until(what: string, cond: () => boolean, withinMs: number): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${withinMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await waitUntil(what, cond, withinMs, 20);
 }
 
 /** An integer command-line flag `--name N`, or `fallback`. */

@@ -4,17 +4,13 @@
  * the failover time, then every message consumed and checked: none lost, none duplicated.
  * Everything it created is removed at the end, also on Ctrl-C and on errors.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent } from 'node:http';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FlagSpecs } from './args.js';
 import { UsageError, helpText, intFlag, parseFlags } from './args.js';
 import { httpJson } from './http-client.js';
+import { ProcessHarness, cliMainPath, freePorts, installExitCleanup, sleep } from './process-harness.js';
+import type { ManagedProcess } from './process-harness.js';
 
 const DEMO_FLAGS: FlagSpecs = {
   messages: { type: 'string', value: 'N', help: 'how many messages to publish (default 3000, at most 100000)' },
@@ -33,13 +29,15 @@ const DEMO_DEADLINE_MS = 90_000;
 const TOPIC = 'demo';
 const PUBLISH_CONCURRENCY = 32;
 const CONSUME_CONCURRENCY = 16;
+/** A node gets SIGTERM at cleanup, and SIGKILL if it has not stopped after this. */
+const NODE_STOP_GRACE_MS = 2_500;
+/** Stderr lines of each node printed when the demo fails. */
+const LOG_TAIL_LINES = 30;
 
 interface DemoNode {
   readonly id: string;
   readonly url: string;
-  readonly child: ChildProcess;
-  readonly stderrTail: string[];
-  exited: boolean;
+  readonly proc: ManagedProcess;
 }
 
 class DemoFailure extends Error {}
@@ -53,12 +51,10 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   }
   const total = typeof flags['messages'] === 'string' ? intFlag('demo', 'messages', flags['messages'], 1, 100_000) : 3_000;
   const demo = new Demo(total, flags['verbose'] === true);
-  const onSignal = (signal: NodeJS.Signals): void => {
-    process.stderr.write(`\n${signal}: stopping the demo and removing its files\n`);
-    void demo.cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const uninstallExitCleanup = installExitCleanup({
+    graceful: true,
+    onSignal: (signal) => process.stderr.write(`\n${signal}: stopping the demo and removing its files\n`),
+  });
   const deadline = setTimeout(() => {
     process.stderr.write(`\ndemo: did not finish within ${DEMO_DEADLINE_MS / 1000} s; cleaning up\n`);
     void demo.cleanup().finally(() => process.exit(1));
@@ -73,16 +69,14 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   } finally {
     clearTimeout(deadline);
     await demo.cleanup();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    uninstallExitCleanup();
   }
 }
 
 class Demo {
-  private root: string | undefined;
+  private readonly harness = new ProcessHarness({ stopGraceMs: NODE_STOP_GRACE_MS });
   private readonly nodes: DemoNode[] = [];
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  private cleaned: Promise<void> | undefined;
   private readonly out = process.stdout;
 
   constructor(
@@ -92,18 +86,17 @@ class Demo {
 
   async run(): Promise<number> {
     const started = performance.now();
-    this.root = await mkdtemp(join(tmpdir(), 'raftqueue-demo-'));
+    const root = this.harness.tempDir('raftqueue-demo-');
     const ports = await freePorts(6);
     const ids = ['n1', 'n2', 'n3'];
     const peers = ids.map((id, i) => `${id}=127.0.0.1:${ports[i] as number}`).join(',');
     const httpPeers = ids.map((id, i) => `${id}=127.0.0.1:${ports[i + 3] as number}`).join(',');
-    const mainJs = fileURLToPath(new URL('./main.js', import.meta.url));
     ids.forEach((id, i) => {
       const http = `127.0.0.1:${ports[i + 3] as number}`;
-      const args = [mainJs, 'node', '--id', id, '--peers', peers, '--data-dir', join(this.root as string, id), '--http', http, '--http-peers', httpPeers];
+      const args = ['node', '--id', id, '--peers', peers, '--data-dir', join(root, id), '--http', http, '--http-peers', httpPeers];
       this.nodes.push(this.spawnNode(id, `http://${http}`, args));
     });
-    this.line(`started 3 nodes (${this.nodes.map((n) => `${n.id} pid ${n.child.pid ?? '?'}`).join(', ')}) in ${this.root}`);
+    this.line(`started 3 nodes (${this.nodes.map((n) => `${n.id} pid ${n.proc.pid}`).join(', ')}) in ${root}`);
 
     // Generous: on a busy machine loading Node and the library can take seconds.
     const first = await this.waitForLeader(this.nodes, 0, 30_000);
@@ -115,7 +108,7 @@ class Demo {
     await this.publishAll(first.node);
     const publishMs = performance.now() - publishStarted;
 
-    first.node.child.kill('SIGKILL');
+    first.node.proc.kill();
     const killedAt = performance.now();
     const survivors = this.nodes.filter((n) => n !== first.node);
     const second = await this.waitForLeader(survivors, first.term, 10_000);
@@ -149,23 +142,9 @@ class Demo {
   }
 
   private spawnNode(id: string, url: string, args: string[]): DemoNode {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    const node: DemoNode = { id, url, child, stderrTail: [], exited: false };
-    let partial = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const l of lines) {
-        node.stderrTail.push(l);
-        if (node.stderrTail.length > 30) node.stderrTail.shift();
-        if (this.verbose) process.stderr.write(`  [${id}] ${l}\n`);
-      }
-    });
-    child.on('exit', () => {
-      node.exited = true;
-    });
-    return node;
+    const echo = (line: string): void => void process.stderr.write(`  [${id}] ${line}\n`);
+    const proc = this.harness.spawn({ name: id, script: cliMainPath, args, stderr: 'capture', ...(this.verbose ? { onLine: echo } : {}) });
+    return { id, url, proc };
   }
 
   /** Polls /status of `nodes` until one is leader in a term above `aboveTerm`. */
@@ -185,7 +164,7 @@ class Demo {
       );
       const leader = replies.filter((r) => r.body.role === 'Leader' && (r.body.term ?? 0) > aboveTerm).sort((a, b) => (b.body.term ?? 0) - (a.body.term ?? 0))[0];
       if (leader) return { node: leader.node, term: leader.body.term ?? 0 };
-      for (const n of nodes) if (n.exited) throw new DemoFailure(`node ${n.id} exited unexpectedly`);
+      for (const n of nodes) if (n.proc.hasExited) throw new DemoFailure(`node ${n.id} exited unexpectedly`);
       await sleep(10);
     }
     throw new DemoFailure(`no leader within ${withinMs} ms`);
@@ -237,36 +216,21 @@ class Demo {
 
   printNodeLogs(): void {
     for (const n of this.nodes) {
-      if (n.stderrTail.length === 0) continue;
-      process.stderr.write(`--- last stderr lines of ${n.id} ---\n${n.stderrTail.join('\n')}\n`);
+      const tail = n.proc.tail('stderr', LOG_TAIL_LINES);
+      if (tail.length === 0) continue;
+      process.stderr.write(`--- last stderr lines of ${n.id} ---\n${tail.join('\n')}\n`);
     }
   }
 
-  /** Stops every node (SIGTERM, then SIGKILL after 2.5 s) and removes the data directories. */
+  /** Stops every node (SIGTERM, then SIGKILL after 2.5 s) and removes the data directories; once. */
   cleanup(): Promise<void> {
-    this.cleaned ??= (async () => {
-      this.agent.destroy();
-      await Promise.all(this.nodes.map((n) => stopChild(n)));
-      if (this.root !== undefined) await rm(this.root, { recursive: true, force: true });
-    })();
-    return this.cleaned;
+    this.agent.destroy();
+    return this.harness.cleanup();
   }
 
   private line(text: string): void {
     this.out.write(`${text}\n`);
   }
-}
-
-function stopChild(node: DemoNode): Promise<void> {
-  if (node.exited || node.child.exitCode !== null || node.child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const hard = setTimeout(() => node.child.kill('SIGKILL'), 2_500);
-    node.child.once('exit', () => {
-      clearTimeout(hard);
-      resolve();
-    });
-    node.child.kill('SIGTERM');
-  });
 }
 
 /** A progress bar on a TTY; on anything else, a line at every quarter. */
@@ -325,26 +289,4 @@ function ms(x: number): string {
 
 function rate(n: number, elapsedMs: number): string {
   return String(Math.round(n / Math.max(elapsedMs / 1_000, 0.001)));
-}
-
-function sleep(msDelay: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, msDelay));
-}
-
-/** Ports the OS reports free on 127.0.0.1 (released before use; collisions are unlikely). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<import('node:net').Server>((resolve, reject) => {
-          const s = createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return ports;
 }

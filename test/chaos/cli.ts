@@ -6,7 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { killEverything } from './cluster.js';
+import { installExitCleanup, killAllNow } from '../../lib/cli/process-harness.js';
 import { formatOp } from './history.js';
 import { runChaos } from './run.js';
 
@@ -54,19 +54,12 @@ async function main(): Promise<void> {
   if (nodesText !== '3' && nodesText !== '5') fail(`--nodes must be 3 or 5, got '${nodesText}'`);
   const verbose = values['verbose'] === true;
 
-  const onSignal = (signal: NodeJS.Signals): void => {
-    process.stderr.write(`\nchaos: ${signal}: killing every node and removing the data\n`);
-    killEverything();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  process.once('exit', () => killEverything());
+  installExitCleanup({ onSignal: (signal) => process.stderr.write(`\nchaos: ${signal}: killing every node and removing the data\n`) });
   // Whatever happens, the run ends: the nemesis phase plus generous bounds for setup and checks.
   const deadline = setTimeout(
     () => {
       process.stderr.write(`chaos: FAIL seed 0x${seed.toString(16)} : the run did not finish within ${seconds + 180} s\n`);
-      killEverything();
+      killAllNow();
       process.exit(1);
     },
     (seconds + 180) * 1_000,
@@ -82,6 +75,6 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   process.stderr.write(`chaos: harness error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  killEverything();
+  killAllNow();
   process.exit(1);
 });

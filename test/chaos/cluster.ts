@@ -3,22 +3,18 @@
  * each behind fault-injecting proxies (one per directed peer link), on 127.0.0.1 only.
  *
  * Node i listens for peers on its own entry of its `--peers` list; every other node j appears in
- * node i's list at the port of the proxy of link i -> j. Every child is tracked by pid and
- * SIGKILLed at `shutdown()`, and also by `killEverything()` (for SIGINT/SIGTERM/exit handlers);
- * the temp directory is removed in both cases.
+ * node i's list at the port of the proxy of link i -> j. The processes, ports and the temp
+ * directory come from the process harness (lib/cli/process-harness.ts): every child is tracked by
+ * pid and SIGKILLed at `shutdown()`, and by the harness's exit cleanup (`killAllNow`, for
+ * SIGINT/SIGTERM/exit handlers); the temp directory is removed in both cases.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { freePorts } from '../helpers/cli-process.js';
+import { ProcessHarness, cliMainPath, freePorts } from '../../lib/cli/process-harness.js';
+import type { ManagedProcess } from '../../lib/cli/process-harness.js';
 import { LinkProxy } from './proxy.js';
 import type { LinkMode } from './proxy.js';
 
-/** The compiled command (this file runs from dist/test/chaos). */
-export const CLI_MAIN = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'lib', 'cli', 'main.js');
 /** Preloaded into each node: it kills itself if the harness dies without cleaning up. */
 const ORPHAN_GUARD = pathToFileURL(resolve(dirname(fileURLToPath(import.meta.url)), 'orphan-guard.js')).href;
 
@@ -32,11 +28,8 @@ export interface ChaosNode {
   readonly url: string;
   readonly dataDir: string;
   state: NodeState;
-  child: ChildProcess | undefined;
-  pid: number | undefined;
-  /** Resolves when the current child has exited (and was reaped). */
-  exited: Promise<void>;
-  incarnation: number;
+  /** The latest incarnation (kept after it ended, until the next one starts). */
+  proc: ManagedProcess | undefined;
   /** The last lines of stderr, across incarnations. */
   readonly log: string[];
 }
@@ -51,23 +44,16 @@ export interface UnexpectedExit {
 
 const LOG_LINES_MAX = 400;
 
-/** Every cluster alive in this process, for the emergency cleanup. */
-const live = new Set<ChaosCluster>();
-
-/** Synchronously SIGKILLs every child of every live cluster and removes their directories. */
-export function killEverything(): void {
-  for (const c of live) c.killNow();
-}
-
 export class ChaosCluster {
   readonly nodes: ChaosNode[];
   /** proxies[i][j]: the link i -> j (undefined on the diagonal). */
   readonly proxies: (LinkProxy | undefined)[][];
   readonly unexpectedExits: UnexpectedExit[] = [];
-  private expectingExit = new Set<ChildProcess>();
+  private expectingExit = new Set<ManagedProcess>();
   private shuttingDown = false;
 
   private constructor(
+    private readonly harness: ProcessHarness,
     readonly root: string,
     nodes: ChaosNode[],
     proxies: (LinkProxy | undefined)[][],
@@ -81,7 +67,8 @@ export class ChaosCluster {
 
   /** Picks ports, creates directories and starts the proxies (not the nodes). */
   static async create(count: number, options: { verbose: boolean; now: () => number }): Promise<ChaosCluster> {
-    const root = mkdtempSync(join(tmpdir(), 'raftqueue-chaos-'));
+    const harness = new ProcessHarness();
+    const root = harness.tempDir('raftqueue-chaos-');
     const proxies: (LinkProxy | undefined)[][] = [];
     let cluster: ChaosCluster | undefined;
     try {
@@ -99,16 +86,12 @@ export class ChaosCluster {
         url: `http://127.0.0.1:${httpPorts[i] as number}`,
         dataDir: join(root, id),
         state: 'killed',
-        child: undefined,
-        pid: undefined,
-        exited: Promise.resolve(),
-        incarnation: 0,
+        proc: undefined,
         log: [],
       }));
       const peerArgs = ids.map((_, i) => ids.map((id, j) => `${id}=127.0.0.1:${i === j ? (raftPorts[j] as number) : (proxyPort[i]?.[j] as number)}`).join(','));
       const httpPeers = ids.map((id, i) => `${id}=127.0.0.1:${httpPorts[i] as number}`).join(',');
-      cluster = new ChaosCluster(root, nodes, proxies, peerArgs, httpPeers, options);
-      live.add(cluster);
+      cluster = new ChaosCluster(harness, root, nodes, proxies, peerArgs, httpPeers, options);
       for (let i = 0; i < count; i++) {
         const row: (LinkProxy | undefined)[] = [];
         proxies.push(row);
@@ -125,7 +108,7 @@ export class ChaosCluster {
       return cluster;
     } catch (error) {
       if (cluster) await cluster.shutdown();
-      else rmSync(root, { recursive: true, force: true });
+      else await harness.cleanup();
       throw error;
     }
   }
@@ -135,83 +118,71 @@ export class ChaosCluster {
   }
 
   startAll(): void {
-    for (const n of this.nodes) this.spawn(n);
+    for (const n of this.nodes) {
+      const args = ['node', '--id', n.id, '--peers', this.peerArgs[n.index] as string, '--data-dir', n.dataDir, '--http', `127.0.0.1:${n.httpPort}`, '--http-peers', this.httpPeers];
+      this.started(n, this.harness.spawn({ name: n.id, execArgv: ['--import', ORPHAN_GUARD], script: cliMainPath, args, stderr: 'capture', onLine: (line, _stream, proc) => this.log(n, proc, line) }));
+    }
   }
 
-  private spawn(n: ChaosNode): void {
-    const args = ['--import', ORPHAN_GUARD, CLI_MAIN, 'node', '--id', n.id, '--peers', this.peerArgs[n.index] as string, '--data-dir', n.dataDir, '--http', `127.0.0.1:${n.httpPort}`, '--http-peers', this.httpPeers];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    if (child.pid === undefined) throw new Error(`spawning ${n.id} failed`);
-    n.child = child;
-    n.pid = child.pid;
+  /** Records a new incarnation of `n` and watches for its end. */
+  private started(n: ChaosNode, proc: ManagedProcess): void {
+    n.proc = proc;
     n.state = 'up';
-    n.incarnation++;
-    const incarnation = n.incarnation;
-    const push = (line: string): void => {
-      n.log.push(`[${n.id}#${incarnation}] ${line}`);
-      if (n.log.length > LOG_LINES_MAX) n.log.shift();
-      if (this.options.verbose) process.stderr.write(`  [${n.id}#${incarnation}] ${line}\n`);
-    };
-    push(`spawned pid ${child.pid}`);
-    let partial = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const l of lines) push(l);
+    this.log(n, proc, `spawned pid ${proc.pid}`);
+    void proc.exited.then(({ code, signal }) => {
+      this.log(n, proc, `exited (code ${code ?? '-'}, signal ${signal ?? '-'})`);
+      if (!this.expectingExit.delete(proc) && !this.shuttingDown) {
+        n.state = 'killed';
+        this.unexpectedExits.push({ node: n, code, signal, atMs: this.options.now(), logTail: n.log.slice(-40) });
+      }
     });
-    n.exited = new Promise((resolveExit) => {
-      child.on('exit', (code, signal) => {
-        if (partial) push(partial);
-        push(`exited (code ${code ?? '-'}, signal ${signal ?? '-'})`);
-        if (!this.expectingExit.delete(child) && !this.shuttingDown) {
-          n.state = 'killed';
-          this.unexpectedExits.push({ node: n, code, signal, atMs: this.options.now(), logTail: n.log.slice(-40) });
-        }
-        if (n.child === child) {
-          n.child = undefined;
-          n.pid = undefined;
-        }
-        resolveExit();
-      });
-    });
+  }
+
+  private log(n: ChaosNode, proc: ManagedProcess, line: string): void {
+    n.log.push(`[${n.id}#${proc.incarnation}] ${line}`);
+    if (n.log.length > LOG_LINES_MAX) n.log.shift();
+    if (this.options.verbose) process.stderr.write(`  [${n.id}#${proc.incarnation}] ${line}\n`);
+  }
+
+  /**
+   * The running process of node `i` (not one that ended) when its state is `from`, after moving
+   * the state to `to`; undefined, and nothing changed, otherwise.
+   */
+  private transition(i: number, from: NodeState | 'any', to: NodeState): ManagedProcess | undefined {
+    const n = this.nodes[i] as ChaosNode;
+    const proc = n.proc;
+    if (proc === undefined || proc.hasExited || (from !== 'any' && n.state !== from)) return undefined;
+    n.state = to;
+    return proc;
   }
 
   /** SIGKILL (synchronous). A node already killed is left alone. */
   kill(i: number): void {
-    const n = this.nodes[i] as ChaosNode;
-    const child = n.child;
-    if (child === undefined || n.pid === undefined) return;
-    this.expectingExit.add(child);
-    n.state = 'killed';
-    try {
-      process.kill(n.pid, 'SIGKILL');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-    }
+    const proc = this.transition(i, 'any', 'killed');
+    if (proc === undefined) return;
+    this.expectingExit.add(proc);
+    proc.kill();
   }
 
   /** Starts a killed node again (same ports, same data directory) once its process is reaped. */
   async restart(i: number): Promise<void> {
     const n = this.nodes[i] as ChaosNode;
-    if (n.state !== 'killed' || this.shuttingDown) return;
-    await n.exited;
-    if (n.child !== undefined || this.shuttingDown) return;
-    this.spawn(n);
+    const previous = n.proc;
+    if (n.state !== 'killed' || this.shuttingDown || previous === undefined) return;
+    await previous.exited;
+    // Another restart may have come first while this one waited.
+    if (n.proc !== previous || this.shuttingDown) return;
+    this.started(n, this.harness.respawn(previous));
   }
 
+  /** SIGSTOP to a node that is up. */
   pause(i: number): void {
-    const n = this.nodes[i] as ChaosNode;
-    if (n.state !== 'up' || n.pid === undefined) return;
-    n.state = 'paused';
-    process.kill(n.pid, 'SIGSTOP');
+    this.transition(i, 'up', 'paused')?.pause();
   }
 
+  /** SIGCONT to a paused node. */
   resume(i: number): void {
-    const n = this.nodes[i] as ChaosNode;
-    if (n.state !== 'paused' || n.pid === undefined) return;
-    n.state = 'up';
-    process.kill(n.pid, 'SIGCONT');
+    this.transition(i, 'paused', 'up')?.resume();
   }
 
   setLink(from: number, to: number, mode: LinkMode): void {
@@ -225,37 +196,10 @@ export class ChaosCluster {
     await Promise.all(this.nodes.filter((n) => n.state === 'killed').map((n) => this.restart(n.index)));
   }
 
-  /** SIGKILLs every child, waits for them (at most 5 s), closes the proxies, removes the directory. */
+  /** SIGKILLs every child, waits for them (at most 5 s), removes the directory, closes the proxies. */
   async shutdown(): Promise<void> {
     this.shuttingDown = true;
-    const waits = this.nodes.map((n) => n.exited);
-    this.killNow();
-    await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await this.harness.cleanup();
     await Promise.all(this.proxies.flat().map((p) => p?.close()));
-    removeDir(this.root);
-    live.delete(this);
-  }
-
-  /** Synchronous part of the cleanup: SIGKILL by pid (stopped processes die too), remove files. */
-  killNow(): void {
-    this.shuttingDown = true;
-    for (const n of this.nodes) {
-      if (n.pid === undefined) continue;
-      try {
-        process.kill(n.pid, 'SIGKILL');
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
-      }
-    }
-    removeDir(this.root);
-  }
-}
-
-function removeDir(dir: string): void {
-  try {
-    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
-  } catch (error) {
-    // A child killed a moment ago may still have been writing: shutdown() removes it again.
-    process.stderr.write(`chaos: could not remove ${dir} yet: ${String(error)}\n`);
   }
 }

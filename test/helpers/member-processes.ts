@@ -6,12 +6,15 @@
  * Every process is killed by pid and every data dir removed by `cleanup()` (registered with the
  * test's teardown, or called by the script's exit handlers).
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ProcessHarness } from '../../lib/cli/process-harness.js';
+import type { ManagedProcess } from '../../lib/cli/process-harness.js';
 import { cliMain, freePorts, httpJson, repoRoot, sleep } from './cli-process.js';
+
+/** Each node keeps this much of its stderr, for failure messages. */
+const STDERR_CHARS_MAX = 20_000;
+/** A graceful stop (SIGTERM) that has not ended after this becomes a SIGKILL. */
+const STOP_GRACE_MS = 5_000;
 
 export interface ProcNode {
   readonly id: string;
@@ -20,14 +23,16 @@ export interface ProcNode {
   readonly dataDir: string;
   readonly url: string;
   readonly raft: string;
-  child: ChildProcess | undefined;
-  stderr: string;
+  /** The running process; undefined once killed or stopped. */
+  proc: ManagedProcess | undefined;
+  /** The latest process, running or not: its stderr for failure messages. */
+  last: ManagedProcess | undefined;
 }
 
 export class ProcessCluster {
   readonly nodes = new Map<string, ProcNode>();
-  private readonly root = mkdtempSync(join(tmpdir(), 'raftqueue-members-'));
-  private readonly exits = new Map<string, Promise<void>>();
+  private readonly harness = new ProcessHarness();
+  private readonly root = this.harness.tempDir('raftqueue-members-');
 
   /** Allocates ports and directories for `ids` (nothing runs yet). */
   async define(ids: readonly string[]): Promise<void> {
@@ -42,8 +47,8 @@ export class ProcessCluster {
         dataDir: join(this.root, id),
         url: `http://127.0.0.1:${httpPort}`,
         raft: `127.0.0.1:${raftPort}`,
-        child: undefined,
-        stderr: '',
+        proc: undefined,
+        last: undefined,
       });
     });
   }
@@ -63,38 +68,24 @@ export class ProcessCluster {
     const args = ['node', '--id', id, '--data-dir', n.dataDir, '--http', `127.0.0.1:${n.httpPort}`];
     if ('peers' in how) args.push('--peers', how.peers.map((p) => `${p}=${this.node(p).raft}`).join(','));
     else args.push('--join', how.join, '--listen', n.raft);
-    const child = spawn(process.execPath, [cliMain, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
-    n.child = child;
-    n.stderr = '';
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      n.stderr = (n.stderr + d).slice(-20_000);
-    });
-    this.exits.set(id, new Promise((resolve) => child.once('exit', () => resolve())));
+    n.proc = this.harness.spawn({ name: id, script: cliMain, args, cwd: repoRoot, stderr: 'capture', capturedCharsMax: STDERR_CHARS_MAX });
+    n.last = n.proc;
   }
 
   /** SIGKILL (a crash). */
   async kill(id: string): Promise<void> {
-    const n = this.node(id);
-    if (n.child && n.child.exitCode === null && n.child.signalCode === null) {
-      n.child.kill('SIGKILL');
-      await this.exits.get(id);
-    }
-    n.child = undefined;
+    await this.node(id).proc?.stop(0);
+    this.node(id).proc = undefined;
   }
 
   /** SIGTERM: a graceful stop (a leader hands over first); resolves when the process exited. */
   async stop(id: string): Promise<void> {
-    const n = this.node(id);
-    if (n.child && n.child.exitCode === null && n.child.signalCode === null) {
-      n.child.kill('SIGTERM');
-      await Promise.race([this.exits.get(id), sleep(5_000)]);
-      if (n.child.exitCode === null && n.child.signalCode === null) await this.kill(id);
-    }
-    n.child = undefined;
+    await this.node(id).proc?.stop(STOP_GRACE_MS);
+    this.node(id).proc = undefined;
   }
 
   running(): ProcNode[] {
-    return [...this.nodes.values()].filter((n) => n.child !== undefined);
+    return [...this.nodes.values()].filter((n) => n.proc !== undefined);
   }
 
   /** GET on a node's gateway; undefined when it does not answer. */
@@ -147,13 +138,13 @@ export class ProcessCluster {
 
   /** The tail of every node's stderr, for failure messages. */
   logs(): string {
-    return [...this.nodes.values()].map((n) => `--- ${n.id}\n${n.stderr.split('\n').slice(-15).join('\n')}`).join('\n');
+    return [...this.nodes.values()].map((n) => `--- ${n.id}\n${(n.last?.tail('stderr', 15) ?? []).join('\n')}`).join('\n');
   }
 
-  /** Kills every process by pid and removes the data. */
+  /** Kills every process by pid and removes the data; once. */
   async cleanup(): Promise<void> {
-    await Promise.all([...this.nodes.keys()].map((id) => this.kill(id)));
-    rmSync(this.root, { recursive: true, force: true });
+    for (const n of this.nodes.values()) n.proc = undefined;
+    await this.harness.cleanup();
   }
 }
 
@@ -250,7 +241,7 @@ export class LeaderlessMonitor {
   private async poll(id: string): Promise<void> {
     while (this.running) {
       const node = this.cluster.node(id);
-      const body = node.child === undefined ? undefined : await this.cluster.get(id, '/status', 200);
+      const body = node.proc === undefined ? undefined : await this.cluster.get(id, '/status', 200);
       this.roles.set(id, typeof body?.['role'] === 'string' ? (body['role'] as string) : 'down');
       await sleep(this.intervalMs);
     }

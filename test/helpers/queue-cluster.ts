@@ -5,9 +5,9 @@
  */
 import type { ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePorts } from '../../lib/cli/process-harness.js';
 import { RaftQueue as TcpRaftQueue } from '../../lib/index.js';
 import { RaftQueue } from '../../lib/raft-queue.js';
 import type { RaftQueueOptions } from '../../lib/options.js';
@@ -38,25 +38,6 @@ export interface ClusterOptions {
   readonly storage?: 'memory' | 'file';
   readonly start?: readonly string[];
   readonly overrides?: Partial<RaftQueueOptions>;
-}
-
-/** Free loopback ports, found by binding port 0 and releasing. */
-export async function freePorts(n: number): Promise<number[]> {
-  const ports: number[] = [];
-  for (let i = 0; i < n; i++) {
-    ports.push(
-      await new Promise<number>((resolve, reject) => {
-        const s = createServer();
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => {
-          const addr = s.address();
-          const port = typeof addr === 'object' && addr ? addr.port : 0;
-          s.close(() => resolve(port));
-        });
-      }),
-    );
-  }
-  return ports;
 }
 
 export async function startCluster(t: ExecutionContext, options: ClusterOptions = {}): Promise<TestCluster> {
