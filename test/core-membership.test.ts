@@ -186,3 +186,25 @@ test('membership: a snapshot carries the configuration and addresses to a new le
   h.tick(2);
   t.deepEqual(leaderOf(h), ['n4']);
 });
+
+test('membership: a stale voter answers (pre)votes from an unknown server only when its log is newer (diss. §4.2.3)', (t) => {
+  // Without check-quorum, so n3's leader lease does not silence it.
+  const h = new Harness(3, { checkQuorum: false });
+  h.elect('n1');
+  for (let i = 0; i < 3; i++) h.core('n1').propose(enc(`p${i}`));
+  h.settle();
+  const n3 = h.core('n3');
+  const { lastIndex, term } = n3.status();
+  const lastTerm = n3.termAt(lastIndex) as number;
+  const ask = (from: string, lastLogIndex: number) => {
+    n3.step({ type: 'preVote', from, to: 'n3', term: term + 1, lastLogIndex, lastLogTerm: lastTerm });
+    return n3.takeMessages().filter((m) => m.to === from);
+  };
+  // n9 is in no configuration n3 knows: with a log no newer than n3's it could only be a removed
+  // server (a member added by entries n3 holds would be in its configuration): dropped.
+  t.deepEqual(ask('n9', lastIndex), []);
+  // With a newer log it may have been added by entries n3 has not received: answered.
+  const answer = ask('n9', lastIndex + 5);
+  t.is(answer.length, 1);
+  t.like(answer[0], { type: 'preVoteResponse', from: 'n3', to: 'n9' });
+});

@@ -10,7 +10,7 @@ import { createRandom } from '../lib/core/random.js';
 import { EntryType } from '../lib/core/types.js';
 import type { Snapshot } from '../lib/core/types.js';
 import { Inflights } from '../lib/core/progress.js';
-import { SimStorage } from './sim/sim-storage.js';
+import { TestLog as SimStorage } from './helpers/test-log.js';
 import { Harness, enc, dec } from './helpers/core-harness.js';
 
 const leaderOf = (h: Harness): string[] => h.ids.filter((id) => h.core(id).softState().role === 'leader');

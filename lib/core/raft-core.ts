@@ -224,16 +224,18 @@ export class RaftCore {
 
   /**
    * Feeds one message from a peer. Messages for another node are dropped, and so are (pre)vote
-   * requests from a server that is not a member of our configuration at all: a removed server
-   * that missed its removal must not disrupt the cluster (dissertation §4.2.3). A learner's
-   * requests are answered: its promotion may be in a log we have not received yet, and refusing
-   * it could leave no electable majority. Anything else may come from a server we do not know
-   * yet, such as the leader of a cluster this node is joining.
+   * requests from a server that is not a member of our configuration at all, unless its log is
+   * newer than ours: a removed server that missed its removal must not disrupt the cluster
+   * (dissertation §4.2.3), but a candidate with a newer log may have been added by entries we
+   * have not received, and refusing it could leave no electable majority (the simulator found
+   * that: a stale voter dropped the only electable candidate, a member added after the voter fell
+   * behind). A learner's requests are answered for the same reason. Anything else may come from
+   * a server we do not know yet, such as the leader of a cluster this node is joining.
    */
   step(m: Message): void {
     if (m.to !== this.id || m.from === this.id) return;
     // A node that knows no configuration yet (it is joining) cannot tell: it answers.
-    if ((m.type === 'preVote' || m.type === 'vote') && this.voters.length > 0 && !this.voters.includes(m.from) && !this.learners.includes(m.from)) return;
+    if ((m.type === 'preVote' || m.type === 'vote') && this.voters.length > 0 && !this.voters.includes(m.from) && !this.learners.includes(m.from) && !this.log.isNewerThanOurs(m.lastLogIndex, m.lastLogTerm)) return;
     if (!this.stepTerm(m)) return;
     switch (m.type) {
       case 'preVote':

@@ -81,6 +81,12 @@ export class RaftLog {
     return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex >= this.lastIndex());
   }
 
+  /** Is a log ending at (lastIndex, lastTerm) strictly more up-to-date than ours? */
+  isNewerThanOurs(lastIndex: number, lastTerm: number): boolean {
+    const ourTerm = this.lastTerm();
+    return lastTerm > ourTerm || (lastTerm === ourTerm && lastIndex > this.lastIndex());
+  }
+
   /**
    * Entries in [lo, hi), at least one when lo < hi, bounded by `bytesMax`. Undefined when `lo`
    * is compacted (the caller sends a snapshot instead).

@@ -7,7 +7,7 @@ import type { RaftConfig } from '../../lib/core/config.js';
 import type { Message } from '../../lib/core/messages.js';
 import { createRandom } from '../../lib/core/random.js';
 import type { Entry, NodeId } from '../../lib/core/types.js';
-import { SimStorage } from '../sim/sim-storage.js';
+import { TestLog as SimStorage } from './test-log.js';
 
 export interface HarnessNode {
   readonly id: NodeId;

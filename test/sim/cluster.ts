@@ -1,21 +1,32 @@
 /**
- * The deterministic cluster simulator: RaftCore instances driven on virtual time over a faulty
- * virtual network and disks, with safety checkers run after every event.
+ * The deterministic cluster simulator: production RaftNodes (lib/node: the Ready loop, requests,
+ * forwarding, reads, membership) on a virtual clock, a faulty virtual network and virtual disks,
+ * with safety checkers run after every event.
  *
  * Nothing here reads a clock, uses Math.random or sets a timer: one seed, one run.
  */
-import { RaftCore } from '../../lib/core/raft-core.js';
-import type { Ready } from '../../lib/core/raft-core.js';
+import type { RaftCore } from '../../lib/core/raft-core.js';
 import type { Random } from '../../lib/core/random.js';
-import type { Message } from '../../lib/core/messages.js';
-import type { Entry, NodeId, PersistRequest, Snapshot } from '../../lib/core/types.js';
+import type { Entry, NodeId, PersistRequest } from '../../lib/core/types.js';
 import { EntryType } from '../../lib/core/types.js';
 import { applyConfChange, decodeConfEntry, isMember } from '../../lib/core/membership.js';
 import type { ConfChange } from '../../lib/core/membership.js';
-import { QueueStateMachine, encodeCommand } from '../../lib/queue/index.js';
-import type { ApplyResult, Command } from '../../lib/queue/index.js';
+import { RaftQueueError } from '../../lib/contracts/errors.js';
+import type { StateMachine } from '../../lib/contracts/state-machine.js';
+import type { PeerMessage } from '../../lib/contracts/transport.js';
+import { RaftNode } from '../../lib/node/raft-node.js';
+import type { NodeEvent, SubmitOutcome } from '../../lib/node/raft-node.js';
+import type { MemberOp } from '../../lib/node/membership.js';
+import { encodeCommand } from '../../lib/queue/index.js';
+import type { ApplyResult, QueueEvent } from '../../lib/queue/index.js';
 import { EventQueue } from './event-queue.js';
+import { SimClock, SimTransport } from './sim-io.js';
+import type { Scheduler } from './sim-io.js';
+import { HashMachine, RecordingQueue, hashBytes, hashString } from './sim-machines.js';
+import type { HashResult } from './sim-machines.js';
 import { SimStorage } from './sim-storage.js';
+
+export { SIM_EPOCH_MS } from './sim-io.js';
 
 /** A safety or liveness violation found by a checker. */
 export class SimFailure extends Error {
@@ -56,72 +67,78 @@ export interface ClusterOptions {
   /** Run the real queue state machine on every node (RaftQueue-level workloads). */
   readonly queueMode?: boolean;
   /**
-   * Extra nodes that start outside the cluster (knowing no configuration) and that the nemesis
-   * may add as learners and promote; members may also be removed. 0: fixed membership.
+   * Extra nodes that start outside the cluster (knowing no configuration) that the nemesis may
+   * add (or that join by themselves, with `spareJoin`); members may also be removed. 0: fixed.
    */
   readonly spares?: number;
+  /** Spares join through a member's address by themselves (the `join` option). */
+  readonly spareJoin?: boolean;
+  /** The node layer's retry interval for requests without a result. */
+  readonly retryIntervalMs?: number;
+  /** A batch entry stops growing past this many bytes. */
+  readonly entryBytesMax?: number;
+  /** Largest wall-clock skew between two nodes' clocks. */
+  readonly clockSkewMsMax?: number;
 }
-
-/** Leader wall-clock time in queue mode: virtual time on a fixed epoch. */
-export const SIM_EPOCH_MS = 1_700_000_000_000;
-
-/** What the proposer of a queue command saw when it applied the entry (its "reply"). */
-export type QueueResultListener = (rid: string, result: ApplyResult, index: number) => void;
 
 type SimEvent =
-  | { readonly kind: 'tick'; readonly node: NodeId; readonly incarnation: number }
-  | { readonly kind: 'deliver'; readonly message: Message }
-  | { readonly kind: 'persisted'; readonly node: NodeId; readonly incarnation: number }
+  | { readonly kind: 'node'; readonly node: NodeId; readonly inc: number; readonly label: string; readonly fn: () => void }
+  | { readonly kind: 'deliver'; readonly message: PeerMessage }
   | { readonly kind: 'call'; readonly label: string; readonly fn: () => void };
 
-/** The replicated state machine of the simulation: a running hash over applied commands. */
-interface SmState {
-  index: number;
-  count: number;
-  hash: number;
-}
-
 class SimNode {
-  core: RaftCore | undefined;
+  node: RaftNode | undefined;
+  transport: SimTransport | undefined;
+  machine: HashMachine | RecordingQueue | undefined;
   incarnation = 0;
-  readonly storage = new SimStorage();
-  sm: SmState = { index: 0, count: 0, hash: 0 };
-  queue: QueueStateMachine | undefined;
-  /** The Ready whose persist is in flight, with its request. */
-  inFlight: { readonly ready: Ready; readonly request: PersistRequest } | undefined;
+  readonly storage: SimStorage;
   lastCommit = 0;
   lastDurableCommit = 0;
-  /** Set while the node's storage is damaged (until the core reports it repaired). */
-  damaged = false;
-  constructor(readonly id: NodeId) {}
-  get up(): boolean {
-    return this.core !== undefined;
+  /** The last entry this incarnation applied (or its snapshot's index). */
+  lastApplied = 0;
+  /** The term in which this incarnation last became leader (leader completeness is checked once). */
+  ledTerm = -1;
+  /** Callbacks of requests submitted on this incarnation, not yet answered. */
+  readonly waiters = new Set<(outcome: SubmitOutcome) => void>();
+  /** Queue mode: position of the next result within the entry being applied. */
+  resultIndex = 0;
+  resultPos = 0;
+  readonly skewMs: number;
+  constructor(
+    readonly id: NodeId,
+    storage: (node: SimNode) => SimStorage,
+    skewMs: number,
+  ) {
+    this.storage = storage(this);
+    this.skewMs = skewMs;
   }
-}
-
-interface PendingProposal {
-  readonly node: NodeId;
-  readonly incarnation: number;
-  readonly index: number;
-  readonly key: string;
+  get up(): boolean {
+    return this.node !== undefined;
+  }
+  core(): RaftCore | undefined {
+    return this.node?.inspect();
+  }
 }
 
 interface PendingRead {
   readonly node: NodeId;
-  readonly incarnation: number;
   readonly minIndex: number;
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
-export class Cluster {
+/** How long workload requests wait (virtual time) before their outcome is unknown. */
+const REQUEST_TIMEOUT_MS = 4_000;
+
+export class Cluster implements Scheduler {
   /** Every node of the run: the initial voters, then the spares. */
   readonly ids: NodeId[];
   /** The initial voters (the others start outside the cluster). */
   readonly initialVoters: NodeId[];
   /** The fewest voters any configuration in any log has had (bounds disk damage). */
   private minVoters: number;
+  /** Removals requested through a driver: member -> until when they may still take effect. */
+  private readonly removals = new Map<NodeId, number>();
   /** The last configuration each node applied (checked against the next one). */
   private readonly lastAppliedConf = new Map<NodeId, { index: number; voters: readonly NodeId[] }>();
   readonly nodes = new Map<NodeId, SimNode>();
@@ -139,24 +156,41 @@ export class Cluster {
   private readonly appliedKey = new Map<number, string>();
   private readonly appliedHash = new Map<number, number>();
   private readonly entryAt = new Map<string, { key: string; prevTerm: number | undefined }>();
+  /** Raw mode: where each command (by its unique key) was applied. At most one index each. */
+  private readonly appliedAt = new Map<string, number>();
+  /** Queue mode: a digest of every result, by (index, position in the entry). */
+  private readonly resultDigest = new Map<string, number>();
   private maxCommitted = 0;
 
   // Workload state.
   private proposalSeq = 0;
-  private readonly pending = new Map<string, PendingProposal>();
-  /** Acknowledged proposals: key -> index. Must survive everything. */
+  /** Acknowledged requests: key -> index. Must survive everything. */
   readonly acked = new Map<string, number>();
   private maxAckedIndex = 0;
-  private readonly queueResult = new Map<number, number>();
-  private readonly queuePending = new Map<string, { readonly node: NodeId; readonly incarnation: number }>();
   /** Called once, the next time a leader's commit index advances (then cleared). */
   onLeaderCommit: ((leader: NodeId) => void) | undefined;
-  /** Queue mode: called when a proposer applies its own command. */
-  onQueueResult: QueueResultListener | undefined;
+  /**
+   * Queue mode: everything applied, in log order, once (reported by whichever node applies each
+   * position first; the others are checked to produce the same).
+   */
+  onQueueApplied: ((index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[]) => void) | undefined;
+  onQueueTicked: ((index: number, events: readonly QueueEvent[]) => void) | undefined;
   private readSeq = 0;
   private readonly reads = new Map<number, PendingRead>();
 
-  readonly stats = { elections: 0, proposals: 0, acked: 0, reads: 0, crashes: 0, corruptions: 0, events: 0, snapshotsSent: 0, confChanges: 0 };
+  readonly stats = {
+    elections: 0,
+    proposals: 0,
+    acked: 0,
+    forwardedAcked: 0,
+    reads: 0,
+    crashes: 0,
+    corruptions: 0,
+    events: 0,
+    snapshotsSent: 0,
+    confChanges: 0,
+    unknownOutcomes: 0,
+  };
   private traceHash1 = 0x811c9dc5;
   private traceHash2 = 0x01000193;
   readonly traceLines: string[] = [];
@@ -168,10 +202,44 @@ export class Cluster {
     this.rnd = opts.random.fork('cluster');
     this.netRnd = opts.random.fork('network');
     this.faults = { ...opts.faults };
+    const skewRnd = opts.random.fork('skew');
     for (const id of this.ids) {
-      this.nodes.set(id, new SimNode(id));
+      const skew = (skewRnd.float() * 2 - 1) * (opts.clockSkewMsMax ?? 0);
+      this.nodes.set(id, new SimNode(id, (n) => this.disk(n), skew));
       this.start(id);
     }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Scheduler (for the virtual clock, disk and network)
+
+  schedule(node: NodeId, inc: number, delayMs: number, label: string, fn: () => void): void {
+    this.queue.push(this.nowMs + delayMs, { kind: 'node', node, inc, label, fn });
+  }
+
+  transmit(m: PeerMessage): void {
+    if (m.type === 'snapshot') this.stats.snapshotsSent++;
+    if (this.blocked.has(`${m.from}>${m.to}`)) return;
+    const f = this.faults;
+    if (this.netRnd.chance(f.lossRate)) return;
+    const copies = this.netRnd.chance(f.duplicateRate) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      const delay = f.delayMs + this.netRnd.float() * f.jitterMs;
+      this.queue.push(this.nowMs + delay, { kind: 'deliver', message: m });
+    }
+  }
+
+  identify(address: string): NodeId | undefined {
+    const id = address.startsWith('sim:') ? address.slice(4) : undefined;
+    return id !== undefined && this.nodes.get(id)?.up ? id : undefined;
+  }
+
+  private disk(n: SimNode): SimStorage {
+    return new SimStorage({
+      afterDiskDelay: (inc, fn) => this.schedule(n.id, inc, 0.1 + this.rnd.float() * this.opts.diskDelayMsMax, 'disk', fn),
+      onDurable: (request, storage) => this.checkDurable(n, request, storage),
+      onContractViolation: (problem) => this.fail(`${n.id}: storage contract: ${problem}`),
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -205,211 +273,265 @@ export class Cluster {
 
   private handle(ev: SimEvent): void {
     switch (ev.kind) {
-      case 'tick': {
-        const node = this.nodes.get(ev.node) as SimNode;
-        if (!node.core || node.incarnation !== ev.incarnation) return;
-        this.record(`tick ${ev.node}`);
-        node.core.tick();
-        this.queue.push(this.nowMs + this.opts.tickMs, ev);
-        this.afterEvent(node);
+      case 'node': {
+        const n = this.nodes.get(ev.node) as SimNode;
+        if (!n.up || n.incarnation !== ev.inc) return;
+        this.record(`${ev.label} ${ev.node}`);
+        ev.fn();
+        this.checkNode(n);
         return;
       }
       case 'deliver': {
         const m = ev.message;
-        const node = this.nodes.get(m.to) as SimNode;
-        if (!node.core) return;
+        const n = this.nodes.get(m.to) as SimNode;
+        if (!n.up) return;
         this.record(`recv ${describe(m)}`);
-        node.core.step(m);
-        this.afterEvent(node);
-        return;
-      }
-      case 'persisted': {
-        const node = this.nodes.get(ev.node) as SimNode;
-        if (!node.core || node.incarnation !== ev.incarnation || !node.inFlight) return;
-        this.record(`persisted ${ev.node}`);
-        const { ready, request } = node.inFlight;
-        node.inFlight = undefined;
-        node.storage.write(request);
-        this.checkDurableLog(node, request);
-        this.finishReady(node, ready);
-        this.afterEvent(node);
+        n.transport?.deliver(m);
+        this.checkNode(n);
         return;
       }
       case 'call':
         this.record(`call ${ev.label}`);
         ev.fn();
-        for (const node of this.nodes.values()) if (node.core) this.afterEvent(node);
+        for (const n of this.nodes.values()) this.checkNode(n);
         return;
     }
   }
 
-  private afterEvent(node: SimNode): void {
-    this.pump(node);
-    this.checkNode(node);
+  // -------------------------------------------------------------------------------------------
+  // Nodes: the production node layer on virtual I/O
+
+  private start(id: NodeId): void {
+    const n = this.nodes.get(id) as SimNode;
+    n.incarnation++;
+    const inc = n.incarnation;
+    n.storage.open(inc);
+    n.lastCommit = 0;
+    n.ledTerm = -1;
+    this.lastAppliedConf.set(id, { index: 0, voters: this.initialVoters });
+    const snapshot = n.storage.snapshot();
+    if (snapshot) this.lastAppliedConf.set(id, { index: snapshot.meta.index, voters: snapshot.meta.conf.voters });
+    n.lastApplied = snapshot?.meta.index ?? 0;
+    const machine = this.opts.queueMode
+      ? new RecordingQueue({
+          applied: (index, command, result, events) => this.onQueueResult(n, index, command, result, events),
+          ticked: (index, events) => this.onQueueTick(n, index, events),
+        })
+      : new HashMachine((key, index) => this.onCommandApplied(n, key, index));
+    n.machine = machine;
+    const transport = new SimTransport(this, id, inc);
+    n.transport = transport;
+    const initial = this.initialVoters.includes(id);
+    const addresses = Object.fromEntries(this.initialVoters.map((v) => [v, `sim:${v}`]));
+    const joinVia = !initial && this.opts.spareJoin ? `sim:${this.initialVoters[this.rnd.int(this.initialVoters.length)] as string}` : undefined;
+    const node = new RaftNode<unknown>({
+      id,
+      voters: initial ? this.initialVoters : [],
+      storage: n.storage,
+      transport,
+      clock: new SimClock(this, id, inc, n.skewMs),
+      random: this.opts.random.fork(`node:${id}:${inc}`),
+      stateMachine: machine as StateMachine,
+      tickIntervalMs: this.opts.tickMs,
+      electionTimeoutTicks: this.opts.electionTimeoutTicks,
+      heartbeatIntervalTicks: this.opts.heartbeatIntervalTicks,
+      snapshotEveryEntries: this.opts.compactEveryEntries,
+      retryIntervalMs: this.opts.retryIntervalMs ?? 300,
+      timeTickIntervalMs: 250,
+      onEvent: (e) => this.onNodeEvent(n, inc, e),
+      addresses: initial ? addresses : {},
+      address: `sim:${id}`,
+      ...(joinVia !== undefined ? { join: joinVia } : {}),
+      entryBytesMax: this.opts.entryBytesMax ?? 256 * 1024,
+      core: {
+        preVote: this.opts.preVote,
+        checkQuorum: this.opts.checkQuorum,
+        inflightAppendsMax: this.opts.inflightAppendsMax,
+        entriesPerAppendMax: this.opts.entriesPerAppendMax,
+      },
+      traceApply: (e) => this.onApplyEntry(n, e),
+    });
+    n.node = node;
+    // The process starts at a random phase of the tick, like a real one.
+    const phase = this.rnd.float() * this.opts.tickMs;
+    this.schedule(id, inc, phase, 'start', () => {
+      node.start().catch((error: unknown) => this.fail(`${id}: start failed: ${String(error)}`));
+    });
+  }
+
+  private onNodeEvent(n: SimNode, inc: number, e: NodeEvent): void {
+    if (inc !== n.incarnation || e.type !== 'fatal') return;
+    // A checker that failed inside the node's callbacks: report it as itself.
+    if (e.error.cause instanceof SimFailure) throw e.error.cause;
+    this.fail(`${n.id} fail-stopped: ${e.error.code} ${e.error.message}`);
   }
 
   // -------------------------------------------------------------------------------------------
-  // The Ready loop of one simulated node (ARCHITECTURE.md section 3)
+  // What the nodes apply (checked on every node, every entry)
 
-  private pump(node: SimNode): void {
-    while (node.core && !node.inFlight && node.core.hasReady()) {
-      const rd = node.core.ready();
-      if (rd.softState?.role === 'leader') this.onLeader(node, rd.softState.term);
-      for (const m of rd.messages) this.transmit(m);
-      const needsPersist = rd.entries.length > 0 || rd.hardState !== undefined || rd.snapshot !== undefined;
-      if (needsPersist) {
-        const request: PersistRequest = {
-          entries: rd.entries,
-          ...(rd.hardState ? { hardState: rd.hardState } : {}),
-          ...(rd.snapshot ? { snapshot: rd.snapshot } : {}),
-        };
-        node.inFlight = { ready: rd, request };
-        const delay = 0.1 + this.rnd.float() * this.opts.diskDelayMsMax;
-        this.queue.push(this.nowMs + delay, { kind: 'persisted', node: node.id, incarnation: node.incarnation });
-        return;
-      }
-      this.finishReady(node, rd);
+  /** Called by the node layer for each committed entry, before it is applied. */
+  private onApplyEntry(n: SimNode, e: Entry): void {
+    const core = n.core();
+    if (core === undefined) return;
+    if (e.index !== n.lastApplied + 1) {
+      // A snapshot was installed since: its configuration is the one before this entry.
+      const snap = n.storage.snapshot();
+      if (snap === undefined || snap.meta.index !== e.index - 1) this.fail(`${n.id} applied ${e.index} after ${n.lastApplied} with no snapshot at ${e.index - 1}`);
+      this.lastAppliedConf.set(n.id, { index: snap.meta.index, voters: snap.meta.conf.voters });
     }
-  }
-
-  private finishReady(node: SimNode, rd: Ready): void {
-    const core = node.core as RaftCore;
-    for (const m of rd.messagesAfterPersist) this.transmit(m);
-    if (rd.snapshot) this.restoreSm(node, rd.snapshot);
-    for (const e of rd.committedEntries) this.applyEntry(node, e);
-    for (const rs of rd.readStates) this.onReadState(node, rs.id, rs.index);
-    for (const id of rd.readsFailed) this.reads.delete(id);
-    core.advance();
-    const hs = node.storage.hardState();
-    if (node.damaged) {
-      // While repairing, the persisted commit index was clamped to the damaged log: not checked.
-      if (!core.status().needsRepair) node.damaged = false;
-      node.lastDurableCommit = hs.commit;
-    }
-    if (hs.commit < node.lastDurableCommit) this.fail(`${node.id}: durable commit went back ${node.lastDurableCommit} -> ${hs.commit}`);
-    node.lastDurableCommit = hs.commit;
-    this.maybeCompact(node);
-  }
-
-  private transmit(m: Message): void {
-    if (m.type === 'snapshot') this.stats.snapshotsSent++;
-    if (this.blocked.has(`${m.from}>${m.to}`)) return;
-    const f = this.faults;
-    if (this.netRnd.chance(f.lossRate)) return;
-    const copies = this.netRnd.chance(f.duplicateRate) ? 2 : 1;
-    for (let i = 0; i < copies; i++) {
-      const delay = f.delayMs + this.netRnd.float() * f.jitterMs;
-      this.queue.push(this.nowMs + delay, { kind: 'deliver', message: m });
-    }
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // The state machine (deterministic; its only input is committed entries)
-
-  private applyEntry(node: SimNode, e: Entry): void {
-    if (e.index !== node.sm.index + 1) this.fail(`${node.id} applied ${e.index} after ${node.sm.index}`);
-    node.sm.index = e.index;
+    n.lastApplied = e.index;
+    // A node never applies an entry that is not committed (§5.3).
+    const commit = core.status().commitIndex;
+    if (e.index > commit) this.fail(`${n.id} applied entry ${e.index} beyond its commit index ${commit}`);
+    const committed = this.committedTerm.get(e.index);
+    if (committed !== undefined && committed !== e.term) this.fail(`${n.id} applied entry ${e.index} of term ${e.term}; term ${committed} was committed there`);
+    // State machine safety (§5.4.3): every node applies the same entry at each index.
     const key = entryKey(e);
-    if (node.queue) this.applyQueue(node, e);
-    if (e.type === EntryType.Normal) {
-      node.sm.count++;
-      node.sm.hash = mix(node.sm.hash, hashString(key));
-    }
-    if (e.type === EntryType.Config) this.checkConfigEntry(node, e);
     const known = this.appliedKey.get(e.index);
     if (known === undefined) this.appliedKey.set(e.index, key);
-    else if (known !== key) this.fail(`state machine safety: ${node.id} applied ${key} at ${e.index}, another node applied ${known}`);
-    const knownHash = this.appliedHash.get(e.index);
-    if (knownHash === undefined) this.appliedHash.set(e.index, node.sm.hash);
-    else if (knownHash !== node.sm.hash) this.fail(`${node.id} state at ${e.index} differs from other nodes`);
-    const p = this.pending.get(key);
-    if (p && p.node === node.id && p.incarnation === node.incarnation) {
-      this.pending.delete(key);
-      if (p.index === e.index) {
-        this.acked.set(key, e.index);
-        this.stats.acked++;
-        this.maxAckedIndex = Math.max(this.maxAckedIndex, e.index);
-      }
+    else if (known !== key) this.fail(`state machine safety: ${n.id} applied ${key} at ${e.index}, another node applied ${known}`);
+    // ... and reaches the same state before it.
+    if (n.machine instanceof HashMachine) {
+      const h = n.machine.hash;
+      const knownHash = this.appliedHash.get(e.index - 1);
+      if (knownHash === undefined) this.appliedHash.set(e.index - 1, h);
+      else if (knownHash !== h) this.fail(`${n.id}: state before ${e.index} differs from other nodes`);
     }
+    if (e.type === EntryType.Config) this.checkConfigEntry(n, e);
+    n.resultIndex = e.index;
+    n.resultPos = 0;
   }
 
-  /** Queue mode: apply, require the same result at each index on every node, report it. */
-  private applyQueue(node: SimNode, e: Entry): void {
-    const out = (node.queue as QueueStateMachine).apply(e);
-    const digest = hashString(JSON.stringify(out.result, (_k, v: unknown) => (v instanceof Uint8Array ? hashBytes(v) : v)));
-    const known = this.queueResult.get(e.index);
-    if (known === undefined) this.queueResult.set(e.index, digest);
-    else if (known !== digest) this.fail(`${node.id}: queue result at ${e.index} differs from other nodes`);
-    if (out.rid === undefined) return;
-    const p = this.queuePending.get(out.rid);
-    if (p && p.node === node.id && p.incarnation === node.incarnation) {
-      this.queuePending.delete(out.rid);
-      this.onQueueResult?.(out.rid, out.result, e.index);
-    }
+  /** Raw mode: a command was applied. Each command is applied at one index, whichever node. */
+  private onCommandApplied(n: SimNode, key: string, index: number): void {
+    const at = this.appliedAt.get(key);
+    if (at === undefined) this.appliedAt.set(key, index);
+    else if (at !== index) this.fail(`exactly once: ${key} applied at ${at} and again at ${index} (on ${n.id})`);
   }
 
-  /** Proposes a queue command on `id` (the leader stamps its time). False when refused. */
-  proposeQueue(id: NodeId, command: Command): boolean {
-    const node = this.nodes.get(id) as SimNode;
-    if (!node.core || !('rid' in command)) return false;
-    const r = node.core.propose(encodeCommand(command, SIM_EPOCH_MS + Math.floor(this.nowMs)));
-    this.stats.proposals++;
-    if (!r.ok) return false;
-    this.queuePending.set(command.rid, { node: id, incarnation: node.incarnation });
+  /** Queue mode: every node produces the same result and events at each (index, position). */
+  private onQueueResult(n: SimNode, index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[]): void {
+    const pos = n.resultIndex === index ? n.resultPos++ : 0;
+    const k = `${index}:${pos}`;
+    const digest = hashString(JSON.stringify([hashBytes(command), result, events], (_k, v: unknown) => (v instanceof Uint8Array ? hashBytes(v) : v)));
+    const known = this.resultDigest.get(k);
+    if (known === undefined) {
+      this.resultDigest.set(k, digest);
+      this.onQueueApplied?.(index, command, result, events);
+    } else if (known !== digest) this.fail(`${n.id}: queue result at ${k} differs from other nodes`);
+  }
+
+  private onQueueTick(n: SimNode, index: number, events: readonly QueueEvent[]): void {
+    const k = `${index}:t`;
+    const digest = hashString(JSON.stringify(events));
+    const known = this.resultDigest.get(k);
+    if (known === undefined) {
+      this.resultDigest.set(k, digest);
+      this.onQueueTicked?.(index, events);
+    } else if (known !== digest) this.fail(`${n.id}: queue tick at ${index} differs from other nodes`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Workload: requests through the real request path
+
+  /**
+   * Submits `body` on node `id`; `cb` gets the outcome. If the node crashes first, `cb` gets
+   * CLOSED (the caller, in the same process, would be gone: for the checkers the outcome is
+   * unknown).
+   */
+  submitRaw(id: NodeId, body: Uint8Array, timeoutMs: number, cb: (outcome: SubmitOutcome) => void): boolean {
+    const n = this.nodes.get(id) as SimNode;
+    const node = n.node;
+    if (!node) return false;
+    const waiter = (outcome: SubmitOutcome): void => {
+      if (!n.waiters.delete(waiter)) return;
+      cb(outcome);
+    };
+    n.waiters.add(waiter);
+    node.submit(body, timeoutMs, waiter);
     return true;
   }
 
-  /** Logs a time tick on `id` (queue mode): the state machine's clock moves. */
-  proposeTick(id: NodeId): void {
-    this.nodes.get(id)?.core?.propose(encodeCommand({ t: 'tick' }, SIM_EPOCH_MS + Math.floor(this.nowMs)));
+  /**
+   * Submits a new unique command on `id`; returns its key. (In queue mode, a command that
+   * changes nothing: deleting a topic that never exists.)
+   */
+  propose(id: NodeId): string | undefined {
+    const n = this.nodes.get(id) as SimNode;
+    if (!n.up) return undefined;
+    const key = `c${++this.proposalSeq}`;
+    const inc = n.incarnation;
+    this.stats.proposals++;
+    const leaderAtSubmit = n.core()?.softState().role === 'leader';
+    const body = this.opts.queueMode ? encodeCommand({ t: 'deleteTopic', topic: `probe-${key}` }) : encoder.encode(key);
+    this.submitRaw(id, body, REQUEST_TIMEOUT_MS, (outcome) => {
+      if (!outcome.ok) {
+        this.stats.unknownOutcomes++;
+        return;
+      }
+      if (this.opts.queueMode) {
+        this.acked.set(key, outcome.index);
+        return;
+      }
+      const result = outcome.result as HashResult;
+      // The result is the applied one, and the node applied it before answering.
+      const at = this.appliedAt.get(key);
+      if (at === undefined) this.fail(`${id} acknowledged ${key} that no node applied`);
+      if (at !== result.index) this.fail(`${id} acknowledged ${key} at ${result.index}; it was applied at ${at}`);
+      if (n.incarnation === inc && n.machine instanceof HashMachine && n.machine.lastIndex < result.index) {
+        this.fail(`${id} acknowledged ${key} (index ${result.index}) before applying it (applied through ${n.machine.lastIndex})`);
+      }
+      this.acked.set(key, result.index);
+      this.stats.acked++;
+      if (!leaderAtSubmit) this.stats.forwardedAcked++;
+      this.maxAckedIndex = Math.max(this.maxAckedIndex, result.index);
+    });
+    return key;
   }
 
-  /** The queue state machine of `id` (queue mode), for end-of-run inspection. */
-  queueOf(id: NodeId): QueueStateMachine | undefined {
-    return this.nodes.get(id)?.queue;
+  /** Starts a linearizable read on `id` (raw mode). */
+  read(id: NodeId): void {
+    const n = this.nodes.get(id) as SimNode;
+    const node = n.node;
+    if (!node) return;
+    const readId = ++this.readSeq;
+    this.reads.set(readId, { node: id, minIndex: this.maxAckedIndex });
+    node.read('lastIndex', REQUEST_TIMEOUT_MS, (error, value) => {
+      const r = this.reads.get(readId);
+      this.reads.delete(readId);
+      if (error || r === undefined) return;
+      this.stats.reads++;
+      // §6.4: a read reflects every write acknowledged before it began.
+      if ((value as number) < r.minIndex) this.fail(`stale read on ${id}: served at ${String(value)}, acknowledged ${r.minIndex} before the read`);
+    });
   }
 
-  private smSnapshot(node: SimNode): Uint8Array {
-    const head = encoder.encode(JSON.stringify(node.sm));
-    if (!node.queue) return head;
-    // [u32 length of the JSON head][head][queue snapshot]
-    const q = node.queue.snapshot();
-    const out = new Uint8Array(4 + head.length + q.length);
-    new DataView(out.buffer).setUint32(0, head.length);
-    out.set(head, 4);
-    out.set(q, 4 + head.length);
-    return out;
+  /** The highest index of an acknowledged request. */
+  get maxAcked(): number {
+    return this.maxAckedIndex;
   }
 
-  private restoreSm(node: SimNode, snapshot: Snapshot): void {
-    let headBytes = snapshot.data;
-    if (this.opts.queueMode) {
-      const len = new DataView(snapshot.data.buffer, snapshot.data.byteOffset).getUint32(0);
-      headBytes = snapshot.data.subarray(4, 4 + len);
-      const queue = new QueueStateMachine();
-      queue.restore(snapshot.data.subarray(4 + len), snapshot.meta.index);
-      node.queue = queue;
-    }
-    const sm = JSON.parse(decoder.decode(headBytes)) as SmState;
-    if (sm.index !== snapshot.meta.index) this.fail(`${node.id}: snapshot data at ${sm.index} labelled ${snapshot.meta.index}`);
-    const knownHash = this.appliedHash.get(sm.index);
-    if (knownHash !== undefined && knownHash !== sm.hash) this.fail(`${node.id}: snapshot at ${sm.index} differs from applied state`);
-    node.sm = sm;
-    this.lastAppliedConf.set(node.id, { index: snapshot.meta.index, voters: snapshot.meta.conf.voters });
+  leaders(): NodeId[] {
+    return this.ids.filter((id) => this.nodes.get(id)?.core()?.softState().role === 'leader');
   }
 
-  private maybeCompact(node: SimNode): void {
-    const s = node.storage;
-    if (node.sm.index - s.firstIndex() + 1 < this.opts.compactEveryEntries) return;
-    // Only what is durably committed may be compacted: the durable commit bounds it.
-    const index = Math.min(node.sm.index, s.hardState().commit, s.lastIndex());
-    if (index < s.firstIndex() || node.sm.index !== index) return;
-    const term = s.term(index) as number;
-    const snapshot: Snapshot = {
-      meta: { index, term, conf: (node.core as RaftCore).confStateAt(index) },
-      data: this.smSnapshot(node),
-    };
-    s.compact(snapshot);
+  core(id: NodeId): RaftCore | undefined {
+    return this.nodes.get(id)?.core();
+  }
+
+  node(id: NodeId): RaftNode | undefined {
+    return this.nodes.get(id)?.node;
+  }
+
+  appliedIndex(id: NodeId): number {
+    const n = this.nodes.get(id) as SimNode;
+    return n.node?.status().appliedIndex ?? 0;
+  }
+
+  /** Queue mode: the queue of `id` for end-of-run inspection. */
+  queueOf(id: NodeId): RecordingQueue | undefined {
+    const m = this.nodes.get(id)?.machine;
+    return m instanceof RecordingQueue ? m : undefined;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -417,17 +539,18 @@ export class Cluster {
 
   /** Crashes `id`: its volatile state is gone and its in-flight write is lost or torn. */
   crash(id: NodeId): void {
-    const node = this.nodes.get(id) as SimNode;
-    if (!node.core) return;
+    const n = this.nodes.get(id) as SimNode;
+    if (!n.up) return;
     this.stats.crashes++;
-    if (node.inFlight && this.rnd.chance(this.opts.tornWriteRate)) {
-      const n = node.inFlight.request.entries.length;
-      const keep = n > 0 ? 1 + this.rnd.int(n) : 0;
-      if (keep > 0 && keep < n) node.storage.write(node.inFlight.request, keep);
-    }
-    node.inFlight = undefined;
-    node.core = undefined;
-    node.incarnation++;
+    const inFlight = n.storage.inFlightEntries();
+    const torn = inFlight > 0 && this.rnd.chance(this.opts.tornWriteRate) ? 1 + this.rnd.int(inFlight) : 0;
+    n.storage.crash(torn);
+    const lost = new RaftQueueError('CLOSED', `${id} crashed`);
+    for (const w of [...n.waiters]) w({ ok: false, error: lost });
+    n.node = undefined;
+    n.transport = undefined;
+    n.machine = undefined;
+    n.incarnation++;
   }
 
   /**
@@ -435,59 +558,36 @@ export class Cluster {
    * point are gone. At most a minority is ever damaged at once; the node restarts in repair mode.
    */
   corrupt(id: NodeId): boolean {
-    const node = this.nodes.get(id) as SimNode;
-    if (node.core) return false;
+    const n = this.nodes.get(id) as SimNode;
+    if (n.up) return false;
     // Damage must stay within what every configuration tolerates: fewer than half of the
     // smallest voter set ever in force (with membership changes, conservatively).
-    const damaged = this.ids.filter((x) => (this.nodes.get(x) as SimNode).damaged && x !== id).length;
+    const damaged = this.ids.filter((x) => (this.nodes.get(x) as SimNode).storage.damaged && x !== id).length;
     if (damaged + 1 > this.minVoters - Math.floor(this.minVoters / 2) - 1) return false;
-    const s = node.storage;
+    const s = n.storage;
     const keep = s.firstIndex() - 1 + this.rnd.int(s.lastIndex() - s.firstIndex() + 2);
     const before = s.corruptAfter(keep);
-    // The node cannot know what it lost (`before` is the simulator's secret): like the real
-    // node layer, it restarts in repair mode with only its persisted commit index as a floor.
-    if (before > keep) node.damaged = true;
+    // The node cannot know what it lost: it restarts in repair mode with only its persisted
+    // commit index as a floor, as the real storage reports.
+    if (before > keep) {
+      s.damaged = true;
+      s.repairReason = `simulated damage after ${keep}`;
+    }
     this.stats.corruptions++;
     return true;
   }
 
   /** Whether `id` is up with a write in flight (a crash now loses or tears it). */
   writeInFlight(id: NodeId): boolean {
-    return (this.nodes.get(id) as SimNode).inFlight !== undefined;
+    const n = this.nodes.get(id) as SimNode;
+    return n.up && n.storage.writing;
   }
 
   /** Restarts a crashed node from its durable state. */
   restart(id: NodeId): void {
-    const node = this.nodes.get(id) as SimNode;
-    if (node.core) return;
+    const n = this.nodes.get(id) as SimNode;
+    if (n.up) return;
     this.start(id);
-  }
-
-  private start(id: NodeId): void {
-    const node = this.nodes.get(id) as SimNode;
-    node.incarnation++;
-    const snap = node.storage.snapshot();
-    node.sm = { index: 0, count: 0, hash: 0 };
-    node.queue = this.opts.queueMode ? new QueueStateMachine() : undefined;
-    this.lastAppliedConf.set(id, { index: 0, voters: this.initialVoters });
-    if (snap) this.restoreSm(node, snap);
-    node.lastCommit = 0;
-    node.core = new RaftCore({
-      id,
-      voters: this.initialVoters.includes(id) ? this.initialVoters : [],
-      storage: node.storage,
-      random: this.opts.random.fork(`core:${id}:${node.incarnation}`),
-      electionTimeoutTicks: this.opts.electionTimeoutTicks,
-      heartbeatIntervalTicks: this.opts.heartbeatIntervalTicks,
-      appliedIndex: node.sm.index,
-      preVote: this.opts.preVote,
-      checkQuorum: this.opts.checkQuorum,
-      inflightAppendsMax: this.opts.inflightAppendsMax,
-      entriesPerAppendMax: this.opts.entriesPerAppendMax,
-      ...(node.damaged ? { needsRepair: true, repairUntilIndex: node.storage.hardState().commit } : {}),
-    });
-    const phase = this.rnd.float() * this.opts.tickMs;
-    this.queue.push(this.nowMs + phase, { kind: 'tick', node: id, incarnation: node.incarnation });
   }
 
   block(from: NodeId, to: NodeId): void {
@@ -520,36 +620,74 @@ export class Cluster {
   // Membership
 
   /**
-   * Asks the leader `id` for a configuration change. Checks the rules the core promises: a
-   * change is accepted only after the leader committed an entry of its term, and only when no
-   * earlier change is uncommitted; it changes at most one voter.
+   * Asks the leader's core directly for a configuration change (bypassing the node's membership
+   * driver, to test the core's rules with bursts). Checks the rules the core promises: a change is
+   * accepted only after the leader committed an entry of its term, and only when no earlier
+   * change is uncommitted; it changes at most one voter.
    */
   changeMembership(id: NodeId, change: ConfChange): boolean {
-    const core = this.nodes.get(id)?.core;
+    const core = this.core(id);
     if (!core) return false;
     const before = core.status();
-    // An operator's rule the simulator follows: never change the configuration so that the
-    // nodes being repaired are no longer a minority of its voters (no leader could be elected,
-    // and repair needs a leader).
     const next = applyConfChange(before.config.conf, change);
-    if ('error' in next) return false;
-    const damagedVoters = next.conf.voters.filter((x) => (this.nodes.get(x) as SimNode).damaged).length;
-    if (damagedVoters > next.conf.voters.length - Math.floor(next.conf.voters.length / 2) - 1) return false;
+    for (const [x, untilMs] of this.removals) if (untilMs < this.nowMs) this.removals.delete(x);
+    if (change.type === 'remove' && this.removals.size > 0) return false;
+    if ('error' in next || !this.repairableAfter(next.conf.voters) || !this.repairableAfter(next.conf.voters.filter((v) => !this.removals.has(v)))) return false;
     const r = core.proposeConfChange(change);
     if (!r.ok) return false;
     this.stats.confChanges++;
     if (core.termAt(before.commitIndex) !== before.term) this.fail(`${id} appended a configuration change before committing an entry of term ${before.term}`);
     if (before.config.index > before.commitIndex) this.fail(`${id} appended a configuration change while ${before.config.index} is uncommitted`);
     const after = core.status().config.conf;
-    const expected = applyConfChange(before.config.conf, change);
-    if ('error' in expected || JSON.stringify(expected.conf) !== JSON.stringify(after)) this.fail(`${id}: configuration after ${JSON.stringify(change)} is ${JSON.stringify(after)}`);
+    if (JSON.stringify(next.conf) !== JSON.stringify(after)) this.fail(`${id}: configuration after ${JSON.stringify(change)} is ${JSON.stringify(after)}`);
     this.minVoters = Math.min(this.minVoters, after.voters.length);
     return true;
   }
 
+  /**
+   * A membership goal through a node's membership driver (the production path: learner, catch
+   * up, promote; or remove), requested on `via`.
+   */
+  requestMembership(via: NodeId, op: MemberOp): void {
+    const node = this.node(via);
+    const leader = this.leaders()[0];
+    const conf = leader !== undefined ? this.core(leader)?.status().config.conf : undefined;
+    if (!node || !conf) return;
+    // One removal at a time, as an operator would: a removal still being driven (or recently
+    // given up, which a leader may still carry out) may or may not happen, so two judged one
+    // by one could together break the rule below.
+    for (const [id, untilMs] of this.removals) if (untilMs < this.nowMs) this.removals.delete(id);
+    if (op.kind === 'remove' && this.removals.size > 0) return;
+    const voters = op.kind === 'remove' ? conf.voters.filter((v) => v !== op.id) : conf.voters.includes(op.id) ? conf.voters : [...conf.voters, op.id];
+    if (this.removals.size > 0 && !this.repairableAfter(voters.filter((v) => !this.removals.has(v)))) return;
+    if (!this.repairableAfter(voters)) return;
+    // The driver carries the change out later: bound disk damage as if it were in force now.
+    this.minVoters = Math.min(this.minVoters, voters.length);
+    this.stats.confChanges++;
+    if (op.kind === 'remove') this.removals.set(op.id, Infinity);
+    node.changeMembership(op, REQUEST_TIMEOUT_MS, () => {
+      if (op.kind === 'remove') this.removals.set(op.id, this.nowMs + 10_000);
+    });
+  }
+
+  /**
+   * An operator's rule the simulator follows: never change the configuration so that the nodes
+   * being repaired are no longer a minority of its voters (no leader could then be elected, and
+   * repair needs a leader).
+   */
+  private repairableAfter(voters: readonly NodeId[]): boolean {
+    const damaged = voters.filter((x) => (this.nodes.get(x) as SimNode | undefined)?.storage.damaged).length;
+    return damaged <= voters.length - Math.floor(voters.length / 2) - 1;
+  }
+
+  /** Hands leadership over through a node's transfer path (to `to`, or the most caught up). */
+  transferLeadership(via: NodeId, to: NodeId | null): void {
+    this.node(via)?.transferLeadership(to, REQUEST_TIMEOUT_MS, () => undefined);
+  }
+
   /** The configuration `id` has in force, or undefined when it is down. */
   configOf(id: NodeId): { voters: readonly NodeId[]; learners: readonly NodeId[] } | undefined {
-    const s = this.nodes.get(id)?.core?.status();
+    const s = this.core(id)?.status();
     return s ? { voters: s.voters, learners: s.learners } : undefined;
   }
 
@@ -558,18 +696,18 @@ export class Cluster {
    * before it (so old and new majorities overlap, diss. §4.1), and is never the first entry of
    * its term (a new leader commits its no-op before changing the configuration).
    */
-  private checkConfigEntry(node: SimNode, e: Entry): void {
+  private checkConfigEntry(n: SimNode, e: Entry): void {
     const data = decodeConfEntry(e.data);
-    const prevTerm = node.core?.termAt(e.index - 1);
+    const prevTerm = n.core()?.termAt(e.index - 1);
     if (prevTerm !== undefined && prevTerm !== e.term) this.fail(`configuration entry ${e.index} is the first of term ${e.term}`);
-    const prev = this.lastAppliedConf.get(node.id);
+    const prev = this.lastAppliedConf.get(n.id);
     if (prev && prev.index < e.index) {
       const a = new Set(prev.voters);
       const b = new Set(data.conf.voters);
       const changed = [...a].filter((x) => !b.has(x)).length + [...b].filter((x) => !a.has(x)).length;
       if (changed > 1) this.fail(`configuration entry ${e.index} changes ${changed} voters at once`);
     }
-    this.lastAppliedConf.set(node.id, { index: e.index, voters: data.conf.voters });
+    this.lastAppliedConf.set(n.id, { index: e.index, voters: data.conf.voters });
     this.minVoters = Math.min(this.minVoters, data.conf.voters.length);
   }
 
@@ -582,120 +720,81 @@ export class Cluster {
   }
 
   // -------------------------------------------------------------------------------------------
-  // Workload
-
-  /** Proposes a new command on `id`; returns its key when the node accepted it. */
-  propose(id: NodeId): string | undefined {
-    const node = this.nodes.get(id) as SimNode;
-    if (!node.core) return undefined;
-    const key = `c${++this.proposalSeq}`;
-    const data = encoder.encode(key);
-    const r = node.core.propose(data);
-    this.stats.proposals++;
-    if (!r.ok) return undefined;
-    const ek = entryKey({ index: r.index, term: r.term, type: EntryType.Normal, data });
-    this.pending.set(ek, { node: id, incarnation: node.incarnation, index: r.index, key: ek });
-    return ek;
-  }
-
-  /** Starts a linearizable read on `id`. */
-  read(id: NodeId): void {
-    const node = this.nodes.get(id) as SimNode;
-    if (!node.core) return;
-    const readId = ++this.readSeq;
-    const r = node.core.readIndex(readId);
-    if (r.ok) this.reads.set(readId, { node: id, incarnation: node.incarnation, minIndex: this.maxAckedIndex });
-  }
-
-  private onReadState(node: SimNode, id: number, index: number): void {
-    const r = this.reads.get(id);
-    if (!r) return;
-    this.reads.delete(id);
-    this.stats.reads++;
-    // §6.4: the read index covers every write acknowledged before the read began.
-    if (index < r.minIndex) this.fail(`stale read on ${node.id}: read index ${index} < acknowledged ${r.minIndex}`);
-  }
-
-  leaders(): NodeId[] {
-    return this.ids.filter((id) => this.nodes.get(id)?.core?.softState().role === 'leader');
-  }
-
-  core(id: NodeId): RaftCore | undefined {
-    return this.nodes.get(id)?.core;
-  }
-
-  appliedIndex(id: NodeId): number {
-    return (this.nodes.get(id) as SimNode).sm.index;
-  }
-
-  // -------------------------------------------------------------------------------------------
   // Checkers (run after every event)
 
-  private onLeader(node: SimNode, term: number): void {
-    this.stats.elections++;
-    const core = node.core as RaftCore;
-    // Leader completeness (§5.4.1): a new leader holds every entry committed anywhere so far.
-    const first = core.status().firstIndex;
-    for (let i = Math.max(first, 1); i <= this.maxCommitted; i++) {
-      const t = this.committedTerm.get(i);
-      if (t !== undefined && core.termAt(i) !== t) {
-        this.fail(`leader completeness: ${node.id} leads term ${term} without committed entry ${i} (term ${t})`);
-      }
-    }
-  }
-
-  private checkNode(node: SimNode): void {
-    const core = node.core;
+  private checkNode(n: SimNode): void {
+    const core = n.core();
     if (!core) return;
     const soft = core.softState();
     if (soft.role === 'leader') {
       // Election safety (§5.2): at most one leader per term.
       const known = this.leaderOfTerm.get(soft.term);
-      if (known === undefined) this.leaderOfTerm.set(soft.term, node.id);
-      else if (known !== node.id) this.fail(`election safety: ${known} and ${node.id} both lead term ${soft.term}`);
+      if (known === undefined) this.leaderOfTerm.set(soft.term, n.id);
+      else if (known !== n.id) this.fail(`election safety: ${known} and ${n.id} both lead term ${soft.term}`);
+      if (n.ledTerm !== soft.term) {
+        n.ledTerm = soft.term;
+        this.stats.elections++;
+        this.checkLeaderCompleteness(n, core, soft.term);
+      }
     }
     const commit = core.hardState().commit;
-    if (commit < node.lastCommit) this.fail(`${node.id}: commit index went back ${node.lastCommit} -> ${commit}`);
-    for (let i = node.lastCommit + 1; i <= commit; i++) {
+    if (commit < n.lastCommit) this.fail(`${n.id}: commit index went back ${n.lastCommit} -> ${commit}`);
+    for (let i = n.lastCommit + 1; i <= commit; i++) {
       const t = core.termAt(i);
       if (t === undefined) continue; // Installed through a snapshot.
       const known = this.committedTerm.get(i);
       // Committed entries never change (§5.4): every node commits the same term at an index.
       if (known === undefined) this.committedTerm.set(i, t);
-      else if (known !== t) this.fail(`committed entry ${i} changed: term ${known} vs ${t} on ${node.id}`);
+      else if (known !== t) this.fail(`committed entry ${i} changed: term ${known} vs ${t} on ${n.id}`);
     }
-    const advanced = commit > node.lastCommit;
-    node.lastCommit = commit;
+    const advanced = commit > n.lastCommit;
+    n.lastCommit = commit;
     if (commit > this.maxCommitted) this.maxCommitted = commit;
     if (advanced && soft.role === 'leader' && this.onLeaderCommit) {
       const hook = this.onLeaderCommit;
       this.onLeaderCommit = undefined;
-      hook(node.id);
+      hook(n.id);
     }
   }
 
-  /** Log matching (§5.3): equal (index, term) means equal entry and equal history before it. */
-  private checkDurableLog(node: SimNode, request: PersistRequest): void {
-    const s = node.storage;
-    for (const e of request.entries) {
-      const id = `${e.index}:${e.term}`;
-      const key = e.type === EntryType.Normal ? entryKey(e) : `#${e.type}`;
-      const prevTerm = s.term(e.index - 1);
-      const known = this.entryAt.get(id);
-      if (!known) this.entryAt.set(id, { key, prevTerm });
-      else if (known.key !== key) this.fail(`log matching: entry ${id} holds ${key} on ${node.id}, ${known.key} elsewhere`);
-      else if (known.prevTerm !== undefined && prevTerm !== undefined && known.prevTerm !== prevTerm) {
-        this.fail(`log matching: entry ${id} follows term ${prevTerm} on ${node.id}, ${known.prevTerm} elsewhere`);
+  /** Leader completeness (§5.4.1): a new leader holds every entry committed anywhere so far. */
+  private checkLeaderCompleteness(n: SimNode, core: RaftCore, term: number): void {
+    const first = core.status().firstIndex;
+    for (let i = Math.max(first, 1); i <= this.maxCommitted; i++) {
+      const t = this.committedTerm.get(i);
+      if (t !== undefined && core.termAt(i) !== t) {
+        this.fail(`leader completeness: ${n.id} leads term ${term} without committed entry ${i} (term ${t})`);
       }
     }
   }
 
-  /** After healing: every member applied everything acknowledged, in the same order. */
+  /** On every durable write: log matching (§5.3), and the durable commit never goes back. */
+  private checkDurable(n: SimNode, request: PersistRequest, s: SimStorage): void {
+    for (const e of request.entries) {
+      // A configuration is in force once appended: it bounds disk damage from then on.
+      if (e.type === EntryType.Config) this.minVoters = Math.min(this.minVoters, decodeConfEntry(e.data).conf.voters.length);
+      const id = `${e.index}:${e.term}`;
+      const key = entryKey(e);
+      const prevTerm = s.term(e.index - 1);
+      const known = this.entryAt.get(id);
+      if (!known) this.entryAt.set(id, { key, prevTerm });
+      else if (known.key !== key) this.fail(`log matching: entry ${id} holds ${key} on ${n.id}, ${known.key} elsewhere`);
+      else if (known.prevTerm !== undefined && prevTerm !== undefined && known.prevTerm !== prevTerm) {
+        this.fail(`log matching: entry ${id} follows term ${prevTerm} on ${n.id}, ${known.prevTerm} elsewhere`);
+      }
+    }
+    const commit = s.hardState().commit;
+    if (s.damaged) n.lastDurableCommit = commit; // Clamped to the damaged log while repairing.
+    else if (commit < n.lastDurableCommit) this.fail(`${n.id}: durable commit went back ${n.lastDurableCommit} -> ${commit}`);
+    n.lastDurableCommit = commit;
+  }
+
+  /** After healing: every member applied everything acknowledged, at the index acknowledged. */
   checkConverged(): void {
     const members = this.members();
     for (const [key, index] of this.acked) {
-      const applied = this.appliedKey.get(index);
-      if (applied !== key) this.fail(`acknowledged ${key} at ${index} lost: ${applied ?? 'nothing'} applied there`);
+      const at = this.appliedAt.get(key);
+      if (!this.opts.queueMode && at !== index) this.fail(`acknowledged ${key} at ${index} lost: applied at ${at ?? 'no index'}`);
       for (const id of members) {
         if (this.appliedIndex(id) < index) this.fail(`${id} has not applied acknowledged ${key} at ${index}`);
       }
@@ -717,7 +816,7 @@ export class Cluster {
   }
 }
 
-function describe(m: Message): string {
+function describe(m: PeerMessage): string {
   switch (m.type) {
     case 'append':
       return `append ${m.from}>${m.to} t${m.term} prev=${m.prevLogIndex}/${m.prevLogTerm} n=${m.entries.length} c=${m.commit}`;
@@ -725,28 +824,14 @@ function describe(m: Message): string {
       return `appendResp ${m.from}>${m.to} t${m.term} ok=${m.success} m=${m.matchIndex} rej=${m.rejectedIndex} hint=${m.conflictIndex}/${m.conflictTerm}`;
     case 'snapshot':
       return `snapshot ${m.from}>${m.to} t${m.term} @${m.snapshot.meta.index}`;
+    case 'app':
+      return `app ${m.from}>${m.to} ${m.channel} ${m.body.length}B`;
     default:
       return `${m.type} ${m.from}>${m.to} t${m.term}`;
   }
 }
 
-/** Identity of an entry's command: its bytes' hash and length (no decoding needed). */
+/** Identity of an entry: its bytes' hash and length (no decoding needed). */
 function entryKey(e: Entry): string {
-  return e.type === EntryType.Normal ? `${hashBytes(e.data)}/${e.data.length}` : `#${e.type}@${e.term}`;
-}
-
-function hashBytes(b: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < b.length; i++) h = Math.imul(h ^ (b[i] as number), 0x01000193) >>> 0;
-  return h;
-}
-
-function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h;
-}
-
-function mix(a: number, b: number): number {
-  return Math.imul((a ^ b) >>> 0, 0x9e3779b1) >>> 0 ^ (a >>> 15);
+  return e.type === EntryType.Normal ? `${hashBytes(e.data)}/${e.data.length}` : `#${e.type}@${e.term}:${hashBytes(e.data)}`;
 }

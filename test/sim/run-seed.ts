@@ -29,6 +29,8 @@ export interface RunResult {
   readonly crashes: number;
   readonly corruptions: number;
   readonly confChanges: number;
+  /** Requests acknowledged that were submitted on a follower (forwarded to the leader). */
+  readonly forwardedAcked: number;
   readonly events: number;
   readonly traceLines: readonly string[];
 }
@@ -75,12 +77,18 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     trace,
     // Membership changes in about half the runs: up to two spare nodes to add, and removals.
     spares: r.chance(0.5) ? 1 + r.int(2) : 0,
+    spareJoin: r.chance(0.5),
+    retryIntervalMs: [100, 300, 1_000][r.int(3)] as number,
+    // Sometimes tiny batch entries, so a turn's requests split across several entries.
+    entryBytesMax: r.chance(0.2) ? 64 + r.int(200) : 256 * 1024,
+    clockSkewMsMax: r.chance(0.5) ? r.float() * 200 : 0,
   };
   const description =
     `n=${size}, delay ${faults.delayMs.toFixed(1)}+${faults.jitterMs.toFixed(1)}ms, ` +
     `loss ${(faults.lossRate * 100).toFixed(0)}%, dup ${(faults.duplicateRate * 100).toFixed(0)}%, ` +
     `preVote ${opts.preVote}, checkQuorum ${opts.checkQuorum}, compact every ${opts.compactEveryEntries}` +
-    (opts.spares ? `, membership changes with ${opts.spares} spare(s)` : '');
+    (opts.spares ? `, membership changes with ${opts.spares} spare(s)${opts.spareJoin ? ' that join by themselves' : ''}` : '') +
+    `, retry ${opts.retryIntervalMs} ms`;
   return { ...opts, description };
 }
 
@@ -114,20 +122,29 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     crashes: cluster.stats.crashes,
     corruptions: cluster.stats.corruptions,
     confChanges: cluster.stats.confChanges,
+    forwardedAcked: cluster.stats.forwardedAcked,
     events: cluster.stats.events,
     traceLines: cluster.traceLines,
   };
 }
 
-/** Proposals and reads at random moments, sent to whichever node believes it leads. */
+/**
+ * Requests and reads at random moments, submitted through the node layer on the node that
+ * believes it leads or, often, on any node (which forwards them).
+ */
 function scheduleWorkload(cluster: Cluster, rnd: Random, untilMs: number): void {
   const meanGapMs = 2 + rnd.int(20);
+  const anyNodeRate = rnd.float();
   for (let t = rnd.float() * meanGapMs; t < untilMs; t += rnd.float() * 2 * meanGapMs) {
     const burst = 1 + rnd.int(rnd.chance(0.2) ? 30 : 3);
     const doRead = rnd.chance(0.2);
+    const anyNode = rnd.chance(anyNodeRate);
+    const pick = rnd.int(1 << 30);
     cluster.at(t, doRead ? 'read' : 'propose', () => {
       const leaders = cluster.leaders();
-      const target = leaders.length > 0 ? (leaders[leaders.length - 1] as NodeId) : cluster.ids[0] as NodeId;
+      const members = new Set(cluster.members());
+      const up = cluster.ids.filter((id) => cluster.node(id) !== undefined && members.has(id));
+      const target = anyNode || leaders.length === 0 ? (up[pick % Math.max(1, up.length)] ?? (cluster.ids[0] as NodeId)) : (leaders[leaders.length - 1] as NodeId);
       if (doRead) cluster.read(target);
       else for (let i = 0; i < burst; i++) cluster.propose(target);
     });
@@ -192,10 +209,13 @@ export function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number):
         const id = [...down][pick % Math.max(1, down.size)];
         if (id !== undefined) cluster.corrupt(id);
       } else {
+        // A leadership transfer, asked of any node (it forwards to the leader); sometimes to
+        // the most caught-up voter.
         const leader = cluster.leaders()[0];
         if (leader !== undefined && ids.length > 1) {
           const others = ids.filter((x) => x !== leader);
-          cluster.core(leader)?.transferLeadership(others[pick % others.length] as NodeId);
+          const via = ids[pick2 % ids.length] as NodeId;
+          cluster.transferLeadership(via, pick % 3 === 0 ? null : (others[pick % others.length] as NodeId));
         }
       }
     });
@@ -203,8 +223,10 @@ export function scheduleNemesis(cluster: Cluster, rnd: Random, untilMs: number):
 }
 
 /**
- * A single-server change at the leader: add a spare as a learner, promote a learner, or remove
- * a member (the leader itself included). Refusals (not ready, one at a time) are normal.
+ * A membership change. Mostly a goal through a node's membership driver (add a spare: learner,
+ * catch up, promote; or remove a member, the leader included), asked of any node; sometimes a
+ * single-server change straight at the leader's core (add learner, promote, caught up or not,
+ * remove), which may come in bursts the core must refuse. Refusals are normal.
  */
 function changeMembership(cluster: Cluster, action: number, pick: number, pick2: number): void {
   const leader = cluster.leaders()[0];
@@ -212,17 +234,24 @@ function changeMembership(cluster: Cluster, action: number, pick: number, pick2:
   const conf = cluster.configOf(leader);
   if (!conf) return;
   const outside = cluster.ids.filter((id) => !conf.voters.includes(id) && !conf.learners.includes(id));
+  const up = cluster.ids.filter((id) => cluster.node(id) !== undefined);
+  const via = (up[pick2 % Math.max(1, up.length)] ?? leader) as NodeId;
+  const direct = pick % 4 === 0;
   if (action === 12 && outside.length > 0) {
     const id = outside[pick % outside.length] as NodeId;
-    cluster.changeMembership(leader, { type: 'addLearner', id, address: `sim:${id}` });
+    if (direct) cluster.changeMembership(leader, { type: 'addLearner', id, address: `sim:${id}` });
+    else cluster.requestMembership(via, { kind: 'add', id, address: `sim:${id}` });
   } else if (action === 13 && conf.learners.length > 0) {
-    cluster.changeMembership(leader, { type: 'promote', id: conf.learners[pick % conf.learners.length] as NodeId });
+    const id = conf.learners[pick % conf.learners.length] as NodeId;
+    if (direct) cluster.changeMembership(leader, { type: 'promote', id });
+    else cluster.requestMembership(via, { kind: 'add', id, address: `sim:${id}` });
   } else if (action === 14) {
     // Keep at least one voter (the core refuses the last one anyway) and rarely shrink to one.
     const members = [...conf.voters, ...conf.learners];
     const id = members[pick2 % members.length] as NodeId;
     if (conf.voters.includes(id) && conf.voters.length <= 2 && pick % 4 !== 0) return;
-    cluster.changeMembership(leader, { type: 'remove', id });
+    if (direct) cluster.changeMembership(leader, { type: 'remove', id });
+    else cluster.requestMembership(via, { kind: 'remove', id });
   }
 }
 
@@ -306,7 +335,8 @@ export function heal(cluster: Cluster): void {
       }
       return false;
     }
-    const t = target;
+    // Requests of the fault phase may still be acknowledged (retried) after the probe.
+    const t = Math.max(target, cluster.maxAcked);
     return cluster.members().every((id) => cluster.appliedIndex(id) >= t);
   };
   if (!cluster.runUntil(deadline, converged)) {
@@ -314,7 +344,7 @@ export function heal(cluster: Cluster): void {
       .map((id) => {
         const s = cluster.core(id)?.status();
         const conf = s ? `/v[${s.voters.join(',')}]${s.learners.length > 0 ? `l[${s.learners.join(',')}]` : ''}@${s.config.index}` : '';
-        return s ? `${id}:${s.role}/t${s.term}/c${s.commitIndex}/a${cluster.appliedIndex(id)}${conf}` : `${id}:down`;
+        return s ? `${id}:${s.role}/t${s.term}/c${s.commitIndex}/l${s.lastIndex}/a${cluster.appliedIndex(id)}${conf}${s.needsRepair ? "/repairing" : ""}` : `${id}:down`;
       })
       .join(' ');
     cluster.fail(`no convergence within ${HEAL_BOUND_MS}ms of healing (${roles})`);

@@ -1,94 +1,193 @@
 /**
- * SimStorage: the durable state of one simulated node. Writes become visible (and durable) only
- * when the simulator completes them; a crash before that loses them, or keeps a prefix of the
- * entries (a torn write), exactly what a real disk may do.
+ * SimStorage: the disk of one simulated node, implementing the production Storage contract over
+ * the production MemoryLog (which checks every request against the contract).
+ *
+ * Requests are queued and complete one at a time, in order, each after a disk delay the simulator
+ * draws; a request is durable (and visible to reads) only when it completes. A crash loses every
+ * queued request, or keeps a torn prefix of the first one's entries, exactly what a real disk may
+ * do. The disk outlives the node: a restarted node opens the same SimStorage.
  */
-import { assert } from '../../lib/core/assert.js';
-import type { Entry, HardState, LogReader, PersistRequest, Snapshot } from '../../lib/core/types.js';
-import { EMPTY_HARD_STATE, entryBytes } from '../../lib/core/types.js';
+import { RaftQueueError } from '../../lib/contracts/errors.js';
+import type { Entry, HardState, PersistRequest, Snapshot } from '../../lib/core/types.js';
+import { MemoryLog } from '../../lib/storage/memory-log.js';
+import type { Storage, StorageCallback, StorageStatus } from '../../lib/storage/storage.js';
 
-export class SimStorage implements LogReader {
-  private snap: Snapshot | undefined;
-  private ents: Entry[] = [];
-  private hs: HardState = EMPTY_HARD_STATE;
+type Work =
+  | { readonly kind: 'persist'; readonly request: PersistRequest; readonly cb: StorageCallback }
+  | { readonly kind: 'compact'; readonly snapshot: Snapshot; readonly cb: StorageCallback }
+  | { readonly kind: 'repaired'; readonly cb: StorageCallback };
+
+/** What the simulator provides: when a write completes, and what to check on each write. */
+export interface DiskHost {
+  /** Calls `fn` after a disk delay, unless the node crashed meanwhile (incarnation `inc`). */
+  afterDiskDelay(inc: number, fn: () => void): void;
+  /** Called with every durable persist (log matching is checked here). */
+  onDurable(request: PersistRequest, storage: SimStorage): void;
+  /** A request broke the storage contract: a bug in the node layer. */
+  onContractViolation(problem: string): void;
+}
+
+export class SimStorage implements Storage {
+  private log = new MemoryLog();
+  private queue: Work[] = [];
+  private busy = false;
+  /** The incarnation of the node that owns the queued work. */
+  private incarnation = 0;
+  /** Set by disk damage until the node reports itself repaired. */
+  damaged = false;
+  repairReason: string | undefined;
+
+  constructor(private readonly host: DiskHost) {}
+
+  /** A new incarnation opens the disk: queued work belongs to no one. */
+  open(incarnation: number): void {
+    this.incarnation = incarnation;
+    this.queue = [];
+    this.busy = false;
+  }
 
   firstIndex(): number {
-    return this.snap ? this.snap.meta.index + 1 : 1;
+    return this.log.firstIndex();
   }
-
   lastIndex(): number {
-    const last = this.ents[this.ents.length - 1];
-    return last ? last.index : this.firstIndex() - 1;
+    return this.log.lastIndex();
   }
-
   term(index: number): number | undefined {
-    const first = this.firstIndex();
-    if (index === first - 1) return this.snap ? this.snap.meta.term : 0;
-    if (index < first || index > this.lastIndex()) return undefined;
-    return (this.ents[index - first] as Entry).term;
+    return this.log.term(index);
   }
-
   entries(lo: number, hi: number, bytesMax: number): Entry[] {
-    const first = this.firstIndex();
-    assert(lo >= first && hi <= this.lastIndex() + 1, `storage range [${lo}, ${hi}) within [${first}, ${this.lastIndex()}]`);
-    const out: Entry[] = [];
-    let bytes = 0;
-    for (let i = lo; i < hi; i++) {
-      const e = this.ents[i - first] as Entry;
-      const size = entryBytes(e);
-      if (out.length > 0 && bytes + size > bytesMax) break;
-      out.push(e);
-      bytes += size;
-    }
-    return out;
+    return this.log.entries(lo, hi, bytesMax);
   }
-
   hardState(): HardState {
-    return this.hs;
+    return this.log.hardState();
   }
-
   snapshot(): Snapshot | undefined {
-    return this.snap;
+    return this.log.snapshot();
+  }
+
+  persist(request: PersistRequest, onPersisted: StorageCallback): void {
+    this.enqueue({ kind: 'persist', request, cb: onPersisted });
+  }
+
+  compact(snapshot: Snapshot, onDone: StorageCallback): void {
+    this.enqueue({ kind: 'compact', snapshot, cb: onDone });
+  }
+
+  markRepaired(onDone: StorageCallback): void {
+    this.enqueue({ kind: 'repaired', cb: onDone });
+  }
+
+  status(): StorageStatus {
+    return {
+      needsRepair: this.damaged,
+      ...(this.repairReason !== undefined ? { repairReason: this.repairReason } : {}),
+      failed: false,
+      snapshotIndex: this.log.firstIndex() - 1,
+      entriesHeld: this.log.lastIndex() - this.log.firstIndex() + 1,
+      segmentCount: 0,
+    };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Whether a write is queued or running (a crash now loses or tears it). */
+  get writing(): boolean {
+    return this.queue.length > 0;
+  }
+
+  private enqueue(work: Work): void {
+    this.queue.push(work);
+    this.next();
+  }
+
+  private next(): void {
+    if (this.busy || this.queue.length === 0) return;
+    this.busy = true;
+    const inc = this.incarnation;
+    this.host.afterDiskDelay(inc, () => {
+      if (inc !== this.incarnation) return;
+      this.busy = false;
+      const work = this.queue.shift() as Work;
+      this.complete(work);
+      this.next();
+    });
+  }
+
+  private complete(work: Work): void {
+    switch (work.kind) {
+      case 'persist': {
+        const problem = this.log.check(work.request);
+        if (problem !== undefined) {
+          this.host.onContractViolation(`persist: ${problem}`);
+          work.cb(new RaftQueueError('STORAGE_FAILED', problem));
+          return;
+        }
+        this.log.apply(work.request);
+        this.host.onDurable(work.request, this);
+        work.cb(undefined);
+        return;
+      }
+      case 'compact': {
+        const problem = this.log.checkCompact(work.snapshot);
+        if (problem !== undefined) {
+          this.host.onContractViolation(`compact: ${problem}`);
+          work.cb(new RaftQueueError('STORAGE_FAILED', problem));
+          return;
+        }
+        // Never while damaged: the damaged log's tail is all the node may still have.
+        if (!this.damaged) this.log.compact(work.snapshot);
+        work.cb(undefined);
+        return;
+      }
+      case 'repaired':
+        this.damaged = false;
+        this.repairReason = undefined;
+        work.cb(undefined);
+        return;
+    }
   }
 
   /**
-   * Makes `request` durable. `entryCount` below entries.length models a torn write: the snapshot
-   * and the first entries reached the disk, the rest and the hard state did not.
+   * The node crashed: queued work is lost, except that with `tornEntries` > 0 that many entries of
+   * the first queued persist (and its snapshot, if any) reached the disk, without its hard state.
    */
-  write(request: PersistRequest, entryCount = request.entries.length): void {
-    const torn = entryCount < request.entries.length;
-    if (request.snapshot) {
-      this.snap = request.snapshot;
-      this.ents = [];
+  crash(tornEntries: number): void {
+    const first = this.queue[0];
+    if (first?.kind === 'persist' && tornEntries > 0 && tornEntries < first.request.entries.length) {
+      const torn: PersistRequest = {
+        entries: first.request.entries.slice(0, tornEntries),
+        ...(first.request.snapshot ? { snapshot: first.request.snapshot } : {}),
+      };
+      if (this.log.check(torn) === undefined) this.log.apply(torn);
     }
-    const entries = request.entries.slice(0, entryCount);
-    const head = entries[0];
-    if (head) {
-      const first = this.firstIndex();
-      assert(head.index >= first && head.index <= this.lastIndex() + 1, 'persisted entries are contiguous');
-      this.ents.length = head.index - first;
-      for (const e of entries) this.ents.push(e);
-    }
-    if (request.hardState && !torn) this.hs = request.hardState;
+    this.queue = [];
+    this.busy = false;
+    this.incarnation = -1;
+  }
+
+  /** Entries in the first queued persist (what a crash could tear), 0 if none. */
+  inFlightEntries(): number {
+    const first = this.queue[0];
+    return first?.kind === 'persist' ? first.request.entries.length : 0;
   }
 
   /**
-   * Models corruption found on open: every entry after `keepThrough` is unreadable and dropped
-   * (the hard state and snapshot survive). Returns the last index the log held before.
+   * Disk damage found on open: every entry after `keepThrough` is gone (the hard state and the
+   * snapshot survive). Returns the last index held before.
    */
   corruptAfter(keepThrough: number): number {
-    const before = this.lastIndex();
-    const first = this.firstIndex();
-    this.ents.length = Math.max(0, Math.min(this.ents.length, keepThrough + 1 - first));
+    const before = this.log.lastIndex();
+    const base = this.log.firstIndex() - 1;
+    const keep = Math.max(0, Math.min(before, keepThrough) - base);
+    this.log = new MemoryLog({
+      snapshot: this.log.snapshot(),
+      baseIndex: base,
+      baseTerm: this.log.term(base) ?? 0,
+      entries: this.log.heldEntries().slice(0, keep),
+      hardState: this.log.hardState(),
+    });
     return before;
-  }
-
-  /** Drops entries up to `snapshot.meta.index`, which `snapshot` now stands for. */
-  compact(snapshot: Snapshot): void {
-    const index = snapshot.meta.index;
-    assert(index >= this.firstIndex() - 1 && index <= this.lastIndex(), 'compaction within the log');
-    const first = this.firstIndex();
-    this.ents = this.ents.slice(index + 1 - first);
-    this.snap = snapshot;
   }
 }
