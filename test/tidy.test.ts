@@ -71,19 +71,34 @@ test('tidy: lib/core has no clock, timers, ambient randomness, process or async'
   t.deepEqual(bad, []);
 });
 
-test('tidy: dependencies point inward (ARCHITECTURE.md section 2)', (t) => {
-  const rules: { dir: string; banned: RegExp; why: string }[] = [
-    { dir: 'lib/storage', banned: /^(transports\/|lib\/queue\/|lib\/node\/|lib\/raft-queue)/, why: 'storage knows no transports or queue' },
-    { dir: 'lib/queue', banned: /^(node:|lib\/storage\/|transports\/)/, why: 'the state machine does no I/O' },
-    { dir: 'lib/node', banned: /^(transports\/|eventemitter3$)/, why: 'the node layer knows only the Transport interface' },
-    { dir: 'transports', banned: /^(lib\/node\/|lib\/raft-queue)/, why: 'transports do not reach up' },
-    { dir: 'test/sim', banned: /^(node:net|node:timers|node:dgram)/, why: 'the simulator uses no real network or timers' },
+/** The facade and composition: what nothing below the facade may import. */
+const FACADE = /^lib\/(raft-queue|index|compose|api-types|subscriptions|metrics|options|events)(\.js)?$|^lib\/cli\//;
+
+test('tidy: dependencies point inward (docs/architecture.md, "Layers")', (t) => {
+  const rules: { dir: string; allowed?: RegExp; banned: RegExp; why: string }[] = [
+    { dir: 'lib/contracts', banned: /^(?!lib\/contracts\/|lib\/core\/|msgpackr$)/, why: 'contracts are the ground floor: they import only core types and msgpackr' },
+    { dir: 'lib/storage', banned: /^(transports\/|lib\/queue\/|lib\/node\/)/, why: 'storage knows no transports, queue or node' },
+    { dir: 'lib/queue', banned: /^(node:|lib\/storage\/|lib\/node\/|transports\/)/, why: 'the state machine does no I/O and knows no node' },
+    { dir: 'lib/node', banned: /^(node:|transports\/|lib\/queue\/|eventemitter3$)/, why: 'the node layer knows only contracts, core and storage (the simulator runs it)' },
+    { dir: 'transports', banned: /^(lib\/node\/|lib\/queue\/|lib\/storage\/)/, why: 'transports do not reach up' },
+    { dir: 'test/sim', banned: /^(node:net|node:timers|node:dgram|transports\/tcp)/, why: 'the simulator uses no real network or timers' },
   ];
+  const below = ['lib/core', 'lib/contracts', 'lib/storage', 'lib/queue', 'lib/node', 'transports'];
   const bad: string[] = [];
   for (const rule of rules) {
     for (const f of sources(rule.dir)) {
       for (const i of imports(f)) if (rule.banned.test(i)) bad.push(`${f} imports ${i} (${rule.why})`);
     }
+  }
+  for (const dir of below) {
+    for (const f of sources(dir)) {
+      for (const i of imports(f)) if (FACADE.test(i.replace(/\.js$/, ''))) bad.push(`${f} imports ${i} (nothing below the facade imports the facade)`);
+    }
+  }
+  // The facade reaches the node layer through plain data: it never builds storage or transports
+  // itself (lib/compose.ts and lib/index.ts do).
+  for (const f of ['lib/raft-queue.ts', 'lib/subscriptions.ts', 'lib/api-types.ts', 'lib/events.ts']) {
+    for (const i of imports(f)) if (/^(lib\/storage\/|transports\/)/.test(i)) bad.push(`${f} imports ${i} (the facade does not compose)`);
   }
   t.deepEqual(bad, []);
 });
