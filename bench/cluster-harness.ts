@@ -132,6 +132,13 @@ export class Cluster {
     return usages.reduce((sum, u) => sum + u.user + u.system, 0);
   }
 
+  /** Each live member's persist count (WAL write + fdatasync), by id. */
+  async persists(): Promise<Record<string, number>> {
+    const ids = this.live();
+    const counts = await Promise.all(ids.map((id) => this.proc(id).request<number>({ op: 'persists' })));
+    return Object.fromEntries(ids.map((id, i) => [id, counts[i] as number]));
+  }
+
   /** Elections observed so far: distinct terms in which some member saw a leader. */
   elections(): number {
     return new Set(this.leaderEvents.filter((e) => e.leaderId !== undefined).map((e) => e.term)).size;

@@ -248,6 +248,8 @@ async function handle(c: NodeCommand): Promise<unknown> {
       return { ...queue.status(), rssBytes: process.memoryUsage().rss, pid: process.pid };
     case 'cpu':
       return process.cpuUsage();
+    case 'persists':
+      return queue.metrics().persist.count;
     case 'createTopic':
       return queue.createTopic(c.topic, { maxMessages: 10_000_000, maxBytes: 4 * 2 ** 30 });
     case 'deleteTopic':

@@ -98,6 +98,8 @@ export function monoUs(): number {
 export type NodeCommand =
   | { readonly op: 'status' }
   | { readonly op: 'cpu' }
+  /** Storage persists (WAL writes + fdatasync) this member made so far. */
+  | { readonly op: 'persists' }
   | { readonly op: 'createTopic'; readonly topic: string }
   | { readonly op: 'deleteTopic'; readonly topic: string }
   | {

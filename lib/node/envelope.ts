@@ -96,13 +96,17 @@ function validId(x: number): boolean {
 
 /**
  * Builds entry data from records and forwarded blocks, in the order they were added. Parts are
- * kept by reference until `build`, which copies each once into the entry.
+ * kept by reference until `build`, which copies each once into the entry. Records are kept in
+ * parallel arrays (no object per record: a batch holds thousands).
  */
 export class EntryBuilder {
-  private records: RecordRef[] = [];
+  private sessions: number[] = [];
+  private seqs: number[] = [];
+  private floors: number[] = [];
+  private bodies: Uint8Array[] = [];
   private blocks: RecordBlock[] = [];
-  /** Part order: true for the next block, false for the next record. */
-  private order: boolean[] = [];
+  /** Part order: the index of the next block at each position, or -1 for the next record. */
+  private order: number[] = [];
   private bytesTotal = 0;
   private countTotal = 0;
 
@@ -119,16 +123,19 @@ export class EntryBuilder {
     return this.order.length === 0;
   }
 
-  addRecord(r: RecordRef): void {
-    this.records.push(r);
-    this.order.push(false);
-    this.bytesTotal += recordBytes(r);
+  addRecord(session: number, seq: number, floor: number, body: Uint8Array): void {
+    this.sessions.push(session);
+    this.seqs.push(seq);
+    this.floors.push(floor);
+    this.bodies.push(body);
+    this.order.push(-1);
+    this.bytesTotal += RECORD_HEADER_BYTES + body.length;
     this.countTotal++;
   }
 
   addBlock(b: RecordBlock): void {
+    this.order.push(this.blocks.length);
     this.blocks.push(b);
-    this.order.push(true);
     this.bytesTotal += b.bytes.length;
     this.countTotal += b.count;
   }
@@ -143,17 +150,26 @@ export class EntryBuilder {
     view.setUint32(10, this.countTotal);
     let offset = ENTRY_HEADER_BYTES;
     let ri = 0;
-    let bi = 0;
-    for (const isBlock of this.order) {
-      if (isBlock) {
-        const b = this.blocks[bi++] as RecordBlock;
+    for (const part of this.order) {
+      if (part >= 0) {
+        const b = this.blocks[part] as RecordBlock;
         out.set(b.bytes, offset);
         offset += b.bytes.length;
-      } else {
-        offset = writeRecord(out, view, offset, this.records[ri++] as RecordRef);
+        continue;
       }
+      const body = this.bodies[ri] as Uint8Array;
+      view.setFloat64(offset, this.sessions[ri] as number);
+      view.setFloat64(offset + 8, this.seqs[ri] as number);
+      view.setFloat64(offset + 16, this.floors[ri] as number);
+      view.setUint32(offset + 24, body.length);
+      out.set(body, offset + RECORD_HEADER_BYTES);
+      offset += RECORD_HEADER_BYTES + body.length;
+      ri++;
     }
-    this.records = [];
+    this.sessions = [];
+    this.seqs = [];
+    this.floors = [];
+    this.bodies = [];
     this.blocks = [];
     this.order = [];
     this.bytesTotal = 0;

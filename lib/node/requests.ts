@@ -16,7 +16,7 @@ import type { RaftCore } from '../core/raft-core.js';
 import type { NodeId } from '../core/types.js';
 import { RaftQueueError } from '../contracts/errors.js';
 import type { Clock, TimerHandle } from './clock.js';
-import { EntryBuilder, RECORDS_PER_BLOCK_MAX, checkBlock, encodeBlock, recordBytes } from './envelope.js';
+import { EntryBuilder, RECORD_HEADER_BYTES, RECORDS_PER_BLOCK_MAX, checkBlock, encodeBlock, recordBytes } from './envelope.js';
 import type { RecordBlock, RecordRef } from './envelope.js';
 import type { ForwardBody } from './forward.js';
 
@@ -176,10 +176,10 @@ export class Requests {
       batchLocals = [];
       batchInbound = [];
     };
+    const session = this.host.session;
     for (const w of locals) {
-      const r: RecordRef = { session: this.host.session, seq: w.seq, floor, body: w.body };
-      if (!builder.empty && builder.bytes + recordBytes(r) > max) propose();
-      builder.addRecord(r);
+      if (!builder.empty && builder.bytes + RECORD_HEADER_BYTES + w.body.length > max) propose();
+      builder.addRecord(session, w.seq, floor, w.body);
       batchLocals.push(w);
     }
     for (const i of inbound) {

@@ -153,30 +153,48 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
  * publishId length of 0xffff meaning none; everything else: `[0][msgpack command]`.
  */
 export function encodeCommand(command: Command): Uint8Array {
-  if (command.t !== 'publish') {
-    const packed = queuePackr.pack(command);
-    const out = new Uint8Array(1 + packed.length);
-    out[0] = KIND_MSGPACK;
-    out.set(packed, 1);
-    return out;
+  if (command.t === 'publish') return encodePublish(command.topic, command.payload, command.publishId);
+  const packed = queuePackr.pack(command);
+  const out = new Uint8Array(1 + packed.length);
+  out[0] = KIND_MSGPACK;
+  out.set(packed, 1);
+  return out;
+}
+
+/** Topic names seen lately, encoded (publish encodes the same few names over and over). */
+const topicBytesCache = new Map<string, Uint8Array>();
+const TOPIC_CACHE_MAX = 256;
+
+function topicBytes(topic: string): Uint8Array {
+  let bytes = topicBytesCache.get(topic);
+  if (bytes === undefined) {
+    bytes = utf8.encode(topic);
+    if (topicBytesCache.size >= TOPIC_CACHE_MAX) topicBytesCache.clear();
+    topicBytesCache.set(topic, bytes);
   }
-  const topic = utf8.encode(command.topic);
-  const publishId = command.publishId === undefined ? undefined : utf8.encode(command.publishId);
-  if (topic.length > 0xfffe || (publishId !== undefined && publishId.length > 0xfffe)) throw new RangeError('topic or publishId too long to encode');
-  const payload = command.payload;
-  const out = new Uint8Array(5 + topic.length + (publishId?.length ?? 0) + payload.length);
+  return bytes;
+}
+
+/** The publish body: one allocation, the payload copied once. */
+export function encodePublish(topic: string, payload: Uint8Array, publishId?: string): Uint8Array {
+  const t = topicBytes(topic);
+  const pid = publishId === undefined ? undefined : utf8.encode(publishId);
+  if (t.length > 0xfffe || (pid !== undefined && pid.length > 0xfffe)) throw new RangeError('topic or publishId too long to encode');
+  // Pooled (Buffer.allocUnsafe): a body lives only until its request is applied, and a fresh
+  // ArrayBuffer per publish cost more than everything else here. Every byte is written below.
+  const out = Buffer.allocUnsafe(5 + t.length + (pid?.length ?? 0) + payload.length);
   out[0] = KIND_PUBLISH;
-  out[1] = topic.length >> 8;
-  out[2] = topic.length & 0xff;
-  out.set(topic, 3);
-  let at = 3 + topic.length;
-  const pidLength = publishId === undefined ? 0xffff : publishId.length;
+  out[1] = t.length >> 8;
+  out[2] = t.length & 0xff;
+  out.set(t, 3);
+  let at = 3 + t.length;
+  const pidLength = pid === undefined ? 0xffff : pid.length;
   out[at] = pidLength >> 8;
   out[at + 1] = pidLength & 0xff;
   at += 2;
-  if (publishId !== undefined) {
-    out.set(publishId, at);
-    at += publishId.length;
+  if (pid !== undefined) {
+    out.set(pid, at);
+    at += pid.length;
   }
   out.set(payload, at);
   return out;
@@ -222,9 +240,25 @@ function decodePublish(data: Uint8Array): DecodedCommand {
   return { command: { t: 'publish', topic, payload: data.subarray(at + pidLength), publishId } };
 }
 
-/** Topic names are ASCII: decode those without a TextDecoder call; anything else as UTF-8. */
+/** The last topic decoded, with its bytes: consecutive publishes mostly name the same topic. */
+let lastTopicBytes: Uint8Array = new Uint8Array(0);
+let lastTopic = '';
+
+/** Decodes a short UTF-8 name, reusing the previous string when the bytes are the same. */
 function asciiOrUtf8(data: Uint8Array, from: number, to: number): string {
-  if (to - from <= 64) {
+  const n = to - from;
+  if (n === lastTopicBytes.length) {
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (data[from + i] !== lastTopicBytes[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return lastTopic;
+  }
+  let s: string | undefined;
+  if (n <= 64) {
     let ascii = true;
     for (let i = from; i < to; i++) {
       if ((data[i] as number) >= 0x80) {
@@ -232,7 +266,12 @@ function asciiOrUtf8(data: Uint8Array, from: number, to: number): string {
         break;
       }
     }
-    if (ascii) return String.fromCharCode.apply(null, data.subarray(from, to) as unknown as number[]);
+    if (ascii) s = String.fromCharCode.apply(null, data.subarray(from, to) as unknown as number[]);
   }
-  return utf8Decoder.decode(data.subarray(from, to));
+  s ??= utf8Decoder.decode(data.subarray(from, to));
+  if (n <= 256) {
+    lastTopicBytes = data.slice(from, to);
+    lastTopic = s;
+  }
+  return s;
 }

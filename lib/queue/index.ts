@@ -11,6 +11,7 @@ export {
   deadLetterTopicName,
   decodeCommand,
   encodeCommand,
+  encodePublish,
   validateTopicName,
   validateTopicOrDeadLetterName,
 } from './commands.js';

@@ -369,7 +369,12 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     }
     const offset = this.append(t, payload, undefined);
     if (offset < 0) return fail('TOPIC_FULL', `topic "${topic}" is full (${t.ring.liveCount} messages, ${t.ring.liveBytes} bytes)`);
-    this.events.push({ type: 'published', topic, offset });
+    // One event per topic per entry (a batch entry may hold thousands of publishes): it only
+    // tells subscribers there is something new.
+    if (t.publishedMark !== this.entryIndex) {
+      t.publishedMark = this.entryIndex;
+      this.events.push({ type: 'published', topic, offset });
+    }
     return ok({ offset });
   }
 

@@ -54,6 +54,7 @@ export type ApplyResult =
 
 /** What happened while applying, for the node layer to wake subscribers and emit. */
 export type QueueEvent =
+  /** New messages in `topic` (once per topic per entry; `offset` is the first of them). */
   | { type: 'published'; topic: string; offset: number }
   | { type: 'available'; topic: string; group: string }
   | {
@@ -126,6 +127,8 @@ export class TopicState {
   readonly ring = new MessageRing();
   readonly groups = new Map<string, GroupState>();
   deleted = false;
+  /** The entry index of the last 'published' event (one per topic per entry). */
+  publishedMark = -1;
 
   constructor(
     /** Unique per incarnation (a re-created topic gets a new id): namespaces publish ids. */

@@ -110,7 +110,7 @@ test('queue: a request below its session floor is stale: applied neither first n
   const late = q.seqOf('late');
   q.seqOf('next');
   const builder = new EntryBuilder();
-  builder.addRecord({ session: 1, seq: q.seqOf('next'), floor: late + 1, body: encodeCommand({ t: 'publish', topic: 'a', payload: bytes('n') }) });
+  builder.addRecord(1, q.seqOf('next'), late + 1, encodeCommand({ t: 'publish', topic: 'a', payload: bytes('n') }));
   q.entry('next', builder.build(q.nowMs));
   const stale = q.run({ t: 'publish', rid: 'late', topic: 'a', payload: bytes('l') });
   t.deepEqual(stale.events, []);

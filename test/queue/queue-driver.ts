@@ -47,7 +47,7 @@ const SESSION = 1;
 /** One entry holding one record: (SESSION, seq) with `body`, at `atMs`. */
 export function entryData(seq: number, body: Uint8Array, atMs: number): Uint8Array {
   const b = new EntryBuilder();
-  b.addRecord({ session: SESSION, seq, floor: 0, body });
+  b.addRecord(SESSION, seq, 0, body);
   return b.build(atMs);
 }
 
