@@ -14,15 +14,24 @@ import type { Entry } from '../core/types.js';
 import { EntryType } from '../core/types.js';
 import { RaftQueueError } from '../contracts/errors.js';
 import type { ApplyContext, StateMachine } from '../contracts/state-machine.js';
-import { readEntry } from './envelope.js';
-import { SessionTable, Verdict } from './sessions.js';
+import { REGISTER_SESSION, readEntry } from './envelope.js';
+import { SessionTable, Verdict, sessionIdAt } from './sessions.js';
 import type { SessionLimits } from './sessions.js';
 
 export const NODE_SNAPSHOT_FORMAT = 1;
 const SNAPSHOT_HEADER_BYTES = 13;
 
-/** How one record ended, for the node that submitted it. `result` undefined: stale, no result. */
+/**
+ * How one record ended, for the node that submitted it: the result, or undefined when it was
+ * stale (no result), or SESSION_EXPIRED when its session is unknown (it was not applied).
+ */
 export type RecordOutcome = (session: number, seq: number, index: number, result: unknown, duplicate: boolean) => void;
+
+/** The outcome of a record whose session the table does not know: it was not applied. */
+export const SESSION_EXPIRED: unknown = Object.freeze({ sessionExpired: true });
+
+/** A registration was applied: `nonce` and `who` (the registering node's id bytes) got `session`. */
+export type RegistrationOutcome = (nonce: number, who: Uint8Array, session: number) => void;
 
 export class Applier<Event = unknown> {
   appliedIndex = 0;
@@ -34,6 +43,7 @@ export class Applier<Event = unknown> {
     private readonly sm: StateMachine<unknown, Event>,
     private readonly limits: SessionLimits | undefined,
     private readonly onRecord: RecordOutcome,
+    private readonly onRegistered: RegistrationOutcome,
     private readonly onEvents: (events: readonly Event[]) => void,
     /** Called with every entry before it is applied (the simulator's checkers). */
     private readonly trace?: (entry: Entry) => void,
@@ -45,9 +55,18 @@ export class Applier<Event = unknown> {
     return this.atMs;
   }
 
-  /** Whether the replicated state knows `session` (a restarted node must not reuse one). */
-  knowsSession(session: number): boolean {
-    return this.sessions.has(session);
+  /** What the replicated state knows of request (session, seq); a result is replayed. */
+  lookup(session: number, seq: number): { readonly kind: 'result'; readonly value: unknown } | { readonly kind: 'stale' | 'expired' | 'unknown' } {
+    const found = this.sessions.lookup(session, seq);
+    return found.kind === 'result' && this.sm.replay ? { kind: 'result', value: this.sm.replay(new Uint8Array(0), found.value) } : found;
+  }
+
+  /** A digest of the session table (the simulator compares members' tables). */
+  sessionsDigest(): number {
+    const bytes = this.sessions.encode();
+    let h = 0x811c9dc5;
+    for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ (bytes[i] as number), 0x01000193) >>> 0;
+    return h;
   }
 
   /** Sessions and results held (for status). */
@@ -66,9 +85,17 @@ export class Applier<Event = unknown> {
     this.appliedIndex = entry.index;
     if (entry.type !== EntryType.Normal) return;
     let ctx: ApplyContext | undefined;
+    let position = 0;
     const sessions = this.sessions;
     const header = readEntry(entry.data, (session, seq, floor, body) => {
       ctx ??= this.context(entry.index, entry.data);
+      const at = position++;
+      if (session === REGISTER_SESSION) {
+        const id = sessionIdAt(entry.index, at);
+        sessions.register(id, ctx.atMs);
+        this.onRegistered(seq, body, id);
+        return;
+      }
       const verdict = sessions.check(session, seq, floor, ctx.atMs);
       if (verdict === Verdict.New) {
         const out = this.sm.apply(body, ctx);
@@ -78,6 +105,8 @@ export class Applier<Event = unknown> {
       } else if (verdict === Verdict.Duplicate) {
         const kept = sessions.duplicateResult;
         this.onRecord(session, seq, entry.index, this.sm.replay ? this.sm.replay(body, kept) : kept, true);
+      } else if (verdict === Verdict.Expired) {
+        this.onRecord(session, seq, entry.index, SESSION_EXPIRED, true);
       } else {
         this.onRecord(session, seq, entry.index, undefined, true);
       }

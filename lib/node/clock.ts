@@ -7,8 +7,10 @@
 export type TimerHandle = { readonly cancel: () => void };
 
 export interface Clock {
-  /** Wall-clock milliseconds (Date.now()): stamped into entries by the leader. */
+  /** Wall-clock milliseconds (Date.now()): stamped into entries by the leader, nothing else. */
   nowMs(): number;
+  /** Monotonic milliseconds (performance.now()): every local deadline and interval. */
+  monoMs(): number;
   /** Calls `fn` every `intervalMs` until cancelled. */
   every(intervalMs: number, fn: () => void): TimerHandle;
   /** Calls `fn` once after `delayMs` unless cancelled. */
@@ -17,9 +19,10 @@ export interface Clock {
   soon(fn: () => void): void;
 }
 
-/** The real clock: Date.now, setInterval, setTimeout, setImmediate. */
+/** The real clock: Date.now, performance.now, setInterval, setTimeout, setImmediate. */
 export const systemClock: Clock = {
   nowMs: () => Date.now(),
+  monoMs: () => performance.now(),
   every(intervalMs, fn) {
     const h = setInterval(fn, intervalMs);
     h.unref?.();

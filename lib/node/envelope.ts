@@ -8,9 +8,10 @@
  * An entry batches the requests of one event-loop turn: the leader's own and those followers
  * forwarded, each a record. `atMs` is the leader's wall clock, written once into the fixed header
  * when it proposes the entry (no decoding, no re-encoding). A record names its request by
- * (session, seq): `session` is a random 52-bit id a node draws when it starts, `seq` counts that
- * node's requests, and `floor` is the lowest seq the node still waits for (every request below it
- * is settled, so the replicated session table may forget their results). `body` is the state
+ * (session, seq): `session` is the id the log gave the node's registration (a record of session
+ * 0, see REGISTER_SESSION), `seq` counts that node's requests, and `floor` is the lowest seq the
+ * node still waits for (every request below it is settled, so the replicated session table may
+ * forget their results). `body` is the state
  * machine's command, exactly as submitted: the node never looks inside it.
  *
  * Followers forward record blocks (records without a header), so the leader copies a forwarded
@@ -24,8 +25,13 @@ export const ENTRY_HEADER_BYTES = 14;
 export const RECORD_HEADER_BYTES = 28;
 /** Most records in one forwarded block or entry (a bound on what a peer can make us parse). */
 export const RECORDS_PER_BLOCK_MAX = 1 << 20;
-/** Session ids are drawn below this (52 bits: exact in a float64). */
-export const SESSION_ID_LIMIT = 2 ** 52;
+/** Session ids are below this (exact in a float64). */
+export const SESSION_ID_LIMIT = 2 ** 53;
+/**
+ * The session of a registration record: it opens a session (lib/node/sessions.ts) whose id the
+ * log assigns; its `seq` is the registering node's nonce and its body the node's id.
+ */
+export const REGISTER_SESSION = 0;
 
 /** One request as it is replicated. */
 export interface RecordRef {

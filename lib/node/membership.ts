@@ -132,7 +132,7 @@ export class Membership {
   tick(): void {
     this.syncTransport();
     if (this.local.size === 0 && this.driven.size === 0 && this.transfers.size === 0 && this.joinAddress === undefined) return;
-    const now = this.host.clock.nowMs();
+    const now = this.host.clock.monoMs();
     const soft = this.host.core.softState();
     if (soft.role === 'leader') {
       for (const [key, d] of this.driven) {
@@ -156,7 +156,7 @@ export class Membership {
 
   private attempt(l: LocalOp): void {
     const soft = this.host.core.softState();
-    l.lastAttemptMs = this.host.clock.nowMs();
+    l.lastAttemptMs = this.host.clock.monoMs();
     if (soft.role === 'leader') {
       this.drivenFor(l.op).local.add(l.id);
       this.host.schedulePump();
@@ -176,7 +176,7 @@ export class Membership {
       d = { op, local: new Set(), remote: [], roundTarget: 0, roundStartMs: 0, touchedMs: 0 };
       this.driven.set(key, d);
     }
-    d.touchedMs = this.host.clock.nowMs();
+    d.touchedMs = this.host.clock.monoMs();
     return d;
   }
 
@@ -261,7 +261,7 @@ export class Membership {
   private attemptTransfer(w: TransferWaiter): void {
     const core = this.host.core;
     const soft = core.softState();
-    w.lastAttemptMs = this.host.clock.nowMs();
+    w.lastAttemptMs = this.host.clock.monoMs();
     if (soft.role === 'leader') {
       const to = w.to ?? core.mostCaughtUpFollower();
       if (to === null) {

@@ -21,7 +21,7 @@ import type { AppMessage, PeerMessage, Transport } from '../contracts/transport.
 import type { Storage } from '../storage/storage.js';
 import { Applier } from './applier.js';
 import type { Clock, TimerHandle } from './clock.js';
-import { SESSION_ID_LIMIT, timeTickEntry } from './envelope.js';
+import { timeTickEntry } from './envelope.js';
 import { FORWARD_CHANNEL, decodeForward, encodeForward } from './forward.js';
 import type { ForwardBody } from './forward.js';
 import { Membership } from './membership.js';
@@ -91,6 +91,8 @@ export interface NodeStatus extends CoreStatus {
   /** What the replicated state reflects (may trail `commitIndex` briefly). */
   readonly appliedIndex: number;
   readonly requestsPending: number;
+  /** This node's request session (undefined while it registers one). */
+  readonly session: number | undefined;
   readonly sessions: number;
   readonly persists: number;
   readonly snapshotsTaken: number;
@@ -109,8 +111,6 @@ export class RaftNode<Event = unknown> {
   private readonly requests: Requests;
   private readonly reads: Reads;
   private readonly membership: Membership;
-  /** This node's session: every request it submits is numbered within it. */
-  readonly session: number;
 
   private ticker: TimerHandle | undefined;
   private timeKeeper: TimerHandle | undefined;
@@ -134,6 +134,7 @@ export class RaftNode<Event = unknown> {
       this.sm,
       options.sessionLimits,
       (session, seq, index, result, duplicate) => this.requests.onApplied(session, seq, index, result, duplicate),
+      (nonce, who, session) => this.requests.onRegistered(nonce, who, session),
       (events) => {
         for (const event of events) this.opts.onEvent({ type: 'machine', event });
       },
@@ -141,13 +142,6 @@ export class RaftNode<Event = unknown> {
     );
     const snapshot = this.storage.snapshot();
     if (snapshot) this.applier.restore(snapshot.data, snapshot.meta.index);
-    // A session is this incarnation's alone: a reused one would make its new requests look
-    // like retries of the old ones. Ids are random (52 bits); this guards a repeated seed.
-    let session: number;
-    do session = options.random.int(2 ** 26) * 2 ** 26 + options.random.int(2 ** 26);
-    while (this.applier.knowsSession(session));
-    if (session >= SESSION_ID_LIMIT) throw new RaftInvariantError('session id out of range');
-    this.session = session;
     const repairing = this.storage.status().needsRepair;
     this.storageRepairing = repairing;
     // A damaged log may have lost entries this node once acknowledged: it must not vote until
@@ -173,7 +167,8 @@ export class RaftNode<Event = unknown> {
     this.requests = new Requests({
       core,
       clock: this.clock,
-      session: this.session,
+      random: options.random,
+      idBytes: new TextEncoder().encode(options.id),
       retryIntervalMs: options.retryIntervalMs,
       entryBytesMax: options.entryBytesMax ?? 256 * 1024,
       bodyBytesMax: options.bodyBytesMax ?? 64 << 20,
@@ -222,6 +217,7 @@ export class RaftNode<Event = unknown> {
           for (const rs of states) this.reads.onReadState(rs.id, rs.index);
           for (const id of failed) this.reads.onReadFailed(id);
         },
+        afterRestore: () => this.requests.afterRestore((session, seq) => this.applier.lookup(session, seq)),
         afterAdvance: () => {
           this.onConfigMaybeCommitted();
           this.reads.serve();
@@ -405,6 +401,7 @@ export class RaftNode<Event = unknown> {
       ...this.core.status(),
       appliedIndex: this.applier.appliedIndex,
       requestsPending: this.requests.pending,
+      session: this.requests.currentSession,
       sessions: stats.sessions,
       persists: this.loop.counters.persists,
       snapshotsTaken: this.loop.counters.snapshotsTaken,
@@ -414,6 +411,11 @@ export class RaftNode<Event = unknown> {
   /** @internal The core, read-only, for the simulator's checkers and white-box tests. */
   inspect(): RaftCore {
     return this.core;
+  }
+
+  /** @internal A digest of the replicated session table (the simulator compares members'). */
+  sessionsDigest(): number {
+    return this.applier.sessionsDigest();
   }
 
   /**
@@ -432,12 +434,12 @@ export class RaftNode<Event = unknown> {
     }
     this.guard(() => this.core.transferLeadership(target));
     this.loop.schedulePump();
-    const started = this.clock.nowMs();
+    const started = this.clock.monoMs();
     // `after` (not `every`, whose timer does not keep the process alive): a stop in progress
     // must finish even when nothing else holds the event loop open.
     const poll = (): void => {
       const handedOver = this.core.softState().role !== 'leader';
-      if (handedOver || this.closed || this.clock.nowMs() - started >= handoverMs) {
+      if (handedOver || this.closed || this.clock.monoMs() - started >= handoverMs) {
         // Let the last frames (TimeoutNow, appends) leave before the sockets close.
         this.clock.after(10, () => {
           this.close(new RaftQueueError('CLOSED', 'the queue was stopped')).then(cb, cb);

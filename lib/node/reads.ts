@@ -62,7 +62,7 @@ export class Reads {
 
   private attempt(id: number, r: ReadWaiter): void {
     const soft = this.host.core.softState();
-    r.lastAttemptMs = this.host.clock.nowMs();
+    r.lastAttemptMs = this.host.clock.monoMs();
     if (soft.role === 'leader') {
       r.sawLeader = true;
       const res = this.host.guard(() => this.host.core.readIndex(id));
@@ -147,7 +147,7 @@ export class Reads {
   }
 
   retryStale(): void {
-    const now = this.host.clock.nowMs();
+    const now = this.host.clock.monoMs();
     for (const [id, r] of this.reads) {
       if (r.index === undefined && now - r.lastAttemptMs >= this.host.retryIntervalMs) this.attempt(id, r);
     }

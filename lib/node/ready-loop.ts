@@ -32,6 +32,8 @@ export interface ReadyHooks {
   beforeSend(): void;
   onSoftState(soft: SoftState): void;
   onReadStates(states: readonly ReadState[], failed: readonly number[]): void;
+  /** A snapshot from the leader replaced the replicated state. */
+  afterRestore(): void;
   /** After every `advance()`. */
   afterAdvance(): void;
   /** Runs `fn`; an exception fail-stops the node (undefined then). */
@@ -184,6 +186,7 @@ export class ReadyLoop {
         this.applier.restore(snapshot.data, snapshot.meta.index);
         this.lastSnapshotBytes = snapshot.data.length;
         this.logBytesSinceSnapshot = 0;
+        this.hooks.afterRestore();
         return true;
       });
       if (!restored || !this.applyCommitted(rd)) return;

@@ -2,21 +2,31 @@
  * Requests: what a node's callers submitted and are waiting for, until their result is applied
  * on this node (or their deadline passes).
  *
- * Every request gets the next sequence number of this node's session (lib/node/sessions.ts) and
- * keeps it on every retry, so the replicated session table applies it once however often it is
- * sent. Requests of one event-loop turn travel together: on the leader they become one log entry
- * (with the blocks followers forwarded in that turn), on a follower one forwarded batch. A request
- * is re-sent when its leader changes, when its batch was refused or never answered within
- * `retryIntervalMs`, and when the term of the leader that appended it ends; never while that
- * leader's term lasts (the entry then either commits or the term ends).
+ * The node first registers a session (lib/node/sessions.ts): a registration record whose id the
+ * log assigns. Every request gets the next sequence number of that session and keeps it on every
+ * retry, so the replicated session table applies it once however often it is sent. Requests of
+ * one event-loop turn travel together: on the leader they become one log entry (with the blocks
+ * followers forwarded in that turn), on a follower one forwarded batch. A request is re-sent when
+ * its leader changes, when its batch was refused or never answered within `retryIntervalMs`, and
+ * when the term of the leader that appended it ends; never while that leader's term lasts (the
+ * entry then either commits or the term ends).
  *
- * One timer checks every deadline (no timer per request).
+ * If the table forgot the session (idle too long, or evicted), a record of it is never applied:
+ * the node registers a new session and re-sends what it waits for under it. Every copy applied
+ * before the session was forgotten resolved its waiter when this node applied it (or, when this
+ * node installed a snapshot instead, by looking the request up in the snapshot's table), so a
+ * re-sent request cannot be applied twice; when even the snapshot no longer knows the session,
+ * the outcome of what was sent is unknown (TIMEOUT).
+ *
+ * One timer checks every deadline (no timer per request). Local time is monotonic.
  */
 import type { RaftCore } from '../core/raft-core.js';
+import type { Random } from '../core/random.js';
 import type { NodeId } from '../core/types.js';
 import { RaftQueueError } from '../contracts/errors.js';
+import { SESSION_EXPIRED } from './applier.js';
 import type { Clock, TimerHandle } from './clock.js';
-import { EntryBuilder, RECORD_HEADER_BYTES, RECORDS_PER_BLOCK_MAX, checkBlock, encodeBlock, recordBytes } from './envelope.js';
+import { EntryBuilder, RECORD_HEADER_BYTES, RECORDS_PER_BLOCK_MAX, REGISTER_SESSION, checkBlock, encodeBlock, recordBytes } from './envelope.js';
 import type { RecordBlock, RecordRef } from './envelope.js';
 import type { ForwardBody } from './forward.js';
 
@@ -25,11 +35,16 @@ export type SubmitOutcome =
   | { readonly ok: true; readonly result: unknown; readonly duplicate: boolean; readonly index: number }
   | { readonly ok: false; readonly error: RaftQueueError };
 
+/** What the replicated state knows of a request (after a snapshot was installed). */
+export type RequestLookup = (session: number, seq: number) => { readonly kind: 'result'; readonly value: unknown } | { readonly kind: 'stale' | 'expired' | 'unknown' };
+
 export interface RequestsHost {
   readonly core: RaftCore;
   readonly clock: Clock;
-  /** This node's session id (random, drawn at start). */
-  readonly session: number;
+  /** Nonces for registrations and the first batch number. */
+  readonly random: Random;
+  /** This node's id as bytes: the body of its registration records. */
+  readonly idBytes: Uint8Array;
   readonly retryIntervalMs: number;
   /** An entry stops growing past this many bytes (a lone larger request still goes whole). */
   readonly entryBytesMax: number;
@@ -57,8 +72,8 @@ interface Waiter {
   lastAttemptMs: number;
   /** The term of the leader that appended it; 0 while unknown. Re-sent only once it ends. */
   proposedTerm: number;
-  /** Forwarding attempts so far. */
-  attempts: number;
+  /** Copies handed to a leader so far (proposed locally or forwarded): any may be in the log. */
+  sends: number;
   /** In this turn's outbox. */
   queued: boolean;
 }
@@ -71,6 +86,11 @@ interface Inbound {
 }
 
 export class Requests {
+  /** The registered session, or undefined while (re)registering. */
+  private session: number | undefined;
+  /** The nonce of the registration in progress, and when it was last sent. */
+  private registerNonce: number;
+  private registerSentMs = -Infinity;
   private nextSeq = 1;
   /** By seq; Map order is seq order, so the first key is the floor. */
   private readonly waiters = new Map<number, Waiter>();
@@ -78,16 +98,31 @@ export class Requests {
   private inbound: Inbound[] = [];
   /** Forwarded batches not yet answered: batch number -> seqs and when it was sent. */
   private readonly batches = new Map<number, { readonly seqs: readonly number[]; readonly sentMs: number }>();
-  private nextBatch = 1;
+  /** Batch numbers start at a random point: a reply to an earlier incarnation's batch is ignored. */
+  private nextBatch: number;
   private deadlineSweep: TimerHandle | undefined;
   private closed = false;
   /** Malformed blocks received from peers (a bug or a hostile member). */
   blocksRejected = 0;
+  /** Sessions this node registered (1 unless the table forgot one). */
+  registrations = 0;
 
-  constructor(private readonly host: RequestsHost) {}
+  constructor(private readonly host: RequestsHost) {
+    this.registerNonce = this.freshNonce();
+    this.nextBatch = host.random.int(2 ** 31) * 2 ** 20;
+  }
 
   get pending(): number {
     return this.waiters.size;
+  }
+
+  /** The session in use (undefined while registering). */
+  get currentSession(): number | undefined {
+    return this.session;
+  }
+
+  private freshNonce(): number {
+    return this.host.random.int(2 ** 26) * 2 ** 26 + this.host.random.int(2 ** 26);
   }
 
   /** Submits `body`; `cb` gets the state machine's result once applied on this node. */
@@ -100,7 +135,7 @@ export class Requests {
       cb({ ok: false, error: new RaftQueueError('NO_CAPACITY', `${this.waiters.size} requests are already waiting on this member; retry later`) });
       return;
     }
-    const now = this.host.clock.nowMs();
+    const now = this.host.clock.monoMs();
     const w: Waiter = {
       seq: this.nextSeq++,
       body,
@@ -110,7 +145,7 @@ export class Requests {
       sawLeader: false,
       lastAttemptMs: -Infinity,
       proposedTerm: 0,
-      attempts: 0,
+      sends: 0,
       queued: false,
     };
     this.waiters.set(w.seq, w);
@@ -136,20 +171,22 @@ export class Requests {
 
   /** Turns this turn's requests into log entries (leader) or one forwarded batch (follower). */
   flush(): void {
-    if (this.outbox.length === 0 && this.inbound.length === 0) return;
+    const register = this.session === undefined && this.host.clock.monoMs() - this.registerSentMs >= this.host.retryIntervalMs;
+    if (this.outbox.length === 0 && this.inbound.length === 0 && !register) return;
     const soft = this.host.core.softState();
     if (soft.role === 'leader') {
-      this.proposeAll();
+      this.proposeAll(register);
       return;
     }
     for (const i of this.inbound) this.host.sendForward(i.from, { k: 'refused', b: i.b, reason: 'notLeader', leaderId: soft.leaderId });
     this.inbound = [];
     // With no leader known the outbox waits for one (every pump tries again).
-    if (soft.leaderId !== null) this.forwardAll(soft.leaderId);
+    if (soft.leaderId !== null) this.forwardAll(soft.leaderId, register);
   }
 
-  /** The live requests of the outbox, which is emptied. */
+  /** The live requests of the outbox (none while unregistered: they wait), which is emptied. */
   private takeOutbox(): Waiter[] {
+    if (this.session === undefined) return [];
     const out: Waiter[] = [];
     for (const w of this.outbox) {
       w.queued = false;
@@ -159,7 +196,12 @@ export class Requests {
     return out;
   }
 
-  private proposeAll(): void {
+  private registerRecord(): RecordRef {
+    this.registerSentMs = this.host.clock.monoMs();
+    return { session: REGISTER_SESSION, seq: this.registerNonce, floor: 0, body: this.host.idBytes };
+  }
+
+  private proposeAll(register: boolean): void {
     const locals = this.takeOutbox();
     const inbound = this.inbound;
     this.inbound = [];
@@ -176,7 +218,11 @@ export class Requests {
       batchLocals = [];
       batchInbound = [];
     };
-    const session = this.host.session;
+    if (register) {
+      const r = this.registerRecord();
+      builder.addRecord(r.session, r.seq, r.floor, r.body);
+    }
+    const session = this.session as number;
     for (const w of locals) {
       if (!builder.empty && builder.bytes + RECORD_HEADER_BYTES + w.body.length > max) propose();
       builder.addRecord(session, w.seq, floor, w.body);
@@ -193,10 +239,11 @@ export class Requests {
   private proposeEntry(data: Uint8Array, locals: readonly Waiter[], inbound: readonly Inbound[]): void {
     const r = this.host.guard(() => this.host.core.propose(data));
     if (r === undefined) return; // The node fail-stopped.
-    const now = this.host.clock.nowMs();
+    const now = this.host.clock.monoMs();
     if (r.ok) {
       for (const w of locals) {
         w.sawLeader = true;
+        w.sends++;
         w.lastAttemptMs = now;
         w.proposedTerm = r.term;
       }
@@ -204,39 +251,43 @@ export class Requests {
       return;
     }
     for (const w of locals) {
-      // NO_CAPACITY only when no attempt reached a leader before: otherwise a copy may already
-      // be in the log, and "retry later" would invite a duplicate. Keep trying (then TIMEOUT).
-      if (r.reason === 'noCapacity' && !w.sawLeader) this.finish(w.seq, { ok: false, error: noCapacity('the leader has too many uncommitted entries') });
+      // NO_CAPACITY only when no copy was ever handed to a leader: otherwise one may already be
+      // in the log, and "retry later" would invite a duplicate. Keep trying (then TIMEOUT).
+      if (r.reason === 'noCapacity' && w.sends === 0) this.finish(w.seq, { ok: false, error: noCapacity('the leader has too many uncommitted entries') });
       else w.lastAttemptMs = now;
     }
     for (const i of inbound) this.host.sendForward(i.from, { k: 'refused', b: i.b, reason: r.reason, leaderId: r.leaderId });
   }
 
-  private forwardAll(leaderId: NodeId): void {
+  private forwardAll(leaderId: NodeId, register: boolean): void {
     const ws = this.takeOutbox();
-    if (ws.length === 0) return;
+    if (ws.length === 0 && !register) return;
     const floor = this.floor();
-    const now = this.host.clock.nowMs();
+    const now = this.host.clock.monoMs();
     const max = this.host.entryBytesMax;
-    let records: RecordRef[] = [];
+    let records: RecordRef[] = register ? [this.registerRecord()] : [];
+    let seqs: number[] = [];
     let bytes = 0;
     const send = (): void => {
       if (records.length === 0) return;
       const b = this.nextBatch++;
       const block = encodeBlock(records);
-      this.batches.set(b, { seqs: records.map((r) => r.seq), sentMs: now });
+      this.batches.set(b, { seqs, sentMs: now });
       this.host.sendForward(leaderId, { k: 'propose', b, recs: block.bytes });
       records = [];
+      seqs = [];
       bytes = 0;
     };
+    const session = this.session as number;
     for (const w of ws) {
       w.sawLeader = true;
-      w.attempts++;
+      w.sends++;
       w.lastAttemptMs = now;
       w.proposedTerm = 0;
-      const r: RecordRef = { session: this.host.session, seq: w.seq, floor, body: w.body };
+      const r: RecordRef = { session, seq: w.seq, floor, body: w.body };
       if (records.length > 0 && bytes + recordBytes(r) > max) send();
       records.push(r);
+      seqs.push(w.seq);
       bytes += recordBytes(r);
     }
     send();
@@ -283,15 +334,69 @@ export class Requests {
     for (const seq of batch.seqs) {
       const w = this.waiters.get(seq);
       if (w === undefined) continue;
-      if (reason === 'noCapacity' && w.attempts <= 1) this.finish(seq, { ok: false, error: noCapacity('the leader has too many uncommitted entries') });
+      // The refused copy is not in the log; NO_CAPACITY only if it was the only one ever sent.
+      if (reason === 'noCapacity' && w.sends <= 1) this.finish(seq, { ok: false, error: noCapacity('the leader has too many uncommitted entries') });
       else w.lastAttemptMs = -Infinity; // At the next retry sweep or leader change.
     }
   }
 
-  /** An applied record: resolves it if this node submitted it. `result` undefined: stale. */
+  /** A registration was applied: if it is this node's, the session is open. */
+  onRegistered(nonce: number, who: Uint8Array, session: number): void {
+    if (this.session !== undefined || nonce !== this.registerNonce || !sameBytes(who, this.host.idBytes)) return;
+    this.session = session;
+    this.registrations++;
+    // Everything waiting goes out now under the session.
+    for (const w of this.waiters.values()) {
+      w.proposedTerm = 0;
+      this.queue(w);
+    }
+    this.host.schedulePump();
+  }
+
+  /**
+   * An applied record: resolves it if this node submitted it. `result` undefined: stale;
+   * SESSION_EXPIRED: the table forgot this node's session, so nothing of it was applied.
+   */
   onApplied(session: number, seq: number, index: number, result: unknown, duplicate: boolean): void {
-    if (session !== this.host.session || result === undefined) return;
+    if (session !== this.session || result === undefined) return;
+    if (result === SESSION_EXPIRED) {
+      this.host.log(`request session ${session} was forgotten by the cluster (idle or evicted); registering a new one`);
+      this.reregister();
+      return;
+    }
     this.finish(seq, { ok: true, result, duplicate, index });
+  }
+
+  /**
+   * This node installed a snapshot: requests it covers were applied without this node applying
+   * them. Resolve those from the snapshot's session table; re-send the others.
+   */
+  afterRestore(lookup: RequestLookup): void {
+    const session = this.session;
+    if (session === undefined) return;
+    for (const w of [...this.waiters.values()]) {
+      const found = lookup(session, w.seq);
+      if (found.kind === 'result') {
+        this.finish(w.seq, { ok: true, result: found.value, duplicate: true, index: 0 });
+      } else if (found.kind === 'unknown') {
+        w.proposedTerm = 0;
+        w.lastAttemptMs = -Infinity;
+      } else if (w.sends > 0) {
+        // The snapshot no longer knows the session (or settled this request without a result):
+        // whether a copy was applied before it was forgotten cannot be known.
+        this.finish(w.seq, { ok: false, error: new RaftQueueError('TIMEOUT', 'request: outcome unknown (its session was forgotten while it waited; a retry with the same publishId is safe)') });
+      }
+    }
+    if (lookup(session, this.nextSeq).kind === 'expired') this.reregister();
+  }
+
+  private reregister(): void {
+    this.session = undefined;
+    this.registerNonce = this.freshNonce();
+    this.registerSentMs = -Infinity;
+    this.batches.clear();
+    for (const w of this.waiters.values()) w.proposedTerm = 0;
+    this.host.schedulePump();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -299,17 +404,20 @@ export class Requests {
 
   /** A new leader (or the same one in a new term): everything not applied goes to it now. */
   onLeaderChange(): void {
+    this.registerSentMs = -Infinity;
     for (const w of this.waiters.values()) {
       w.proposedTerm = 0;
       this.queue(w);
     }
+    this.host.schedulePump();
   }
 
   /** Re-sends what may have been lost (called every `retryIntervalMs / 4`). */
   retryStale(): void {
     if (this.closed) return;
-    const now = this.host.clock.nowMs();
+    const now = this.host.clock.monoMs();
     const soft = this.host.core.softState();
+    if (this.session === undefined) this.host.schedulePump();
     for (const w of this.waiters.values()) {
       if (w.queued) continue;
       // Appended by a leader whose term is still current: it commits or that term ends.
@@ -329,7 +437,7 @@ export class Requests {
     if (this.deadlineSweep !== undefined || this.closed) return;
     this.deadlineSweep = this.host.clock.after(DEADLINE_SWEEP_MS, () => {
       this.deadlineSweep = undefined;
-      const now = this.host.clock.nowMs();
+      const now = this.host.clock.monoMs();
       for (const w of this.waiters.values()) {
         if (w.deadlineMs > now) continue;
         this.finish(w.seq, { ok: false, error: timeoutError(w.sawLeader, 'request', w.timeoutMs) });
@@ -355,6 +463,12 @@ export class Requests {
     this.inbound = [];
     this.batches.clear();
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function noCapacity(message: string): RaftQueueError {

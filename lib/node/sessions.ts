@@ -2,17 +2,21 @@
  * SessionTable: the replicated record of which requests were applied, so that a request retried
  * by its node (after a lost forward, a lost reply or a leader change) takes effect once.
  *
- * Raft dissertation §6.3: every node that submits requests has a session (a random id drawn at
- * start) and numbers its requests; the state machine remembers, per session, the result of every
- * request at or above the session's `floor` (the lowest request the node still waits for, sent
- * with every record). A request below the floor is settled for its node and is ignored (`stale`);
- * a request at or above it whose result is remembered is a duplicate and returns that result.
+ * Raft dissertation §6.3: a node first *registers* a session; the id is assigned by the log (the
+ * registering record's position: entry index × 2^20 + position in the entry), so an id is never
+ * issued twice. The node numbers its requests (`seq` from 1); the table remembers, per session,
+ * the result of every request at or above the session's `floor` (the lowest request the node
+ * still waits for, sent with every record). A request below the floor is settled for its node and
+ * is ignored (`stale`); one at or above it whose result is remembered is a duplicate and returns
+ * that result. A record of a session the table does not know (never registered, or forgotten) is
+ * `expired`: it is never applied, and since ids are never reissued, no copy of it ever can be.
  *
  * Part of the replicated state: every member applies the same entries to it in the same order and
  * it travels in snapshots. Time is entry time. Bounded: sessions idle for `idleMs` are forgotten,
  * at most `sessionsMax` are kept (least recently active forgotten first), and a session keeps at
  * most `resultsMax` results (the oldest is forgotten and the floor raised past it, so a late copy
- * of that request is stale rather than applied twice).
+ * of that request is stale rather than applied twice). A forgotten session costs its node the
+ * outcome of what it was waiting for, never a request applied twice.
  */
 import { Packr } from 'msgpackr';
 import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
@@ -25,7 +29,14 @@ interface Session {
 }
 
 /** What the table says of a record about to be applied. */
-export const Verdict = { New: 0, Duplicate: 1, Stale: 2 } as const;
+export const Verdict = { New: 0, Duplicate: 1, Stale: 2, Expired: 3 } as const;
+
+/** Session ids: entry index × 2^20 + the record's position in the entry. */
+export const SESSION_POSITIONS = 2 ** 20;
+
+export function sessionIdAt(index: number, position: number): number {
+  return index * SESSION_POSITIONS + position;
+}
 export type Verdict = (typeof Verdict)[keyof typeof Verdict];
 
 export interface SessionLimits {
@@ -59,6 +70,18 @@ export class SessionTable {
     return this.sessions.has(session);
   }
 
+  /**
+   * What the table knows of request (session, seq), without changing anything: its remembered
+   * result, `stale` (settled below the floor), `expired` (no such session) or `unknown` (not
+   * applied).
+   */
+  lookup(session: number, seq: number): { readonly kind: 'result'; readonly value: unknown } | { readonly kind: 'stale' | 'expired' | 'unknown' } {
+    const s = this.sessions.get(session);
+    if (s === undefined) return { kind: 'expired' };
+    if (seq < s.floor) return { kind: 'stale' };
+    return s.results.has(seq) ? { kind: 'result', value: s.results.get(seq) } : { kind: 'unknown' };
+  }
+
   /** Results held, over every session (for metrics and tests). */
   resultCount(): number {
     let n = 0;
@@ -74,20 +97,23 @@ export class SessionTable {
     }
   }
 
+  /** Opens session `id` (assigned by the log: see sessionIdAt) at entry time `atMs`. */
+  register(id: number, atMs: number): void {
+    this.sessions.set(id, { floor: 1, lastAtMs: atMs, results: new Map() });
+    if (this.sessions.size > this.limits.sessionsMax) {
+      const oldest = this.sessions.keys().next().value as number;
+      this.sessions.delete(oldest);
+    }
+  }
+
   /**
    * Judges record (session, seq, floor) at entry time `atMs` and moves the session's floor. On
    * New, call `record` with the result once applied; on Duplicate, `duplicateResult` holds it.
    */
   check(session: number, seq: number, floor: number, atMs: number): Verdict {
-    let s = this.sessions.get(session);
-    if (s === undefined) {
-      s = { floor, lastAtMs: atMs, results: new Map() };
-      this.sessions.set(session, s);
-      if (this.sessions.size > this.limits.sessionsMax) {
-        const oldest = this.sessions.keys().next().value as number;
-        this.sessions.delete(oldest);
-      }
-    } else if (s.lastAtMs !== atMs) {
+    const s = this.sessions.get(session);
+    if (s === undefined) return Verdict.Expired;
+    if (s.lastAtMs !== atMs) {
       // Most recently active goes last (Map order), so expiry and eviction take the front.
       s.lastAtMs = atMs;
       this.sessions.delete(session);

@@ -2,7 +2,7 @@ import test from 'ava';
 import type { Delivery, StoredMessage } from '../../lib/queue/index.js';
 import { EntryBuilder } from '../../lib/node/envelope.js';
 import { encodeCommand } from '../../lib/queue/index.js';
-import { QueueDriver, bytes, text, texts, type DriverCommand } from './queue-driver.js';
+import { DRIVER_SESSION, QueueDriver, bytes, text, texts, type DriverCommand } from './queue-driver.js';
 
 test('queue: a repeated publishId returns the first offset, duplicate, and appends nothing', (t) => {
   const q = new QueueDriver();
@@ -110,7 +110,7 @@ test('queue: a request below its session floor is stale: applied neither first n
   const late = q.seqOf('late');
   q.seqOf('next');
   const builder = new EntryBuilder();
-  builder.addRecord(1, q.seqOf('next'), late + 1, encodeCommand({ t: 'publish', topic: 'a', payload: bytes('n') }));
+  builder.addRecord(DRIVER_SESSION, q.seqOf('next'), late + 1, encodeCommand({ t: 'publish', topic: 'a', payload: bytes('n') }));
   q.entry('next', builder.build(q.nowMs));
   const stale = q.run({ t: 'publish', rid: 'late', topic: 'a', payload: bytes('l') });
   t.deepEqual(stale.events, []);

@@ -8,7 +8,8 @@
 import { Unpackr } from 'msgpackr';
 import { EntryType } from '../../lib/core/types.js';
 import { Applier } from '../../lib/node/applier.js';
-import { EntryBuilder } from '../../lib/node/envelope.js';
+import { EntryBuilder, REGISTER_SESSION } from '../../lib/node/envelope.js';
+import { sessionIdAt } from '../../lib/node/sessions.js';
 import type { SessionLimits } from '../../lib/node/sessions.js';
 import {
   QUEUE_PACKR_OPTIONS,
@@ -42,12 +43,20 @@ export interface ClaimOptions {
   maxDeliveries?: number;
 }
 
-const SESSION = 1;
+/** The driver's request session: registered by the first entry (index 1, position 0). */
+export const DRIVER_SESSION = sessionIdAt(1, 0);
 
-/** One entry holding one record: (SESSION, seq) with `body`, at `atMs`. */
+/** The entry that registers DRIVER_SESSION (apply it at index 1). */
+export function registrationEntry(atMs = 0): Uint8Array {
+  const b = new EntryBuilder();
+  b.addRecord(REGISTER_SESSION, 1, 0, new TextEncoder().encode('driver'));
+  return b.build(atMs);
+}
+
+/** One entry holding one record: (DRIVER_SESSION, seq) with `body`, at `atMs`. */
 export function entryData(seq: number, body: Uint8Array, atMs: number): Uint8Array {
   const b = new EntryBuilder();
-  b.addRecord(SESSION, seq, 0, body);
+  b.addRecord(DRIVER_SESSION, seq, 0, body);
   return b.build(atMs);
 }
 
@@ -62,7 +71,8 @@ export class QueueDriver {
   private lastResult: { result: ApplyResult } | undefined;
   private events: QueueEvent[] = [];
 
-  constructor(options: QueueStateMachineOptions = {}, sessionLimits?: SessionLimits) {
+  /** `register`: apply the registration entry now (false: the caller's entries include it). */
+  constructor(options: QueueStateMachineOptions = {}, sessionLimits?: SessionLimits, register = true) {
     this.sm = new QueueStateMachine(options);
     this.applier = new Applier<QueueEvent>(
       this.sm,
@@ -70,8 +80,11 @@ export class QueueDriver {
       (_session, _seq, _index, result) => {
         this.lastResult = result === undefined ? undefined : { result: result as ApplyResult };
       },
+      () => undefined,
       (events) => this.events.push(...events),
     );
+    // Entry 1 registers the driver's session; commands follow from entry 2.
+    if (register) this.applier.apply({ index: 1, term: 1, type: EntryType.Normal, data: registrationEntry() });
   }
 
   get appliedIndex(): number {

@@ -5,7 +5,7 @@ import { isRaftQueueError } from '../../lib/contracts/errors.js';
 import { queuePackr } from '../../lib/queue/commands.js';
 import { EntryBuilder } from '../../lib/node/envelope.js';
 import { QUEUE_STATE_VERSION, QueueStateMachine, encodeCommand, type Command, type Delivery } from '../../lib/queue/index.js';
-import { entryData, hex, QueueDriver, text, type DriverCommand, type DriverOutput } from './queue-driver.js';
+import { entryData, hex, QueueDriver, registrationEntry, text, type DriverCommand, type DriverOutput } from './queue-driver.js';
 
 /** A stable text form of apply outputs (bytes as hex) for comparing machines. */
 function canon(value: unknown): string {
@@ -41,6 +41,7 @@ class Workload {
   /** The next entry to apply. */
   next(): Entry {
     const r = this.rng;
+    if (this.index === 0) return { index: ++this.index, term: 1, type: EntryType.Normal, data: registrationEntry() };
     this.nowMs += r.chance(0.05) ? -r.int(50) : r.int(40);
     const index = ++this.index;
     if (r.chance(0.01)) return { index, term: 1, type: EntryType.Noop, data: new Uint8Array() };
@@ -101,7 +102,7 @@ class Workload {
 /** Runs `steps` entries of seed's workload into `machines`, asserting equal outputs; returns the entries. */
 /** A replica of the replicated state (session table and queue) as the node layer holds it. */
 function replica(): QueueDriver {
-  return new QueueDriver({ dedupWindowMax: 64, dedupWindowMs: 2_000 });
+  return new QueueDriver({ dedupWindowMax: 64, dedupWindowMs: 2_000 }, undefined, false);
 }
 
 function applyTo(q: QueueDriver, entry: Entry): DriverOutput {
@@ -238,5 +239,5 @@ test('queue: restore refuses another version or corrupt data with STORAGE_FAILED
     t.true(isRaftQueueError(whole, 'STORAGE_FAILED') || isRaftQueueError(whole, 'STORAGE_VERSION'), String(whole));
   }
   t.is(hex(q.sm.snapshot()), hex(before));
-  t.is(q.appliedIndex, 2);
+  t.is(q.appliedIndex, 3);
 });

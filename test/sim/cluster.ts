@@ -17,6 +17,7 @@ import type { PeerMessage } from '../../lib/contracts/transport.js';
 import { RaftNode } from '../../lib/node/raft-node.js';
 import type { NodeEvent, SubmitOutcome } from '../../lib/node/raft-node.js';
 import type { MemberOp } from '../../lib/node/membership.js';
+import type { SessionLimits } from '../../lib/node/sessions.js';
 import { encodeCommand } from '../../lib/queue/index.js';
 import type { ApplyResult, QueueEvent } from '../../lib/queue/index.js';
 import { EventQueue } from './event-queue.js';
@@ -79,6 +80,8 @@ export interface ClusterOptions {
   readonly entryBytesMax?: number;
   /** Largest wall-clock skew between two nodes' clocks. */
   readonly clockSkewMsMax?: number;
+  /** Bounds of the replicated session table (small ones make sessions expire and results go). */
+  readonly sessionLimits?: SessionLimits;
 }
 
 type SimEvent =
@@ -98,6 +101,11 @@ class SimNode {
   lastApplied = 0;
   /** The term in which this incarnation last became leader (leader completeness is checked once). */
   ledTerm = -1;
+  /** Commands this incarnation's machine applied (each at most once). */
+  readonly appliedKeys = new Set<string>();
+  /** (virtual time, applied index) each time this incarnation's applied index moved. */
+  readonly appliedTimes: number[] = [];
+  readonly appliedIndexes: number[] = [];
   /** Callbacks of requests submitted on this incarnation, not yet answered. */
   readonly waiters = new Set<(outcome: SubmitOutcome) => void>();
   /** Queue mode: position of the next result within the entry being applied. */
@@ -161,6 +169,8 @@ export class Cluster implements Scheduler {
   /** Queue mode: a digest of every result, by (index, position in the entry). */
   private readonly resultDigest = new Map<string, number>();
   private maxCommitted = 0;
+  /** A digest of the session table before every 64th entry, by index. */
+  private readonly sessionDigests = new Map<number, number>();
 
   // Workload state.
   private proposalSeq = 0;
@@ -312,6 +322,9 @@ export class Cluster implements Scheduler {
     const snapshot = n.storage.snapshot();
     if (snapshot) this.lastAppliedConf.set(id, { index: snapshot.meta.index, voters: snapshot.meta.conf.voters });
     n.lastApplied = snapshot?.meta.index ?? 0;
+    n.appliedKeys.clear();
+    n.appliedTimes.length = 0;
+    n.appliedIndexes.length = 0;
     const machine = this.opts.queueMode
       ? new RecordingQueue({
           applied: (index, command, result, events) => this.onQueueResult(n, index, command, result, events),
@@ -343,6 +356,7 @@ export class Cluster implements Scheduler {
       address: `sim:${id}`,
       ...(joinVia !== undefined ? { join: joinVia } : {}),
       entryBytesMax: this.opts.entryBytesMax ?? 256 * 1024,
+      ...(this.opts.sessionLimits ? { sessionLimits: this.opts.sessionLimits } : {}),
       core: {
         preVote: this.opts.preVote,
         checkQuorum: this.opts.checkQuorum,
@@ -378,8 +392,22 @@ export class Cluster implements Scheduler {
       const snap = n.storage.snapshot();
       if (snap === undefined || snap.meta.index !== e.index - 1) this.fail(`${n.id} applied ${e.index} after ${n.lastApplied} with no snapshot at ${e.index - 1}`);
       this.lastAppliedConf.set(n.id, { index: snap.meta.index, voters: snap.meta.conf.voters });
+      n.appliedTimes.push(this.nowMs);
+      n.appliedIndexes.push(snap.meta.index);
     }
     n.lastApplied = e.index;
+    n.appliedTimes.push(this.nowMs);
+    n.appliedIndexes.push(e.index);
+    // Every member's session table is the same before each 64th entry.
+    if (e.index % 64 === 0) {
+      const digest = n.node?.sessionsDigest();
+      const k = `s${e.index}`;
+      const known = this.sessionDigests.get(e.index);
+      if (digest !== undefined) {
+        if (known === undefined) this.sessionDigests.set(e.index, digest);
+        else if (known !== digest) this.fail(`${n.id}: session table before ${e.index} differs from other nodes (${k})`);
+      }
+    }
     // A node never applies an entry that is not committed (§5.3).
     const commit = core.status().commitIndex;
     if (e.index > commit) this.fail(`${n.id} applied entry ${e.index} beyond its commit index ${commit}`);
@@ -404,6 +432,8 @@ export class Cluster implements Scheduler {
 
   /** Raw mode: a command was applied. Each command is applied at one index, whichever node. */
   private onCommandApplied(n: SimNode, key: string, index: number): void {
+    if (n.appliedKeys.has(key)) this.fail(`exactly once: ${n.id} applied ${key} twice (again at ${index})`);
+    n.appliedKeys.add(key);
     const at = this.appliedAt.get(key);
     if (at === undefined) this.appliedAt.set(key, index);
     else if (at !== index) this.fail(`exactly once: ${key} applied at ${at} and again at ${index} (on ${n.id})`);
@@ -464,9 +494,11 @@ export class Cluster implements Scheduler {
     this.stats.proposals++;
     const leaderAtSubmit = n.core()?.softState().role === 'leader';
     const body = this.opts.queueMode ? encodeCommand({ t: 'deleteTopic', topic: `probe-${key}` }) : encoder.encode(key);
+    const deadlineMs = this.nowMs + REQUEST_TIMEOUT_MS;
     this.submitRaw(id, body, REQUEST_TIMEOUT_MS, (outcome) => {
       if (!outcome.ok) {
         this.stats.unknownOutcomes++;
+        if (outcome.error.code === 'TIMEOUT' && n.incarnation === inc) this.checkTimeoutHonest(n, key, deadlineMs);
         return;
       }
       if (this.opts.queueMode) {
@@ -487,6 +519,23 @@ export class Cluster implements Scheduler {
       this.maxAckedIndex = Math.max(this.maxAckedIndex, result.index);
     });
     return key;
+  }
+
+  /**
+   * A request that timed out must not have been applied on its own node well before its deadline
+   * (that node then knew the outcome: from applying it, or from a snapshot's session table).
+   * Only while sessions cannot expire (then "unknown" is the honest answer).
+   */
+  private checkTimeoutHonest(n: SimNode, key: string, deadlineMs: number): void {
+    if (this.opts.sessionLimits !== undefined) return;
+    const index = this.appliedAt.get(key);
+    if (index === undefined) return;
+    // The first time this incarnation's applied index reached `index`.
+    const i = n.appliedIndexes.findIndex((x) => x >= index);
+    if (i < 0) return;
+    const when = n.appliedTimes[i] as number;
+    const slackMs = 2 * (this.opts.retryIntervalMs ?? 300) + 100;
+    if (when < deadlineMs - slackMs) this.fail(`${n.id}: ${key} timed out at ${deadlineMs.toFixed(0)} though ${n.id} applied index ${index} at ${when.toFixed(0)}`);
   }
 
   /** Starts a linearizable read on `id` (raw mode). */

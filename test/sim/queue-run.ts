@@ -57,6 +57,8 @@ class QueueModel {
   // What callers saw.
   private readonly deliveries: Delivery[] = [];
   private readonly heldTokens = new Set<number>();
+  /** Messages callers got from consume. */
+  private readonly callerPops = new Set<string>();
   /** Publishes a caller saw acknowledged: topic@offset -> text. */
   private readonly ackedPublishes = new Map<string, string>();
   stats = { publishes: 0, pops: 0, acks: 0, redeliveries: 0, deadLettered: 0, unknown: 0 };
@@ -181,7 +183,15 @@ class QueueModel {
       this.ackedPublishes.set(`${command.topic}@${(result.value as { offset: number }).offset}`, decoder.decode(command.payload));
       this.stats.publishes++;
     }
-    if (command.t === 'consume' && result.value !== null) this.stats.pops++;
+    if (command.t === 'consume' && result.value !== null) {
+      // Each popped message reaches one caller: two callbacks with it would be two pops of it
+      // (a retry's duplicate goes to the same, single callback).
+      const m = result.value as StoredMessage;
+      const key = `${m.topic}@${m.offset}${m.deadLetter ? '!' : ''}`;
+      if (this.callerPops.has(key)) this.fail(`two callers got the message ${key} from consume`);
+      this.callerPops.add(key);
+      this.stats.pops++;
+    }
     if (command.t === 'ack' && result.value === true) this.stats.acks++;
     onOk?.(result.value);
   }

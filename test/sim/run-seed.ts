@@ -60,7 +60,7 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     lossRate: lossy ? r.float() * 0.2 : 0,
     duplicateRate: r.chance(0.5) ? r.float() * 0.1 : 0,
   };
-  const opts: ClusterOptions = {
+  let opts: ClusterOptions = {
     size,
     random,
     tickMs: 10,
@@ -83,12 +83,23 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     entryBytesMax: r.chance(0.2) ? 64 + r.int(200) : 256 * 1024,
     clockSkewMsMax: r.chance(0.5) ? r.float() * 200 : 0,
   };
+  // Sometimes a small session table: sessions expire while idle (the skew may exceed the idle
+  // time), are evicted, and lose old results; nothing may then be applied twice.
+  if (r.chance(0.15)) {
+    const idleMs = 200 + r.int(2_000);
+    opts = {
+      ...opts,
+      sessionLimits: { idleMs, sessionsMax: size + (opts.spares ?? 0) + 1 + r.int(3), resultsMax: 20 + r.int(200) },
+      clockSkewMsMax: r.chance(0.5) ? idleMs * 2 : (opts.clockSkewMsMax ?? 0),
+    };
+  }
   const description =
     `n=${size}, delay ${faults.delayMs.toFixed(1)}+${faults.jitterMs.toFixed(1)}ms, ` +
     `loss ${(faults.lossRate * 100).toFixed(0)}%, dup ${(faults.duplicateRate * 100).toFixed(0)}%, ` +
     `preVote ${opts.preVote}, checkQuorum ${opts.checkQuorum}, compact every ${opts.compactEveryEntries}` +
     (opts.spares ? `, membership changes with ${opts.spares} spare(s)${opts.spareJoin ? ' that join by themselves' : ''}` : '') +
-    `, retry ${opts.retryIntervalMs} ms`;
+    `, retry ${opts.retryIntervalMs} ms` +
+    (opts.sessionLimits ? `, small session table (idle ${opts.sessionLimits.idleMs} ms, ${opts.sessionLimits.sessionsMax} sessions, ${opts.sessionLimits.resultsMax} results)` : '');
   return { ...opts, description };
 }
 

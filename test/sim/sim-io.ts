@@ -36,6 +36,10 @@ export class SimClock implements Clock {
     return Math.floor(SIM_EPOCH_MS + this.sim.nowMs + this.skewMs);
   }
 
+  monoMs(): number {
+    return this.sim.nowMs;
+  }
+
   every(intervalMs: number, fn: () => void): TimerHandle {
     let cancelled = false;
     const fire = (): void => {
