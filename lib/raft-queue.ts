@@ -30,7 +30,7 @@ import type { MemberOp } from './node/membership.js';
 import { PersistTimer } from './metrics.js';
 import { resolveOptions } from './options.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
-import { encodeCommand, encodePublish, validateTopicName } from './queue/index.js';
+import { binHeaderBytes, encodeCommand, encodePublish, encodePublishBytes, validateTopicName } from './queue/index.js';
 import type { ApplyResult, Command, Delivery as StoredDelivery, QueueEvent, QueueQuery, StoredMessage, TopicOptions } from './queue/index.js';
 import { AckBatcher, SubscriptionImpl, payloadPackr, resolveSubscribe, runHandler, toDelivery, toMessage } from './subscriptions.js';
 import type { SubscriptionHost } from './subscriptions.js';
@@ -177,16 +177,19 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     let body: Uint8Array;
     try {
       checkTopic(topic);
-      const bytes = encodePayload(payload);
-      if (bytes.length > this.options.messageBytesMax) {
-        throw new RaftQueueError('PAYLOAD_TOO_LARGE', `payload is ${bytes.length} bytes; messageBytesMax is ${this.options.messageBytesMax}`);
-      }
       const publishId = options.publishId;
       if (publishId !== undefined && (typeof publishId !== 'string' || publishId.length === 0 || publishId.length > PUBLISH_ID_CHARS_MAX)) {
         throw new RaftQueueError('INVALID_OPTIONS', `invalid option publishId: a string of 1 to ${PUBLISH_ID_CHARS_MAX} characters`);
       }
+      // Raw bytes are msgpack `bin`: written directly, without a msgpack encoder.
+      const raw = payload instanceof Uint8Array ? payload : undefined;
+      const bytes = raw === undefined ? encodePayload(payload) : undefined;
+      const encodedBytes = raw !== undefined ? raw.length + binHeaderBytes(raw.length) : (bytes as Uint8Array).length;
+      if (encodedBytes > this.options.messageBytesMax) {
+        throw new RaftQueueError('PAYLOAD_TOO_LARGE', `payload is ${encodedBytes} bytes; messageBytesMax is ${this.options.messageBytesMax}`);
+      }
       if (this.state !== 'running') throw this.notRunning();
-      body = encodePublish(topic, bytes, publishId);
+      body = raw !== undefined ? encodePublishBytes(topic, raw, publishId) : encodePublish(topic, bytes as Uint8Array, publishId);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -16,34 +16,30 @@ export interface ApplyContext {
   readonly atMs: number;
 }
 
-/** The outcome of applying one command: its result (for the submitter) and events (for all). */
-export interface ApplyOutput<Result, Event> {
-  readonly result: Result;
-  readonly events: readonly Event[];
-}
-
 export interface StateMachine<Result = unknown, Event = unknown, Query = unknown> {
   /**
-   * Applies one command, exactly as it was submitted, and returns its result. Never throws on a
-   * bad command (that is a deterministic rejection in the result); it throws only when its own
-   * state is broken, which fail-stops the node. `result` must be plain msgpack-encodable data:
-   * the node keeps it for deduplication and puts it in snapshots.
+   * Applies one command, the bytes `data[start, end)` exactly as they were submitted, and
+   * returns its result; events it causes are pushed onto `events` (shared by the entry's
+   * commands). Never throws on a bad command (that is a deterministic rejection in the result); it
+   * throws only when its own state is broken, which fail-stops the node. `result` must be plain
+   * msgpack-encodable data: the node keeps it for deduplication and puts it in snapshots. The
+   * command's bytes stay valid (and unchanged) for as long as the machine keeps references to them.
    */
-  apply(command: Uint8Array, ctx: ApplyContext): ApplyOutput<Result, Event>;
+  apply(data: Uint8Array, start: number, end: number, ctx: ApplyContext, events: Event[]): Result;
   /** Time moved to `ctx.atMs` with no command (a time tick entry): deadlines may fire. */
-  tick(ctx: ApplyContext): readonly Event[];
+  tick(ctx: ApplyContext, events: Event[]): void;
   /** True while the machine waits for time to pass (the leader then logs time ticks). */
   wantsTime(): boolean;
   /**
    * Optional: what the node keeps of `result` to answer a retry of the same request (default:
    * the result itself). Must be plain msgpack-encodable data.
    */
-  remember?(command: Uint8Array, result: Result): unknown;
+  remember?(data: Uint8Array, start: number, end: number, result: Result): unknown;
   /**
    * Optional: the result a retry of an applied request gets, from what `remember` kept (default:
    * the kept value itself). Must not change the state.
    */
-  replay?(command: Uint8Array, remembered: unknown): Result;
+  replay?(remembered: unknown): Result;
   /** Answers a read-only question about the current state with plain data. */
   query(query: Query): unknown;
   /** The whole state as bytes (versioned by the implementation). */

@@ -35,6 +35,8 @@ export type RegistrationOutcome = (nonce: number, who: Uint8Array, session: numb
 
 export class Applier<Event = unknown> {
   appliedIndex = 0;
+  /** Events of the entry being applied (handed out, then replaced, when not empty). */
+  private events: Event[] = [];
   /** Entry time: the largest leader stamp applied so far. */
   private atMs = 0;
   private sessions: SessionTable;
@@ -58,7 +60,7 @@ export class Applier<Event = unknown> {
   /** What the replicated state knows of request (session, seq); a result is replayed. */
   lookup(session: number, seq: number): { readonly kind: 'result'; readonly value: unknown } | { readonly kind: 'stale' | 'expired' | 'unknown' } {
     const found = this.sessions.lookup(session, seq);
-    return found.kind === 'result' && this.sm.replay ? { kind: 'result', value: this.sm.replay(new Uint8Array(0), found.value) } : found;
+    return found.kind === 'result' && this.sm.replay ? { kind: 'result', value: this.sm.replay(found.value) } : found;
   }
 
   /** A digest of the session table (the simulator compares members' tables). */
@@ -87,24 +89,26 @@ export class Applier<Event = unknown> {
     let ctx: ApplyContext | undefined;
     let position = 0;
     const sessions = this.sessions;
-    const header = readEntry(entry.data, (session, seq, floor, body) => {
-      ctx ??= this.context(entry.index, entry.data);
+    const sm = this.sm;
+    const events = this.events;
+    const data = entry.data;
+    const header = readEntry(data, (session, seq, floor, start, end) => {
+      ctx ??= this.context(entry.index, data);
       const at = position++;
       if (session === REGISTER_SESSION) {
         const id = sessionIdAt(entry.index, at);
         sessions.register(id, ctx.atMs);
-        this.onRegistered(seq, body, id);
+        this.onRegistered(seq, data.subarray(start, end), id);
         return;
       }
       const verdict = sessions.check(session, seq, floor, ctx.atMs);
       if (verdict === Verdict.New) {
-        const out = this.sm.apply(body, ctx);
-        sessions.record(seq, this.sm.remember ? this.sm.remember(body, out.result) : out.result);
-        if (out.events.length > 0) this.onEvents(out.events);
-        this.onRecord(session, seq, entry.index, out.result, false);
+        const result = sm.apply(data, start, end, ctx, events);
+        sessions.record(seq, sm.remember ? sm.remember(data, start, end, result) : result);
+        this.onRecord(session, seq, entry.index, result, false);
       } else if (verdict === Verdict.Duplicate) {
         const kept = sessions.duplicateResult;
-        this.onRecord(session, seq, entry.index, this.sm.replay ? this.sm.replay(body, kept) : kept, true);
+        this.onRecord(session, seq, entry.index, sm.replay ? sm.replay(kept) : kept, true);
       } else if (verdict === Verdict.Expired) {
         this.onRecord(session, seq, entry.index, SESSION_EXPIRED, true);
       } else {
@@ -115,9 +119,13 @@ export class Applier<Event = unknown> {
       throw new RaftInvariantError(`entry ${entry.index} (term ${entry.term}) cannot be applied: ${header}`);
     }
     if (header.count === 0) {
-      ctx ??= this.context(entry.index, entry.data);
-      const events = this.sm.tick(ctx);
-      if (events.length > 0) this.onEvents(events);
+      ctx ??= this.context(entry.index, data);
+      sm.tick(ctx, events);
+    }
+    if (events.length > 0) {
+      // A fresh array for the next entry: whoever receives these may keep them.
+      this.events = [];
+      this.onEvents(events);
     }
   }
 

@@ -196,11 +196,14 @@ export interface EntryView {
 }
 
 /**
- * Reads entry data: checks the whole entry first, then calls `onRecord` for each record (bodies
- * are views into `data`). Returns the header, or a reason when the data is not in this format (an
- * incompatible writer, or damage); `onRecord` is not called then.
+ * Reads entry data: checks the whole entry first, then calls `onRecord` for each record with
+ * where its body is (`data[start, end)`; no view is made). Returns the header, or a reason when
+ * the data is not in this format (an incompatible writer, or damage); `onRecord` is not called then.
  */
-export function readEntry(data: Uint8Array, onRecord: (session: number, seq: number, floor: number, body: Uint8Array) => void): EntryView | string {
+export function readEntry(
+  data: Uint8Array,
+  onRecord: (session: number, seq: number, floor: number, start: number, end: number) => void,
+): EntryView | string {
   if (data.length < ENTRY_HEADER_BYTES) return `entry of ${data.length} bytes is shorter than its header`;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const format = view.getUint8(0);
@@ -217,10 +220,10 @@ export function readEntry(data: Uint8Array, onRecord: (session: number, seq: num
   if (offset !== data.length) return `${data.length - offset} bytes after the last record`;
   offset = ENTRY_HEADER_BYTES;
   for (let i = 0; i < count; i++) {
-    const length = view.getUint32(offset + 24);
     const start = offset + RECORD_HEADER_BYTES;
-    onRecord(view.getFloat64(offset), view.getFloat64(offset + 8), view.getFloat64(offset + 16), data.subarray(start, start + length));
-    offset = start + length;
+    const end = start + view.getUint32(offset + 24);
+    onRecord(view.getFloat64(offset), view.getFloat64(offset + 8), view.getFloat64(offset + 16), start, end);
+    offset = end;
   }
   return { atMs, count };
 }

@@ -175,14 +175,31 @@ function topicBytes(topic: string): Uint8Array {
   return bytes;
 }
 
-/** The publish body: one allocation, the payload copied once. */
+/** The publish body: one allocation, the payload (msgpack bytes) copied once. */
 export function encodePublish(topic: string, payload: Uint8Array, publishId?: string): Uint8Array {
+  return encodePublishWith(topic, payload, 0, publishId);
+}
+
+/** Bytes of the msgpack bin header for `n` bytes. */
+export function binHeaderBytes(n: number): number {
+  return n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+}
+
+/**
+ * The publish body of a payload that is raw bytes (a Uint8Array or Buffer), written as the msgpack
+ * `bin` it would encode to, without going through a msgpack encoder: the same bytes, one copy.
+ */
+export function encodePublishBytes(topic: string, raw: Uint8Array, publishId?: string): Uint8Array {
+  return encodePublishWith(topic, raw, binHeaderBytes(raw.length), publishId);
+}
+
+function encodePublishWith(topic: string, payload: Uint8Array, binHeader: number, publishId: string | undefined): Uint8Array {
   const t = topicBytes(topic);
   const pid = publishId === undefined ? undefined : utf8.encode(publishId);
   if (t.length > 0xfffe || (pid !== undefined && pid.length > 0xfffe)) throw new RangeError('topic or publishId too long to encode');
   // Pooled (Buffer.allocUnsafe): a body lives only until its request is applied, and a fresh
   // ArrayBuffer per publish cost more than everything else here. Every byte is written below.
-  const out = Buffer.allocUnsafe(5 + t.length + (pid?.length ?? 0) + payload.length);
+  const out = Buffer.allocUnsafe(5 + t.length + (pid?.length ?? 0) + binHeader + payload.length);
   out[0] = KIND_PUBLISH;
   out[1] = t.length >> 8;
   out[2] = t.length & 0xff;
@@ -196,7 +213,18 @@ export function encodePublish(topic: string, payload: Uint8Array, publishId?: st
     out.set(pid, at);
     at += pid.length;
   }
-  out.set(payload, at);
+  const n = payload.length;
+  if (binHeader === 2) {
+    out[at] = 0xc4;
+    out[at + 1] = n;
+  } else if (binHeader === 3) {
+    out[at] = 0xc5;
+    out.writeUInt16BE(n, at + 1);
+  } else if (binHeader === 5) {
+    out[at] = 0xc6;
+    out.writeUInt32BE(n, at + 1);
+  }
+  out.set(payload, at + binHeader);
   return out;
 }
 
@@ -224,20 +252,46 @@ export function decodeCommand(data: Uint8Array): DecodedCommand {
   return { error: `invalid command: ${where}${issue?.message ?? 'unknown'}` };
 }
 
-function decodePublish(data: Uint8Array): DecodedCommand {
-  if (data.length < 5) return { error: 'publish: truncated' };
-  const topicLength = (data[1] as number) * 256 + (data[2] as number);
-  let at = 3 + topicLength;
-  if (at + 2 > data.length) return { error: 'publish: truncated topic' };
-  const topic = asciiOrUtf8(data, 3, at);
-  if (topic.length > DEAD_LETTER_NAME_CHARS_MAX) return { error: `publish: topic longer than ${DEAD_LETTER_NAME_CHARS_MAX} characters` };
+/** A publish read in place: its topic, publishId and where its payload starts. */
+export interface PublishFields {
+  topic: string;
+  publishId: string | undefined;
+  payloadStart: number;
+}
+
+/**
+ * Reads the publish body `data[start, end)` into `out` (no allocation but the strings, and those
+ * only when they differ from the previous publish's); returns why it is malformed, if it is.
+ */
+export function readPublish(data: Uint8Array, start: number, end: number, out: PublishFields): string | undefined {
+  if (end - start < 5) return 'publish: truncated';
+  const topicLength = (data[start + 1] as number) * 256 + (data[start + 2] as number);
+  let at = start + 3 + topicLength;
+  if (at + 2 > end) return 'publish: truncated topic';
+  const topic = asciiOrUtf8(data, start + 3, at);
+  if (topic.length > DEAD_LETTER_NAME_CHARS_MAX) return `publish: topic longer than ${DEAD_LETTER_NAME_CHARS_MAX} characters`;
   const pidLength = (data[at] as number) * 256 + (data[at + 1] as number);
   at += 2;
-  if (pidLength === 0xffff) return { command: { t: 'publish', topic, payload: data.subarray(at) } };
-  if (at + pidLength > data.length) return { error: 'publish: truncated publishId' };
+  out.topic = topic;
+  if (pidLength === 0xffff) {
+    out.publishId = undefined;
+    out.payloadStart = at;
+    return undefined;
+  }
+  if (at + pidLength > end) return 'publish: truncated publishId';
   const publishId = asciiOrUtf8(data, at, at + pidLength);
-  if (publishId.length === 0 || publishId.length > PUBLISH_ID_CHARS_MAX) return { error: `publish: publishId must be 1 to ${PUBLISH_ID_CHARS_MAX} characters` };
-  return { command: { t: 'publish', topic, payload: data.subarray(at + pidLength), publishId } };
+  if (publishId.length === 0 || publishId.length > PUBLISH_ID_CHARS_MAX) return `publish: publishId must be 1 to ${PUBLISH_ID_CHARS_MAX} characters`;
+  out.publishId = publishId;
+  out.payloadStart = at + pidLength;
+  return undefined;
+}
+
+function decodePublish(data: Uint8Array): DecodedCommand {
+  const p: PublishFields = { topic: '', publishId: undefined, payloadStart: 0 };
+  const error = readPublish(data, 0, data.length, p);
+  if (error !== undefined) return { error };
+  const payload = data.subarray(p.payloadStart);
+  return { command: p.publishId === undefined ? { t: 'publish', topic: p.topic, payload } : { t: 'publish', topic: p.topic, payload, publishId: p.publishId } };
 }
 
 /** The last topic decoded, with its bytes: consecutive publishes mostly name the same topic. */

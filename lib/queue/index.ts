@@ -11,7 +11,9 @@ export {
   deadLetterTopicName,
   decodeCommand,
   encodeCommand,
+  binHeaderBytes,
   encodePublish,
+  encodePublishBytes,
   validateTopicName,
   validateTopicOrDeadLetterName,
 } from './commands.js';

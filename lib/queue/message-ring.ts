@@ -54,18 +54,23 @@ export class MessageRing {
 
   /** Appends a message and returns its offset. O(1) amortized. */
   push(payload: Uint8Array, publishedAtMs: number, header?: DeadLetterHeader): number {
+    return this.pushRange(payload.buffer, payload.byteOffset, payload.length, publishedAtMs, header);
+  }
+
+  /** Appends the message whose bytes are `length` bytes of `buffer` at `byteOffset`. */
+  pushRange(buffer: ArrayBufferLike, byteOffset: number, length: number, publishedAtMs: number, header?: DeadLetterHeader): number {
     if (this.span === this.slots) this.resize(this.slots * 2);
     const offset = this.tailOffset++;
     const slot = (this.headSlot + (offset - this.headOffset)) & this.mask;
-    assert(payload.length <= 0xffff_ffff, 'a payload fits a uint32 length');
-    this.buffers[slot] = payload.buffer;
-    this.byteOffsets[slot] = payload.byteOffset;
-    this.lengths[slot] = payload.length;
+    assert(length <= 0xffff_ffff, 'a payload fits a uint32 length');
+    this.buffers[slot] = buffer;
+    this.byteOffsets[slot] = byteOffset;
+    this.lengths[slot] = length;
     this.publishedAt[slot] = publishedAtMs;
     this.doneCounts[slot] = 0;
     if (header !== undefined) this.headers.set(offset, header);
     this.liveCount++;
-    this.liveBytes += payload.length;
+    this.liveBytes += length;
     return offset;
   }
 

@@ -8,10 +8,12 @@
  * when the state itself is broken, so that the node fail-stops.
  */
 import { assert, RaftInvariantError, unreachable } from '../core/assert.js';
-import type { ApplyContext, ApplyOutput as MachineOutput, StateMachine } from '../contracts/state-machine.js';
+import type { ApplyContext, StateMachine } from '../contracts/state-machine.js';
 import {
   deadLetterTopicName,
   decodeCommand,
+  readPublish,
+  type PublishFields,
   validateTopicName,
   validateTopicOrDeadLetterName,
   type Command,
@@ -48,8 +50,11 @@ export interface QueueStateMachineOptions {
   messageBytesMax?: number;
 }
 
-/** What apply() returns: the command's result and the events it caused. */
-export type ApplyOutput = MachineOutput<ApplyResult, QueueEvent>;
+/** A command's result and the events it caused (for tests and tools that apply by hand). */
+export interface ApplyOutput {
+  readonly result: ApplyResult;
+  readonly events: QueueEvent[];
+}
 
 /** Read-only questions the node layer passes to `query` (plain data both ways). */
 export type QueueQuery =
@@ -94,6 +99,8 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   private events: QueueEvent[] = [];
   /** Attempts already made of the offset takeNext() returned last (avoids a result object). */
   private takenAttempts = 0;
+  /** Where readPublish puts a publish's fields (one object for all publishes). */
+  private readonly publishFields: PublishFields = { topic: '', publishId: undefined, payloadStart: 0 };
 
   constructor(options: QueueStateMachineOptions = {}) {
     this.messageBytesMax = options.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT;
@@ -102,18 +109,24 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   }
 
   /**
-   * Applies one command at the entry time of `ctx`. Deterministic; an invalid command is a
-   * rejection (ok: false) that changes nothing. Expired deliveries and ended nack delays are
-   * processed first, at the entry's time.
+   * Applies the command `data[start, end)` at the entry time of `ctx`, pushing its events onto
+   * `events`. Deterministic; an invalid command is a rejection (ok: false) that changes nothing.
+   * Expired deliveries and ended nack delays are processed first, at the entry's time. A publish
+   * is read in place (no object per publish) and its payload is kept as a range of `data`.
    */
-  apply(body: Uint8Array, ctx: ApplyContext): ApplyOutput {
-    const events: QueueEvent[] = [];
+  apply(data: Uint8Array, start: number, end: number, ctx: ApplyContext, events: QueueEvent[]): ApplyResult {
     this.events = events;
     this.advanceTo(ctx);
-    const decoded = decodeCommand(body);
-    if ('error' in decoded) return { result: fail('INVALID_COMMAND', decoded.error), events };
     try {
-      return { result: this.applyCommand(decoded.command), events };
+      if (data[start] === 1) {
+        const p = this.publishFields;
+        const error = readPublish(data, start, end, p);
+        if (error !== undefined) return fail('INVALID_COMMAND', error);
+        return this.publishBytes(p.topic, data, p.payloadStart, end, p.publishId);
+      }
+      const decoded = decodeCommand(data.subarray(start, end));
+      if ('error' in decoded) return fail('INVALID_COMMAND', decoded.error);
+      return this.applyCommand(decoded.command);
     } catch (error) {
       if (error instanceof RaftInvariantError) throw error;
       // A bug, not bad input: the state may be half-changed, so the node must stop.
@@ -121,12 +134,16 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     }
   }
 
-  /** Time moves to the entry's time with no command: expiries and ended delays fire. */
-  tick(ctx: ApplyContext): QueueEvent[] {
+  /** Applies one command body (tests and tools): `apply` over the whole of `body`. */
+  applyCommandBytes(body: Uint8Array, ctx: ApplyContext): ApplyOutput {
     const events: QueueEvent[] = [];
+    return { result: this.apply(body, 0, body.length, ctx, events), events };
+  }
+
+  /** Time moves to the entry's time with no command: expiries and ended delays fire. */
+  tick(ctx: ApplyContext, events: QueueEvent[]): void {
     this.events = events;
     this.advanceTo(ctx);
-    return events;
   }
 
   /** While any delivery waits for a deadline or delay, time must keep moving. */
@@ -154,9 +171,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
    * its (offset, token) references, re-read on a repeat (so a repeat never hands out a delivery
    * that was settled since); everything else keeps the result.
    */
-  remember(body: Uint8Array, result: ApplyResult): unknown {
-    if (!result.ok || body[0] !== 0 || !Array.isArray(result.value)) return result;
-    const decoded = decodeCommand(body);
+  remember(data: Uint8Array, start: number, end: number, result: ApplyResult): unknown {
+    if (!result.ok || data[start] !== 0 || !Array.isArray(result.value)) return result;
+    const decoded = decodeCommand(data.subarray(start, end));
     if ('error' in decoded || decoded.command.t !== 'claim') return result;
     const t = this.topicsByName.get(decoded.command.topic);
     if (t === undefined) return result;
@@ -167,7 +184,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   }
 
   /** The remembered result of a repeated request, marked duplicate (claims re-read). */
-  replay(_body: Uint8Array, remembered: unknown): ApplyResult {
+  replay(remembered: unknown): ApplyResult {
     const claim = (remembered as { claim?: ClaimRecord }).claim;
     if (claim === undefined) {
       const r = remembered as ApplyResult;
@@ -278,22 +295,32 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   // ---- apply -------------------------------------------------------------------------------
 
   private applyCommand(command: Command): ApplyResult {
-    // A publish with a publishId seen on this topic (incarnation) returns the first receipt.
-    const key = this.dedupKey(command);
+    if (command.t === 'publish') {
+      const p = command.payload;
+      return this.publishBytes(command.topic, p, 0, p.length, command.publishId);
+    }
+    return this.execute(command);
+  }
+
+  /**
+   * A publish of the payload `data[from, to)` (kept in place, not copied). A publishId seen on
+   * this topic (incarnation) returns the first receipt, marked duplicate, and appends nothing.
+   */
+  private publishBytes(topic: string, data: Uint8Array, from: number, to: number, publishId: string | undefined): ApplyResult {
+    const key = publishId === undefined ? undefined : this.publishKey(topic, publishId);
     if (key !== undefined) {
       const record = this.dedup.get(key);
       if (record !== undefined) return { ok: true, value: record.value, duplicate: true };
     }
-    const result = this.execute(command);
-    if (result.ok && key !== undefined) this.dedup.add({ key, atMs: this.nowMs, kind: command.t, value: result.value });
+    const result = this.publish(topic, data, from, to);
+    if (result.ok && key !== undefined) this.dedup.add({ key, atMs: this.nowMs, kind: 'publish', value: result.value });
     return result;
   }
 
-  /** The dedup key of a publish with a publishId: namespaced by topic incarnation. */
-  private dedupKey(command: Command): string | undefined {
-    if (command.t !== 'publish' || command.publishId === undefined) return undefined;
-    const t = this.topicsByName.get(command.topic);
-    return t === undefined ? undefined : `p${t.id}:${command.publishId}`;
+  /** The dedup key of a publishId: namespaced by topic incarnation (none on a missing topic). */
+  private publishKey(topic: string, publishId: string): string | undefined {
+    const t = this.topicsByName.get(topic);
+    return t === undefined ? undefined : `p${t.id}:${publishId}`;
   }
 
   private execute(command: Command): ApplyResult {
@@ -303,7 +330,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       case 'deleteTopic':
         return this.deleteTopic(command.topic);
       case 'publish':
-        return this.publish(command.topic, command.payload);
+        return this.publishBytes(command.topic, command.payload, 0, command.payload.length, command.publishId);
       case 'consume':
         return this.consume(command.topic);
       case 'claim':
@@ -361,13 +388,14 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     return ok(true);
   }
 
-  private publish(topic: string, payload: Uint8Array): ApplyResult {
+  private publish(topic: string, data: Uint8Array, from: number, to: number): ApplyResult {
     const t = this.topicOrFail(topic);
     if (!(t instanceof TopicState)) return t;
-    if (payload.length > t.options.messageBytesMax) {
-      return fail('PAYLOAD_TOO_LARGE', `payload of ${payload.length} bytes is over the topic's ${t.options.messageBytesMax}`);
+    const size = to - from;
+    if (size > t.options.messageBytesMax) {
+      return fail('PAYLOAD_TOO_LARGE', `payload of ${size} bytes is over the topic's ${t.options.messageBytesMax}`);
     }
-    const offset = this.append(t, payload, undefined);
+    const offset = this.appendRange(t, data, from, size, undefined);
     if (offset < 0) return fail('TOPIC_FULL', `topic "${topic}" is full (${t.ring.liveCount} messages, ${t.ring.liveBytes} bytes)`);
     // One event per topic per entry (a batch entry may hold thousands of publishes): it only
     // tells subscribers there is something new.
@@ -383,15 +411,18 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
    * (then nothing changed). 'dropOldest' removes the oldest messages from every group first.
    */
   private append(t: TopicState, payload: Uint8Array, header: DeadLetterHeader | undefined): number {
+    return this.appendRange(t, payload, 0, payload.length, header);
+  }
+
+  private appendRange(t: TopicState, data: Uint8Array, from: number, size: number, header: DeadLetterHeader | undefined): number {
     const ring = t.ring;
     const { maxMessages, maxBytes } = t.options;
-    const size = payload.length;
     if (size > maxBytes) return -1;
     if (ring.liveCount + 1 > maxMessages || ring.liveBytes + size > maxBytes) {
       if (t.options.overflow === 'reject') return -1;
       while (ring.liveCount + 1 > maxMessages || ring.liveBytes + size > maxBytes) this.dropOldest(t);
     }
-    return ring.push(payload, this.nowMs, header);
+    return ring.pushRange(data.buffer, data.byteOffset + from, size, this.nowMs, header);
   }
 
   /** Drops the oldest message: every group that had not finished it moves past it. */

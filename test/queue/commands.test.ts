@@ -1,10 +1,13 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { queuePackr } from '../../lib/queue/commands.js';
+import { payloadPackr } from '../../lib/subscriptions.js';
 import {
   deadLetterTopicName,
   decodeCommand,
   encodeCommand,
+  encodePublish,
+  encodePublishBytes,
   validateTopicName,
   validateTopicOrDeadLetterName,
   type Command,
@@ -133,4 +136,15 @@ test('queue: a publish round-trips its topic, publishId and payload exactly, any
     { numRuns: 2000, seed: 0x5eed0003 },
   );
   t.pass();
+});
+
+test('queue: a bytes payload written directly is exactly its msgpack encoding (bin8/16/32 boundaries, fast-check)', (t) => {
+  const sizes = [0, 1, 255, 256, 65_535, 65_536, 70_000];
+  const same = (raw: Uint8Array, publishId?: string): boolean =>
+    Buffer.from(encodePublishBytes('orders', raw, publishId)).equals(Buffer.from(encodePublish('orders', payloadPackr.pack(raw), publishId)));
+  for (const n of sizes) {
+    t.true(same(new Uint8Array(n).fill(7)), `Uint8Array of ${n}`);
+    t.true(same(Buffer.alloc(n, 9), 'pid'), `Buffer of ${n}`);
+  }
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), fc.option(fc.string({ minLength: 1, maxLength: 20 }), { nil: undefined }), (raw, pid) => same(raw, pid)), { numRuns: 500, seed: 0x5eed0004 });
 });

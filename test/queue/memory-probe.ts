@@ -21,7 +21,7 @@ function settle(): number {
 
 const sm = new QueueStateMachine({ dedupWindowMax });
 let index = 0;
-const apply = (data: Uint8Array, atMs = 0) => sm.apply(data, { index: ++index, atMs });
+const apply = (data: Uint8Array, atMs = 0) => sm.applyCommandBytes(data, { index: ++index, atMs });
 apply(encodeCommand({ t: 'createTopic', topic: 'bench' }));
 
 const payload = new Uint8Array(payloadBytes).fill(7);

@@ -212,7 +212,7 @@ test('queue: restore of a snapshot with a large backlog shares the snapshot byte
   const data = q.sm.snapshot();
   const copy = new QueueStateMachine();
   copy.restore(data);
-  const out = copy.apply(encodeCommand({ t: 'consume', topic: 'a' }), { index: q.appliedIndex + 1, atMs: 5_000 });
+  const out = copy.applyCommandBytes(encodeCommand({ t: 'consume', topic: 'a' }), { index: q.appliedIndex + 1, atMs: 5_000 });
   const m = out.result.ok ? (out.result.value as { payload: Uint8Array }) : undefined;
   t.is(text(m!.payload), 'message-0');
   t.is(m!.payload.buffer, data.buffer);

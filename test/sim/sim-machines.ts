@@ -4,7 +4,7 @@
  * - RecordingQueue: the real QueueStateMachine, with a hook on every result.
  * Both report every application to the simulator's checkers.
  */
-import type { ApplyContext, ApplyOutput, StateMachine } from '../../lib/contracts/state-machine.js';
+import type { ApplyContext, StateMachine } from '../../lib/contracts/state-machine.js';
 import { QueueStateMachine } from '../../lib/queue/index.js';
 import type { ApplyResult, QueueEvent, QueueQuery } from '../../lib/queue/index.js';
 
@@ -28,18 +28,17 @@ export class HashMachine implements StateMachine<HashResult, never, 'lastIndex'>
 
   constructor(private readonly observe: ApplyObserver) {}
 
-  apply(command: Uint8Array, ctx: ApplyContext): ApplyOutput<HashResult, never> {
-    const key = decoder.decode(command);
+  apply(data: Uint8Array, start: number, end: number, ctx: ApplyContext): HashResult {
+    const key = decoder.decode(data.subarray(start, end));
     this.hash = mix(this.hash, hashString(key));
     this.count++;
     this.lastIndex = ctx.index;
     this.observe(key, ctx.index, this.hash);
-    return { result: { index: ctx.index, count: this.count }, events: [] };
+    return { index: ctx.index, count: this.count };
   }
 
-  tick(ctx: ApplyContext): never[] {
+  tick(ctx: ApplyContext): void {
     this.lastIndex = ctx.index;
-    return [];
   }
 
   wantsTime(): boolean {
@@ -74,28 +73,29 @@ export class RecordingQueue implements StateMachine<ApplyResult, QueueEvent, Que
 
   constructor(private readonly observer: QueueObserver) {}
 
-  apply(command: Uint8Array, ctx: ApplyContext): ApplyOutput<ApplyResult, QueueEvent> {
-    const out = this.queue.apply(command, ctx);
-    this.observer.applied(ctx.index, command, out.result, out.events);
-    return out;
+  apply(data: Uint8Array, start: number, end: number, ctx: ApplyContext, events: QueueEvent[]): ApplyResult {
+    const before = events.length;
+    const result = this.queue.apply(data, start, end, ctx, events);
+    this.observer.applied(ctx.index, data.subarray(start, end), result, events.slice(before));
+    return result;
   }
 
-  tick(ctx: ApplyContext): readonly QueueEvent[] {
-    const events = this.queue.tick(ctx);
-    this.observer.ticked(ctx.index, events);
-    return events;
+  tick(ctx: ApplyContext, events: QueueEvent[]): void {
+    const before = events.length;
+    this.queue.tick(ctx, events);
+    this.observer.ticked(ctx.index, events.slice(before));
   }
 
   wantsTime(): boolean {
     return this.queue.wantsTime();
   }
 
-  remember(command: Uint8Array, result: ApplyResult): unknown {
-    return this.queue.remember(command, result);
+  remember(data: Uint8Array, start: number, end: number, result: ApplyResult): unknown {
+    return this.queue.remember(data, start, end, result);
   }
 
-  replay(command: Uint8Array, remembered: unknown): ApplyResult {
-    return this.queue.replay(command, remembered);
+  replay(remembered: unknown): ApplyResult {
+    return this.queue.replay(remembered);
   }
 
   query(query: QueueQuery): unknown {
