@@ -172,12 +172,12 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   // Publish and consume
 
   /** Appends `payload` (any msgpack value) to `topic`, resolving once committed and applied. */
-  publish(topic: string, payload: unknown, options: PublishOptions = {}): Promise<PublishReceipt> {
+  publish(topic: string, payload: unknown, options?: PublishOptions): Promise<PublishReceipt> {
     // The hot path: one Promise per publish, no async wrapper (bad input still rejects).
     let body: Uint8Array;
     try {
       checkTopic(topic);
-      const publishId = options.publishId;
+      const publishId = options?.publishId;
       if (publishId !== undefined && (typeof publishId !== 'string' || publishId.length === 0 || publishId.length > PUBLISH_ID_CHARS_MAX)) {
         throw new RaftQueueError('INVALID_OPTIONS', `invalid option publishId: a string of 1 to ${PUBLISH_ID_CHARS_MAX} characters`);
       }
@@ -195,7 +195,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     }
     const node = (this.member as Member).node;
     return new Promise((resolve, reject) => {
-      node.submit(body, options.timeoutMs ?? this.options.requestTimeoutMs, (outcome) => {
+      node.submit(body, options?.timeoutMs ?? this.options.requestTimeoutMs, (outcome) => {
         if (!outcome.ok) {
           reject(outcome.error);
           return;
