@@ -103,5 +103,17 @@ export interface QueueMetrics {
   };
   /** The peer transport's counters (frames in and out, frames rejected by reason, ...). */
   readonly transport: TransportStats | undefined;
+  /**
+   * Snapshots streamed in chunks: as the leader (offers sent, chunks sent, resumed after a cut)
+   * and as a follower (chunks received and rejected, snapshots received whole).
+   */
+  readonly snapshotTransfer: {
+    readonly offersSent: number;
+    readonly chunksSent: number;
+    readonly resumed: number;
+    readonly chunksReceived: number;
+    readonly chunksRejected: number;
+    readonly delivered: number;
+  };
 }
 

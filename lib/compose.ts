@@ -5,8 +5,10 @@
  * handed its collaborators; nothing below it builds one.
  */
 import { randomUUID } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { createRandom } from './core/random.js';
 import { RaftQueueError } from './contracts/errors.js';
+import { FRAME_OVERHEAD_BYTES, frameDerivedSizes } from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
 import { PersistTimer, timedStorage } from './metrics.js';
 import { systemClock } from './node/clock.js';
@@ -45,6 +47,11 @@ export async function composeMember(
   try {
     const transport = o.transport ?? createTransport?.(o);
     if (transport === undefined) throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
+    const frame = transport.messageBytesMax;
+    if (frame !== undefined && o.messageBytesMax > frame - FRAME_OVERHEAD_BYTES) {
+      throw new RaftQueueError('INVALID_OPTIONS', `invalid option messageBytesMax: ${o.messageBytesMax} bytes cannot be honoured by a transport whose frames are at most ${frame} bytes (at most ${frame - FRAME_OVERHEAD_BYTES})`);
+    }
+    const sizes = frameDerivedSizes(frame ?? o.frameBytesMax);
     const persistTimer = new PersistTimer();
     const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
     const node = new RaftNode<QueueEvent>({
@@ -62,6 +69,11 @@ export async function composeMember(
       retryIntervalMs: o.retryIntervalMs,
       timeTickIntervalMs: TIME_TICK_INTERVAL_MS,
       sessionLimits: { idleMs: o.dedupWindowMs, sessionsMax: 100_000, resultsMax: 1_000_000 },
+      entryBytesMax: sizes.entryBytesMax,
+      bodyBytesMax: o.messageBytesMax + FRAME_OVERHEAD_BYTES,
+      snapshotChunkBytes: sizes.snapshotChunkBytes,
+      crc32: (data) => crc32(data),
+      core: { appendBytesMax: sizes.appendBytesMax },
       onEvent,
       addresses: o.join !== undefined ? {} : { ...o.peers },
       address: o.peers[o.id] as string,

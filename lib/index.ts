@@ -19,6 +19,8 @@ function tcpTransport(o: ResolvedOptions): Transport {
     clusterSecret: o.clusterSecret,
     // Members join and leave through the log: a node not in `peers` may be a new member.
     acceptUnknownPeers: true,
+    frameBytesMax: o.frameBytesMax,
+    ...(o.logger ? { log: (line: string) => o.logger?.(`[raftqueue ${o.id}] transport: ${line}`) } : {}),
     ...(o.tls ? { tls: o.tls as NonNullable<TcpTransportOptions['tls']> } : {}),
   });
 }

@@ -3,7 +3,18 @@
  */
 import { z } from 'zod';
 import { RaftQueueError } from './contracts/errors.js';
-import { ADDRESS_CHARS_MAX, ADDRESS_PATTERN, CLUSTER_ID_PATTERN, MEMBER_ID_PATTERN, MESSAGE_BYTES_MAX_DEFAULT, MESSAGE_BYTES_MAX_LIMIT } from './contracts/limits.js';
+import {
+  ADDRESS_CHARS_MAX,
+  ADDRESS_PATTERN,
+  CLUSTER_ID_PATTERN,
+  FRAME_BYTES_MAX_DEFAULT,
+  FRAME_BYTES_MAX_LIMIT,
+  FRAME_BYTES_MAX_MIN,
+  FRAME_OVERHEAD_BYTES,
+  MEMBER_ID_PATTERN,
+  MESSAGE_BYTES_MAX_DEFAULT,
+  MESSAGE_BYTES_MAX_LIMIT,
+} from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
 
 const NODE_ID = MEMBER_ID_PATTERN;
@@ -43,8 +54,13 @@ export const raftQueueOptionsSchema = z
     heartbeatIntervalMs: positiveMs.optional(),
     /** Default deadline of every call (publish, consume, ...). */
     requestTimeoutMs: positiveMs.optional(),
-    /** Largest encoded payload accepted by publish. */
+    /** Largest encoded payload accepted by publish; must fit a frame (see frameBytesMax). */
     messageBytesMax: z.number().int().positive().max(MESSAGE_BYTES_MAX_LIMIT).optional(),
+    /**
+     * Largest frame between members (TCP transport): every message, entry batch and snapshot
+     * chunk is kept under it. messageBytesMax must be at least 8 KiB below it.
+     */
+    frameBytesMax: z.number().int().min(FRAME_BYTES_MAX_MIN).max(FRAME_BYTES_MAX_LIMIT).optional(),
     /** Snapshot the queue and compact the log after this many applied entries. */
     snapshotEveryEntries: z.number().int().min(16).optional(),
     /** WAL segment size (file storage). */
@@ -70,6 +86,15 @@ export const raftQueueOptionsSchema = z
     if (o.peers[o.id] === undefined) ctx.addIssue({ code: 'custom', path: ['peers'], message: `peers must include this node's id '${o.id}'` });
     if (o.join !== undefined && o.transport === undefined && !ADDRESS.test(o.join)) {
       ctx.addIssue({ code: 'custom', path: ['join'], message: "expected the 'host:port' of a member's Raft port" });
+    }
+    const frame = o.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT;
+    const message = o.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT;
+    if (message > frame - FRAME_OVERHEAD_BYTES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['messageBytesMax'],
+        message: `${message} bytes cannot be honoured with frameBytesMax ${frame}: a message must fit a frame, at most ${frame - FRAME_OVERHEAD_BYTES} (raise frameBytesMax on every member, or lower messageBytesMax)`,
+      });
     }
     if ((o.storage ?? 'file') === 'file' && o.dataDir === undefined) {
       ctx.addIssue({ code: 'custom', path: ['dataDir'], message: "dataDir is required unless storage: 'memory' is given" });
@@ -99,6 +124,7 @@ export interface ResolvedOptions {
   readonly heartbeatIntervalTicks: number;
   readonly requestTimeoutMs: number;
   readonly messageBytesMax: number;
+  readonly frameBytesMax: number;
   readonly snapshotEveryEntries: number;
   readonly segmentBytesMax: number | undefined;
   readonly retryIntervalMs: number;
@@ -148,6 +174,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     heartbeatIntervalTicks,
     requestTimeoutMs: o.requestTimeoutMs ?? 5_000,
     messageBytesMax: o.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT,
+    frameBytesMax: o.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT,
     snapshotEveryEntries: o.snapshotEveryEntries ?? 50_000,
     segmentBytesMax: o.segmentBytesMax,
     retryIntervalMs: o.retryIntervalMs ?? 1_000,

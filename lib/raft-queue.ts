@@ -313,6 +313,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       topics,
       persist: (member?.persistTimer ?? new PersistTimer()).snapshot(),
       transport: member?.transport.stats(),
+      snapshotTransfer: member?.node.status().snapshotTransfer ?? { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0 },
     };
   }
 

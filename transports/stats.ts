@@ -19,6 +19,7 @@ export class TransportCounters {
   bytesIn = 0;
   bytesOut = 0;
   messagesDropped = 0;
+  messagesOversize = 0;
   reconnects = 0;
   appendBodiesReused = 0;
   readonly framesRejected = new Map<string, number>();
@@ -40,6 +41,7 @@ export class TransportCounters {
       bytesOut: this.bytesOut,
       framesRejected: sortedRecord(this.framesRejected),
       messagesDropped: this.messagesDropped,
+      messagesOversize: this.messagesOversize,
       reconnects: this.reconnects,
       connectedPeers: [...connectedPeers].sort(),
       connectionsClosed: sortedRecord(this.connectionsClosed),

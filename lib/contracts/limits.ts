@@ -31,10 +31,34 @@ export const CONSUMER_ID_CHARS_MAX = 256;
 /** Most messages one claim may return (a subscriber's credit). */
 export const CLAIM_MESSAGES_MAX = 10_000;
 
-/** The largest payload `messageBytesMax` may allow. */
+/** The largest payload `messageBytesMax` may allow (and then only with a frame bound above it). */
 export const MESSAGE_BYTES_MAX_LIMIT = 64 << 20;
 /** The default `messageBytesMax`. */
 export const MESSAGE_BYTES_MAX_DEFAULT = 1 << 20;
+
+/** The default largest peer frame (TCP transport), and the bounds `frameBytesMax` accepts. */
+export const FRAME_BYTES_MAX_DEFAULT = 16 << 20;
+export const FRAME_BYTES_MAX_MIN = 64 << 10;
+export const FRAME_BYTES_MAX_LIMIT = 1 << 30;
+/**
+ * Room a frame keeps around the largest payload (8 KiB): the publish body's topic and publishId
+ * (each at most 256 characters), the node's record and entry headers, the append message's
+ * fields. A payload of at most `frameBytesMax - FRAME_OVERHEAD_BYTES` always fits one frame.
+ */
+export const FRAME_OVERHEAD_BYTES = 8 << 10;
+
+/**
+ * The sizes the node layer derives from the transport's frame bound, so that no message it
+ * builds is ever larger than a frame: entries per append, a request batch, a snapshot chunk.
+ */
+export function frameDerivedSizes(frameBytesMax: number): { appendBytesMax: number; entryBytesMax: number; snapshotChunkBytes: number } {
+  const quarter = Math.max(1024, Math.floor(frameBytesMax / 4));
+  return {
+    appendBytesMax: Math.min(1 << 20, quarter),
+    entryBytesMax: Math.min(256 << 10, quarter),
+    snapshotChunkBytes: Math.min(1 << 20, quarter),
+  };
+}
 
 /** Longest error message carried between members (forwarded membership refusals). */
 export const ERROR_MESSAGE_CHARS_MAX = 1024;

@@ -44,11 +44,19 @@ export interface TransportStats {
   framesRejected: Record<string, number>;
   /** Messages dropped because a peer was unreachable or its outbound queue was full. */
   messagesDropped: number;
+  /** Messages dropped because they can never be sent: encoded larger than a frame (a bug). */
+  messagesOversize: number;
   reconnects: number;
   connectedPeers: NodeId[];
 }
 
 export interface Transport {
+  /**
+   * Optional: the largest message body this transport carries (its frame bound). The node layer
+   * keeps every message under it (snapshots go in chunks, entries are bounded); a transport
+   * without a bound omits it.
+   */
+  readonly messageBytesMax?: number;
   /** Starts listening and connecting. Resolves once the listener is bound. */
   start(handlers: TransportHandlers): Promise<void>;
   /**

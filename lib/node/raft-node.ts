@@ -26,7 +26,10 @@ import { FORWARD_CHANNEL, decodeForward, encodeForward } from './forward.js';
 import type { ForwardBody } from './forward.js';
 import { Membership } from './membership.js';
 import type { MemberOp } from './membership.js';
+import { crc32 } from './crc32.js';
 import { ReadyLoop } from './ready-loop.js';
+import { SNAPSHOT_CHANNEL, SnapshotTransfer } from './snapshot-transfer.js';
+import type { SnapshotTransferStats } from './snapshot-transfer.js';
 import { Reads } from './reads.js';
 import { Requests } from './requests.js';
 import type { SubmitOutcome } from './requests.js';
@@ -75,6 +78,12 @@ export interface RaftNodeOptions<Event = unknown> {
   readonly entryBytesMax?: number;
   /** Largest request body accepted from another member (default 64 MiB). */
   readonly bodyBytesMax?: number;
+  /** Snapshots go to followers in chunks of this many bytes (default 1 MiB). */
+  readonly snapshotChunkBytes?: number;
+  /** Largest snapshot this node accepts to receive (default 4 GiB). */
+  readonly snapshotBytesMax?: number;
+  /** CRC-32 for snapshot chunks (default: a table-driven one; the composition root passes zlib's). */
+  readonly crc32?: (data: Uint8Array) => number;
   readonly core?: CoreTuning;
   /** Called with every committed entry before it is applied (the simulator's checkers). */
   readonly traceApply?: (entry: Entry) => void;
@@ -96,6 +105,8 @@ export interface NodeStatus extends CoreStatus {
   readonly sessions: number;
   readonly persists: number;
   readonly snapshotsTaken: number;
+  /** Chunked snapshot transfers, both directions. */
+  readonly snapshotTransfer: SnapshotTransferStats;
 }
 
 export class RaftNode<Event = unknown> {
@@ -111,6 +122,7 @@ export class RaftNode<Event = unknown> {
   private readonly requests: Requests;
   private readonly reads: Reads;
   private readonly membership: Membership;
+  private readonly snapshots: SnapshotTransfer;
 
   private ticker: TimerHandle | undefined;
   private timeKeeper: TimerHandle | undefined;
@@ -201,6 +213,21 @@ export class RaftNode<Event = unknown> {
       guard,
       log,
     });
+    this.snapshots = new SnapshotTransfer({
+      id: this.id,
+      transport: this.transport,
+      clock: this.clock,
+      chunkBytes: options.snapshotChunkBytes ?? 1 << 20,
+      windowChunks: 4,
+      stallMs: options.retryIntervalMs,
+      bytesMax: options.snapshotBytesMax ?? 2 ** 32,
+      crc32: options.crc32 ?? crc32,
+      deliver: (m) => {
+        this.guard(() => this.core.step(m));
+        this.loop.schedulePump();
+      },
+      log,
+    });
     this.loop = new ReadyLoop({
       core,
       storage: this.storage,
@@ -218,6 +245,7 @@ export class RaftNode<Event = unknown> {
           for (const id of failed) this.reads.onReadFailed(id);
         },
         afterRestore: () => this.requests.afterRestore((session, seq) => this.applier.lookup(session, seq)),
+        sendSnapshot: (m) => this.snapshots.send(m),
         afterAdvance: () => {
           this.onConfigMaybeCommitted();
           this.reads.serve();
@@ -247,6 +275,7 @@ export class RaftNode<Event = unknown> {
     this.retrier = this.clock.every(Math.max(10, Math.floor(this.opts.retryIntervalMs / 4)), () => {
       this.requests.retryStale();
       this.reads.retryStale();
+      this.snapshots.tick();
     });
     this.timeKeeper = this.clock.every(this.opts.timeTickIntervalMs, () => this.proposeTimeTick());
     this.loop.schedulePump();
@@ -343,6 +372,10 @@ export class RaftNode<Event = unknown> {
   }
 
   private onApp(m: AppMessage): void {
+    if (m.channel === SNAPSHOT_CHANNEL) {
+      this.snapshots.onMessage(m);
+      return;
+    }
     if (m.channel !== FORWARD_CHANNEL) return;
     const body = decodeForward(m.body);
     if (!body) return;
@@ -370,6 +403,7 @@ export class RaftNode<Event = unknown> {
   // Ready loop hooks
 
   private onSoftState(s: SoftState): void {
+    if (s.role !== 'leader') this.snapshots.stopSending();
     this.opts.onEvent({ type: 'softState', role: s.role, term: s.term, leaderId: s.leaderId });
     // A new leader, or the same one re-elected in a later term (its earlier term's proposals
     // may be lost): hand it everything not yet applied.
@@ -405,6 +439,7 @@ export class RaftNode<Event = unknown> {
       sessions: stats.sessions,
       persists: this.loop.counters.persists,
       snapshotsTaken: this.loop.counters.snapshotsTaken,
+      snapshotTransfer: { ...this.snapshots.stats },
     };
   }
 

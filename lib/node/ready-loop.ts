@@ -34,6 +34,8 @@ export interface ReadyHooks {
   onReadStates(states: readonly ReadState[], failed: readonly number[]): void;
   /** A snapshot from the leader replaced the replicated state. */
   afterRestore(): void;
+  /** The core wants a follower to install a snapshot: it goes in chunks, never whole. */
+  sendSnapshot(message: Extract<Message, { type: 'snapshot' }>): void;
   /** After every `advance()`. */
   afterAdvance(): void;
   /** Runs `fn`; an exception fail-stops the node (undefined then). */
@@ -106,7 +108,10 @@ export class ReadyLoop {
   }
 
   private send(messages: readonly Message[]): void {
-    for (const m of messages) this.transport.send(m);
+    for (const m of messages) {
+      if (m.type === 'snapshot') this.hooks.sendSnapshot(m);
+      else this.transport.send(m);
+    }
   }
 
   private pump(): void {

@@ -7,7 +7,7 @@
  */
 import type { RaftCore } from '../../lib/core/raft-core.js';
 import type { Random } from '../../lib/core/random.js';
-import type { Entry, NodeId, PersistRequest } from '../../lib/core/types.js';
+import type { Entry, NodeId, PersistRequest, Snapshot } from '../../lib/core/types.js';
 import { EntryType } from '../../lib/core/types.js';
 import { applyConfChange, decodeConfEntry, isMember } from '../../lib/core/membership.js';
 import type { ConfChange } from '../../lib/core/membership.js';
@@ -80,6 +80,8 @@ export interface ClusterOptions {
   readonly entryBytesMax?: number;
   /** Largest wall-clock skew between two nodes' clocks. */
   readonly clockSkewMsMax?: number;
+  /** Snapshots go to followers in chunks of this many bytes. */
+  readonly snapshotChunkBytes?: number;
   /** Bounds of the replicated session table (small ones make sessions expire and results go). */
   readonly sessionLimits?: SessionLimits;
 }
@@ -169,6 +171,8 @@ export class Cluster implements Scheduler {
   /** Queue mode: a digest of every result, by (index, position in the entry). */
   private readonly resultDigest = new Map<string, number>();
   private maxCommitted = 0;
+  /** The hash of the snapshot taken at each index (by whichever node took it first). */
+  private readonly snapshotAt = new Map<number, string>();
   /** A digest of the session table before every 64th entry, by index. */
   private readonly sessionDigests = new Map<number, number>();
 
@@ -197,7 +201,7 @@ export class Cluster implements Scheduler {
     crashes: 0,
     corruptions: 0,
     events: 0,
-    snapshotsSent: 0,
+    snapshotsInstalled: 0,
     confChanges: 0,
     unknownOutcomes: 0,
   };
@@ -228,7 +232,6 @@ export class Cluster implements Scheduler {
   }
 
   transmit(m: PeerMessage): void {
-    if (m.type === 'snapshot') this.stats.snapshotsSent++;
     if (this.blocked.has(`${m.from}>${m.to}`)) return;
     const f = this.faults;
     if (this.netRnd.chance(f.lossRate)) return;
@@ -249,6 +252,7 @@ export class Cluster implements Scheduler {
       afterDiskDelay: (inc, fn) => this.schedule(n.id, inc, 0.1 + this.rnd.float() * this.opts.diskDelayMsMax, 'disk', fn),
       onDurable: (request, storage) => this.checkDurable(n, request, storage),
       onContractViolation: (problem) => this.fail(`${n.id}: storage contract: ${problem}`),
+      onSnapshot: (snapshot, how) => this.checkSnapshot(n, snapshot, how),
     });
   }
 
@@ -356,6 +360,7 @@ export class Cluster implements Scheduler {
       address: `sim:${id}`,
       ...(joinVia !== undefined ? { join: joinVia } : {}),
       entryBytesMax: this.opts.entryBytesMax ?? 256 * 1024,
+      snapshotChunkBytes: this.opts.snapshotChunkBytes ?? 1 << 20,
       ...(this.opts.sessionLimits ? { sessionLimits: this.opts.sessionLimits } : {}),
       core: {
         preVote: this.opts.preVote,
@@ -836,6 +841,23 @@ export class Cluster implements Scheduler {
     if (s.damaged) n.lastDurableCommit = commit; // Clamped to the damaged log while repairing.
     else if (commit < n.lastDurableCommit) this.fail(`${n.id}: durable commit went back ${n.lastDurableCommit} -> ${commit}`);
     n.lastDurableCommit = commit;
+  }
+
+  /**
+   * Snapshots are deterministic (every node taking one at an index produces the same bytes), and
+   * an installed snapshot is always one a node produced, whole (it went over the wire in chunks).
+   */
+  private checkSnapshot(n: SimNode, snapshot: Snapshot, how: 'taken' | 'installed'): void {
+    const hash = `${hashBytes(snapshot.data)}/${snapshot.data.length}`;
+    const index = snapshot.meta.index;
+    const known = this.snapshotAt.get(index);
+    if (how === 'taken') {
+      if (known === undefined) this.snapshotAt.set(index, hash);
+      else if (known !== hash) this.fail(`${n.id} took a snapshot at ${index} that differs from another node's (${hash} vs ${known})`);
+      return;
+    }
+    this.stats.snapshotsInstalled++;
+    if (known !== hash) this.fail(`${n.id} installed a snapshot at ${index} (${hash}) that no node produced (${known ?? 'none taken there'})`);
   }
 
   /** After healing: every member applied everything acknowledged, at the index acknowledged. */

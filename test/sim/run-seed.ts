@@ -82,6 +82,9 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     // Sometimes tiny batch entries, so a turn's requests split across several entries.
     entryBytesMax: r.chance(0.2) ? 64 + r.int(200) : 256 * 1024,
     clockSkewMsMax: r.chance(0.5) ? r.float() * 200 : 0,
+    // Snapshots in small chunks: a transfer takes many messages, some lost, duplicated or
+    // reordered, interrupted by crashes of either side and by leader changes.
+    snapshotChunkBytes: [256, 1024, 4096, 65_536][r.int(4)] as number,
   };
   // Sometimes a small session table: sessions expire while idle (the skew may exceed the idle
   // time), are evicted, and lose old results; nothing may then be applied twice.
@@ -98,7 +101,7 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     `loss ${(faults.lossRate * 100).toFixed(0)}%, dup ${(faults.duplicateRate * 100).toFixed(0)}%, ` +
     `preVote ${opts.preVote}, checkQuorum ${opts.checkQuorum}, compact every ${opts.compactEveryEntries}` +
     (opts.spares ? `, membership changes with ${opts.spares} spare(s)${opts.spareJoin ? ' that join by themselves' : ''}` : '') +
-    `, retry ${opts.retryIntervalMs} ms` +
+    `, retry ${opts.retryIntervalMs} ms, snapshot chunks ${opts.snapshotChunkBytes} B` +
     (opts.sessionLimits ? `, small session table (idle ${opts.sessionLimits.idleMs} ms, ${opts.sessionLimits.sessionsMax} sessions, ${opts.sessionLimits.resultsMax} results)` : '');
   return { ...opts, description };
 }

@@ -100,7 +100,7 @@ export class SimTransport implements Transport {
   }
 
   stats(): TransportStats {
-    return { framesIn: this.received, framesOut: this.sent, bytesIn: 0, bytesOut: 0, framesRejected: {}, messagesDropped: 0, reconnects: 0, connectedPeers: [] };
+    return { framesIn: this.received, framesOut: this.sent, bytesIn: 0, bytesOut: 0, framesRejected: {}, messagesDropped: 0, messagesOversize: 0, reconnects: 0, connectedPeers: [] };
   }
 
   addPeer(): void {

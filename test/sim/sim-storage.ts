@@ -25,6 +25,8 @@ export interface DiskHost {
   onDurable(request: PersistRequest, storage: SimStorage): void;
   /** A request broke the storage contract: a bug in the node layer. */
   onContractViolation(problem: string): void;
+  /** A snapshot this node took (compaction) or installed (from the leader), when it is durable. */
+  onSnapshot(snapshot: Snapshot, how: 'taken' | 'installed'): void;
 }
 
 export class SimStorage implements Storage {
@@ -125,6 +127,7 @@ export class SimStorage implements Storage {
           return;
         }
         this.log.apply(work.request);
+        if (work.request.snapshot) this.host.onSnapshot(work.request.snapshot, 'installed');
         this.host.onDurable(work.request, this);
         work.cb(undefined);
         return;
@@ -136,6 +139,7 @@ export class SimStorage implements Storage {
           work.cb(new RaftQueueError('STORAGE_FAILED', problem));
           return;
         }
+        this.host.onSnapshot(work.snapshot, 'taken');
         // Never while damaged: the damaged log's tail is all the node may still have.
         if (!this.damaged) this.log.compact(work.snapshot);
         work.cb(undefined);

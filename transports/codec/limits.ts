@@ -3,6 +3,7 @@
  * by the schema (reason `schema`) and never reaches the core.
  */
 import { z } from 'zod';
+import { FRAME_BYTES_MAX_DEFAULT as CONTRACT_FRAME_BYTES_MAX_DEFAULT } from '../../lib/contracts/limits.js';
 
 /** Every bound the message schemas check. All counts are inclusive maxima. */
 export interface CodecLimits {
@@ -24,8 +25,8 @@ export interface CodecLimits {
   readonly appBodyBytesMax: number;
 }
 
-/** 16 MiB: a whole queue snapshot is sent as one frame and must fit. */
-export const FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
+/** 16 MiB (the one definition is in lib/contracts/limits.ts). */
+export const FRAME_BYTES_MAX_DEFAULT = CONTRACT_FRAME_BYTES_MAX_DEFAULT;
 
 /** The defaults; every byte bound defaults to the frame bound, which caps them anyway. */
 export const DEFAULT_CODEC_LIMITS: CodecLimits = Object.freeze({

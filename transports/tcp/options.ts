@@ -53,6 +53,8 @@ export const tcpTransportOptionsSchema = z
     acceptUnknownPeers: z.boolean().default(false),
     limits: codecLimitsSchema.omit({ frameBytesMax: true }).optional(),
     random: z.custom<() => number>((f) => typeof f === 'function').optional(),
+    /** Receives a line for problems worth a human's attention (an unsendable message). */
+    log: z.custom<(line: string) => void>((f) => typeof f === 'function').optional(),
   })
   .refine((o) => o.reconnectDelayMsMin <= o.reconnectDelayMsMax, {
     message: 'reconnectDelayMsMin must not exceed reconnectDelayMsMax',
@@ -105,6 +107,7 @@ export interface ResolvedTcpOptions {
   /** Accept authenticated connections from node ids not in `peers` (dynamic membership). */
   readonly acceptUnknownPeers: boolean;
   readonly random: () => number;
+  readonly log: ((line: string) => void) | undefined;
 }
 
 function pemOf(value: string | Uint8Array): string | Buffer {
@@ -140,5 +143,6 @@ export function resolveTcpOptions(input: TcpTransportOptions): ResolvedTcpOption
     handshakesPendingMax: o.handshakesPendingMax,
     acceptUnknownPeers: o.acceptUnknownPeers,
     random: o.random ?? Math.random,
+    log: o.log,
   };
 }

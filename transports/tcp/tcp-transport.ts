@@ -52,6 +52,13 @@ export class TcpTransport implements Transport {
   private closing: Promise<void> | null = null;
   /** The last message the codec refused to encode (a caller bug), for debugging. */
   lastEncodeError: unknown = undefined;
+  /** Message types already reported as oversize (each is logged once). */
+  private readonly oversizeLogged = new Set<string>();
+
+  /** The largest message body this transport sends (its frame bound). */
+  get messageBytesMax(): number {
+    return this.options.limits.frameBytesMax;
+  }
 
   /** Validates `options`; throws RaftQueueError('INVALID_OPTIONS') when they are wrong. */
   constructor(options: TcpTransportOptions) {
@@ -120,7 +127,20 @@ export class TcpTransport implements Transport {
       this.lastEncodeError = error;
       return;
     }
-    if (body.byteLength > this.options.limits.frameBytesMax || !link.enqueue(body)) {
+    if (body.byteLength > this.options.limits.frameBytesMax) {
+      // Never sendable, however often it is retried: a bug in whoever made it that would stall
+      // replication silently. Say so once, loudly, and count every one.
+      this.counters.messagesDropped++;
+      this.counters.messagesOversize++;
+      if (!this.oversizeLogged.has(message.type)) {
+        this.oversizeLogged.add(message.type);
+        this.options.log?.(
+          `dropped a ${message.type} message to ${message.to} of ${body.byteLength} bytes: over frameBytesMax ${this.options.limits.frameBytesMax} (it can never be sent; further ones are only counted in messagesOversize)`,
+        );
+      }
+      return;
+    }
+    if (!link.enqueue(body)) {
       this.counters.messagesDropped++;
       return;
     }
