@@ -27,12 +27,18 @@ export function formatMetrics(s: QueueStatus, m: QueueMetrics): string {
   out.push('# HELP raftqueue_persist_seconds Duration of one storage persist: a WAL write and its fdatasync (one per batch).', '# TYPE raftqueue_persist_seconds histogram');
   for (const [labels, value] of buckets) out.push(`raftqueue_persist_seconds_bucket${formatLabels(labels)} ${value}`);
   out.push(`raftqueue_persist_seconds_sum ${formatValue(m.persist.secondsSum)}`, `raftqueue_persist_seconds_count ${m.persist.count}`);
+  const st = m.snapshotTransfer;
+  family('raftqueue_snapshot_chunks_sent_total', 'counter', 'Snapshot chunks sent to followers.', [[{}, st.chunksSent]]);
+  family('raftqueue_snapshot_chunks_received_total', 'counter', 'Snapshot chunks received from the leader.', [[{}, st.chunksReceived]]);
+  family('raftqueue_snapshot_transfers_resumed_total', 'counter', 'Snapshot transfers resumed after a cut.', [[{}, st.resumed]]);
+  family('raftqueue_snapshots_received_total', 'counter', 'Snapshots received whole (then installed).', [[{}, st.delivered]]);
   const t = m.transport;
   if (t) {
     family('raftqueue_transport_frames_rejected_total', 'counter', 'Peer frames refused, by reason.', Object.entries(t.framesRejected).map(([reason, n]) => [{ reason }, n]));
     family('raftqueue_transport_frames_in_total', 'counter', 'Peer frames received.', [[{}, t.framesIn]]);
     family('raftqueue_transport_frames_out_total', 'counter', 'Peer frames sent.', [[{}, t.framesOut]]);
     family('raftqueue_transport_messages_dropped_total', 'counter', 'Peer messages dropped (peer down or outbound queue full).', [[{}, t.messagesDropped]]);
+    family('raftqueue_transport_messages_oversize_total', 'counter', 'Peer messages that could never be sent: larger than a frame.', [[{}, t.messagesOversize]]);
     family('raftqueue_transport_reconnects_total', 'counter', 'Peer reconnections.', [[{}, t.reconnects]]);
     family('raftqueue_transport_connected_peers', 'gauge', 'Peers with a live authenticated connection.', [[{}, t.connectedPeers.length]]);
   }
