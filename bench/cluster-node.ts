@@ -53,7 +53,7 @@ const queue = new RaftQueue({
   id: config.id,
   peers: config.peers,
   dataDir: config.dataDir,
-  ...(config.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: config.snapshotEveryEntries } : {}),
+  ...(config.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: config.snapshotEveryEntries, snapshotEveryBytes: config.snapshotEveryEntries >= 1e9 ? 2 ** 50 : 64 << 20 } : {}),
 });
 let firstLeaderAtMs = Number.NaN;
 queue.on('leaderChanged', ({ leaderId, term }) => {

@@ -66,6 +66,7 @@ export async function composeMember(
       electionTimeoutTicks: o.electionTimeoutTicks,
       heartbeatIntervalTicks: o.heartbeatIntervalTicks,
       snapshotEveryEntries: o.snapshotEveryEntries,
+      snapshotEveryBytes: o.snapshotEveryBytes,
       retryIntervalMs: o.retryIntervalMs,
       timeTickIntervalMs: TIME_TICK_INTERVAL_MS,
       sessionLimits: { idleMs: o.dedupWindowMs, sessionsMax: 100_000, resultsMax: 1_000_000 },

@@ -61,8 +61,10 @@ export const raftQueueOptionsSchema = z
      * chunk is kept under it. messageBytesMax must be at least 8 KiB below it.
      */
     frameBytesMax: z.number().int().min(FRAME_BYTES_MAX_MIN).max(FRAME_BYTES_MAX_LIMIT).optional(),
-    /** Snapshot the queue and compact the log after this many applied entries. */
+    /** Snapshot the queue and compact the log after this many applied entries... */
     snapshotEveryEntries: z.number().int().min(16).optional(),
+    /** ...or this many bytes of applied entries (whichever comes first; amortized either way). */
+    snapshotEveryBytes: z.number().int().min(64 * 1024).optional(),
     /** WAL segment size (file storage). */
     segmentBytesMax: z.number().int().positive().optional(),
     /** Forwarded commands without a result are re-sent after this long (deduplicated). */
@@ -126,6 +128,7 @@ export interface ResolvedOptions {
   readonly messageBytesMax: number;
   readonly frameBytesMax: number;
   readonly snapshotEveryEntries: number;
+  readonly snapshotEveryBytes: number;
   readonly segmentBytesMax: number | undefined;
   readonly retryIntervalMs: number;
   readonly handoverTimeoutMs: number;
@@ -176,6 +179,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     messageBytesMax: o.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT,
     frameBytesMax: o.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT,
     snapshotEveryEntries: o.snapshotEveryEntries ?? 50_000,
+    snapshotEveryBytes: o.snapshotEveryBytes ?? 64 << 20,
     segmentBytesMax: o.segmentBytesMax,
     retryIntervalMs: o.retryIntervalMs ?? 1_000,
     handoverTimeoutMs: o.handoverTimeoutMs ?? 1_000,

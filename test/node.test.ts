@@ -33,7 +33,7 @@ class FullDiskStorage extends MemoryStorage {
   }
 }
 
-function singleNode(storage: Storage, events: NodeEvent<QueueEvent>[], snapshotEveryEntries = 1_000, seed = 7): RaftNode<QueueEvent> {
+function singleNode(storage: Storage, events: NodeEvent<QueueEvent>[], snapshotEveryEntries = 1_000, seed = 7, snapshotEveryBytes?: number): RaftNode<QueueEvent> {
   const net = new MemoryNetwork();
   return new RaftNode({
     id: 'n1',
@@ -47,6 +47,7 @@ function singleNode(storage: Storage, events: NodeEvent<QueueEvent>[], snapshotE
     electionTimeoutTicks: 4,
     heartbeatIntervalTicks: 1,
     snapshotEveryEntries,
+    ...(snapshotEveryBytes === undefined ? {} : { snapshotEveryBytes }),
     retryIntervalMs: 200,
     timeTickIntervalMs: 100,
     onEvent: (e) => events.push(e),
@@ -77,6 +78,23 @@ test('node: a full disk fail-stops the node with STORAGE_FAILED and rejects pend
   t.false(later.ok);
   await new Promise((r) => setTimeout(r, 100));
   t.is(storage.persists, persistsBefore);
+});
+
+test('node: snapshotEveryBytes compacts a log of few large entries long before snapshotEveryEntries', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'raftqueue-node-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const storage = await FileStorage.open({ dataDir: dir });
+  const node = singleNode(storage, [], 1_000_000, 7, 64 * 1024);
+  await node.start();
+  t.true((await submit(node, { t: 'createTopic', topic: 't' })).ok);
+  for (let i = 0; i < 40; i++) t.true((await submit(node, { t: 'publish', topic: 't', payload: new Uint8Array(1000).fill(i) })).ok);
+  t.is(storage.snapshot(), undefined, 'under 64 KiB of log: no snapshot yet');
+  for (let i = 40; i < 80; i++) t.true((await submit(node, { t: 'publish', topic: 't', payload: new Uint8Array(1000).fill(i) })).ok);
+  await new Promise((r) => setTimeout(r, 100));
+  const snap = storage.snapshot();
+  t.truthy(snap, 'a snapshot was taken by bytes');
+  t.true(storage.firstIndex() > 40, `log compacted (first index ${storage.firstIndex()})`);
+  await new Promise<void>((resolve) => node.stop(0, resolve));
 });
 
 test('node: the log is compacted into a snapshot and a restart recovers from it', async (t) => {

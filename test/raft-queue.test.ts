@@ -27,6 +27,7 @@ test('options: a bad option throws INVALID_OPTIONS naming the field', (t) => {
     [{ id: 'n1', peers, storage: 'memory', clusterSecret: 'short' }, 'clusterSecret'],
     [{ id: 'n1', peers, storage: 'memory', electionTimeoutMs: 20 }, 'electionTimeoutMs'],
     [{ id: 'n1', peers, storage: 'memory', bogus: 1 } as unknown as RaftQueueOptions, 'bogus'],
+    [{ id: 'n1', peers, storage: 'memory', snapshotEveryBytes: 1024 }, 'snapshotEveryBytes'],
   ];
   for (const [options, field] of cases) {
     const error = t.throws(() => new TcpRaftQueue(options));

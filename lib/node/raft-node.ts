@@ -55,8 +55,10 @@ export interface RaftNodeOptions<Event = unknown> {
   readonly tickIntervalMs: number;
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
-  /** Take a snapshot and compact the log after this many applied entries. */
+  /** Take a snapshot and compact the log after this many applied entries... */
   readonly snapshotEveryEntries: number;
+  /** ...or this many bytes of applied entry data (default 64 MiB); amortized either way. */
+  readonly snapshotEveryBytes?: number;
   /** A request with no result after this long is sent again (applied once, by its session). */
   readonly retryIntervalMs: number;
   /** How often a leader logs a time tick while the state machine waits for time to pass. */
@@ -235,6 +237,7 @@ export class RaftNode<Event = unknown> {
       clock: this.clock,
       applier: this.applier as Applier<unknown>,
       snapshotEveryEntries: options.snapshotEveryEntries,
+      snapshotEveryBytes: options.snapshotEveryBytes ?? 64 << 20,
       initialSnapshotBytes: snapshot ? snapshot.data.length : 0,
       hooks: {
         beforeReady: () => this.requests.flush(),

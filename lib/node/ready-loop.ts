@@ -50,8 +50,10 @@ export interface ReadyLoopOptions {
   readonly clock: Clock;
   readonly applier: Applier<unknown>;
   readonly hooks: ReadyHooks;
-  /** Take a snapshot and compact the log after this many applied entries. */
+  /** Take a snapshot and compact the log after this many applied entries... */
   readonly snapshotEveryEntries: number;
+  /** ...or this many bytes of applied entry data (batched entries hold many requests each). */
+  readonly snapshotEveryBytes: number;
   /** Size of the snapshot the node started from (0 if none): the amortization baseline. */
   readonly initialSnapshotBytes: number;
 }
@@ -209,7 +211,8 @@ export class ReadyLoop {
   private maybeCompact(): void {
     if (this.compacting || this.closed) return;
     const applied = this.applier.appliedIndex;
-    if (applied - this.storage.firstIndex() + 1 < this.opts.snapshotEveryEntries) return;
+    const entriesDue = applied - this.storage.firstIndex() + 1 >= this.opts.snapshotEveryEntries;
+    if (!entriesDue && this.logBytesSinceSnapshot < this.opts.snapshotEveryBytes) return;
     // Amortized: a snapshot encodes the whole state (a backlog of waiting messages), so take
     // one only once the log since the last one is at least as large. Snapshot work then costs
     // at most about as much as writing the log did, however deep the backlog.

@@ -125,12 +125,24 @@ export class SnapshotTransfer {
   send(m: SnapshotMessage): void {
     const s = this.out.get(m.to);
     const meta = m.snapshot.meta;
-    if (s && s.term === m.term && s.snapshot.meta.index === meta.index && s.snapshot.meta.term === meta.term && s.snapshot.data.length === m.snapshot.data.length) {
+    // (The identity check reads no data: a compacted snapshot's bytes are loaded only when sent.)
+    if (s && s.term === m.term && s.snapshot.meta.index === meta.index && s.snapshot.meta.term === meta.term) {
       // The core retries an unanswered snapshot: the stream already carries it (and offers again
       // by itself when acknowledgements stop).
       return;
     }
-    const stream: OutStream = { to: m.to, term: m.term, snapshot: m.snapshot, acked: 0, sent: 0, lastProgressMs: this.host.clock.monoMs(), offered: false };
+    // Hold the bytes for the length of the stream (a lazily loaded snapshot is read once here).
+    let data: Uint8Array;
+    try {
+      data = m.snapshot.data;
+    } catch (error) {
+      // Superseded by a newer compaction between the core's choice and now: the core sends the
+      // newer snapshot when it retries.
+      this.host.log(`snapshot ${meta.index}/${meta.term} for ${m.to} is no longer readable (${(error as Error).message}); waiting for a newer one`);
+      this.out.delete(m.to);
+      return;
+    }
+    const stream: OutStream = { to: m.to, term: m.term, snapshot: { meta, data }, acked: 0, sent: 0, lastProgressMs: this.host.clock.monoMs(), offered: false };
     this.out.set(m.to, stream);
     this.offer(stream);
   }

@@ -388,7 +388,9 @@ export class FileStorage implements Storage {
     const reset = { index: snapshot.meta.index, term: snapshot.meta.term };
     await this.append(encodeBatchFrame({ reset, hardState, entries: request.entries }), request.entries);
     await this.guardVote(hardState);
-    this.log.apply(request);
+    // As after a compaction, only the metadata stays in memory (the state machine restores from
+    // the bytes the caller holds).
+    this.log.apply({ ...request, snapshot: this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName)) });
     // The log before the reset is superseded, corrupted parts included: this is the repair.
     const active = this.requireActive();
     const superseded = this.segments.filter((segment) => segment.seq < active.seq);
@@ -423,7 +425,9 @@ export class FileStorage implements Storage {
     if (problem !== undefined) throw new RaftQueueError('STORAGE_FAILED', `compact request violates the storage contract: ${problem}`);
     if (snapshot.meta.index <= this.log.firstIndex() - 1) return;
     const snapshotName = await this.writeSnapshot(snapshot);
-    this.log.compact(snapshot);
+    // Keep only the metadata in memory: the state machine holds the state, and the bytes are
+    // read back from the file when a follower needs them (a copy of a deep backlog otherwise).
+    this.log.compact(this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName)));
     // While damaged, keep every file: the evidence stays until the leader's snapshot repairs it.
     if (this.repair !== undefined) return;
     let deletable = 0;
@@ -527,6 +531,26 @@ export class FileStorage implements Storage {
       (fd) => ({ fd, path }),
       (error: unknown) => ({ error }),
     );
+  }
+
+  /**
+   * A snapshot whose bytes are read from its file on first use (and kept only while someone holds
+   * them): compaction must not double the memory of a deep backlog.
+   */
+  private lazySnapshot(meta: Snapshot['meta'], path: string): Snapshot {
+    let cached: WeakRef<Uint8Array> | undefined;
+    const fs = this.files.fs;
+    return {
+      meta,
+      get data(): Uint8Array {
+        const hit = cached?.deref();
+        if (hit !== undefined) return hit;
+        const decoded = decodeSnapshotFile(fs.readFileSync(path));
+        if ('reason' in decoded) throw new RaftQueueError('STORAGE_FAILED', `snapshot ${path} became unreadable: ${decoded.reason}`);
+        cached = new WeakRef(decoded.snapshot.data);
+        return decoded.snapshot.data;
+      },
+    };
   }
 
   private async writeSnapshot(snapshot: Snapshot): Promise<string> {

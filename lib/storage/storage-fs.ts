@@ -17,6 +17,8 @@ export interface StorageFs {
   fdatasync(fd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
   readFile(path: string): Promise<Buffer>;
+  /** Synchronous read, only for reloading a compacted snapshot when a follower needs it. */
+  readFileSync(path: string): Buffer;
   readdir(path: string): Promise<string[]>;
   mkdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
@@ -40,6 +42,7 @@ export const nodeStorageFs: StorageFs = {
   fdatasync: promisify(fs.fdatasync),
   fsync: promisify(fs.fsync),
   readFile: (path) => promisify(fs.readFile)(path),
+  readFileSync: (path) => fs.readFileSync(path),
   readdir: (path) => promisify(fs.readdir)(path),
   mkdir: async (path) => {
     await promisify(fs.mkdir)(path, { recursive: true });

@@ -107,6 +107,13 @@ export function faultyFs(base: StorageFs, failWhen: (operation: keyof StorageFs,
     fdatasync: wrap('fdatasync'),
     fsync: wrap('fsync'),
     readFile: wrap('readFile'),
+    readFileSync: (path: string) => {
+      const calls = (counts.get('readFileSync') ?? 0) + 1;
+      counts.set('readFileSync', calls);
+      const code = failWhen('readFileSync', calls);
+      if (code !== undefined) throw errnoError(code, 'readFileSync');
+      return base.readFileSync(path);
+    },
     readdir: wrap('readdir'),
     mkdir: wrap('mkdir'),
     rename: wrap('rename'),

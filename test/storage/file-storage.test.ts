@@ -177,6 +177,32 @@ for (const [operation, code] of failurePoints) {
   });
 }
 
+test('storage: after compaction and install the snapshot bytes are read back from the file, not held (file)', async (t) => {
+  const dataDir = tempDir(t);
+  let reads = 0;
+  const fs = faultyFs(nodeStorageFs, (operation) => {
+    if (operation === 'readFileSync') reads++;
+    return undefined;
+  });
+  const storage = await FileStorage.open({ dataDir, fs });
+  t.teardown(() => storage.close());
+  await persist(storage, { entries: entries(1, 40, 1) });
+  const state = Buffer.alloc(100_000, 7);
+  await compact(storage, snapshotAt(30, 1, state));
+  t.is(reads, 0, 'compaction keeps only the metadata');
+  const held = storage.snapshot();
+  t.deepEqual(held?.meta, snapshotAt(30, 1).meta);
+  t.true(Buffer.from(held?.data ?? []).equals(state), 'the bytes come back from the file');
+  t.is(reads, 1);
+  // A snapshot from a leader is held the same way.
+  const installed = Buffer.alloc(50_000, 9);
+  await persist(storage, { snapshot: snapshotAt(60, 2, installed), entries: [], hardState: hardState(2, null, 60) });
+  const after = storage.snapshot();
+  t.is(after?.meta.index, 60);
+  t.true(Buffer.from(after?.data ?? []).equals(installed));
+  t.is(reads, 2);
+});
+
 test('storage: a crash between the snapshot file and the log reset recovers to the snapshot (file)', async (t) => {
   const dataDir = tempDir(t);
   const storage = await FileStorage.open({ dataDir });
