@@ -56,8 +56,16 @@ function encodeTopic(t: TopicState): unknown {
 }
 
 /** Encodes the state as snapshot bytes. */
+/**
+ * msgpackr encodes into one buffer shared by every packer in the process and keeps it: after a
+ * snapshot of a deep backlog that buffer is as large as the snapshot, and every later small
+ * message would be written into it (and, once it fills, into a fresh buffer of the same size).
+ * Past this size the encoder gets a small buffer back, leaving the big one to the snapshot alone.
+ */
+const SHARED_BUFFER_KEEP_BYTES = 1 << 20;
+
 export function encodeSnapshot(input: SnapshotInput): Uint8Array {
-  return queuePackr.pack({
+  const out = queuePackr.pack({
     v: QUEUE_STATE_VERSION,
     nowMs: input.nowMs,
     nextToken: input.nextToken,
@@ -65,6 +73,8 @@ export function encodeSnapshot(input: SnapshotInput): Uint8Array {
     topics: input.topics.map(encodeTopic),
     dedup: input.dedup.map((r) => [r.key, r.atMs, r.kind, r.value]),
   });
+  if (out.buffer.byteLength > SHARED_BUFFER_KEEP_BYTES) queuePackr.useBuffer(new Uint8Array(64 * 1024));
+  return out;
 }
 
 const uint = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

@@ -242,3 +242,27 @@ test('tcp: a message larger than a frame is never sent; the first of each kind i
   // The link itself is fine: everything else still flows.
   await assertDelivers(cluster, ['a', 'b']);
 });
+
+test('tcp: a link waiting out its backoff dials at once when the peer connects to us (a restarted member is reached in a round trip)', async (t) => {
+  // A port for b that nothing listens on yet.
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const bPort = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  const slow = { reconnectDelayMsMin: 20_000, reconnectDelayMsMax: 20_000 };
+  const a = new TcpTransport({ ...TEST_CLUSTER, ...slow, id: 'a', peers: { a: '127.0.0.1:0', b: `127.0.0.1:${bPort}` } });
+  t.teardown(() => a.close());
+  await a.start({ onMessage: () => undefined });
+  // The first dial is refused at once; a now waits 20 s before the next.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.false(a.stats().connectedPeers.includes('b'));
+  const received: unknown[] = [];
+  const b = new TcpTransport({ ...TEST_CLUSTER, ...slow, id: 'b', peers: { a: `127.0.0.1:${a.address().port}`, b: `127.0.0.1:${bPort}` } });
+  t.teardown(() => b.close());
+  await b.start({ onMessage: (m) => received.push(m) });
+  // b dials a at once; a then dials b without waiting out its 20 s backoff.
+  await waitUntil(() => a.stats().connectedPeers.includes('b'), 3_000, 'a reconnected to b');
+  a.send(heartbeat('a', 'b', 1));
+  await waitUntil(() => received.length >= 1, 3_000, 'b heard from a');
+  t.pass();
+});

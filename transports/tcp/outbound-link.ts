@@ -110,6 +110,18 @@ export class OutboundLink {
     }
   }
 
+  /**
+   * The peer just proved itself on a connection it dialed to us, so it is up: a link waiting to
+   * retry dials now instead of after its backoff (a restarted member hears from the leader in
+   * a round trip, not after up to reconnectDelayMsMax).
+   */
+  peerIsUp(): void {
+    if (this.state === 'backoff') {
+      this.clearRetry();
+      this.dial();
+    }
+  }
+
   /** Closes for good, dropping (and counting) whatever is queued. */
   close(): void {
     if (this.state === 'closed') return;

@@ -331,6 +331,7 @@ export class TcpTransport implements Transport {
     // A peer dials us once; a new authenticated connection means it redialed, so the old one
     // is dead or stale.
     if (previous !== undefined && previous !== connection) previous.close('replaced');
+    this.links.get(peer)?.peerIsUp();
   }
 
   private scheduleFlush(): void {
