@@ -42,8 +42,46 @@ export interface StateMachine<Result = unknown, Event = unknown, Query = unknown
   replay?(remembered: unknown): Result;
   /** Answers a read-only question about the current state with plain data. */
   query(query: Query): unknown;
-  /** The whole state as bytes (versioned by the implementation). */
-  snapshot(): Uint8Array;
+  /**
+   * The whole state (versioned by the implementation): its bytes at once, or an image whose
+   * bytes the node copies out in slices over several event-loop turns while the machine goes on
+   * applying. Either way it is the state as of this call: later applies must not change it.
+   */
+  snapshot(): Uint8Array | SnapshotImage;
   /** Replaces the whole state with a snapshot's. Throws (leaving the state untouched) if invalid. */
   restore(data: Uint8Array): void;
+}
+
+/**
+ * A snapshot being copied out: its size is fixed when it is taken, and `writeNext` writes its
+ * bytes in order, a slice at a time, so that a large state never blocks the event loop for long.
+ */
+export interface SnapshotImage {
+  readonly byteLength: number;
+  /**
+   * Writes the next bytes of the image into `out` at `at` (the bytes written so far), about
+   * `budgetBytes` of them (more only to finish a small piece), and returns how many it wrote:
+   * never 0 before `at` reaches byteLength. `out` is byteLength long.
+   */
+  writeNext(out: Uint8Array, at: number, budgetBytes: number): number;
+}
+
+/** An image of bytes already encoded. */
+export function bytesImage(bytes: Uint8Array): SnapshotImage {
+  return {
+    byteLength: bytes.length,
+    writeNext(out, at, budgetBytes) {
+      const end = Math.min(bytes.length, at + Math.max(1, budgetBytes));
+      out.set(bytes.subarray(at, end), at);
+      return end - at;
+    },
+  };
+}
+
+/** The whole image at once (tests, small states). */
+export function imageBytes(image: Uint8Array | SnapshotImage): Uint8Array {
+  if (image instanceof Uint8Array) return image;
+  const out = new Uint8Array(image.byteLength);
+  for (let at = 0; at < out.length; ) at += image.writeNext(out, at, out.length - at);
+  return out;
 }

@@ -59,6 +59,21 @@ export interface SnapshotMeta {
 export interface Snapshot {
   readonly meta: SnapshotMeta;
   readonly data: Uint8Array;
+  /**
+   * Optional: where the same bytes can be read a piece at a time without loading them all (a
+   * file storage's compacted snapshot). A sender streams from it; `data` then loads them whole.
+   */
+  readonly source?: SnapshotSource;
+}
+
+/** A snapshot's bytes, read in pieces. */
+export interface SnapshotSource {
+  readonly byteLength: number;
+  /**
+   * Calls back with `length` bytes from `offset`, or with an error if they can no longer be read
+   * (a newer snapshot replaced them). Always asynchronously.
+   */
+  read(offset: number, length: number, done: (error: Error | undefined, bytes: Uint8Array | undefined) => void): void;
 }
 
 /** Bytes an entry is counted as for message and proposal bounds: payload plus a fixed header. */

@@ -13,7 +13,7 @@ import { RaftInvariantError, assert } from '../core/assert.js';
 import type { Entry } from '../core/types.js';
 import { EntryType } from '../core/types.js';
 import { RaftQueueError } from '../contracts/errors.js';
-import type { ApplyContext, StateMachine } from '../contracts/state-machine.js';
+import { bytesImage, type ApplyContext, type SnapshotImage, type StateMachine } from '../contracts/state-machine.js';
 import { REGISTER_SESSION, readEntry } from './envelope.js';
 import { SessionTable, Verdict, sessionIdAt } from './sessions.js';
 import type { SessionLimits } from './sessions.js';
@@ -137,18 +137,30 @@ export class Applier<Event = unknown> {
     return { index, atMs: this.atMs };
   }
 
-  /** The replicated state as snapshot bytes. */
-  snapshot(): Uint8Array {
+  /**
+   * The replicated state as a snapshot image: a header, the session table (encoded now) and the
+   * machine's image (copied out in slices by the caller while applying goes on).
+   */
+  snapshot(): SnapshotImage {
     const table = this.sessions.encode();
-    const machine = this.sm.snapshot();
-    const out = new Uint8Array(SNAPSHOT_HEADER_BYTES + table.length + machine.length);
-    const view = new DataView(out.buffer);
+    const taken = this.sm.snapshot();
+    const machine = taken instanceof Uint8Array ? bytesImage(taken) : taken;
+    const head = new Uint8Array(SNAPSHOT_HEADER_BYTES + table.length);
+    const view = new DataView(head.buffer);
     view.setUint8(0, NODE_SNAPSHOT_FORMAT);
     view.setFloat64(1, this.atMs);
     view.setUint32(9, table.length);
-    out.set(table, SNAPSHOT_HEADER_BYTES);
-    out.set(machine, SNAPSHOT_HEADER_BYTES + table.length);
-    return out;
+    head.set(table, SNAPSHOT_HEADER_BYTES);
+    return {
+      byteLength: head.length + machine.byteLength,
+      writeNext(out, at, budgetBytes) {
+        if (at < head.length) {
+          out.set(head.subarray(at), at);
+          return head.length - at;
+        }
+        return machine.writeNext(out.subarray(head.length), at - head.length, budgetBytes);
+      },
+    };
   }
 
   /**

@@ -59,6 +59,8 @@ export interface RaftNodeOptions<Event = unknown> {
   readonly snapshotEveryEntries: number;
   /** ...or this many bytes of applied entry data (default 64 MiB); amortized either way. */
   readonly snapshotEveryBytes?: number;
+  /** Bytes of a snapshot copied out per event-loop turn (default 1 MiB: about a millisecond). */
+  readonly snapshotSliceBytes?: number;
   /** A request with no result after this long is sent again (applied once, by its session). */
   readonly retryIntervalMs: number;
   /** How often a leader logs a time tick while the state machine waits for time to pass. */
@@ -238,6 +240,7 @@ export class RaftNode<Event = unknown> {
       applier: this.applier as Applier<unknown>,
       snapshotEveryEntries: options.snapshotEveryEntries,
       snapshotEveryBytes: options.snapshotEveryBytes ?? 64 << 20,
+      snapshotSliceBytes: options.snapshotSliceBytes ?? 1 << 20,
       initialSnapshotBytes: snapshot ? snapshot.data.length : 0,
       hooks: {
         beforeReady: () => this.requests.flush(),

@@ -54,6 +54,8 @@ export interface ReadyLoopOptions {
   readonly snapshotEveryEntries: number;
   /** ...or this many bytes of applied entry data (batched entries hold many requests each). */
   readonly snapshotEveryBytes: number;
+  /** Bytes of a snapshot image copied out per event-loop turn. */
+  readonly snapshotSliceBytes: number;
   /** Size of the snapshot the node started from (0 if none): the amortization baseline. */
   readonly initialSnapshotBytes: number;
 }
@@ -68,6 +70,8 @@ export class ReadyLoop {
   private pumpScheduled = false;
   private persisting = false;
   private compacting = false;
+  /** Bumped by every snapshot taken or installed: a copy-out still running for an older one stops. */
+  private snapshotGeneration = 0;
   private closed = false;
   /** Bytes of entry data applied since the last snapshot, and that snapshot's size. */
   private logBytesSinceSnapshot = 0;
@@ -191,6 +195,11 @@ export class ReadyLoop {
       // A snapshot that does not decode fail-stops this node (never the host process).
       const restored = this.hooks.guard(() => {
         this.applier.restore(snapshot.data, snapshot.meta.index);
+        // A snapshot of our own still being copied out describes the replaced state: drop it.
+        if (this.compacting) {
+          this.snapshotGeneration++;
+          this.compacting = false;
+        }
         this.lastSnapshotBytes = snapshot.data.length;
         this.logBytesSinceSnapshot = 0;
         this.hooks.afterRestore();
@@ -220,16 +229,36 @@ export class ReadyLoop {
     const term = this.core.termAt(applied);
     if (term === undefined) return;
     const conf = this.core.confStateAt(applied);
-    const data = this.hooks.guard(() => this.applier.snapshot());
-    if (data === undefined) return;
-    const snapshot: Snapshot = { meta: { index: applied, term, conf }, data };
+    // Taking the image is cheap (one pass over the state, no payload copy); its bytes are copied
+    // out a slice per event-loop turn while applying goes on, so a deep backlog never stalls the
+    // loop. The image is the state as of `applied`, whatever is applied meanwhile.
+    const image = this.hooks.guard(() => this.applier.snapshot());
+    if (image === undefined) return;
     this.compacting = true;
     this.counters.snapshotsTaken++;
-    this.lastSnapshotBytes = data.length;
+    this.lastSnapshotBytes = image.byteLength;
     this.logBytesSinceSnapshot = 0;
-    this.storage.compact(snapshot, (error) => {
-      this.compacting = false;
-      if (error && !this.closed) this.hooks.fail(error);
-    });
+    const generation = ++this.snapshotGeneration;
+    const out = new Uint8Array(image.byteLength);
+    let at = 0;
+    const slice = (): void => {
+      // A snapshot from the leader replaced the state, or the node stopped: this one is moot.
+      if (this.closed || generation !== this.snapshotGeneration) return;
+      const wrote = this.hooks.guard(() => {
+        at += image.writeNext(out, at, this.opts.snapshotSliceBytes);
+        return true;
+      });
+      if (wrote !== true) return;
+      if (at < out.length) {
+        this.clock.soon(slice);
+        return;
+      }
+      const snapshot: Snapshot = { meta: { index: applied, term, conf }, data: out };
+      this.storage.compact(snapshot, (error) => {
+        if (generation === this.snapshotGeneration) this.compacting = false;
+        if (error && !this.closed) this.hooks.fail(error);
+      });
+    };
+    slice();
   }
 }

@@ -17,7 +17,7 @@
  * drops it for a different one.
  */
 import type { Message } from '../core/messages.js';
-import type { NodeId, Snapshot, SnapshotMeta } from '../core/types.js';
+import type { NodeId, SnapshotMeta, SnapshotSource } from '../core/types.js';
 import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { MEMBER_ID_CHARS_MAX, ADDRESS_CHARS_MAX } from '../contracts/limits.js';
@@ -76,12 +76,18 @@ export interface SnapshotTransferHost {
 interface OutStream {
   readonly to: NodeId;
   readonly term: number;
-  readonly snapshot: Snapshot;
+  readonly meta: SnapshotMeta;
+  readonly total: number;
+  /** The bytes in memory, or where to read them a chunk at a time (a snapshot in a file). */
+  readonly data: Uint8Array | undefined;
+  readonly source: SnapshotSource | undefined;
   /** Bytes the follower acknowledged, and bytes sent so far. */
   acked: number;
   sent: number;
   lastProgressMs: number;
   offered: boolean;
+  /** A chunk is being read from `source` (one at a time, in order). */
+  reading: boolean;
 }
 
 interface InStream {
@@ -126,55 +132,78 @@ export class SnapshotTransfer {
     const s = this.out.get(m.to);
     const meta = m.snapshot.meta;
     // (The identity check reads no data: a compacted snapshot's bytes are loaded only when sent.)
-    if (s && s.term === m.term && s.snapshot.meta.index === meta.index && s.snapshot.meta.term === meta.term) {
+    if (s && s.term === m.term && s.meta.index === meta.index && s.meta.term === meta.term) {
       // The core retries an unanswered snapshot: the stream already carries it (and offers again
       // by itself when acknowledgements stop).
       return;
     }
-    // Hold the bytes for the length of the stream (a lazily loaded snapshot is read once here).
-    let data: Uint8Array;
-    try {
-      data = m.snapshot.data;
-    } catch (error) {
-      // Superseded by a newer compaction between the core's choice and now: the core sends the
-      // newer snapshot when it retries.
-      this.host.log(`snapshot ${meta.index}/${meta.term} for ${m.to} is no longer readable (${(error as Error).message}); waiting for a newer one`);
-      this.out.delete(m.to);
-      return;
+    // A snapshot kept in a file is read a chunk at a time as the window opens; one in memory
+    // is sliced.
+    const source = m.snapshot.source;
+    let data: Uint8Array | undefined;
+    if (source === undefined) {
+      try {
+        data = m.snapshot.data;
+      } catch (error) {
+        // Superseded by a newer compaction between the core's choice and now: the core sends
+        // the newer snapshot when it retries.
+        this.host.log(`snapshot ${meta.index}/${meta.term} for ${m.to} is no longer readable (${(error as Error).message}); waiting for a newer one`);
+        this.out.delete(m.to);
+        return;
+      }
     }
-    const stream: OutStream = { to: m.to, term: m.term, snapshot: { meta, data }, acked: 0, sent: 0, lastProgressMs: this.host.clock.monoMs(), offered: false };
+    const total = source !== undefined ? source.byteLength : (data as Uint8Array).length;
+    const stream: OutStream = { to: m.to, term: m.term, meta, total, data, source, acked: 0, sent: 0, lastProgressMs: this.host.clock.monoMs(), offered: false, reading: false };
     this.out.set(m.to, stream);
     this.offer(stream);
   }
 
   private offer(s: OutStream): void {
-    const meta = s.snapshot.meta;
+    const meta = s.meta;
     s.offered = true;
     s.sent = s.acked;
     s.lastProgressMs = this.host.clock.monoMs();
     this.stats.offersSent++;
-    this.post(s.to, { k: 'offer', index: meta.index, sterm: meta.term, total: s.snapshot.data.length, term: s.term, meta: plainMeta(meta) });
+    this.post(s.to, { k: 'offer', index: meta.index, sterm: meta.term, total: s.total, term: s.term, meta: plainMeta(meta) });
   }
 
   /** Sends chunks up to the window (only once the follower answered the offer). */
   private pump(s: OutStream): void {
-    const data = s.snapshot.data;
-    const total = data.length;
     const chunk = this.host.chunkBytes;
-    const meta = s.snapshot.meta;
-    while (s.sent < total && s.sent - s.acked < chunk * this.host.windowChunks) {
-      const end = Math.min(total, s.sent + chunk);
-      const bytes = data.subarray(s.sent, end);
-      this.stats.chunksSent++;
-      this.post(s.to, { k: 'chunk', index: meta.index, sterm: meta.term, total, term: s.term, offset: s.sent, crc: this.host.crc32(bytes), data: bytes });
-      s.sent = end;
+    while (!s.reading && s.sent < s.total && s.sent - s.acked < chunk * this.host.windowChunks) {
+      const offset = s.sent;
+      const end = Math.min(s.total, offset + chunk);
+      if (s.data !== undefined) {
+        this.postChunk(s, offset, s.data.subarray(offset, end));
+        continue;
+      }
+      // From the file: one read at a time; a resume or a newer stream meanwhile discards it.
+      s.reading = true;
+      (s.source as SnapshotSource).read(offset, end - offset, (error, bytes) => {
+        s.reading = false;
+        if (this.out.get(s.to) !== s) return;
+        if (error !== undefined || bytes === undefined) {
+          // Superseded by a newer snapshot (its file was deleted): the core sends the newer one.
+          this.host.log(`snapshot ${s.meta.index}/${s.meta.term} for ${s.to} could not be read (${error?.message ?? 'no data'}); waiting for a newer one`);
+          this.out.delete(s.to);
+          return;
+        }
+        if (s.sent === offset) this.postChunk(s, offset, bytes);
+        this.pump(s);
+      });
     }
+  }
+
+  private postChunk(s: OutStream, offset: number, bytes: Uint8Array): void {
+    this.stats.chunksSent++;
+    this.post(s.to, { k: 'chunk', index: s.meta.index, sterm: s.meta.term, total: s.total, term: s.term, offset, crc: this.host.crc32(bytes), data: bytes });
+    s.sent = offset + bytes.length;
   }
 
   private onAck(from: NodeId, b: Extract<Body, { k: 'ack' }>): void {
     const s = this.out.get(from);
-    if (!s || s.snapshot.meta.index !== b.index || s.snapshot.meta.term !== b.sterm || s.snapshot.data.length !== b.total) return;
-    if (b.offset >= s.snapshot.data.length) {
+    if (!s || s.meta.index !== b.index || s.meta.term !== b.sterm || s.total !== b.total) return;
+    if (b.offset >= s.total) {
       // Whole: the follower's core takes it from here (its answer ends the core's snapshot state).
       this.out.delete(from);
       return;

@@ -1,5 +1,5 @@
 /**
- * MessageRing: the retained messages of one topic, as parallel ring buffers indexed by offset.
+ * MessageRing: the retained messages of one topic, as parallel arrays in pages indexed by offset.
  *
  * Why parallel arrays: a waiting message costs ~30 bytes here (a reference to the ArrayBuffer
  * holding its bytes, their byte offset and length, the publish time and a done-count) instead of
@@ -7,14 +7,24 @@
  * decoder found them, inside the entry. Only the Uint8Array view object is not kept (V8 spends
  * ~200 bytes on one), so payloadAt() makes a fresh view onto the same bytes when one is handed out.
  *
- * Offsets [headOffset, tailOffset) are held; inside that window a slot whose payload is undefined
+ * Why pages: a snapshot must capture the state in a few microseconds however deep the backlog,
+ * and then copy it out over many event-loop turns while messages keep arriving and leaving. A
+ * capture takes references to the pages' arrays and starts a new epoch; the first write to a page
+ * of an older epoch copies that page's arrays first (copy-on-write, at most PAGE_SLOTS slots), so
+ * the capture keeps seeing the state it took. Pages hold the offsets [n*PAGE_SLOTS, (n+1)*PAGE_SLOTS);
+ * the last page's arrays grow as it fills, so a small topic costs a few hundred bytes.
+ *
+ * Offsets [headOffset, tailOffset) are held; inside that window a slot whose buffer is undefined
  * is a hole: a message every group finished out of order. The head is always a live message (or
- * the ring is empty), so holes exist only behind a live one.
+ * the ring is empty), so holes exist only behind a live one. A page whose messages are all
+ * finished is dropped even in the middle of the window.
  */
 import { assert } from '../core/assert.js';
 
-/** Smallest ring capacity; capacities are powers of two so that a mask maps positions to slots. */
-const RING_SLOTS_MIN = 16;
+/** Slots per page (a power of two). */
+const PAGE_SLOTS = 1024;
+/** Slots of a new last page; it doubles up to PAGE_SLOTS as it fills. */
+const PAGE_SLOTS_MIN = 16;
 
 /** Where a dead-lettered message came from, kept with the message in the dead-letter topic. */
 export interface DeadLetterHeader {
@@ -23,6 +33,95 @@ export interface DeadLetterHeader {
   reason: 'maxDeliveries';
   attempts: number;
   group: string;
+}
+
+/** The arrays of one page: slot i holds offset base + i. */
+export interface PageArrays {
+  readonly base: number;
+  /** Backing buffer of each payload; undefined marks a hole (or a slot not yet written). */
+  readonly buffers: (ArrayBufferLike | undefined)[];
+  readonly byteOffsets: Float64Array;
+  readonly lengths: Uint32Array;
+  readonly publishedAt: Float64Array;
+  readonly doneCounts: Uint16Array;
+}
+
+interface Page extends PageArrays {
+  /** The ring epoch these arrays belong to: an older one is shared with a snapshot capture. */
+  epoch: number;
+  /** Live messages in the page. */
+  live: number;
+}
+
+/**
+ * The live messages of a ring as of one moment, oldest first: what a snapshot holds. It shares
+ * the ring's page arrays (the ring copies a page before changing it), so taking one costs a copy
+ * of the page list; reading it walks the window [headOffset, tailOffset).
+ */
+export interface RingCapture {
+  readonly count: number;
+  /** Sum of the payload lengths. */
+  readonly bytes: number;
+  readonly headOffset: number;
+  readonly tailOffset: number;
+  /** Pages by page number minus firstPage; undefined where every message was finished. */
+  readonly pages: readonly (PageArrays | undefined)[];
+  readonly firstPage: number;
+}
+
+/**
+ * Visits the live messages of a capture at offsets from `from` on, oldest first, until `visit`
+ * returns false (after handling that message). Returns the offset to resume from: the capture's
+ * tailOffset once every message was visited.
+ */
+export function walkCapture(c: RingCapture, from: number, visit: (page: PageArrays, slot: number, offset: number) => boolean): number {
+  let offset = Math.max(from, c.headOffset);
+  while (offset < c.tailOffset) {
+    const pageNumber = Math.floor(offset / PAGE_SLOTS);
+    const page = c.pages[pageNumber - c.firstPage];
+    const pageEnd = Math.min((pageNumber + 1) * PAGE_SLOTS, c.tailOffset);
+    if (page === undefined) {
+      offset = pageEnd;
+      continue;
+    }
+    const buffers = page.buffers;
+    const end = Math.min(pageEnd - page.base, buffers.length);
+    for (let slot = offset - page.base; slot < end; slot++) {
+      if (buffers[slot] !== undefined && !visit(page, slot, page.base + slot)) return page.base + slot + 1;
+    }
+    offset = pageEnd;
+  }
+  return c.tailOffset;
+}
+
+/** Restored payloads are copied into buffers of about this size, so one message left waiting
+ * never keeps a whole snapshot's bytes alive. */
+const RESTORE_SLAB_BYTES = 1 << 20;
+
+function newPage(base: number, slots: number, epoch: number): Page {
+  return {
+    base,
+    buffers: new Array<ArrayBufferLike | undefined>(slots).fill(undefined),
+    byteOffsets: new Float64Array(slots),
+    lengths: new Uint32Array(slots),
+    publishedAt: new Float64Array(slots),
+    doneCounts: new Uint16Array(slots),
+    epoch,
+    live: 0,
+  };
+}
+
+/** A copy of `page` with room for `slots` slots, in `epoch`. */
+function copyPage(page: Page, slots: number, epoch: number): Page {
+  const copy = newPage(page.base, slots, epoch);
+  const n = Math.min(slots, page.buffers.length);
+  for (let i = 0; i < n; i++) copy.buffers[i] = page.buffers[i];
+  copy.byteOffsets.set(page.byteOffsets.subarray(0, n));
+  copy.lengths.set(page.lengths.subarray(0, n));
+  copy.publishedAt.set(page.publishedAt.subarray(0, n));
+  copy.doneCounts.set(page.doneCounts.subarray(0, n));
+  copy.live = page.live;
+  return copy;
 }
 
 export class MessageRing {
@@ -34,16 +133,11 @@ export class MessageRing {
   liveCount = 0;
   liveBytes = 0;
 
-  private slots = RING_SLOTS_MIN;
-  private mask = RING_SLOTS_MIN - 1;
-  /** Slot of headOffset. */
-  private headSlot = 0;
-  /** Backing buffer of each payload; undefined marks a hole. */
-  private buffers: (ArrayBufferLike | undefined)[] = new Array<ArrayBufferLike | undefined>(RING_SLOTS_MIN).fill(undefined);
-  private byteOffsets = new Float64Array(RING_SLOTS_MIN);
-  private lengths = new Uint32Array(RING_SLOTS_MIN);
-  private publishedAt = new Float64Array(RING_SLOTS_MIN);
-  private doneCounts = new Uint16Array(RING_SLOTS_MIN);
+  /** Pages from page number firstPage on; undefined for a dropped (all finished) page. */
+  private pages: (Page | undefined)[] = [];
+  private firstPage = 0;
+  /** Bumped by every capture: pages of older epochs are shared and copied before a write. */
+  private epoch = 0;
   /** Dead-letter headers by offset: sparse, only messages in a dead-letter topic have one. */
   readonly headers = new Map<number, DeadLetterHeader>();
 
@@ -59,78 +153,136 @@ export class MessageRing {
 
   /** Appends the message whose bytes are `length` bytes of `buffer` at `byteOffset`. */
   pushRange(buffer: ArrayBufferLike, byteOffset: number, length: number, publishedAtMs: number, header?: DeadLetterHeader): number {
-    if (this.span === this.slots) this.resize(this.slots * 2);
-    const offset = this.tailOffset++;
-    const slot = (this.headSlot + (offset - this.headOffset)) & this.mask;
     assert(length <= 0xffff_ffff, 'a payload fits a uint32 length');
-    this.buffers[slot] = buffer;
-    this.byteOffsets[slot] = byteOffset;
-    this.lengths[slot] = length;
-    this.publishedAt[slot] = publishedAtMs;
-    this.doneCounts[slot] = 0;
+    const offset = this.tailOffset++;
+    if (this.liveCount === 0) {
+      // An empty ring restarts at the tail: every older page is gone.
+      this.headOffset = offset;
+      this.pages = [];
+      this.firstPage = Math.floor(offset / PAGE_SLOTS);
+    }
+    const page = this.writablePage(offset, true);
+    const slot = offset - page.base;
+    page.buffers[slot] = buffer;
+    page.byteOffsets[slot] = byteOffset;
+    page.lengths[slot] = length;
+    page.publishedAt[slot] = publishedAtMs;
+    page.doneCounts[slot] = 0;
+    page.live++;
     if (header !== undefined) this.headers.set(offset, header);
     this.liveCount++;
     this.liveBytes += length;
     return offset;
   }
 
-  /** Appends a hole-free run restored from a snapshot: offsets must ascend and start at or after the tail. */
-  restore(offset: number, payload: Uint8Array, publishedAtMs: number, doneCount: number): void {
-    assert(offset >= this.tailOffset, 'restored offsets ascend');
-    if (this.liveCount === 0) {
-      this.headOffset = offset;
-      this.tailOffset = offset;
+  /**
+   * The page of `offset`, ready to be written: created (when `create`), grown to hold the slot,
+   * and copied first if a capture shares it.
+   */
+  private writablePage(offset: number, create: boolean): Page {
+    const index = Math.floor(offset / PAGE_SLOTS) - this.firstPage;
+    let page = this.pages[index];
+    if (page === undefined) {
+      assert(create, 'only a push creates a page');
+      // A ring reaching a second page is a deep one: later pages start full size.
+      page = newPage(Math.floor(offset / PAGE_SLOTS) * PAGE_SLOTS, this.pages.length > 0 ? PAGE_SLOTS : PAGE_SLOTS_MIN, this.epoch);
+      while (this.pages.length < index) this.pages.push(undefined);
+      this.pages[index] = page;
     }
-    this.restoreTail(offset);
-    this.push(payload, publishedAtMs);
-    this.doneCounts[this.slotOf(offset)] = doneCount;
+    const slot = offset - page.base;
+    const size = page.buffers.length;
+    if (slot >= size || page.epoch !== this.epoch) {
+      let slots = size;
+      while (slots <= slot) slots *= 2;
+      page = copyPage(page, Math.min(slots, PAGE_SLOTS), this.epoch);
+      this.pages[index] = page;
+    }
+    return page;
   }
 
-  /** Extends the window with holes up to `tailOffset` (snapshot restore: finished messages at the end). */
-  restoreTail(tailOffset: number): void {
-    assert(tailOffset >= this.tailOffset, 'the restored tail does not move back');
-    if (this.liveCount === 0) {
-      this.headOffset = tailOffset;
-      this.tailOffset = tailOffset;
-      return;
-    }
-    while (this.tailOffset < tailOffset) {
-      if (this.span === this.slots) this.resize(this.slots * 2);
-      this.buffers[this.slotOf(this.tailOffset)] = undefined;
-      this.tailOffset++;
-    }
+  /** The page holding a live message at `offset`, or undefined. */
+  private livePage(offset: number): Page | undefined {
+    if (offset < this.headOffset || offset >= this.tailOffset) return undefined;
+    const page = this.pages[Math.floor(offset / PAGE_SLOTS) - this.firstPage];
+    if (page === undefined) return undefined;
+    const slot = offset - page.base;
+    return slot < page.buffers.length && page.buffers[slot] !== undefined ? page : undefined;
   }
 
-  /** Calls `visit` for each live message, oldest first (snapshots). */
-  forEachLive(visit: (offset: number, payload: Uint8Array, publishedAtMs: number, doneCount: number) => void): void {
-    for (let offset = this.headOffset; offset < this.tailOffset; offset++) {
-      const slot = this.slotOf(offset);
-      const buffer = this.buffers[slot];
-      if (buffer === undefined) continue;
-      const payload = new Uint8Array(buffer, this.byteOffsets[slot] as number, this.lengths[slot] as number);
-      visit(offset, payload, this.publishedAt[slot] as number, this.doneCounts[slot] as number);
+  /**
+   * The live messages now, for a snapshot (see RingCapture): O(pages), no slot or payload copy.
+   * Later changes to the ring do not show in it.
+   */
+  capture(): RingCapture {
+    const capture: RingCapture = {
+      count: this.liveCount,
+      bytes: this.liveBytes,
+      headOffset: this.headOffset,
+      tailOffset: this.tailOffset,
+      pages: this.pages.slice(),
+      firstPage: this.firstPage,
+    };
+    this.epoch++;
+    return capture;
+  }
+
+  /**
+   * Fills an empty ring from snapshot columns: offsets strictly ascending and below `tail`,
+   * `payloads` the messages' bytes back to back (copied into slabs here). The caller validated
+   * the columns.
+   */
+  restoreColumns(tail: number, offsets: Float64Array, publishedAt: Float64Array, lengths: Uint32Array, done: Uint16Array, payloads: Uint8Array): void {
+    assert(this.liveCount === 0 && this.tailOffset === 0, 'columns restore an empty ring');
+    const count = offsets.length;
+    let slab: ArrayBufferLike | undefined;
+    let slabStart = 0;
+    let slabEnd = 0;
+    let at = 0;
+    for (let i = 0; i < count; i++) {
+      const length = lengths[i] as number;
+      if (slab === undefined || at + length > slabEnd) {
+        // The next slab: whole messages from here, about RESTORE_SLAB_BYTES (one larger message alone).
+        let end = at + length;
+        for (let j = i + 1; j < count && end + (lengths[j] as number) - at <= RESTORE_SLAB_BYTES; j++) end += lengths[j] as number;
+        slab = payloads.slice(at, end).buffer;
+        slabStart = at;
+        slabEnd = end;
+      }
+      // Holes before this message: the window moves on as if they were finished.
+      this.tailOffset = offsets[i] as number;
+      this.pushRange(slab, at - slabStart, length, publishedAt[i] as number);
+      const offset = offsets[i] as number;
+      const page = this.writablePage(offset, false);
+      page.doneCounts[offset - page.base] = done[i] as number;
+      at += length;
     }
+    this.tailOffset = tail;
+    if (this.liveCount === 0) this.headOffset = tail;
   }
 
   /** Whether `offset` holds a live message (not a hole, not outside the window). */
   isLive(offset: number): boolean {
-    return offset >= this.headOffset && offset < this.tailOffset && this.buffers[this.slotOf(offset)] !== undefined;
+    return this.livePage(offset) !== undefined;
   }
 
   /** A fresh view onto the payload bytes at `offset`, or undefined when it is not live. */
   payloadAt(offset: number): Uint8Array | undefined {
-    if (offset < this.headOffset || offset >= this.tailOffset) return undefined;
-    const slot = this.slotOf(offset);
-    const buffer = this.buffers[slot];
-    return buffer === undefined ? undefined : new Uint8Array(buffer, this.byteOffsets[slot] as number, this.lengths[slot] as number);
+    const page = this.livePage(offset);
+    if (page === undefined) return undefined;
+    const slot = offset - page.base;
+    return new Uint8Array(page.buffers[slot] as ArrayBufferLike, page.byteOffsets[slot] as number, page.lengths[slot] as number);
   }
 
   publishedAtOf(offset: number): number {
-    return this.publishedAt[this.slotOf(offset)] as number;
+    const page = this.livePage(offset);
+    assert(page !== undefined, 'publishedAtOf a live message');
+    return page.publishedAt[offset - page.base] as number;
   }
 
   doneCountOf(offset: number): number {
-    return this.doneCounts[this.slotOf(offset)] as number;
+    const page = this.livePage(offset);
+    assert(page !== undefined, 'doneCountOf a live message');
+    return page.doneCounts[offset - page.base] as number;
   }
 
   /**
@@ -138,11 +290,12 @@ export class MessageRing {
    * Returns true when it was removed.
    */
   markDone(offset: number, groupCount: number): boolean {
-    const slot = this.slotOf(offset);
-    assert(this.buffers[slot] !== undefined, 'a group finishes only a live message');
-    const done = (this.doneCounts[slot] as number) + 1;
+    assert(this.livePage(offset) !== undefined, 'a group finishes only a live message');
+    const page = this.writablePage(offset, false);
+    const slot = offset - page.base;
+    const done = (page.doneCounts[slot] as number) + 1;
     if (done < groupCount) {
-      this.doneCounts[slot] = done;
+      page.doneCounts[slot] = done;
       return false;
     }
     this.remove(offset);
@@ -151,50 +304,46 @@ export class MessageRing {
 
   /** Removes the live message at `offset` (finished by all groups, or dropped by retention). */
   remove(offset: number): void {
-    const slot = this.slotOf(offset);
-    assert(this.buffers[slot] !== undefined, 'only a live message is removed');
-    this.buffers[slot] = undefined;
+    assert(this.livePage(offset) !== undefined, 'only a live message is removed');
+    const page = this.writablePage(offset, false);
+    const slot = offset - page.base;
+    page.buffers[slot] = undefined;
+    page.live--;
     this.liveCount--;
-    this.liveBytes -= this.lengths[slot] as number;
+    this.liveBytes -= page.lengths[slot] as number;
     if (this.headers.size > 0) this.headers.delete(offset);
+    if (page.live === 0) {
+      // Every message of the page is finished: drop it (the last page stays, for the next push).
+      const index = Math.floor(offset / PAGE_SLOTS) - this.firstPage;
+      if (index < this.pages.length - 1) this.pages[index] = undefined;
+    }
     if (offset === this.headOffset) this.advanceHead();
   }
 
-  /** Moves the head past holes, so it rests on a live message or the tail; shrinks a mostly empty ring. */
+  /** Moves the head past holes and dropped pages to a live message or the tail; drops pages behind it. */
   private advanceHead(): void {
-    while (this.headOffset < this.tailOffset && this.buffers[this.headSlot] === undefined) {
-      this.headOffset++;
-      this.headSlot = (this.headSlot + 1) & this.mask;
+    if (this.liveCount === 0) {
+      this.headOffset = this.tailOffset;
+      this.pages = [];
+      this.firstPage = Math.floor(this.tailOffset / PAGE_SLOTS);
+      return;
     }
-    if (this.slots > RING_SLOTS_MIN && this.span * 4 < this.slots) this.resize(this.slots / 2);
-  }
-
-  private slotOf(offset: number): number {
-    return (this.headSlot + (offset - this.headOffset)) & this.mask;
-  }
-
-  private resize(slots: number): void {
-    const buffers = new Array<ArrayBufferLike | undefined>(slots).fill(undefined);
-    const byteOffsets = new Float64Array(slots);
-    const lengths = new Uint32Array(slots);
-    const publishedAt = new Float64Array(slots);
-    const doneCounts = new Uint16Array(slots);
-    const span = this.span;
-    for (let i = 0; i < span; i++) {
-      const from = (this.headSlot + i) & this.mask;
-      buffers[i] = this.buffers[from];
-      byteOffsets[i] = this.byteOffsets[from] as number;
-      lengths[i] = this.lengths[from] as number;
-      publishedAt[i] = this.publishedAt[from] as number;
-      doneCounts[i] = this.doneCounts[from] as number;
+    let offset = this.headOffset;
+    for (;;) {
+      const page = this.pages[Math.floor(offset / PAGE_SLOTS) - this.firstPage];
+      if (page === undefined || page.live === 0) {
+        offset = (Math.floor(offset / PAGE_SLOTS) + 1) * PAGE_SLOTS;
+        continue;
+      }
+      const slot = offset - page.base;
+      if (slot < page.buffers.length && page.buffers[slot] !== undefined) break;
+      offset++;
     }
-    this.buffers = buffers;
-    this.byteOffsets = byteOffsets;
-    this.lengths = lengths;
-    this.publishedAt = publishedAt;
-    this.doneCounts = doneCounts;
-    this.slots = slots;
-    this.mask = slots - 1;
-    this.headSlot = 0;
+    this.headOffset = offset;
+    const drop = Math.floor(offset / PAGE_SLOTS) - this.firstPage;
+    if (drop > 0) {
+      this.pages.splice(0, drop);
+      this.firstPage += drop;
+    }
   }
 }

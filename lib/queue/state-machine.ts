@@ -8,7 +8,7 @@
  * when the state itself is broken, so that the node fail-stops.
  */
 import { assert, RaftInvariantError, unreachable } from '../core/assert.js';
-import type { ApplyContext, StateMachine } from '../contracts/state-machine.js';
+import { imageBytes, type ApplyContext, type SnapshotImage, type StateMachine } from '../contracts/state-machine.js';
 import {
   deadLetterTopicName,
   decodeCommand,
@@ -22,7 +22,7 @@ import {
 import { DedupTable, DEDUP_WINDOW_MAX_DEFAULT, DEDUP_WINDOW_MS_DEFAULT, type DedupRecord } from './dedup.js';
 import { TimerHeap, TimerKind } from './heaps.js';
 import type { DeadLetterHeader } from './message-ring.js';
-import { decodeSnapshot, encodeSnapshot, type RestoredState } from './snapshot.js';
+import { decodeSnapshot, snapshotImage, type RestoredState } from './snapshot.js';
 import {
   DEFAULT_GROUP,
   GROUPS_PER_TOPIC_MAX,
@@ -254,15 +254,23 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
 
   // ---- snapshots ---------------------------------------------------------------------------
 
-  /** The whole state as msgpack bytes (versioned): topics, messages, groups, dedup, time, counters. */
-  snapshot(): Uint8Array {
-    return encodeSnapshot({
+  /**
+   * The whole state (versioned): topics, messages, groups, dedup, time, counters. An image whose
+   * bytes are copied out in slices; later applies do not change it (see snapshot.ts).
+   */
+  snapshot(): SnapshotImage {
+    return snapshotImage({
       nowMs: this.nowMs,
       nextToken: this.nextToken,
       nextTopicId: this.nextTopicId,
       topics: [...this.topicsByName.values()],
       dedup: this.dedup.records(),
     });
+  }
+
+  /** The whole state as snapshot bytes at once (tests, small states). */
+  snapshotBytes(): Uint8Array {
+    return imageBytes(this.snapshot());
   }
 
   /**

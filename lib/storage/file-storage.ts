@@ -15,8 +15,9 @@
  * and lets recovery notice a WAL that lost data after this node voted.
  */
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { RaftQueueError } from '../contracts/errors.js';
-import type { Entry, HardState, PersistRequest, Snapshot } from '../core/types.js';
+import type { Entry, HardState, PersistRequest, Snapshot, SnapshotSource } from '../core/types.js';
 import { MemoryLog } from './memory-log.js';
 import type { Storage, StorageCallback, StorageStatus } from './storage.js';
 import { hasErrorCode, nodeStorageFs, type StorageFs } from './storage-fs.js';
@@ -25,8 +26,9 @@ import {
   decodeSnapshotFile,
   encodeBatchFrame,
   encodeHardStateFile,
-  encodeSnapshotFile,
   FRAME_HEADER_BYTES,
+  setFrameChecksum,
+  snapshotFileHead,
 } from './wal-format.js';
 import { replayWal, type SegmentImage } from './wal-recovery.js';
 
@@ -36,6 +38,8 @@ export const STORAGE_FORMAT_VERSION = 1;
 export const SEGMENT_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 /** Smallest segment allowed: below this, rolling would dominate the write path. */
 export const SEGMENT_BYTES_MIN = 4096;
+/** A snapshot's checksum is computed this much per event-loop turn (about a millisecond). */
+const CHECKSUM_SLICE_BYTES = 4 << 20;
 
 const VERSION_FILE = 'VERSION';
 const LOCK_FILE = 'LOCK';
@@ -166,12 +170,16 @@ class Files {
   }
 
   /** Replaces `dir/name` atomically and durably: temp file, fsync, rename, fsync directory. */
-  async replaceFile(dir: string, name: string, bytes: Uint8Array): Promise<void> {
+  async replaceFile(dir: string, name: string, bytes: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const path = join(dir, name);
     const temp = path + TEMP_SUFFIX;
     const fd = await io(`creating ${temp}`, this.fs.open(temp, 'w'));
     try {
-      await this.writeAll(fd, bytes, 0, temp);
+      let position = 0;
+      for (const part of bytes instanceof Uint8Array ? [bytes] : bytes) {
+        await this.writeAll(fd, part, position, temp);
+        position += part.length;
+      }
       await io(`fsync of ${temp}`, this.fs.fsync(fd));
     } finally {
       await io(`closing ${temp}`, this.fs.close(fd));
@@ -381,7 +389,8 @@ export class FileStorage implements Storage {
 
   /** Snapshot from the leader: snapshot file first, then a reset record, then cleanup. */
   private async install(request: PersistRequest, snapshot: Snapshot): Promise<void> {
-    const snapshotName = await this.writeSnapshot(snapshot);
+    const written = await this.writeSnapshot(snapshot);
+    const snapshotName = written.name;
     // A reset always opens a fresh segment, so every segment before it can go once it is durable.
     if (this.active === undefined || this.active.records > 0) await this.roll();
     const hardState = request.hardState ?? this.log.hardState();
@@ -390,7 +399,7 @@ export class FileStorage implements Storage {
     await this.guardVote(hardState);
     // As after a compaction, only the metadata stays in memory (the state machine restores from
     // the bytes the caller holds).
-    this.log.apply({ ...request, snapshot: this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName)) });
+    this.log.apply({ ...request, snapshot: this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName), written.dataOffset, snapshot.data.length) });
     // The log before the reset is superseded, corrupted parts included: this is the repair.
     const active = this.requireActive();
     const superseded = this.segments.filter((segment) => segment.seq < active.seq);
@@ -424,10 +433,11 @@ export class FileStorage implements Storage {
     const problem = this.log.checkCompact(snapshot);
     if (problem !== undefined) throw new RaftQueueError('STORAGE_FAILED', `compact request violates the storage contract: ${problem}`);
     if (snapshot.meta.index <= this.log.firstIndex() - 1) return;
-    const snapshotName = await this.writeSnapshot(snapshot);
+    const written = await this.writeSnapshot(snapshot);
+    const snapshotName = written.name;
     // Keep only the metadata in memory: the state machine holds the state, and the bytes are
     // read back from the file when a follower needs them (a copy of a deep backlog otherwise).
-    this.log.compact(this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName)));
+    this.log.compact(this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName), written.dataOffset, snapshot.data.length));
     // While damaged, keep every file: the evidence stays until the leader's snapshot repairs it.
     if (this.repair !== undefined) return;
     let deletable = 0;
@@ -534,14 +544,40 @@ export class FileStorage implements Storage {
   }
 
   /**
-   * A snapshot whose bytes are read from its file on first use (and kept only while someone holds
-   * them): compaction must not double the memory of a deep backlog.
+   * A snapshot whose bytes stay in its file: a sender streams them from there (`source`), and
+   * `data` loads them whole only if something asks (kept only while someone holds them).
+   * Compaction must not double the memory of a deep backlog.
    */
-  private lazySnapshot(meta: Snapshot['meta'], path: string): Snapshot {
+  private lazySnapshot(meta: Snapshot['meta'], path: string, dataOffset: number, byteLength: number): Snapshot {
     let cached: WeakRef<Uint8Array> | undefined;
     const fs = this.files.fs;
+    const readRange = async (offset: number, length: number): Promise<Uint8Array> => {
+      if (offset < 0 || length < 0 || offset + length > byteLength) throw new RaftQueueError('STORAGE_FAILED', `snapshot ${path}: read of ${length} at ${offset} is outside its ${byteLength} bytes`);
+      const out = Buffer.allocUnsafe(length);
+      const fd = await io(`opening ${path}`, fs.open(path, 'r'));
+      try {
+        for (let got = 0; got < length; ) {
+          const n = await io(`reading ${path}`, fs.read(fd, out, got, length - got, dataOffset + offset + got));
+          if (n <= 0) throw new RaftQueueError('STORAGE_FAILED', `snapshot ${path} ended early`);
+          got += n;
+        }
+      } finally {
+        await io(`closing ${path}`, fs.close(fd));
+      }
+      return out;
+    };
+    const source: SnapshotSource = {
+      byteLength,
+      read(offset, length, done) {
+        readRange(offset, length).then(
+          (bytes) => done(undefined, bytes),
+          (error: unknown) => done(error instanceof Error ? error : new Error(String(error)), undefined),
+        );
+      },
+    };
     return {
       meta,
+      source,
       get data(): Uint8Array {
         const hit = cached?.deref();
         if (hit !== undefined) return hit;
@@ -553,10 +589,23 @@ export class FileStorage implements Storage {
     };
   }
 
-  private async writeSnapshot(snapshot: Snapshot): Promise<string> {
+  /**
+   * Writes the snapshot file (temp file, fsync, rename) as its head and the data as they are:
+   * no copy of the data, and its checksum computed a slice per event-loop turn. Returns the
+   * file's name and where the data starts in it.
+   */
+  private async writeSnapshot(snapshot: Snapshot): Promise<{ name: string; dataOffset: number }> {
     const name = `${hex16(snapshot.meta.index)}-${hex16(snapshot.meta.term)}.snap`;
-    await this.files.replaceFile(this.snapshotDir, name, encodeSnapshotFile(snapshot));
-    return name;
+    const head = snapshotFileHead(snapshot);
+    const data = snapshot.data;
+    let crc = crc32(head.subarray(FRAME_HEADER_BYTES));
+    for (let at = 0; at < data.length; at += CHECKSUM_SLICE_BYTES) {
+      if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      crc = crc32(data.subarray(at, Math.min(data.length, at + CHECKSUM_SLICE_BYTES)), crc);
+    }
+    setFrameChecksum(head, crc);
+    await this.files.replaceFile(this.snapshotDir, name, [head, data]);
+    return { name, dataOffset: head.length };
   }
 
   private async removeSnapshotsExcept(keep: string): Promise<void> {

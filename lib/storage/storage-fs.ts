@@ -17,6 +17,8 @@ export interface StorageFs {
   fdatasync(fd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
   readFile(path: string): Promise<Buffer>;
+  /** Reads up to `length` bytes at file `position` into `buffer` at `offset`; resolves bytes read. */
+  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   /** Synchronous read, only for reloading a compacted snapshot when a follower needs it. */
   readFileSync(path: string): Buffer;
   readdir(path: string): Promise<string[]>;
@@ -34,6 +36,15 @@ function writeAsync(fd: number, buffer: Uint8Array, offset: number, length: numb
   });
 }
 
+function readAsync(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fs.read(fd, buffer, offset, length, position, (error, bytesRead) => {
+      if (error === null) resolve(bytesRead);
+      else reject(error);
+    });
+  });
+}
+
 /** StorageFs backed by node:fs. */
 export const nodeStorageFs: StorageFs = {
   open: (path, flags) => promisify(fs.open)(path, flags),
@@ -42,6 +53,7 @@ export const nodeStorageFs: StorageFs = {
   fdatasync: promisify(fs.fdatasync),
   fsync: promisify(fs.fsync),
   readFile: (path) => promisify(fs.readFile)(path),
+  read: readAsync,
   readFileSync: (path) => fs.readFileSync(path),
   readdir: (path) => promisify(fs.readdir)(path),
   mkdir: async (path) => {

@@ -219,6 +219,24 @@ export function unframe(file: Buffer): { body: Buffer } | { reason: string } {
   return { body: read.body };
 }
 
+/**
+ * The start of a snapshot file: the frame header (length set, checksum 0) and the meta. The data
+ * follows it in the file; the frame checksum is crc32 over head[FRAME_HEADER_BYTES..] then the
+ * data (setFrameChecksum). Lets a large snapshot be written without copying it into one buffer.
+ */
+export function snapshotFileHead(snapshot: Snapshot): Buffer {
+  const meta = Buffer.from(JSON.stringify(snapshot.meta), 'utf8');
+  const head = Buffer.alloc(FRAME_HEADER_BYTES + 4 + meta.length);
+  head.writeUInt32LE(4 + meta.length + snapshot.data.length, 0);
+  head.writeUInt32LE(meta.length, FRAME_HEADER_BYTES);
+  meta.copy(head, FRAME_HEADER_BYTES + 4);
+  return head;
+}
+
+export function setFrameChecksum(head: Buffer, crc: number): void {
+  head.writeUInt32LE(crc >>> 0, 4);
+}
+
 /** Encodes a snapshot file: u32 meta length, meta as JSON, then the state machine image. */
 export function encodeSnapshotFile(snapshot: Snapshot): Buffer {
   const meta = Buffer.from(JSON.stringify(snapshot.meta), 'utf8');

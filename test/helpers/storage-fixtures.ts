@@ -107,6 +107,7 @@ export function faultyFs(base: StorageFs, failWhen: (operation: keyof StorageFs,
     fdatasync: wrap('fdatasync'),
     fsync: wrap('fsync'),
     readFile: wrap('readFile'),
+    read: wrap('read'),
     readFileSync: (path: string) => {
       const calls = (counts.get('readFileSync') ?? 0) + 1;
       counts.set('readFileSync', calls);

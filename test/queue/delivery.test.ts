@@ -89,7 +89,7 @@ test('queue: ack with the current token finishes the delivery; a second ack is S
 test('queue: stale or unknown tokens are STALE_DELIVERY for ack, nack and extend, changing nothing', (t) => {
   const q = withMessages('m0');
   const [d] = q.claim('a', 'g', 'c');
-  const before = q.sm.snapshot();
+  const before = q.sm.snapshotBytes();
   const wrongToken = { ...d!, token: d!.token + 1 };
   const wrongGroup = { ...d!, group: 'nope' };
   const wrongOffset = { ...d!, offset: 7 };
@@ -98,7 +98,7 @@ test('queue: stale or unknown tokens are STALE_DELIVERY for ack, nack and extend
     t.like(q.nack(x).result, { ok: false, code: 'STALE_DELIVERY' });
     t.like(q.extend(x).result, { ok: false, code: 'STALE_DELIVERY' });
   }
-  t.is(queueState(q.sm.snapshot()), queueState(before));
+  t.is(queueState(q.sm.snapshotBytes()), queueState(before));
   // After a redelivery the old token is stale even though the offset is pending again.
   q.nack(d!);
   const [again] = q.claim('a', 'g', 'c');

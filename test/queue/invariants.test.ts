@@ -2,6 +2,9 @@ import test from 'ava';
 import { createRandom } from '../../lib/core/random.js';
 import { queuePackr } from '../../lib/queue/commands.js';
 import type { QueueStateMachine, Delivery } from '../../lib/queue/index.js';
+import { decodeSnapshot } from '../../lib/queue/snapshot.js';
+import { walkCapture } from '../../lib/queue/message-ring.js';
+import type { TopicState } from '../../lib/queue/state.js';
 import { QueueDriver, type DriverCommand } from './queue-driver.js';
 
 interface RawGroup {
@@ -17,11 +20,28 @@ interface RawTopic {
   groups: RawGroup[];
 }
 
+/** The snapshot's topics: groups from its header, live offsets and done-counts from its columns. */
+function snapshotTopics(sm: QueueStateMachine): RawTopic[] {
+  const bytes = sm.snapshotBytes();
+  const headerBytes = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(4, true);
+  const header = queuePackr.unpack(bytes.subarray(8, 8 + headerBytes)) as { topics: (Omit<RawTopic, 'offsets' | 'done'> & { count: number })[] };
+  const restored = decodeSnapshot(bytes).topics;
+  return header.topics.map((h, i) => {
+    const offsets: number[] = [];
+    const done: number[] = [];
+    walkCapture((restored[i] as TopicState).ring.capture(), 0, (page, slot, offset) => {
+      offsets.push(offset);
+      done.push(page.doneCounts[slot] as number);
+      return true;
+    });
+    return { name: h.name, groups: h.groups, offsets, done };
+  });
+}
+
 /** Recounts depth and per-message done-counts from the snapshot by brute force; returns mismatches. */
 function recount(sm: QueueStateMachine): string[] {
   const bad: string[] = [];
-  const s = queuePackr.unpack(sm.snapshot()) as { topics: RawTopic[] };
-  for (const t of s.topics) {
+  for (const t of snapshotTopics(sm)) {
     const live = new Set(t.offsets);
     for (const g of t.groups) {
       const expected = g.redeliver.length + t.offsets.filter((o) => o >= g.next).length;

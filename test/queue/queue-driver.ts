@@ -5,8 +5,9 @@
  * requests. A test names a request by its `rid`; the driver maps each rid to a sequence number of
  * one session, so the same rid is a retry of the same request.
  */
-import { Unpackr } from 'msgpackr';
+import { Packr, Unpackr } from 'msgpackr';
 import { EntryType } from '../../lib/core/types.js';
+import { imageBytes } from '../../lib/contracts/state-machine.js';
 import { Applier } from '../../lib/node/applier.js';
 import { EntryBuilder, REGISTER_SESSION } from '../../lib/node/envelope.js';
 import { sessionIdAt } from '../../lib/node/sessions.js';
@@ -192,7 +193,7 @@ export class QueueDriver {
 
   /** The replicated state (session table and queue) as snapshot bytes. */
   snapshot(): Uint8Array {
-    return this.applier.snapshot();
+    return imageBytes(this.applier.snapshot());
   }
 
   /** Replaces the replicated state with `other`'s, as a member installing its snapshot would. */
@@ -224,6 +225,28 @@ export function texts(messages: readonly { payload: Uint8Array }[]): string[] {
  * command changes nothing in the queue.
  */
 export function queueState(data: Uint8Array): string {
-  const { dedup: _dedup, ...rest } = new Unpackr(QUEUE_PACKR_OPTIONS).unpack(data) as Record<string, unknown>;
-  return JSON.stringify(rest, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v));
+  const { header, body } = snapshotParts(data);
+  const { dedup: _dedup, ...rest } = header;
+  return JSON.stringify(rest, (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v)) + hex(body);
+}
+
+/** A queue snapshot's msgpack header and the bytes after it (message columns and payloads). */
+export function snapshotParts(data: Uint8Array): { header: Record<string, unknown>; body: Uint8Array } {
+  const headerBytes = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(4, true);
+  const header = new Unpackr(QUEUE_PACKR_OPTIONS).unpack(data.subarray(8, 8 + headerBytes)) as Record<string, unknown>;
+  return { header, body: data.subarray((8 + headerBytes + 7) & ~7) };
+}
+
+/** A queue snapshot with its header replaced (the body kept as is). */
+export function withSnapshotHeader(data: Uint8Array, header: Record<string, unknown>, version = data[0] as number): Uint8Array {
+  const packed = new Packr(QUEUE_PACKR_OPTIONS).pack(header);
+  const prefix = new Uint8Array((8 + packed.length + 7) & ~7);
+  prefix[0] = version;
+  new DataView(prefix.buffer).setUint32(4, packed.length, true);
+  prefix.set(packed, 8);
+  const { body } = snapshotParts(data);
+  const out = new Uint8Array(prefix.length + body.length);
+  out.set(prefix);
+  out.set(body, prefix.length);
+  return out;
 }

@@ -2,10 +2,10 @@ import test from 'ava';
 import { createRandom, type Random } from '../../lib/core/random.js';
 import { EntryType, type Entry } from '../../lib/core/types.js';
 import { isRaftQueueError } from '../../lib/contracts/errors.js';
-import { queuePackr } from '../../lib/queue/commands.js';
 import { EntryBuilder } from '../../lib/node/envelope.js';
+import { imageBytes, type SnapshotImage } from '../../lib/contracts/state-machine.js';
 import { QUEUE_STATE_VERSION, QueueStateMachine, encodeCommand, type Command, type Delivery } from '../../lib/queue/index.js';
-import { entryData, hex, QueueDriver, registrationEntry, text, type DriverCommand, type DriverOutput } from './queue-driver.js';
+import { entryData, hex, QueueDriver, registrationEntry, snapshotParts, text, withSnapshotHeader, type DriverCommand, type DriverOutput } from './queue-driver.js';
 
 /** A stable text form of apply outputs (bytes as hex) for comparing machines. */
 function canon(value: unknown): string {
@@ -205,32 +205,93 @@ test('queue: snapshot/restore mid-flight keeps pending deliveries, nack delays, 
   t.is(hex(copy.snapshot()), hex(original.snapshot()));
 });
 
-test('queue: restore of a snapshot with a large backlog shares the snapshot bytes (no copy per payload)', (t) => {
+test('queue: a snapshot image is the state when it was taken, however the state changes while it is copied out in slices (seeds 21-26, and a deep topic)', (t) => {
+  const written = (image: SnapshotImage, slice: number, between: () => void): Uint8Array => {
+    const out = new Uint8Array(image.byteLength);
+    for (let at = 0; at < out.length; ) {
+      const n = image.writeNext(out, at, slice);
+      t.true(n > 0, 'progress before the end');
+      at += n;
+      between();
+    }
+    return out;
+  };
+  for (let seed = 21; seed <= 26; seed++) {
+    const w = new Workload(seed);
+    const q = replica();
+    for (let i = 0; i < 600; i++) w.observe(applyTo(q, w.next()));
+    const reference = imageBytes(q.applier.snapshot());
+    const image = q.applier.snapshot();
+    const out = written(image, 13, () => w.observe(applyTo(q, w.next())));
+    t.is(hex(out), hex(reference), `seed ${seed}`);
+  }
+  // Several pages: publishes, pops from the head, acks in the middle, whole pages finished.
+  const q = new QueueDriver();
+  q.createTopic('deep');
+  for (let i = 0; i < 5_000; i++) q.pub('deep', `m${i}`);
+  const deliveries = q.claim('deep', 'g', 'c', { max: 2_000 });
+  const reference = imageBytes(q.applier.snapshot());
+  const image = q.applier.snapshot();
+  let step = 0;
+  const out = written(image, 4_096, () => {
+    for (let k = 0; k < 50; k++, step++) {
+      if (step % 3 === 0) q.pub('deep', `late${step}`);
+      else if (step % 3 === 1) q.consume('deep');
+      else if (deliveries.length > 0) q.ack(deliveries.pop() as Delivery);
+    }
+  });
+  t.true(step > 1_000, `${step} changes while copying`);
+  t.is(hex(out), hex(reference));
+  // And it restores to the state it was taken in.
+  const restored = new QueueDriver();
+  restored.applier.restore(out, 1);
+  t.is(restored.sm.depth('deep'), 5_000);
+  t.is(restored.sm.depth('deep', 'g'), 3_000);
+});
+
+test('queue: restore copies payloads into slabs of about 1 MiB (no copy per payload; one waiting message never pins a whole snapshot)', (t) => {
   const q = new QueueDriver();
   q.createTopic('a');
-  for (let i = 0; i < 1_000; i++) q.pub('a', `message-${i}`);
-  const data = q.sm.snapshot();
+  const big = 'x'.repeat(3_000);
+  for (let i = 0; i < 1_000; i++) q.pub('a', `message-${i}-${big}`);
+  const data = q.sm.snapshotBytes();
+  t.true(data.length > 2_900_000);
   const copy = new QueueStateMachine();
   copy.restore(data);
-  const out = copy.applyCommandBytes(encodeCommand({ t: 'consume', topic: 'a' }), { index: q.appliedIndex + 1, atMs: 5_000 });
-  const m = out.result.ok ? (out.result.value as { payload: Uint8Array }) : undefined;
-  t.is(text(m!.payload), 'message-0');
-  t.is(m!.payload.buffer, data.buffer);
+  const pop = (): Uint8Array => {
+    const out = copy.applyCommandBytes(encodeCommand({ t: 'consume', topic: 'a' }), { index: q.appliedIndex + 1, atMs: 5_000 });
+    return (out.result.ok ? (out.result.value as { payload: Uint8Array }) : undefined)!.payload;
+  };
+  const first = pop();
+  const second = pop();
+  t.is(text(first), `message-0-${big}`);
+  t.is(text(second), `message-1-${big}`);
+  t.not(first.buffer, data.buffer);
+  t.is(first.buffer, second.buffer, 'neighbours share a slab');
+  t.true(first.buffer.byteLength <= 1 << 20, `slab of ${first.buffer.byteLength} bytes`);
 });
 
 test('queue: restore refuses another version or corrupt data with STORAGE_FAILED and keeps the state', (t) => {
   const q = new QueueDriver();
   q.createTopic('keep');
   q.pub('keep', 'x');
-  const before = q.sm.snapshot();
-  const good = queuePackr.unpack(before) as Record<string, unknown>;
+  q.pub('keep', 'yy');
+  const before = q.sm.snapshotBytes();
+  const good = snapshotParts(before).header;
+  const topic = (good.topics as Record<string, unknown>[])[0] as Record<string, unknown>;
   const bad: Uint8Array[] = [
     new Uint8Array([0xc1]),
     new Uint8Array(),
-    queuePackr.pack({ ...good, v: QUEUE_STATE_VERSION + 1 }),
-    queuePackr.pack({ ...good, topics: 'nope' }),
-    queuePackr.pack({ ...good, nextTopicId: 0 }), // topic ids must be below it
-    queuePackr.pack({ ...good, dedup: [['k', 1, 'publish', { offset: -1 }]] }),
+    withSnapshotHeader(before, good, QUEUE_STATE_VERSION + 1),
+    withSnapshotHeader(before, { ...good, v: QUEUE_STATE_VERSION + 1 }),
+    withSnapshotHeader(before, { ...good, topics: 'nope' }),
+    withSnapshotHeader(before, { ...good, nextTopicId: 0 }), // topic ids must be below it
+    withSnapshotHeader(before, { ...good, dedup: [['k', 1, 'publish', { offset: -1 }]] }),
+    withSnapshotHeader(before, { ...good, topics: [{ ...topic, count: 3 }] }), // columns overrun
+    withSnapshotHeader(before, { ...good, topics: [{ ...topic, bytes: 2 }] }), // lengths do not add up
+    withSnapshotHeader(before, { ...good, topics: [{ ...topic, tail: 1 }] }), // a message past the tail
+    before.subarray(0, before.length - 1), // truncated
+    Buffer.concat([before, Buffer.from([0])]), // a stray byte
   ];
   for (const data of bad) {
     const error = t.throws(() => q.sm.restore(data));
@@ -238,6 +299,6 @@ test('queue: restore refuses another version or corrupt data with STORAGE_FAILED
     const whole = t.throws(() => q.applier.restore(data, 99));
     t.true(isRaftQueueError(whole, 'STORAGE_FAILED') || isRaftQueueError(whole, 'STORAGE_VERSION'), String(whole));
   }
-  t.is(hex(q.sm.snapshot()), hex(before));
-  t.is(q.appliedIndex, 3);
+  t.is(hex(q.sm.snapshotBytes()), hex(before));
+  t.is(q.appliedIndex, 4);
 });

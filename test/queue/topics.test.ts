@@ -37,7 +37,7 @@ test('queue: invalid topic names are INVALID_TOPIC for every command', (t) => {
 test('queue: every command on a missing topic is TOPIC_NOT_FOUND and changes nothing', (t) => {
   const q = new QueueDriver();
   q.createTopic('other');
-  const before = q.sm.snapshot();
+  const before = q.sm.snapshotBytes();
   const fakeDelivery = { topic: 'nope', group: 'g', offset: 0, token: 1 } as never;
   for (const out of [
     q.publish('nope', 'x'),
@@ -51,7 +51,7 @@ test('queue: every command on a missing topic is TOPIC_NOT_FOUND and changes not
     t.like(out.result, { ok: false, code: 'TOPIC_NOT_FOUND' });
     t.deepEqual(out.events, []);
   }
-  t.is(queueState(q.sm.snapshot()), queueState(before));
+  t.is(queueState(q.sm.snapshotBytes()), queueState(before));
 });
 
 test('queue: publish assigns offsets 0,1,2 and emits published', (t) => {
@@ -140,14 +140,14 @@ test('queue: Noop and Config entries only advance appliedIndex', (t) => {
 test('queue: a garbage command body is INVALID_COMMAND and changes nothing', (t) => {
   const q = new QueueDriver();
   q.createTopic('a');
-  const before = q.sm.snapshot();
+  const before = q.sm.snapshotBytes();
   const garbage = q.body('g1', new Uint8Array([0xc1, 0xff, 0x00]));
   t.like(garbage.result, { ok: false, code: 'INVALID_COMMAND' });
   const typed = q.body('g2', Uint8Array.from([0, ...queuePackr.pack({ t: 'consume', topic: 7 })]));
   t.like(typed.result, { ok: false, code: 'INVALID_COMMAND' });
   const truncated = q.body('g3', Uint8Array.from([1, 0, 9, 97]));
   t.like(truncated.result, { ok: false, code: 'INVALID_COMMAND' });
-  t.is(hex(q.sm.snapshot()), hex(before));
+  t.is(hex(q.sm.snapshotBytes()), hex(before));
   t.is(q.appliedIndex, 5, 'the registration, createTopic, and three rejected commands');
 });
 

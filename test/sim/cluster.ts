@@ -82,6 +82,12 @@ export interface ClusterOptions {
   readonly clockSkewMsMax?: number;
   /** Snapshots go to followers in chunks of this many bytes. */
   readonly snapshotChunkBytes?: number;
+  readonly snapshotSliceBytes?: number;
+  /**
+   * A `soon` callback (the next Ready, the next snapshot slice) waits up to this long: events of
+   * other nodes, messages and disk completions run in between, as in a busy event loop.
+   */
+  readonly turnDelayMsMax?: number;
   /** Bounds of the replicated session table (small ones make sessions expire and results go). */
   readonly sessionLimits?: SessionLimits;
 }
@@ -231,6 +237,11 @@ export class Cluster implements Scheduler {
     this.queue.push(this.nowMs + delayMs, { kind: 'node', node, inc, label, fn });
   }
 
+  turnDelayMs(): number {
+    const max = this.opts.turnDelayMsMax ?? 0;
+    return max > 0 ? this.rnd.float() * max : 0;
+  }
+
   transmit(m: PeerMessage): void {
     if (this.blocked.has(`${m.from}>${m.to}`)) return;
     const f = this.faults;
@@ -361,6 +372,7 @@ export class Cluster implements Scheduler {
       ...(joinVia !== undefined ? { join: joinVia } : {}),
       entryBytesMax: this.opts.entryBytesMax ?? 256 * 1024,
       snapshotChunkBytes: this.opts.snapshotChunkBytes ?? 1 << 20,
+      snapshotSliceBytes: this.opts.snapshotSliceBytes ?? 1 << 20,
       ...(this.opts.sessionLimits ? { sessionLimits: this.opts.sessionLimits } : {}),
       core: {
         preVote: this.opts.preVote,

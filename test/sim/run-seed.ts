@@ -85,6 +85,10 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     // Snapshots in small chunks: a transfer takes many messages, some lost, duplicated or
     // reordered, interrupted by crashes of either side and by leader changes.
     snapshotChunkBytes: [256, 1024, 4096, 65_536][r.int(4)] as number,
+    // Own snapshots copied out over many turns while applying goes on (the image must stay the
+    // state at its index, and the simulator checks every member's snapshot at an index is equal).
+    snapshotSliceBytes: [16, 200, 4096, 1 << 20][r.int(4)] as number,
+    turnDelayMsMax: r.chance(0.5) ? r.float() : 0,
   };
   // Sometimes a small session table: sessions expire while idle (the skew may exceed the idle
   // time), are evicted, and lose old results; nothing may then be applied twice.
@@ -101,7 +105,7 @@ export function deriveOptions(seed: number, trace: boolean): ClusterOptions & { 
     `loss ${(faults.lossRate * 100).toFixed(0)}%, dup ${(faults.duplicateRate * 100).toFixed(0)}%, ` +
     `preVote ${opts.preVote}, checkQuorum ${opts.checkQuorum}, compact every ${opts.compactEveryEntries}` +
     (opts.spares ? `, membership changes with ${opts.spares} spare(s)${opts.spareJoin ? ' that join by themselves' : ''}` : '') +
-    `, retry ${opts.retryIntervalMs} ms, snapshot chunks ${opts.snapshotChunkBytes} B` +
+    `, retry ${opts.retryIntervalMs} ms, snapshot chunks ${opts.snapshotChunkBytes} B, slices ${opts.snapshotSliceBytes} B, turns ≤${(opts.turnDelayMsMax ?? 0).toFixed(2)} ms` +
     (opts.sessionLimits ? `, small session table (idle ${opts.sessionLimits.idleMs} ms, ${opts.sessionLimits.sessionsMax} sessions, ${opts.sessionLimits.resultsMax} results)` : '');
   return { ...opts, description };
 }

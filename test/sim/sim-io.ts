@@ -16,6 +16,8 @@ export interface Scheduler {
   schedule(node: NodeId, inc: number, delayMs: number, label: string, fn: () => void): void;
   /** Puts `message` on the virtual network (delay, loss, duplication, partitions). */
   transmit(message: PeerMessage): void;
+  /** How long a `soon` callback waits: the rest of an event-loop turn, when other events may run. */
+  turnDelayMs(): number;
   /** The id of the node answering at `address` ('sim:<id>'), if it is up. */
   identify(address: string): NodeId | undefined;
 }
@@ -60,7 +62,7 @@ export class SimClock implements Clock {
   }
 
   soon(fn: () => void): void {
-    this.sim.schedule(this.node, this.inc, 0, 'soon', fn);
+    this.sim.schedule(this.node, this.inc, this.sim.turnDelayMs(), 'soon', fn);
   }
 }
 

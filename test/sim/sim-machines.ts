@@ -4,7 +4,7 @@
  * - RecordingQueue: the real QueueStateMachine, with a hook on every result.
  * Both report every application to the simulator's checkers.
  */
-import type { ApplyContext, StateMachine } from '../../lib/contracts/state-machine.js';
+import type { ApplyContext, SnapshotImage, StateMachine } from '../../lib/contracts/state-machine.js';
 import { QueueStateMachine } from '../../lib/queue/index.js';
 import type { ApplyResult, QueueEvent, QueueQuery } from '../../lib/queue/index.js';
 
@@ -102,7 +102,7 @@ export class RecordingQueue implements StateMachine<ApplyResult, QueueEvent, Que
     return this.queue.query(query);
   }
 
-  snapshot(): Uint8Array {
+  snapshot(): SnapshotImage {
     return this.queue.snapshot();
   }
 
