@@ -229,6 +229,12 @@ export class ReadyLoop {
     const term = this.core.termAt(applied);
     if (term === undefined) return;
     const conf = this.core.confStateAt(applied);
+    // A member that joined replicates the log from its start, but the cluster's first
+    // configuration is not in the log (the initial voters are configured, not logged): until it
+    // applies a configuration entry it does not know the one in force, and a snapshot must not
+    // claim an empty one (a member installing it would have no voters). Found by the simulator
+    // (seed 0x5eed3a26 at commit 861a09c).
+    if (conf.voters.length === 0) return;
     // Taking the image is cheap (one pass over the state, no payload copy); its bytes are copied
     // out a slice per event-loop turn while applying goes on, so a deep backlog never stalls the
     // loop. The image is the state as of `applied`, whatever is applied meanwhile.

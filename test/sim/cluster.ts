@@ -863,6 +863,7 @@ export class Cluster implements Scheduler {
     const hash = `${hashBytes(snapshot.data)}/${snapshot.data.length}`;
     const index = snapshot.meta.index;
     const known = this.snapshotAt.get(index);
+    if (snapshot.meta.conf.voters.length === 0) this.fail(`${n.id} ${how} a snapshot at ${index} whose configuration has no voters`);
     if (how === 'taken') {
       if (known === undefined) this.snapshotAt.set(index, hash);
       else if (known !== hash) this.fail(`${n.id} took a snapshot at ${index} that differs from another node's (${hash} vs ${known})`);
