@@ -10,6 +10,7 @@
 import { RaftQueue } from '../lib/index.js';
 import type { Subscription } from '../lib/index.js';
 import { Packr } from 'msgpackr';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import {
   LOAD_COUNT_MAX,
   PAYLOAD_ENCODED_BYTES,
@@ -24,6 +25,7 @@ import {
   type MemoryReport,
   type NodeCommand,
   type WaitAppliedResult,
+  type DiagReport,
   type NodeEventMessage,
   type NodeReply,
 } from './cluster-shared.js';
@@ -242,6 +244,45 @@ async function waitApplied(index: number, timeoutMs: number): Promise<WaitApplie
   }
 }
 
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+let diagPersists = { count: 0, over50: 0, over200: 0 };
+let diagSnapshots = 0;
+let gcMaxMs = 0;
+let gcTotalMs = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gcMaxMs = Math.max(gcMaxMs, e.duration);
+    gcTotalMs += e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
+
+function persistCounts(): { count: number; over50: number; over200: number } {
+  const p = queue.metrics().persist;
+  const atMost = (le: number): number => p.buckets.find((b) => b.le >= le)?.count ?? p.count;
+  return { count: p.count, over50: p.count - atMost(0.05), over200: p.count - atMost(0.2) };
+}
+
+function diag(): DiagReport {
+  const now = persistCounts();
+  const report: DiagReport = {
+    loopDelayMaxMs: loopDelay.max / 1e6,
+    loopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+    persists: now.count - diagPersists.count,
+    persistsOver50Ms: now.over50 - diagPersists.over50,
+    persistsOver200Ms: now.over200 - diagPersists.over200,
+    snapshotsTaken: queue.metrics().snapshotsTaken - diagSnapshots,
+    gcMaxMs,
+    gcTotalMs,
+  };
+  gcMaxMs = 0;
+  gcTotalMs = 0;
+  diagSnapshots = queue.metrics().snapshotsTaken;
+  diagPersists = now;
+  loopDelay.reset();
+  return report;
+}
+
 async function handle(c: NodeCommand): Promise<unknown> {
   switch (c.op) {
     case 'status':
@@ -250,6 +291,8 @@ async function handle(c: NodeCommand): Promise<unknown> {
       return process.cpuUsage();
     case 'persists':
       return queue.metrics().persist.count;
+    case 'diag':
+      return diag();
     case 'createTopic':
       return queue.createTopic(c.topic, { maxMessages: 10_000_000, maxBytes: 4 * 2 ** 30 });
     case 'deleteTopic':

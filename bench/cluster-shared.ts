@@ -100,6 +100,8 @@ export type NodeCommand =
   | { readonly op: 'cpu' }
   /** Storage persists (WAL writes + fdatasync) this member made so far. */
   | { readonly op: 'persists' }
+  /** Event-loop delay and slow persists since the last `diag` (diagnosis of latency tails). */
+  | { readonly op: 'diag' }
   | { readonly op: 'createTopic'; readonly topic: string }
   | { readonly op: 'deleteTopic'; readonly topic: string }
   | {
@@ -235,4 +237,19 @@ export async function closedLoop(p: {
   };
   await Promise.all(Array.from({ length: p.inFlight }, worker));
   return loadResult({ count, total, warmEnd, end, lastDone, errors, latencies, latencyCount });
+}
+
+/** What a member reports for `diag`: its event loop's worst delays and its slow persists. */
+export interface DiagReport {
+  readonly loopDelayMaxMs: number;
+  readonly loopDelayP99Ms: number;
+  readonly persists: number;
+  /** Persists slower than 50 ms and than 200 ms (from the persist histogram). */
+  readonly persistsOver50Ms: number;
+  readonly persistsOver200Ms: number;
+  /** Snapshots the member took in the interval. */
+  readonly snapshotsTaken: number;
+  /** Garbage collection in the interval: the longest pause and the sum. */
+  readonly gcMaxMs: number;
+  readonly gcTotalMs: number;
 }

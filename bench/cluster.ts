@@ -27,7 +27,7 @@ import { backlogRun, type BacklogResult, type BacklogVariant } from './cluster-b
 import { Cluster } from './cluster-harness.js';
 import { benchProcesses, cleanupAll, installCleanup } from './cluster-proc.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cluster-profile.js';
-import { LOAD_COUNT_MAX, PAYLOAD_ENCODED_BYTES, median, wallMs, type FailoverResult, type LatencySummary, type LoadResult } from './cluster-shared.js';
+import { LOAD_COUNT_MAX, PAYLOAD_ENCODED_BYTES, median, wallMs, type DiagReport, type FailoverResult, type LatencySummary, type LoadResult } from './cluster-shared.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -106,12 +106,18 @@ async function publishFigure(cluster: Cluster, nodeId: string, inFlight: number,
   const leader = await cluster.waitForLeader();
   const topic = freshTopic(`pub${inFlight}`);
   await cluster.proc(leader).request({ op: 'createTopic', topic });
+  if (latency && inFlight === TAIL_IN_FLIGHT) await Promise.all(cluster.live().map((id) => cluster.proc(id).request({ op: 'diag' })));
   const r = await measure(
     cluster,
     nodeId,
     { op: 'publish', topic, inFlight, seconds, warmupSeconds: WARMUP, countMax: LOAD_COUNT_MAX, latency },
     seconds + WARMUP,
   );
+  if (latency && inFlight === TAIL_IN_FLIGHT) {
+    // Where a tail comes from: each member's worst event-loop delay and slow persists in the run.
+    const diags = await Promise.all(cluster.live().map(async (id) => `${id} ${JSON.stringify(await cluster.proc(id).request<DiagReport>({ op: 'diag' }))}`));
+    log(`tail ${inFlight} in flight from ${nodeId}: p999 ${r.latency?.p999Ms?.toFixed(1)} ms, max ${r.latency?.maxMs?.toFixed(1)} ms; ${diags.join('; ')}`);
+  }
   // A fresh topic per figure keeps the state (and its snapshots) from growing across figures.
   await cluster.proc(await cluster.waitForLeader()).request({ op: 'deleteTopic', topic }, 30_000);
   return r;

@@ -101,6 +101,8 @@ export interface QueueMetrics {
     readonly secondsSum: number;
     readonly buckets: readonly { readonly le: number; readonly count: number }[];
   };
+  /** Snapshots this member took of its own state since it started (each compacts the log). */
+  readonly snapshotsTaken: number;
   /** The peer transport's counters (frames in and out, frames rejected by reason, ...). */
   readonly transport: TransportStats | undefined;
   /**

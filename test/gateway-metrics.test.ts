@@ -12,7 +12,7 @@ test('metrics(): counts publishes, consumes and elections; topic depth; persist 
   const queue = new RaftQueue({ id: 'n1', peers: { n1: '127.0.0.1:0' }, dataDir: dir });
   t.teardown(() => queue.stop());
   const before = queue.metrics();
-  t.deepEqual(before, { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: before.persist, transport: undefined, snapshotTransfer: before.snapshotTransfer }, 'safe before start');
+  t.deepEqual(before, { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: before.persist, snapshotsTaken: 0, transport: undefined, snapshotTransfer: before.snapshotTransfer }, 'safe before start');
   await queue.start();
   await queue.waitForLeader({ timeoutMs: 5_000 });
   await queue.createTopic('a');
@@ -74,4 +74,8 @@ test('GET /metrics: Prometheus text with role, term, indexes, counters, depth pe
   t.true(lines.includes('# TYPE raftqueue_persist_seconds histogram'));
   t.true(lines.includes('# TYPE raftqueue_transport_frames_rejected_total counter'));
   t.is(value('raftqueue_transport_connected_peers'), 0);
+  t.is(value('raftqueue_transport_messages_oversize_total'), 0);
+  t.is(value('raftqueue_snapshots_taken_total'), queue.metrics().snapshotsTaken);
+  t.is(value('raftqueue_snapshot_chunks_sent_total'), 0);
+  t.is(value('raftqueue_snapshots_received_total'), 0);
 });

@@ -72,6 +72,7 @@ test('snapshot transfer: cut midway, it resumes from what the member already hol
   const sent = leader.metrics().snapshotTransfer;
   const got = n4.metrics().snapshotTransfer;
   t.true(sent.offersSent >= 2, `offers ${sent.offersSent}`);
+  t.true(leader.metrics().snapshotsTaken >= 1, 'the leader compacted its log into a snapshot');
   t.is(got.delivered, 1);
   t.true(got.chunksReceived < sent.chunksSent + 8 && got.chunksReceived > 10, `received ${got.chunksReceived} of ${sent.chunksSent} sent`);
   t.true(sent.chunksSent < 1.5 * (got.chunksReceived - got.chunksRejected), `sent ${sent.chunksSent}: not the whole snapshot again`);

@@ -31,6 +31,7 @@ export function formatMetrics(s: QueueStatus, m: QueueMetrics): string {
   family('raftqueue_snapshot_chunks_sent_total', 'counter', 'Snapshot chunks sent to followers.', [[{}, st.chunksSent]]);
   family('raftqueue_snapshot_chunks_received_total', 'counter', 'Snapshot chunks received from the leader.', [[{}, st.chunksReceived]]);
   family('raftqueue_snapshot_transfers_resumed_total', 'counter', 'Snapshot transfers resumed after a cut.', [[{}, st.resumed]]);
+  family('raftqueue_snapshots_taken_total', 'counter', 'Snapshots this member took of its own state (each compacts the log).', [[{}, m.snapshotsTaken]]);
   family('raftqueue_snapshots_received_total', 'counter', 'Snapshots received whole (then installed).', [[{}, st.delivered]]);
   const t = m.transport;
   if (t) {
