@@ -25,6 +25,11 @@ import type { Transport } from '../contracts/transport.js';
 import type { Applier } from './applier.js';
 import type { Clock } from './clock.js';
 
+/** A snapshot is copied out in pieces of this size until a slice's budget is spent. */
+const SNAPSHOT_PIECE_BYTES = 64 * 1024;
+/** The event-loop time one slice of snapshot copying may take (checked between pieces). */
+const SNAPSHOT_SLICE_BUDGET_MS = 2;
+
 export interface ReadyHooks {
   /** Right before a Ready is taken: turn this turn's requests into proposals. */
   beforeReady(): void;
@@ -250,13 +255,21 @@ export class ReadyLoop {
     const slice = (): void => {
       // A snapshot from the leader replaced the state, or the node stopped: this one is moot.
       if (this.closed || generation !== this.snapshotGeneration) return;
+      const started = this.clock.monoMs();
+      const end = Math.min(out.length, at + this.opts.snapshotSliceBytes);
       const wrote = this.hooks.guard(() => {
-        at += image.writeNext(out, at, this.opts.snapshotSliceBytes);
+        // Pieces until the slice's bytes or its time budget is spent, whichever comes first.
+        do at += image.writeNext(out, at, Math.min(SNAPSHOT_PIECE_BYTES, end - at));
+        while (at < end && this.clock.monoMs() - started < SNAPSHOT_SLICE_BUDGET_MS);
         return true;
       });
       if (wrote !== true) return;
       if (at < out.length) {
-        this.clock.soon(slice);
+        // Rest as long as the slice took: a snapshot uses at most about half of a core, so the
+        // members (all snapshotting at about the same index) leave the CPU to the traffic.
+        const took = this.clock.monoMs() - started;
+        if (took >= 1) this.clock.after(took, slice);
+        else this.clock.soon(slice);
         return;
       }
       const snapshot: Snapshot = { meta: { index: applied, term, conf }, data: out };

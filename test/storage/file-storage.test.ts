@@ -356,3 +356,92 @@ test('storage: markRepaired after a repair by entries drops the damage and the m
   t.true(allEntries(reopened).every(isIntact));
   t.deepEqual(reopened.hardState(), hardState(2, null, 210));
 });
+
+/** nodeStorageFs whose renames into snapshots/ wait until `open()` is called. */
+function gatedSnapshotRenames(): { fs: typeof nodeStorageFs; waiting: () => number; open: () => void } {
+  let waiting = 0;
+  let release: (() => void) | undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const fs = {
+    ...nodeStorageFs,
+    rename: async (from: string, to: string) => {
+      if (to.includes(`${join('snapshots', '')}`)) {
+        waiting++;
+        await gate;
+      }
+      return nodeStorageFs.rename(from, to);
+    },
+  };
+  return { fs, waiting: () => waiting, open: () => release?.() };
+}
+
+test('storage: persists go on while a compaction writes its snapshot file (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const gated = gatedSnapshotRenames();
+  const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096, fs: gated.fs });
+  t.teardown(() => storage.close());
+  for (let lo = 1; lo <= 200; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  let compacted = false;
+  const compaction = compact(storage, snapshotAt(150, 1, Buffer.alloc(200_000, 3))).then(() => (compacted = true));
+  while (gated.waiting() === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  // The snapshot file is held before its rename; the WAL does not wait for it.
+  for (let lo = 201; lo <= 300; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  t.false(compacted, 'the compaction is still writing');
+  t.is(storage.firstIndex(), 1, 'the log switches to the snapshot only once its file is durable');
+  gated.open();
+  await compaction;
+  t.is(storage.firstIndex(), 151);
+  t.is(storage.lastIndex(), 300);
+  await storage.close();
+  const reopened = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  t.teardown(() => reopened.close());
+  t.is(reopened.firstIndex(), 151);
+  t.is(reopened.lastIndex(), 300);
+  t.true(allEntries(reopened).every(isIntact));
+  t.true(Buffer.from(reopened.snapshot()?.data ?? []).equals(Buffer.alloc(200_000, 3)));
+});
+
+test('storage: a snapshot installed while a compaction writes its file supersedes it (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const gated = gatedSnapshotRenames();
+  const storage = await FileStorage.open({ dataDir, fs: gated.fs });
+  t.teardown(() => storage.close());
+  await persist(storage, { entries: entries(1, 40, 1) });
+  const compaction = compact(storage, snapshotAt(30, 1));
+  while (gated.waiting() === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  const install = persist(storage, { snapshot: snapshotAt(60, 2, Buffer.alloc(1000, 9)), entries: [], hardState: hardState(2, null, 60) });
+  gated.open();
+  await Promise.all([compaction, install]);
+  t.is(storage.firstIndex(), 61);
+  t.is(storage.snapshot()?.meta.index, 60);
+  t.deepEqual(readdirSync(join(dataDir, 'snapshots')), [`${(60).toString(16).padStart(16, '0')}-${'2'.padStart(16, '0')}.snap`], 'the superseded file is removed');
+  await storage.close();
+  const reopened = await FileStorage.open({ dataDir });
+  t.teardown(() => reopened.close());
+  t.is(reopened.snapshot()?.meta.index, 60);
+  t.true(Buffer.from(reopened.snapshot()?.data ?? []).equals(Buffer.alloc(1000, 9)));
+});
+
+test('storage: a snapshot file that cannot be written fails the compaction and stops the storage (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const fs = {
+    ...nodeStorageFs,
+    rename: async (from: string, to: string) => {
+      if (to.includes(join('snapshots', ''))) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      return nodeStorageFs.rename(from, to);
+    },
+  };
+  const storage = await FileStorage.open({ dataDir, fs });
+  t.teardown(() => storage.close());
+  await persist(storage, { entries: entries(1, 40, 1) });
+  const error = await t.throwsAsync(compact(storage, snapshotAt(30, 1)));
+  t.true(isRaftQueueError(error, 'STORAGE_FAILED'), String(error));
+  t.true(storage.status().failed);
+  t.is(storage.firstIndex(), 1, 'the log still starts where it did');
+  await t.throwsAsync(persist(storage, { entries: entries(41, 41, 1) }), { message: /earlier failure/ });
+  await storage.close();
+  const reopened = await FileStorage.open({ dataDir });
+  t.teardown(() => reopened.close());
+  t.is(reopened.firstIndex(), 1);
+  t.is(reopened.lastIndex(), 40);
+});
