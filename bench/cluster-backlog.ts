@@ -17,11 +17,17 @@
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, type NodeStatus } from './cluster-harness.js';
-import { LOAD_COUNT_MAX, wallMs, type LoadResult, type MemoryReport, type WaitAppliedResult } from './cluster-shared.js';
+import { LOAD_COUNT_MAX, wallMs, type LatencySummary, type LoadResult, type MemoryReport, type WaitAppliedResult } from './cluster-shared.js';
+import type { MemberInfo } from '../lib/index.js';
 
 /** "Snapshots effectively disabled": larger than any fill this benchmark makes. */
 export const SNAPSHOTS_OFF = 1_000_000_000;
 const FILL_IN_FLIGHT = 1024;
+/** The publish load on the leader while a fourth member joins: in flight and seconds. */
+const JOIN_LOAD_IN_FLIGHT = 16;
+const JOIN_LOAD_SECONDS = 30;
+/** The issue's bound for a member joining behind the backlog to become a voter. */
+const JOIN_VOTER_WITHIN_MS = 60_000;
 
 export type BacklogVariant = 'default' | 'no-snapshots';
 
@@ -83,6 +89,7 @@ export interface BacklogResult {
   /** Mean of the two followers. */
   readonly followerRssBytesPerMessage: number;
   readonly restarts: readonly RestartFigures[];
+  readonly join: JoinFigures | undefined;
   readonly elections: number;
 }
 
@@ -149,6 +156,8 @@ export interface BacklogOptions {
   readonly messages: number;
   readonly measureMemory: boolean;
   readonly measureRecovery: boolean;
+  /** A fourth member joins behind the backlog while the leader's process keeps publishing. */
+  readonly measureJoin: boolean;
   readonly log: (line: string) => void;
   readonly run: number;
 }
@@ -188,6 +197,89 @@ async function restartFigure(cluster: Cluster, id: string, how: 'graceful' | 'SI
       `${r.logEntries} log entries, ${data.walSegments} WAL segments ${(data.walBytes / 2 ** 20).toFixed(0)} MiB`,
   );
   return r;
+}
+
+export interface JoinFigures {
+  /** Messages waiting (the leader's view) when the new member started. */
+  readonly waitingAtJoin: number;
+  /** The leader's newest snapshot file when the new member started. */
+  readonly snapshotBytes: number;
+  /** From starting the new process to the leader listing it as a voter (NaN: not within the bound). */
+  readonly voterMs: number;
+  /** The new member's own view once caught up: messages waiting (the leader's, checked equal). */
+  readonly joinerWaiting: number;
+  readonly leaderWaiting: number;
+  /** The leader's publish load around the join (it covers the whole transfer when voterMs < its window). */
+  readonly load: LoadResult;
+  /** Its publishes issued after the new member started and done before it was a voter. */
+  readonly duringJoin: LatencySummary | undefined;
+  readonly loadSeconds: number;
+  readonly loadInFlight: number;
+  /** Elections while the member joined (0 expected). */
+  readonly elections: number;
+}
+
+/**
+ * A fresh member (n4) joins behind the backlog with RaftQueue's `join` option while the leader's
+ * process keeps publishing: how long until it is a voter, and the publish latency meanwhile.
+ */
+async function joinFigure(cluster: Cluster, topic: string, log: (line: string) => void, run: number): Promise<JoinFigures> {
+  const leader = await cluster.waitForLeader(30_000);
+  const electionsBefore = cluster.elections();
+  const load = cluster.proc(leader).request<LoadResult>(
+    { op: 'publish', topic, inFlight: JOIN_LOAD_IN_FLIGHT, seconds: JOIN_LOAD_SECONDS, warmupSeconds: 0, countMax: LOAD_COUNT_MAX, latency: true, series: true },
+    JOIN_LOAD_SECONDS * 1000 + 120_000,
+  );
+  try {
+    await sleep(1_000); // the load is running before the member starts
+    const waitingAtJoin = (await memoryOf(cluster, leader)).waiting;
+    const snapshotBytes = summarizeDataDir(cluster.dataDir(leader)).snapshotBytes;
+    const t0 = performance.now();
+    const joinAtMs = wallMs();
+    await cluster.spawnJoiner('n4', leader, 30_000);
+    let voterMs = Number.NaN;
+    while (performance.now() - t0 < JOIN_VOTER_WITHIN_MS) {
+      const members = await cluster.proc(leader).request<MemberInfo[]>({ op: 'members' }, 10_000);
+      if (members.find((m) => m.id === 'n4')?.role === 'voter') {
+        voterMs = performance.now() - t0;
+        break;
+      }
+      await sleep(50);
+    }
+    const voterAtMs = joinAtMs + voterMs;
+    const loadResult = await load;
+    // The publishes issued after the new member started and done before it was a voter.
+    const duringJoin = Number.isFinite(voterAtMs)
+      ? ((await cluster.proc(leader).request<LatencySummary | null>({ op: 'latencyWindow', fromMs: joinAtMs, toMs: voterAtMs })) ?? undefined)
+      : undefined;
+    await cluster.waitCaughtUp('n4', 120_000);
+    const joinerWaiting = (await memoryOf(cluster, 'n4')).waiting;
+    const leaderWaiting = (await memoryOf(cluster, leader)).waiting;
+    const figures: JoinFigures = {
+      waitingAtJoin,
+      snapshotBytes,
+      voterMs,
+      joinerWaiting,
+      leaderWaiting,
+      load: loadResult,
+      duringJoin,
+      loadSeconds: JOIN_LOAD_SECONDS,
+      loadInFlight: JOIN_LOAD_IN_FLIGHT,
+      elections: cluster.elections() - electionsBefore,
+    };
+    const l = loadResult.latency;
+    log(
+      `run ${run} join: n4 joined behind ${waitingAtJoin} waiting (leader's snapshot ${(snapshotBytes / 2 ** 20).toFixed(1)} MiB), ` +
+        `voter after ${Number.isNaN(voterMs) ? `more than ${JOIN_VOTER_WITHIN_MS}` : voterMs.toFixed(0)} ms; leader publishing ${JOIN_LOAD_IN_FLIGHT} in flight for ${JOIN_LOAD_SECONDS} s: ` +
+        `${loadResult.perSecond.toFixed(0)}/s, p50 ${l?.p50Ms?.toFixed(2)} p99 ${l?.p99Ms?.toFixed(2)} p999 ${l?.p999Ms?.toFixed(2)} max ${l?.maxMs?.toFixed(1)} ms ${JSON.stringify(loadResult.errors)}; ` +
+        `while joining (${duringJoin?.samples ?? 0} publishes): p50 ${duringJoin?.p50Ms?.toFixed(2)} p99 ${duringJoin?.p99Ms?.toFixed(2)} p999 ${duringJoin?.p999Ms?.toFixed(2)} max ${duringJoin?.maxMs?.toFixed(1)} ms; ` +
+        `${figures.elections} election(s); n4 holds ${joinerWaiting} waiting, the leader ${leaderWaiting}` +
+        (figures.elections > 0 ? `; leaders (join at +${((joinAtMs - (cluster.leaderEvents[0]?.atMs ?? 0)) / 1000).toFixed(2)}s): ${cluster.leaderTimeline()}` : ''),
+    );
+    return figures;
+  } finally {
+    await load.catch(() => undefined);
+  }
 }
 
 /** One fresh cluster, one fill, then the memory and/or recovery figures on it. */
@@ -261,6 +353,7 @@ export async function backlogRun(o: BacklogOptions): Promise<BacklogResult> {
       restarts.push(await restartFigure(cluster, target, 'graceful', o.log));
       restarts.push(await restartFigure(cluster, target, 'SIGKILL', o.log));
     }
+    const joined = o.measureJoin ? await joinFigure(cluster, topic, o.log, o.run) : undefined;
     const followerMem = memory.filter((m) => m.role === 'follower').map((m) => m.rssBytesPerMessage);
     return {
       variant: o.variant,
@@ -273,6 +366,7 @@ export async function backlogRun(o: BacklogOptions): Promise<BacklogResult> {
       leaderRssBytesPerMessage: memory.find((m) => m.role === 'leader')?.rssBytesPerMessage ?? Number.NaN,
       followerRssBytesPerMessage: followerMem.length > 0 ? followerMem.reduce((a, b) => a + b, 0) / followerMem.length : Number.NaN,
       restarts,
+      join: joined,
       elections: cluster.elections(),
     };
   } finally {

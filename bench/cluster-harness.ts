@@ -60,10 +60,31 @@ export class Cluster {
     return join(this.dir, id);
   }
 
+  /** Addresses of members started with `spawnJoiner` (not in the initial peers). */
+  private readonly joiners = new Map<string, { address: string; via: string }>();
+
+  /**
+   * Starts a new member `id` that joins the cluster through member `via` (RaftQueue's `join`
+   * option: it asks to be added, catches up as a learner, then becomes a voter).
+   */
+  async spawnJoiner(id: string, via: string, readyTimeoutMs = 15_000): Promise<ReadyMessage> {
+    const [port] = await freePorts(1);
+    const address = this.peers[via];
+    if (address === undefined) throw new Error(`no member ${via} to join through`);
+    this.joiners.set(id, { address: `127.0.0.1:${port as number}`, via: address });
+    return this.spawn(id, readyTimeoutMs);
+  }
+
+  private joinerConfig(id: string): { peers: Record<string, string>; join?: string } {
+    const joiner = this.joiners.get(id);
+    if (joiner === undefined) return { peers: { ...this.peers } };
+    return { peers: { [id]: joiner.address }, join: joiner.via };
+  }
+
   private async spawn(id: string, readyTimeoutMs = 15_000): Promise<ReadyMessage> {
     const dataDir = this.dataDir(id);
     fs.mkdirSync(dataDir, { recursive: true });
-    const { proc, ready } = await Proc.spawn(`node ${id}`, CLUSTER_NODE, [JSON.stringify({ id, peers: this.peers, dataDir, ...(this.snapshotEvery ? { snapshotEveryEntries: this.snapshotEvery } : {}) })], {
+    const { proc, ready } = await Proc.spawn(`node ${id}`, CLUSTER_NODE, [JSON.stringify({ id, ...this.joinerConfig(id), dataDir, ...(this.snapshotEvery ? { snapshotEveryEntries: this.snapshotEvery } : {}) })], {
       readyTimeoutMs,
       execArgv: this.execArgvFor(id),
       onEvent: (m) => {

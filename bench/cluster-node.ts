@@ -19,7 +19,9 @@ import {
   errorCode,
   loadResult,
   monoUs,
+  summarize,
   wallMs,
+  type LatencySummary,
   type FailoverResult,
   type LoadResult,
   type MemoryReport,
@@ -36,6 +38,8 @@ interface NodeConfig {
   readonly dataDir: string;
   /** Diagnosis only (`--snapshot-every`): overrides the library default. */
   readonly snapshotEveryEntries?: number;
+  /** Join a running cluster through this member address (`peers` then names only this node). */
+  readonly join?: string;
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as NodeConfig;
@@ -55,6 +59,7 @@ const queue = new RaftQueue({
   id: config.id,
   peers: config.peers,
   dataDir: config.dataDir,
+  ...(config.join !== undefined ? { join: config.join } : {}),
   ...(config.snapshotEveryEntries !== undefined ? { snapshotEveryEntries: config.snapshotEveryEntries, snapshotEveryBytes: config.snapshotEveryEntries >= 1e9 ? 2 ** 50 : 64 << 20 } : {}),
 });
 let firstLeaderAtMs = Number.NaN;
@@ -82,10 +87,27 @@ async function publishLoad(c: Extract<NodeCommand, { op: 'publish' }>): Promise<
     warmupSeconds: c.warmupSeconds,
     countMax: c.countMax,
     latency: c.latency,
+    series: c.series === true,
     op: () => queue.publish(c.topic, payload),
     stopOn: 'CLOSED',
   });
-  return { ...result, monoWindowUs: [monoWarmEnd, monoWarmEnd + result.windowMs * 1000] };
+  // The samples stay here (sending hundreds of thousands over IPC would stall this member).
+  lastSeries = result.series;
+  const { series: _series, ...rest } = result;
+  return { ...rest, monoWindowUs: [monoWarmEnd, monoWarmEnd + result.windowMs * 1000] };
+}
+
+let lastSeries: LoadResult['series'];
+
+function latencyWindow(fromMs: number, toMs: number): LatencySummary | undefined {
+  const series = lastSeries;
+  if (series === undefined) return undefined;
+  const during: number[] = [];
+  series.issuedAtMs.forEach((at, i) => {
+    const ms = series.latencyMs[i] as number;
+    if (at >= fromMs && at + ms <= toMs) during.push(ms);
+  });
+  return during.length > 0 ? summarize(during) : undefined;
 }
 
 async function consumeLoad(c: Extract<NodeCommand, { op: 'consume' }>): Promise<LoadResult> {
@@ -248,6 +270,7 @@ const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 loopDelay.enable();
 let diagPersists = { count: 0, over50: 0, over200: 0 };
 let diagSnapshots = 0;
+let diagDropped = 0;
 let gcMaxMs = 0;
 let gcTotalMs = 0;
 new PerformanceObserver((list) => {
@@ -274,7 +297,9 @@ function diag(): DiagReport {
     snapshotsTaken: queue.metrics().snapshotsTaken - diagSnapshots,
     gcMaxMs,
     gcTotalMs,
+    transportDropped: (queue.metrics().transport?.messagesDropped ?? 0) - diagDropped,
   };
+  diagDropped = queue.metrics().transport?.messagesDropped ?? 0;
   gcMaxMs = 0;
   gcTotalMs = 0;
   diagSnapshots = queue.metrics().snapshotsTaken;
@@ -293,6 +318,10 @@ async function handle(c: NodeCommand): Promise<unknown> {
       return queue.metrics().persist.count;
     case 'diag':
       return diag();
+    case 'members':
+      return queue.members();
+    case 'latencyWindow':
+      return latencyWindow(c.fromMs, c.toMs) ?? null;
     case 'createTopic':
       return queue.createTopic(c.topic, { maxMessages: 10_000_000, maxBytes: 4 * 2 ** 30 });
     case 'deleteTopic':

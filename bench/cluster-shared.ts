@@ -62,6 +62,8 @@ export interface LoadResult {
   readonly empty?: number;
   /** The measuring window on the monotonic clock V8's CPU profiles use (µs). */
   readonly monoWindowUs?: readonly [number, number];
+  /** With `series`: every latency sample and when it was issued (wallMs), to cut any window. */
+  readonly series?: { readonly issuedAtMs: readonly number[]; readonly latencyMs: readonly number[] };
 }
 
 /**
@@ -77,6 +79,7 @@ export function loadResult(p: {
   errors: Readonly<Record<string, number>>;
   latencies?: Float64Array | undefined;
   latencyCount?: number;
+  issuedAt?: Float64Array | undefined;
 }): LoadResult & { windowMs: number } {
   const windowMs = Math.max(1, Math.min(p.end, p.lastDone) - p.warmEnd);
   return {
@@ -86,6 +89,9 @@ export function loadResult(p: {
     total: p.total,
     errors: p.errors,
     ...(p.latencies ? { latency: summarize(p.latencies, p.latencyCount) } : {}),
+    ...(p.latencies && p.issuedAt
+      ? { series: { issuedAtMs: Array.from(p.issuedAt.subarray(0, p.latencyCount)), latencyMs: Array.from(p.latencies.subarray(0, p.latencyCount)) } }
+      : {}),
   };
 }
 
@@ -102,6 +108,10 @@ export type NodeCommand =
   | { readonly op: 'persists' }
   /** Event-loop delay and slow persists since the last `diag` (diagnosis of latency tails). */
   | { readonly op: 'diag' }
+  /** This member's view of the membership (queue.members()). */
+  | { readonly op: 'members' }
+  /** Latency of the last `series` publish load's samples issued at or after `fromMs` and done by `toMs` (wallMs). */
+  | { readonly op: 'latencyWindow'; readonly fromMs: number; readonly toMs: number }
   | { readonly op: 'createTopic'; readonly topic: string }
   | { readonly op: 'deleteTopic'; readonly topic: string }
   | {
@@ -112,6 +122,8 @@ export type NodeCommand =
       readonly warmupSeconds: number;
       readonly countMax: number;
       readonly latency: boolean;
+      /** Keep every latency sample with its issue time, for `latencyWindow` (a window known only afterwards). */
+      readonly series?: boolean;
     }
   | { readonly op: 'consume'; readonly topic: string; readonly concurrency: number; readonly seconds: number; readonly countMax: number }
   | {
@@ -199,6 +211,8 @@ export async function closedLoop(p: {
   op: () => Promise<unknown>;
   /** A worker stops at an error with this code (e.g. CLOSED: the member is stopping). */
   stopOn?: string;
+  /** Also return every latency sample with its issue time (`LoadResult.series`). */
+  series?: boolean;
 }): Promise<LoadResult> {
   const countMax = Math.min(p.countMax, LOAD_COUNT_MAX);
   const started = performance.now();
@@ -206,6 +220,7 @@ export async function closedLoop(p: {
   const end = warmEnd + p.seconds * 1000;
   const errors: Record<string, number> = {};
   const latencies = p.latency ? new Float64Array(Math.min(countMax, 4_000_000)) : undefined;
+  const issuedAt = p.latency && p.series ? new Float64Array(latencies?.length ?? 0) : undefined;
   let latencyCount = 0;
   let issued = 0;
   let total = 0;
@@ -224,7 +239,10 @@ export async function closedLoop(p: {
         lastDone = t1;
         if (t1 >= warmEnd && t1 <= end) {
           count++;
-          if (latencies && t0 >= warmEnd && latencyCount < latencies.length) latencies[latencyCount++] = t1 - t0;
+          if (latencies && t0 >= warmEnd && latencyCount < latencies.length) {
+            if (issuedAt) issuedAt[latencyCount] = performance.timeOrigin + t0;
+            latencies[latencyCount++] = t1 - t0;
+          }
         }
       } catch (error) {
         errorTotal++;
@@ -236,7 +254,7 @@ export async function closedLoop(p: {
     }
   };
   await Promise.all(Array.from({ length: p.inFlight }, worker));
-  return loadResult({ count, total, warmEnd, end, lastDone, errors, latencies, latencyCount });
+  return loadResult({ count, total, warmEnd, end, lastDone, errors, latencies, latencyCount, issuedAt });
 }
 
 /** What a member reports for `diag`: its event loop's worst delays and its slow persists. */
@@ -252,4 +270,6 @@ export interface DiagReport {
   /** Garbage collection in the interval: the longest pause and the sum. */
   readonly gcMaxMs: number;
   readonly gcTotalMs: number;
+  /** Peer messages the transport dropped in the interval (peer down or its queue full). */
+  readonly transportDropped: number;
 }

@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BarePipeline, fsyncLoop, rttLoop, type FsyncBaseline } from './bare-baselines.js';
-import { backlogRun, type BacklogResult, type BacklogVariant } from './cluster-backlog.js';
+import { backlogRun, type BacklogResult, type BacklogVariant, type JoinFigures } from './cluster-backlog.js';
 import { Cluster } from './cluster-harness.js';
 import { benchProcesses, cleanupAll, installCleanup } from './cluster-proc.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cluster-profile.js';
@@ -59,8 +59,8 @@ const FAILOVERS = Math.round(num(args.failovers, 10, 2));
 const STEADY_SECONDS = num(args['steady-seconds'], 60, 5);
 const PREFILL = Math.round(num(args.prefill, 200_000, 20_000));
 const MEMORY_MESSAGES = Math.max(1, Math.round(num(args['memory-messages'], 1_000_000, 100_000)));
-const ALL_SECTIONS = ['baselines', 'publish', 'consume', 'steady', 'failover', 'memory', 'recovery', 'profile'];
-const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover,memory,recovery').split(',').map((s) => s.trim()));
+const ALL_SECTIONS = ['baselines', 'publish', 'consume', 'steady', 'failover', 'memory', 'recovery', 'join', 'profile'];
+const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover,memory,recovery,join').split(',').map((s) => s.trim()));
 for (const section of SECTIONS) if (!ALL_SECTIONS.includes(section)) throw new Error(`unknown section ${section} (known: ${ALL_SECTIONS.join(',')})`);
 if (args.profile) SECTIONS.add('profile');
 if (args['snapshot-every'] !== undefined) Cluster.snapshotEveryEntries = Math.round(Number(args['snapshot-every']));
@@ -106,17 +106,18 @@ async function publishFigure(cluster: Cluster, nodeId: string, inFlight: number,
   const leader = await cluster.waitForLeader();
   const topic = freshTopic(`pub${inFlight}`);
   await cluster.proc(leader).request({ op: 'createTopic', topic });
-  if (latency && inFlight === TAIL_IN_FLIGHT) await Promise.all(cluster.live().map((id) => cluster.proc(id).request({ op: 'diag' })));
+  if (inFlight >= TAIL_IN_FLIGHT) await Promise.all(cluster.live().map((id) => cluster.proc(id).request({ op: 'diag' })));
   const r = await measure(
     cluster,
     nodeId,
     { op: 'publish', topic, inFlight, seconds, warmupSeconds: WARMUP, countMax: LOAD_COUNT_MAX, latency },
     seconds + WARMUP,
   );
-  if (latency && inFlight === TAIL_IN_FLIGHT) {
-    // Where a tail comes from: each member's worst event-loop delay and slow persists in the run.
+  if (inFlight >= TAIL_IN_FLIGHT) {
+    // Where a tail (or a slow run) comes from: each member's worst event-loop delay, slow
+    // persists, snapshots, GC pauses and transport drops in the run.
     const diags = await Promise.all(cluster.live().map(async (id) => `${id} ${JSON.stringify(await cluster.proc(id).request<DiagReport>({ op: 'diag' }))}`));
-    log(`tail ${inFlight} in flight from ${nodeId}: p999 ${r.latency?.p999Ms?.toFixed(1)} ms, max ${r.latency?.maxMs?.toFixed(1)} ms; ${diags.join('; ')}`);
+    log(`diag ${inFlight} in flight from ${nodeId}: ${r.latency === undefined ? '' : `p999 ${r.latency.p999Ms?.toFixed(1)} ms, max ${r.latency.maxMs?.toFixed(1)} ms; `}${diags.join('; ')}`);
   }
   // A fresh topic per figure keeps the state (and its snapshots) from growing across figures.
   await cluster.proc(await cluster.waitForLeader()).request({ op: 'deleteTopic', topic }, 30_000);
@@ -351,13 +352,14 @@ async function main(): Promise<void> {
   const failover = SECTIONS.has('failover') && FAILOVERS > 0 ? await failoverRun() : undefined;
   const profile = SECTIONS.has('profile') ? await profileRun() : undefined;
   const backlog: BacklogResult[] = [];
-  if (SECTIONS.has('memory') || SECTIONS.has('recovery')) {
+  if (SECTIONS.has('memory') || SECTIONS.has('recovery') || SECTIONS.has('join')) {
     // Snapshots bound the log, so with the defaults most of the backlog is in a snapshot; the
     // second variant (recovery only) keeps all of it in the WAL.
     const variants: BacklogVariant[] = SECTIONS.has('recovery') ? ['default', 'no-snapshots'] : ['default'];
     for (let run = 1; run <= RUNS; run++) {
       for (const variant of variants) {
-        backlog.push(await backlogRun({ variant, messages: MEMORY_MESSAGES, measureMemory: true, measureRecovery: SECTIONS.has('recovery'), log, run }));
+        const measureJoin = SECTIONS.has('join') && variant === 'default';
+        backlog.push(await backlogRun({ variant, messages: MEMORY_MESSAGES, measureMemory: true, measureRecovery: SECTIONS.has('recovery'), measureJoin, log, run }));
       }
     }
   }
@@ -496,6 +498,18 @@ async function main(): Promise<void> {
           `ms to start() resolved / leader known / applied ${f0(r.commitIndex)} | ${f0(r.readyMs)} / ${f0(r.leaderMs)} / ${f0(r.appliedMs)} | read data ${mib(r.rawReadBytes)} MiB: ${f0(r.rawReadMs)} ms | | | ≤ 3,000 |`,
       );
     }
+  }
+  const joins = backlog.flatMap((b) => (b.join ? [b.join] : []));
+  if (joins.length > 0) {
+    const med = (f: (j: JoinFigures) => number | undefined): number | undefined => median(joins.map(f).filter((x): x is number => x !== undefined && Number.isFinite(x)));
+    const first = joins[0] as JoinFigures;
+    const missed = joins.filter((j) => Number.isNaN(j.voterMs)).length;
+    lines.push(
+      `| join: a fresh member joins behind ${f0(med((j) => j.waitingAtJoin))} waiting (leader's snapshot ${mib(med((j) => j.snapshotBytes))} MiB) → voter, ms${missed > 0 ? ` (${missed} of ${joins.length} not within 60 s)` : ''} | ${f0(med((j) => j.voterMs))} | | | | ≤ 60,000 |`,
+      `| join: the leader's publishes issued after the member started and done before it was a voter (${first.loadInFlight} in flight), p50 / p99 / max ms | ${f2(med((j) => j.duringJoin?.p50Ms), 2)} / ${f2(med((j) => j.duringJoin?.p99Ms), 2)} / ${f0(med((j) => j.duringJoin?.maxMs))} | | | | p99 < 50 |`,
+      `| join: the same load over its whole ${first.loadSeconds} s, p50 / p99 / max ms | ${f2(med((j) => j.load.latency?.p50Ms), 2)} / ${f2(med((j) => j.load.latency?.p99Ms), 2)} / ${f0(med((j) => j.load.latency?.maxMs))} | | | | |`,
+      `| join: elections meanwhile; messages the new member holds / the leader holds | ${joins.map((j) => j.elections).join(', ')}; ${f0(first.joinerWaiting)} / ${f0(first.leaderWaiting)} | | | | 0; equal |`,
+    );
   }
   if (fsync) {
     lines.push(
