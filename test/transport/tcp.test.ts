@@ -266,3 +266,28 @@ test('tcp: a link waiting out its backoff dials at once when the peer connects t
   await waitUntil(() => received.length >= 1, 3_000, 'b heard from a');
   t.pass();
 });
+
+test('tcp: a busy one-way link is not closed as idle (the dialer pings even while it sends)', async (t) => {
+  const idleTimeoutMs = 200;
+  const cluster = tcpCluster(['a', 'b'], { idleTimeoutMs });
+  t.teardown(() => cluster.close());
+  await cluster.start();
+  await waitAllConnected(cluster);
+  const received = cluster.node('b').received;
+  const before = received.length;
+  const reconnectsBefore = cluster.tcp('a').stats().reconnects;
+  // a sends to b every 10 ms for 5 idle periods: b's inbound side reads all of it, and a's
+  // dialing side reads only pongs.
+  const end = performance.now() + 5 * idleTimeoutMs;
+  let sent = 0;
+  while (performance.now() < end) {
+    cluster.tcp('a').send(heartbeat('a', 'b', 1));
+    sent++;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await waitUntil(() => received.length - before >= sent, 3_000, 'b received everything');
+  const closed = cluster.tcp('a').stats().connectionsClosed;
+  t.is(closed.idleTimeout ?? 0, 0, JSON.stringify(closed));
+  t.is(cluster.tcp('a').stats().messagesDropped, 0, JSON.stringify(cluster.tcp('a').stats()));
+  t.is(cluster.tcp('a').stats().reconnects - reconnectsBefore, 0);
+});

@@ -59,7 +59,6 @@ export abstract class FramedConnection {
   /** The authenticated peer id, once the handshake has succeeded. */
   peer: string | null = null;
   protected readonly decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
-  protected framesWrittenInTick = 0;
   private invalidFrames = 0;
   private framesReadInTick = 0;
   private quietTicks = 0;
@@ -100,7 +99,6 @@ export abstract class FramedConnection {
 
   /** Writes already framed bytes. Returns socket.write's backpressure signal. */
   write(frames: Buffer, frameCount: number): boolean {
-    this.framesWrittenInTick += frameCount;
     this.ctx.counters.framesOut += frameCount;
     this.ctx.counters.bytesOut += frames.byteLength;
     return this.socket.write(frames);
@@ -109,7 +107,6 @@ export abstract class FramedConnection {
   /** Writes frames held in several buffers as one batch (cork: one writev). Same signal. */
   writeRuns(runs: readonly Buffer[], frameCount: number): boolean {
     if (runs.length === 1) return this.write(runs[0] as Buffer, frameCount);
-    this.framesWrittenInTick += frameCount;
     this.ctx.counters.framesOut += frameCount;
     let ok = true;
     this.socket.cork();
@@ -197,7 +194,6 @@ export abstract class FramedConnection {
     }
     this.framesReadInTick = 0;
     if (this.peer !== null) this.onIdleTick();
-    this.framesWrittenInTick = 0;
   }
 
   /** Handles a frame on an authenticated link: a ping, pong or peer message. */
@@ -319,7 +315,10 @@ export class OutboundConnection extends FramedConnection {
   }
 
   protected override onIdleTick(): void {
-    if (this.framesWrittenInTick === 0) this.sendControl({ type: 'ping' });
+    // Every tick, busy or not: links are one-way, so the pong is the only frame this side ever
+    // reads. Pinging only when quiet let a busy dialer hear nothing and close its own healthy
+    // connection as idle every 15-22 s, dropping what was queued on it.
+    this.sendControl({ type: 'ping' });
   }
 
   private onChallenge(body: Buffer): void {

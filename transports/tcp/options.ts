@@ -77,7 +77,7 @@ export const tcpTransportOptionsSchema = z
  * - `invalidFramesMax` (16): invalid frames tolerated per authenticated connection.
  * - `handshakeTimeoutMs` (5000): connect + TLS + handshake deadline.
  * - `idleTimeoutMs` (15000): a connection with no complete frame for this long (at most 1.5x)
- *   is closed; the dialing side pings every idleTimeoutMs / 2 when it has nothing to send.
+ *   is closed; the dialing side pings every idleTimeoutMs / 2 (the listener's pong is all it reads).
  *   Must exceed the time one frameBytesMax frame takes to arrive.
  * - `reconnectDelayMsMin` (50) / `reconnectDelayMsMax` (2000): backoff bounds.
  * - `handshakesPendingMax` (128): unauthenticated connections held at once; more are closed.
