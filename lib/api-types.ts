@@ -107,7 +107,8 @@ export interface QueueMetrics {
   readonly transport: TransportStats | undefined;
   /**
    * Snapshots streamed in chunks: as the leader (offers sent, chunks sent, resumed after a cut)
-   * and as a follower (chunks received and rejected, snapshots received whole).
+   * and as a follower (chunks received and rejected, snapshots received whole, of which into a
+   * temporary file).
    */
   readonly snapshotTransfer: {
     readonly offersSent: number;
@@ -116,6 +117,8 @@ export interface QueueMetrics {
     readonly chunksReceived: number;
     readonly chunksRejected: number;
     readonly delivered: number;
+    /** Of those, received into the storage's temporary file rather than memory (file storage). */
+    readonly receivedToFile: number;
   };
 }
 

@@ -45,6 +45,7 @@ export function timedStorage(storage: Storage, timer: PersistTimer): Storage {
     },
     compact: (snapshot, onDone) => storage.compact(snapshot, onDone),
     markRepaired: (onDone) => storage.markRepaired(onDone),
+    ...(storage.stageSnapshot !== undefined ? { stageSnapshot: (meta, byteLength) => (storage.stageSnapshot as NonNullable<Storage['stageSnapshot']>).call(storage, meta, byteLength) } : {}),
     status: () => storage.status(),
     close: () => storage.close(),
   };

@@ -314,7 +314,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       persist: (member?.persistTimer ?? new PersistTimer()).snapshot(),
       snapshotsTaken: member?.node.status().snapshotsTaken ?? 0,
       transport: member?.transport.stats(),
-      snapshotTransfer: member?.node.status().snapshotTransfer ?? { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0 },
+      snapshotTransfer: member?.node.status().snapshotTransfer ?? { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0, receivedToFile: 0 },
     };
   }
 

@@ -2,6 +2,8 @@
  * Snapshots larger than a frame: a new member catches up behind a deep backlog through a
  * snapshot streamed in chunks, and a transfer cut midway resumes where it stopped.
  */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'ava';
 import type { AppMessage } from '../lib/contracts/transport.js';
 import type { RaftQueue } from '../lib/raft-queue.js';
@@ -42,6 +44,18 @@ test('snapshot transfer: a member joins behind a snapshot many times the frame s
   t.deepEqual(popped, Array.from({ length: count }, (_, i) => i), 'every waiting message, in order, once');
   // Nothing was too large for a frame on the way.
   for (const id of ['n1', 'n2', 'n3', 'n4']) t.is(c.q(id).metrics().transport?.messagesOversize ?? 0, 0, id);
+  // It was received into a temporary file in n4's data dir and moved into place: no copy is
+  // left behind, and the installed file is the snapshot n4 restarts from.
+  const got = n4.metrics().snapshotTransfer;
+  t.true(got.delivered >= 1);
+  t.is(got.receivedToFile, got.delivered);
+  const snapshots = readdirSync(join(c.dirs.get('n4') as string, 'snapshots'));
+  t.deepEqual(snapshots.filter((name) => name.endsWith('.tmp')), [], snapshots.join(', '));
+  t.true(snapshots.some((name) => name.endsWith('.snap')), snapshots.join(', '));
+  await n4.stop();
+  const again = await c.restart('n4');
+  t.true(await eventually(() => again.status().appliedIndex >= leader.status().commitIndex, 10_000));
+  t.is(again.metrics().topics.find((x) => x.topic === 'backlog')?.depth, 0, 'what n4 popped stays popped');
 });
 
 test('snapshot transfer: cut midway, it resumes from what the member already holds', async (t) => {

@@ -33,6 +33,7 @@ export function formatMetrics(s: QueueStatus, m: QueueMetrics): string {
   family('raftqueue_snapshot_transfers_resumed_total', 'counter', 'Snapshot transfers resumed after a cut.', [[{}, st.resumed]]);
   family('raftqueue_snapshots_taken_total', 'counter', 'Snapshots this member took of its own state (each compacts the log).', [[{}, m.snapshotsTaken]]);
   family('raftqueue_snapshots_received_total', 'counter', 'Snapshots received whole (then installed).', [[{}, st.delivered]]);
+  family('raftqueue_snapshots_received_to_file_total', 'counter', 'Snapshots received into a temporary file as they arrived (file storage).', [[{}, st.receivedToFile]]);
   const t = m.transport;
   if (t) {
     family('raftqueue_transport_frames_rejected_total', 'counter', 'Peer frames refused, by reason.', Object.entries(t.framesRejected).map(([reason, n]) => [{ reason }, n]));

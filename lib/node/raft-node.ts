@@ -14,7 +14,7 @@ import { RaftCore } from '../core/raft-core.js';
 import type { CoreStatus, Role, SoftState } from '../core/raft-core.js';
 import type { RaftConfig } from '../core/config.js';
 import type { Random } from '../core/random.js';
-import type { Entry, NodeId } from '../core/types.js';
+import type { Entry, NodeId, SnapshotMeta } from '../core/types.js';
 import { RaftQueueError } from '../contracts/errors.js';
 import type { StateMachine } from '../contracts/state-machine.js';
 import type { AppMessage, PeerMessage, Transport } from '../contracts/transport.js';
@@ -226,6 +226,7 @@ export class RaftNode<Event = unknown> {
       stallMs: options.retryIntervalMs,
       bytesMax: options.snapshotBytesMax ?? 2 ** 32,
       crc32: options.crc32 ?? crc32,
+      ...(options.storage.stageSnapshot !== undefined ? { stage: (meta: SnapshotMeta, byteLength: number) => (options.storage.stageSnapshot as NonNullable<Storage['stageSnapshot']>).call(options.storage, meta, byteLength) } : {}),
       deliver: (m) => {
         this.guard(() => this.core.step(m));
         this.loop.schedulePump();

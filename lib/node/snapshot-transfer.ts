@@ -6,8 +6,9 @@
  * the snapshot (its identity: index, term, size; and its metadata), then streams chunks of at most
  * `chunkBytes`, each with its own CRC-32, at most `windowChunks` unacknowledged at a time (so a
  * chunk stream never fills the link: heartbeats go between chunks). The follower's receiver
- * appends chunks in order, acknowledging the bytes it holds; when it has them all it hands the
- * reassembled message to its core, exactly as if it had arrived whole.
+ * appends chunks in order, acknowledging the bytes it holds, into its storage's temporary file
+ * (or into memory when the storage has none); when it has them all (synced) it hands the message
+ * to its core, exactly as if it had arrived whole, and installing it moves the file into place.
  *
  * Resumable: when acknowledgements stop (a lost connection, lost chunks, a restarted leader), the
  * sender offers again and the receiver answers with the bytes it already holds of that snapshot,
@@ -23,6 +24,7 @@ import { z } from 'zod';
 import { MEMBER_ID_CHARS_MAX, ADDRESS_CHARS_MAX } from '../contracts/limits.js';
 import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
 import type { AppMessage, Transport } from '../contracts/transport.js';
+import type { SnapshotStage } from '../storage/storage.js';
 import type { Clock } from './clock.js';
 
 export const SNAPSHOT_CHANNEL = 'snap';
@@ -68,6 +70,11 @@ export interface SnapshotTransferHost {
   /** Largest snapshot this node accepts to receive. */
   readonly bytesMax: number;
   readonly crc32: (data: Uint8Array) => number;
+  /**
+   * Optional: where a snapshot being received is written as it arrives (the storage's temporary
+   * file). Without it the receiver assembles the snapshot in memory.
+   */
+  stage?(meta: SnapshotMeta, byteLength: number): SnapshotStage;
   /** A whole snapshot arrived: step it into the core. */
   deliver(message: SnapshotMessage): void;
   log(line: string): void;
@@ -97,7 +104,9 @@ interface InStream {
   from: NodeId;
   term: number;
   meta: SnapshotMeta;
-  readonly data: Uint8Array;
+  /** The bytes so far: in memory, or in the storage's temporary file. */
+  readonly data: Uint8Array | undefined;
+  readonly stage: SnapshotStage | undefined;
   offset: number;
 }
 
@@ -109,6 +118,8 @@ export interface SnapshotTransferStats {
   chunksRejected: number;
   resumed: number;
   delivered: number;
+  /** Of the delivered, received into the storage's temporary file. */
+  receivedToFile: number;
 }
 
 export class SnapshotTransfer {
@@ -120,7 +131,9 @@ export class SnapshotTransfer {
    * new leader may need it in its own term).
    */
   private done: (SnapshotMessage & { readonly total: number; readonly index: number; readonly sterm: number }) | undefined;
-  readonly stats: SnapshotTransferStats = { offersSent: 0, chunksSent: 0, chunksReceived: 0, chunksRejected: 0, resumed: 0, delivered: 0 };
+  /** A staged snapshot with every byte received, being synced: offers of it are answered whole. */
+  private finishing: { readonly index: number; readonly sterm: number; readonly total: number } | undefined;
+  readonly stats: SnapshotTransferStats = { offersSent: 0, chunksSent: 0, chunksReceived: 0, chunksRejected: 0, resumed: 0, delivered: 0, receivedToFile: 0 };
 
   constructor(private readonly host: SnapshotTransferHost) {}
 
@@ -236,6 +249,11 @@ export class SnapshotTransfer {
       this.host.deliver({ type: 'snapshot', from, to: this.host.id, term: b.term, snapshot: done.snapshot });
       return;
     }
+    if (same(this.finishing)) {
+      // Every byte is here and being synced: the core gets it as soon as it is.
+      this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: b.total });
+      return;
+    }
     const cur = this.incoming;
     if (cur !== undefined && same(cur)) {
       // Resume: the same snapshot (from this leader or the next), from what we hold.
@@ -248,7 +266,9 @@ export class SnapshotTransfer {
       this.host.log(`refused a snapshot of ${b.total} bytes from ${from}: over the ${this.host.bytesMax} this member accepts`);
       return;
     }
-    this.incoming = { index: b.index, sterm: b.sterm, total: b.total, from, term: b.term, meta: b.meta, data: new Uint8Array(b.total), offset: 0 };
+    cur?.stage?.discard();
+    const stage = this.host.stage?.(b.meta, b.total);
+    this.incoming = { index: b.index, sterm: b.sterm, total: b.total, from, term: b.term, meta: b.meta, data: stage === undefined ? new Uint8Array(b.total) : undefined, stage, offset: 0 };
     this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: 0 });
     if (b.total === 0) this.finish();
   }
@@ -264,7 +284,17 @@ export class SnapshotTransfer {
       this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: cur.offset });
       return;
     }
-    cur.data.set(b.data, cur.offset);
+    if (cur.stage !== undefined) {
+      cur.stage.append(b.data, (error) => {
+        if (error === undefined || this.incoming !== cur) return;
+        // The temporary file failed: start over (the sender offers again when acks stop).
+        this.host.log(`receiving snapshot ${cur.index}/${cur.sterm}: ${error.message}; dropped it`);
+        cur.stage?.discard();
+        this.incoming = undefined;
+      });
+    } else {
+      (cur.data as Uint8Array).set(b.data, cur.offset);
+    }
     cur.offset += b.data.length;
     cur.from = from;
     cur.term = Math.max(cur.term, b.term);
@@ -275,7 +305,27 @@ export class SnapshotTransfer {
   private finish(): void {
     const cur = this.incoming as InStream;
     this.incoming = undefined;
-    const message: SnapshotMessage = { type: 'snapshot', from: cur.from, to: this.host.id, term: cur.term, snapshot: { meta: cur.meta, data: cur.data } };
+    const stage = cur.stage;
+    if (stage === undefined) {
+      this.deliverWhole(cur, { meta: cur.meta, data: cur.data as Uint8Array });
+      return;
+    }
+    const id = { index: cur.index, sterm: cur.sterm, total: cur.total };
+    this.finishing = id;
+    stage.finish((error, snapshot) => {
+      if (this.finishing === id) this.finishing = undefined;
+      if (error !== undefined || snapshot === undefined) {
+        // Not durable: it is received again (the leader offers it again, from 0).
+        this.host.log(`receiving snapshot ${cur.index}/${cur.sterm}: ${error?.message ?? 'no snapshot'}; dropped it`);
+        return;
+      }
+      this.stats.receivedToFile++;
+      this.deliverWhole(cur, snapshot);
+    });
+  }
+
+  private deliverWhole(cur: InStream, snapshot: SnapshotMessage['snapshot']): void {
+    const message: SnapshotMessage = { type: 'snapshot', from: cur.from, to: this.host.id, term: cur.term, snapshot };
     this.done = { ...message, index: cur.index, sterm: cur.sterm, total: cur.total };
     this.stats.delivered++;
     this.host.deliver(message);

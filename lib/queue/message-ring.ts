@@ -244,7 +244,9 @@ export class MessageRing {
         // The next slab: whole messages from here, about RESTORE_SLAB_BYTES (one larger message alone).
         let end = at + length;
         for (let j = i + 1; j < count && end + (lengths[j] as number) - at <= RESTORE_SLAB_BYTES; j++) end += lengths[j] as number;
-        slab = payloads.slice(at, end).buffer;
+        // A copy of its own (Buffer#slice would share the caller's memory: with a Buffer from a
+        // file, `.buffer` is the whole file and the offsets below would point into its head).
+        slab = new Uint8Array(payloads.subarray(at, end)).buffer;
         slabStart = at;
         slabEnd = end;
       }

@@ -17,9 +17,9 @@
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { RaftQueueError } from '../contracts/errors.js';
-import type { Entry, HardState, PersistRequest, Snapshot, SnapshotSource } from '../core/types.js';
+import type { Entry, HardState, PersistRequest, Snapshot, SnapshotMeta, SnapshotSource } from '../core/types.js';
 import { MemoryLog } from './memory-log.js';
-import type { Storage, StorageCallback, StorageStatus } from './storage.js';
+import type { SnapshotStage, Storage, StorageCallback, StorageStatus } from './storage.js';
 import { hasErrorCode, nodeStorageFs, type StorageFs } from './storage-fs.js';
 import {
   decodeHardStateFile,
@@ -29,6 +29,7 @@ import {
   FRAME_HEADER_BYTES,
   setFrameChecksum,
   snapshotFileHead,
+  snapshotFileHeadFor,
 } from './wal-format.js';
 import { replayWal, type SegmentImage } from './wal-recovery.js';
 
@@ -128,6 +129,11 @@ function hex16(value: number): string {
   return value.toString(16).padStart(16, '0');
 }
 
+/** Where a snapshot's file is: a received snapshot's moves when it is installed. */
+interface FileLocation {
+  path: string;
+}
+
 function snapshotFileName(meta: { index: number; term: number }): string {
   return `${hex16(meta.index)}-${hex16(meta.term)}.snap`;
 }
@@ -175,9 +181,8 @@ class Files {
     }
   }
 
-  /** Replaces `dir/name` atomically and durably: temp file, fsync, rename, fsync directory. */
   /**
-   * Writes a file atomically (temp file, fsync, rename, directory fsync). With `syncEveryBytes`
+   * Replaces `dir/name` atomically and durably (temp file, fsync, rename, directory fsync). With `syncEveryBytes`
    * the data are synced as they are written, so a large file never leaves the disk with tens of
    * megabytes to flush at once in front of the WAL's next fdatasync.
    */
@@ -211,7 +216,14 @@ class Files {
 
   async removeFiles(dir: string, names: readonly string[]): Promise<void> {
     if (names.length === 0) return;
-    for (const name of names) await io(`removing ${join(dir, name)}`, this.fs.unlink(join(dir, name)));
+    for (const name of names) {
+      try {
+        await this.fs.unlink(join(dir, name));
+      } catch (error) {
+        // Already gone is what we wanted (two cleanups may race over a superseded file).
+        if (!hasErrorCode(error, 'ENOENT')) await io(`removing ${join(dir, name)}`, Promise.reject(error));
+      }
+    }
     await this.syncDir(dir);
   }
 }
@@ -239,6 +251,10 @@ export class FileStorage implements Storage {
   /** The next segment, being preallocated in the background; never rejects. */
   private spare: Promise<{ fd: number; path: string } | { error: unknown }> | undefined;
   private closing = false;
+  /** Snapshots being received into temporary files (discarded at close). */
+  private readonly stages = new Set<SnapshotStage>();
+  /** Snapshots received into a temporary file of ours, not yet (or already) installed. */
+  private readonly staged = new WeakMap<Snapshot, { name: string; tempPath: string; location: FileLocation; dataOffset: number; byteLength: number }>();
   /** File work running beside the request queue (snapshot files, deleting superseded files). */
   private readonly snapshotWrites = new Set<Promise<void>>();
   private readonly snapshotsWriting = new Set<string>();
@@ -326,6 +342,11 @@ export class FileStorage implements Storage {
           queueMicrotask(() => onDone(undefined));
           return;
         }
+        if (this.closing) {
+          // Closing: no new file work (close() must not return with a snapshot half written).
+          queueMicrotask(() => onDone(new RaftQueueError('CLOSED', 'storage is closed')));
+          return;
+        }
         this.writeSnapshotBeside(snapshot, onDone);
       },
       (error) => {
@@ -366,6 +387,82 @@ export class FileStorage implements Storage {
     this.enqueue(() => this.runMarkRepaired(), onDone);
   }
 
+  stageSnapshot(meta: SnapshotMeta, byteLength: number): SnapshotStage {
+    const name = snapshotFileName(meta);
+    const tempPath = join(this.snapshotDir, `${name}.incoming${TEMP_SUFFIX}`);
+    const head = snapshotFileHeadFor(meta, byteLength);
+    const files = this.files;
+    let crc = crc32(head.subarray(FRAME_HEADER_BYTES));
+    let position = head.length;
+    let fd: number | undefined;
+    let over = false;
+    // Every file operation of this stage, in order; a failure fails every later one.
+    let chain: Promise<void> = io(`creating ${tempPath}`, files.fs.open(tempPath, 'w')).then((opened) => {
+      fd = opened;
+    });
+    const closeFd = async (): Promise<void> => {
+      const open = fd;
+      fd = undefined;
+      if (open !== undefined) await io(`closing ${tempPath}`, files.fs.close(open));
+    };
+    const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));
+    const stage: SnapshotStage = {
+      append: (bytes, done) => {
+        if (over || position + bytes.length > head.length + byteLength) {
+          queueMicrotask(() => done(new RaftQueueError('STORAGE_FAILED', `snapshot ${name}: ${over ? 'the stage is closed' : 'more bytes than announced'}`)));
+          return;
+        }
+        crc = crc32(bytes, crc);
+        const at = position;
+        position += bytes.length;
+        // The caller's bytes may be reused once this returns (a transport's receive buffer).
+        const copy = Buffer.from(bytes);
+        chain = chain.then(() => files.writeAll(fd as number, copy, at, tempPath));
+        chain.then(
+          () => done(undefined),
+          (error: unknown) => done(asError(error)),
+        );
+      },
+      finish: (done) => {
+        if (over || position !== head.length + byteLength) {
+          queueMicrotask(() => done(new RaftQueueError('STORAGE_FAILED', `snapshot ${name}: ${position - head.length} of ${byteLength} bytes staged`), undefined));
+          return;
+        }
+        over = true;
+        setFrameChecksum(head, crc);
+        chain = chain.then(async () => {
+          await files.writeAll(fd as number, head, 0, tempPath);
+          await io(`fdatasync of ${tempPath}`, files.fs.fdatasync(fd as number));
+          await closeFd();
+        });
+        chain.then(
+          () => {
+            this.stages.delete(stage);
+            const location: FileLocation = { path: tempPath };
+            const snapshot = this.lazySnapshot(meta, location, head.length, byteLength);
+            this.staged.set(snapshot, { name, tempPath, location, dataOffset: head.length, byteLength });
+            done(undefined, snapshot);
+          },
+          (error: unknown) => {
+            stage.discard();
+            done(asError(error), undefined);
+          },
+        );
+      },
+      discard: () => {
+        if (!this.stages.delete(stage) && over) return;
+        over = true;
+        chain = chain
+          .then(closeFd, closeFd)
+          .then(() => files.fs.unlink(tempPath))
+          .catch(() => undefined); // Already gone, or never created: a leftover goes at the next open.
+        this.besideQueue(chain);
+      },
+    };
+    this.stages.add(stage);
+    return stage;
+  }
+
   status(): StorageStatus {
     return {
       needsRepair: this.repair !== undefined,
@@ -381,9 +478,12 @@ export class FileStorage implements Storage {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    // File work beside the queue finishes first (a compaction's second step joins the queue).
-    while (this.snapshotWrites.size > 0) await Promise.allSettled([...this.snapshotWrites]);
-    await this.draining;
+    for (const stage of [...this.stages]) stage.discard();
+    // File work beside the queue and the queue itself both finish; each may start the other (a
+    // queued compaction starts its file beside the queue, whose end queues the second step).
+    while (this.snapshotWrites.size > 0 || this.draining !== undefined) {
+      await Promise.allSettled([...this.snapshotWrites, ...(this.draining !== undefined ? [this.draining] : [])]);
+    }
     try {
       const spare = await this.spare;
       this.spare = undefined;
@@ -459,8 +559,20 @@ export class FileStorage implements Storage {
 
   /** Snapshot from the leader: snapshot file first, then a reset record, then cleanup. */
   private async install(request: PersistRequest, snapshot: Snapshot): Promise<void> {
-    const written = await this.writeSnapshot(snapshot);
+    const staged = this.staged.get(snapshot);
+    let written: { name: string; dataOffset: number; location?: FileLocation };
+    if (staged !== undefined && staged.location.path === staged.tempPath) {
+      // Received into a temporary file of ours (synced when the transfer finished): move it in.
+      const final = join(this.snapshotDir, staged.name);
+      await io(`renaming ${staged.tempPath}`, this.files.fs.rename(staged.tempPath, final));
+      staged.location.path = final;
+      await this.files.syncDir(this.snapshotDir);
+      written = { name: staged.name, dataOffset: staged.dataOffset, location: staged.location };
+    } else {
+      written = await this.writeSnapshot(snapshot);
+    }
     const snapshotName = written.name;
+    const byteLength = staged?.byteLength ?? snapshot.data.length;
     // A reset always opens a fresh segment, so every segment before it can go once it is durable.
     if (this.active === undefined || this.active.records > 0) await this.roll();
     const hardState = request.hardState ?? this.log.hardState();
@@ -469,7 +581,7 @@ export class FileStorage implements Storage {
     await this.guardVote(hardState);
     // As after a compaction, only the metadata stays in memory (the state machine restores from
     // the bytes the caller holds).
-    this.log.apply({ ...request, snapshot: this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName), written.dataOffset, snapshot.data.length) });
+    this.log.apply({ ...request, snapshot: this.lazySnapshot(snapshot.meta, written.location ?? { path: join(this.snapshotDir, snapshotName) }, written.dataOffset, byteLength) });
     // The log before the reset is superseded, corrupted parts included: this is the repair.
     const active = this.requireActive();
     const superseded = this.segments.filter((segment) => segment.seq < active.seq);
@@ -495,6 +607,10 @@ export class FileStorage implements Storage {
     const superseded = this.segments.filter((segment) => segment.seq < checkpointSeq);
     await this.files.removeFiles(this.walDir, superseded.map((segment) => segment.name));
     this.segments = this.segments.filter((segment) => segment.seq >= checkpointSeq);
+    // A newer snapshot file that did not decode was part of the damage: it would make every
+    // restart report the damage again.
+    const current = this.log.snapshot();
+    await this.removeSnapshotsExcept(current === undefined ? '' : snapshotFileName(current.meta));
     if (repair.marked) await this.files.removeFiles(this.dataDir, [REPAIR_FILE]);
     this.repair = undefined;
   }
@@ -514,7 +630,7 @@ export class FileStorage implements Storage {
     }
     // Keep only the metadata in memory: the state machine holds the state, and the bytes are
     // read back from the file when a follower needs them (a copy of a deep backlog otherwise).
-    this.log.compact(this.lazySnapshot(snapshot.meta, join(this.snapshotDir, snapshotName), written.dataOffset, snapshot.data.length));
+    this.log.compact(this.lazySnapshot(snapshot.meta, { path: join(this.snapshotDir, snapshotName) }, written.dataOffset, snapshot.data.length));
     // While damaged, keep every file: the evidence stays until the leader's snapshot repairs it.
     if (this.repair !== undefined) return undefined;
     let deletable = 0;
@@ -653,10 +769,11 @@ export class FileStorage implements Storage {
    * `data` loads them whole only if something asks (kept only while someone holds them).
    * Compaction must not double the memory of a deep backlog.
    */
-  private lazySnapshot(meta: Snapshot['meta'], path: string, dataOffset: number, byteLength: number): Snapshot {
+  private lazySnapshot(meta: Snapshot['meta'], location: FileLocation, dataOffset: number, byteLength: number): Snapshot {
     let cached: WeakRef<Uint8Array> | undefined;
     const fs = this.files.fs;
     const readRange = async (offset: number, length: number): Promise<Uint8Array> => {
+      const path = location.path;
       if (offset < 0 || length < 0 || offset + length > byteLength) throw new RaftQueueError('STORAGE_FAILED', `snapshot ${path}: read of ${length} at ${offset} is outside its ${byteLength} bytes`);
       const out = Buffer.allocUnsafe(length);
       const fd = await io(`opening ${path}`, fs.open(path, 'r'));
@@ -686,6 +803,7 @@ export class FileStorage implements Storage {
       get data(): Uint8Array {
         const hit = cached?.deref();
         if (hit !== undefined) return hit;
+        const path = location.path;
         const decoded = decodeSnapshotFile(fs.readFileSync(path));
         if ('reason' in decoded) throw new RaftQueueError('STORAGE_FAILED', `snapshot ${path} became unreadable: ${decoded.reason}`);
         cached = new WeakRef(decoded.snapshot.data);

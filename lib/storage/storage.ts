@@ -2,11 +2,12 @@
  * The Storage contract: the durable half of the Raft log that the node layer writes through and
  * the core reads synchronously (via LogReader).
  *
- * Writes complete by callback, in the order they were issued; a callback runs only once what it
- * reports is durable, and by then every synchronous read already reflects it.
+ * Persists complete by callback, in the order they were issued; a callback runs only once what it
+ * reports is durable, and by then every synchronous read already reflects it. A compaction takes
+ * effect in that order too, but may finish (and call back) after later persists.
  */
 import type { RaftQueueError } from '../contracts/errors.js';
-import type { LogReader, PersistRequest, Snapshot } from '../core/types.js';
+import type { LogReader, PersistRequest, Snapshot, SnapshotMeta } from '../core/types.js';
 
 /** Called once a persist or compaction finished: `error` undefined means durable. */
 export type StorageCallback = (error: RaftQueueError | undefined) => void;
@@ -36,8 +37,9 @@ export interface StorageStatus {
 /**
  * Durable storage for one Raft node: the log, the hard state and the latest snapshot.
  *
- * Requests (persist and compact) are processed one at a time, in the order they were issued;
- * the caller normally waits for each callback, but queueing a second one is safe.
+ * Requests (persist and compact) take effect one at a time, in the order they were issued (a
+ * compaction's snapshot file may be written while later persists go on); the caller normally
+ * waits for each callback, but queueing a second one is safe.
  * After any write fails, every later write fails too with `STORAGE_FAILED` (fail-stop); what
  * was acknowledged before stays recoverable.
  */
@@ -63,6 +65,13 @@ export interface Storage extends LogReader {
    * no-op when not damaged. Queued in order with persists.
    */
   markRepaired(onDone: StorageCallback): void;
+  /**
+   * Optional: receives a snapshot from the leader into a temporary file as it arrives, so a
+   * member never holds a whole snapshot in memory while it is transferred. The staged snapshot
+   * (from `finish`) reads its bytes from that file; a persist that installs it moves the file into
+   * place instead of writing it again. Storages without it receive into memory.
+   */
+  stageSnapshot?(meta: SnapshotMeta, byteLength: number): SnapshotStage;
   /** Health and sizes, for `RaftNode` status and metrics. */
   status(): StorageStatus;
   /**
@@ -70,4 +79,20 @@ export interface Storage extends LogReader {
    * requests fail with `CLOSED`.
    */
   close(): Promise<void>;
+}
+
+/** A snapshot being received, written to a temporary file in order as its bytes arrive. */
+export interface SnapshotStage {
+  /**
+   * Appends the next bytes; `done` once they are written (not yet synced). The caller may reuse
+   * `bytes` as soon as this returns.
+   */
+  append(bytes: Uint8Array, done: (error: Error | undefined) => void): void;
+  /**
+   * Every byte is in: checksums and syncs the file, then calls back with the snapshot, whose
+   * bytes stay in the file (loaded whole only when `data` is read, e.g. to restore from it).
+   */
+  finish(done: (error: Error | undefined, snapshot: Snapshot | undefined) => void): void;
+  /** Gives it up (another snapshot was offered, or the node stops): the file is removed. */
+  discard(): void;
 }

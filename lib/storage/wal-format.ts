@@ -225,9 +225,14 @@ export function unframe(file: Buffer): { body: Buffer } | { reason: string } {
  * data (setFrameChecksum). Lets a large snapshot be written without copying it into one buffer.
  */
 export function snapshotFileHead(snapshot: Snapshot): Buffer {
-  const meta = Buffer.from(JSON.stringify(snapshot.meta), 'utf8');
+  return snapshotFileHeadFor(snapshot.meta, snapshot.data.length);
+}
+
+/** The head of a snapshot file whose data will be `dataBytes` long (checksum set later). */
+export function snapshotFileHeadFor(snapshotMeta: Snapshot['meta'], dataBytes: number): Buffer {
+  const meta = Buffer.from(JSON.stringify(snapshotMeta), 'utf8');
   const head = Buffer.alloc(FRAME_HEADER_BYTES + 4 + meta.length);
-  head.writeUInt32LE(4 + meta.length + snapshot.data.length, 0);
+  head.writeUInt32LE(4 + meta.length + dataBytes, 0);
   head.writeUInt32LE(meta.length, FRAME_HEADER_BYTES);
   meta.copy(head, FRAME_HEADER_BYTES + 4);
   return head;

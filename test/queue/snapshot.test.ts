@@ -271,6 +271,28 @@ test('queue: restore copies payloads into slabs of about 1 MiB (no copy per payl
   t.true(first.buffer.byteLength <= 1 << 20, `slab of ${first.buffer.byteLength} bytes`);
 });
 
+test('queue: restore from a Buffer inside a larger one (a snapshot read from its file) keeps every payload intact', (t) => {
+  const q = new QueueDriver();
+  q.createTopic('a');
+  for (let i = 0; i < 3_000; i++) q.pub('a', `message-${i}-${'y'.repeat(i % 300)}`);
+  const data = q.sm.snapshotBytes();
+  // As storage hands it over: a Buffer view after a file head, sharing the file's memory.
+  const file = Buffer.alloc(1_000 + data.length, 0x7b);
+  file.set(data, 1_000);
+  const copy = new QueueStateMachine();
+  copy.restore(file.subarray(1_000));
+  file.fill(0); // The file buffer is the storage's to reuse: the state must not depend on it.
+  for (let i = 0; i < 3_000; i++) {
+    const out = copy.applyCommandBytes(encodeCommand({ t: 'consume', topic: 'a' }), { index: q.appliedIndex + 1 + i, atMs: 5_000 });
+    const payload = (out.result.ok ? (out.result.value as { payload: Uint8Array } | undefined) : undefined)?.payload;
+    if (payload === undefined || text(payload) !== `message-${i}-${'y'.repeat(i % 300)}`) {
+      t.fail(`message ${i}: ${payload === undefined ? 'missing' : text(payload).slice(0, 40)}`);
+      return;
+    }
+  }
+  t.pass();
+});
+
 test('queue: restore refuses another version or corrupt data with STORAGE_FAILED and keeps the state', (t) => {
   const q = new QueueDriver();
   q.createTopic('keep');

@@ -8,6 +8,7 @@ import test from 'ava';
 import { isRaftQueueError, type RaftQueueError } from '../../lib/contracts/errors.js';
 import { FileStorage, nodeStorageFs } from '../../lib/storage/index.js';
 import { encodeSnapshotFile } from '../../lib/storage/wal-format.js';
+import type { Snapshot } from '../../lib/core/types.js';
 import {
   allEntries,
   compact,
@@ -444,4 +445,76 @@ test('storage: a snapshot file that cannot be written fails the compaction and s
   t.teardown(() => reopened.close());
   t.is(reopened.firstIndex(), 1);
   t.is(reopened.lastIndex(), 40);
+});
+
+test('storage: close() waits for a compaction queued behind a persist; nothing touches the directory after it returns (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  for (let lo = 1; lo <= 200; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100) });
+  let settled = false;
+  const pending = persist(storage, { entries: entries(201, 210, 1, 100) });
+  const compaction = compact(storage, snapshotAt(150, 1, Buffer.alloc(300_000, 5))).then(
+    () => 'compacted',
+    (error: RaftQueueError) => error.code,
+  );
+  void compaction.then(() => (settled = true));
+  await storage.close();
+  t.true(settled, 'the compaction called back before close() returned');
+  t.true(['compacted', 'CLOSED'].includes(await compaction), await compaction);
+  await pending.catch(() => undefined);
+  const listing = (): string => [...readdirSync(join(dataDir, 'wal')), '|', ...readdirSync(join(dataDir, 'snapshots'))].join(',');
+  const before = listing();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.is(listing(), before, 'no file work after close()');
+  const reopened = await FileStorage.open({ dataDir, segmentBytesMax: 4096 });
+  t.teardown(() => reopened.close());
+  t.false(reopened.status().needsRepair, reopened.status().repairReason ?? '');
+  t.true(allEntries(reopened).every(isIntact));
+});
+
+function finishStage(stage: ReturnType<FileStorage['stageSnapshot']>): Promise<Snapshot> {
+  return new Promise((resolve, reject) => stage.finish((error, snapshot) => (error || !snapshot ? reject(error) : resolve(snapshot))));
+}
+
+test('storage: a snapshot received into a temporary file is installed by moving the file; a discarded one leaves nothing (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const storage = await FileStorage.open({ dataDir });
+  t.teardown(() => storage.close());
+  await persist(storage, { entries: entries(1, 10, 1) });
+  const data = Buffer.alloc(300_000);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 255;
+  const meta = snapshotAt(60, 2).meta;
+  // A different snapshot offered first, then given up.
+  const dropped = storage.stageSnapshot(snapshotAt(40, 2).meta, 1_000);
+  dropped.append(Buffer.alloc(500, 1), () => undefined);
+  dropped.discard();
+  const stage = storage.stageSnapshot(meta, data.length);
+  for (let at = 0; at < data.length; at += 65_536) {
+    const chunk = Buffer.from(data.subarray(at, Math.min(data.length, at + 65_536)));
+    stage.append(chunk, (error) => t.is(error, undefined));
+    chunk.fill(0); // the caller reuses its buffer at once
+  }
+  const received = await finishStage(stage);
+  t.true(readdirSync(join(dataDir, 'snapshots')).some((name) => name.endsWith('.incoming.tmp')), 'received into a temporary file');
+  t.true(Buffer.from(received.data).equals(data));
+  await persist(storage, { snapshot: received, entries: [], hardState: hardState(2, null, 60) });
+  t.deepEqual(readdirSync(join(dataDir, 'snapshots')), [`${(60).toString(16).padStart(16, '0')}-${'2'.padStart(16, '0')}.snap`], 'moved into place; the discarded one is gone');
+  t.true(Buffer.from(received.data).equals(data), 'the snapshot follows its file');
+  t.is(storage.firstIndex(), 61);
+  await storage.close();
+  const reopened = await FileStorage.open({ dataDir });
+  t.teardown(() => reopened.close());
+  t.is(reopened.snapshot()?.meta.index, 60);
+  t.true(Buffer.from(reopened.snapshot()?.data ?? []).equals(data));
+});
+
+test('storage: staging refuses more or fewer bytes than announced (file)', async (t) => {
+  const storage = await FileStorage.open({ dataDir: tempDir(t) });
+  t.teardown(() => storage.close());
+  const stage = storage.stageSnapshot(snapshotAt(5, 1).meta, 10);
+  const first = new Promise<Error | undefined>((resolve) => stage.append(Buffer.alloc(6), resolve));
+  const second = new Promise<Error | undefined>((resolve) => stage.append(Buffer.alloc(6), resolve));
+  t.is(await first, undefined);
+  t.regex(String((await second)?.message), /more bytes than announced/);
+  await t.throwsAsync(finishStage(stage), { message: /6 of 10 bytes/ });
 });

@@ -293,7 +293,7 @@ export class InboundConnection extends FramedConnection {
 
 /**
  * The dialing side: answers the challenge with a hello, checks the server's welcome, then sends
- * peer messages (written by its OutboundLink) and pings when it has been quiet.
+ * peer messages (written by its OutboundLink) and a ping every idle tick (the pongs are all it reads).
  */
 export class OutboundConnection extends FramedConnection {
   private readonly clientNonce = newNonce();
