@@ -339,6 +339,10 @@ async function handle(c: NodeCommand): Promise<unknown> {
       return true;
     case 'memory':
       return memoryReport(c.gc);
+    case 'publishSized': {
+      const big = Buffer.alloc(c.bytes, 0x62);
+      return closedLoop({ inFlight: c.inFlight, seconds: c.seconds, warmupSeconds: 0, countMax: c.count, latency: false, op: () => queue.publish(c.topic, big), stopOn: 'CLOSED' });
+    }
     case 'waitApplied':
       return waitApplied(c.index, c.timeoutMs);
     case 'stop':

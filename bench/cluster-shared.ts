@@ -108,6 +108,8 @@ export type NodeCommand =
   | { readonly op: 'persists' }
   /** Event-loop delay and slow persists since the last `diag` (diagnosis of latency tails). */
   | { readonly op: 'diag' }
+  /** Publishes `count` payloads of `bytes` bytes each (a deep state in few messages), `inFlight` at a time. */
+  | { readonly op: 'publishSized'; readonly topic: string; readonly bytes: number; readonly count: number; readonly inFlight: number; readonly seconds: number }
   /** This member's view of the membership (queue.members()). */
   | { readonly op: 'members' }
   /** Latency of the last `series` publish load's samples issued at or after `fromMs` and done by `toMs` (wallMs). */

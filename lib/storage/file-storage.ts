@@ -394,6 +394,7 @@ export class FileStorage implements Storage {
     const files = this.files;
     let crc = crc32(head.subarray(FRAME_HEADER_BYTES));
     let position = head.length;
+    let unsynced = 0;
     let fd: number | undefined;
     let over = false;
     // Every file operation of this stage, in order; a failure fails every later one.
@@ -417,7 +418,15 @@ export class FileStorage implements Storage {
         position += bytes.length;
         // The caller's bytes may be reused once this returns (a transport's receive buffer).
         const copy = Buffer.from(bytes);
-        chain = chain.then(() => files.writeAll(fd as number, copy, at, tempPath));
+        unsynced += copy.length;
+        // Synced as it goes, like a compaction's file: a gigabyte flushed at once would stall
+        // every member's WAL on a shared disk for seconds.
+        const sync = unsynced >= SNAPSHOT_SYNC_BYTES;
+        if (sync) unsynced = 0;
+        chain = chain.then(async () => {
+          await files.writeAll(fd as number, copy, at, tempPath);
+          if (sync) await io(`fdatasync of ${tempPath}`, files.fs.fdatasync(fd as number));
+        });
         chain.then(
           () => done(undefined),
           (error: unknown) => done(asError(error)),

@@ -45,6 +45,44 @@ function readAsync(fd: number, buffer: Uint8Array, offset: number, length: numbe
   });
 }
 
+/**
+ * One read call moves at most this much: node's whole-file reads stop at 2 GiB (a snapshot file
+ * may be larger), so files are read in pieces into one buffer of their size.
+ */
+const READ_PIECE_BYTES = 2 ** 30;
+
+function readWholeSync(path: string): Buffer {
+  const fd = fs.openSync(path, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const out = Buffer.allocUnsafeSlow(size);
+    for (let got = 0; got < size; ) {
+      const n = fs.readSync(fd, out, got, Math.min(READ_PIECE_BYTES, size - got), got);
+      if (n <= 0) throw Object.assign(new Error(`${path} ended after ${got} of ${size} bytes`), { code: 'EIO' });
+      got += n;
+    }
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function readWhole(path: string): Promise<Buffer> {
+  const fd = await promisify(fs.open)(path, 'r');
+  try {
+    const size = (await promisify(fs.fstat)(fd)).size;
+    const out = Buffer.allocUnsafeSlow(size);
+    for (let got = 0; got < size; ) {
+      const n = await readAsync(fd, out, got, Math.min(READ_PIECE_BYTES, size - got), got);
+      if (n <= 0) throw Object.assign(new Error(`${path} ended after ${got} of ${size} bytes`), { code: 'EIO' });
+      got += n;
+    }
+    return out;
+  } finally {
+    await promisify(fs.close)(fd);
+  }
+}
+
 /** StorageFs backed by node:fs. */
 export const nodeStorageFs: StorageFs = {
   open: (path, flags) => promisify(fs.open)(path, flags),
@@ -52,9 +90,9 @@ export const nodeStorageFs: StorageFs = {
   write: writeAsync,
   fdatasync: promisify(fs.fdatasync),
   fsync: promisify(fs.fsync),
-  readFile: (path) => promisify(fs.readFile)(path),
+  readFile: readWhole,
   read: readAsync,
-  readFileSync: (path) => fs.readFileSync(path),
+  readFileSync: readWholeSync,
   readdir: (path) => promisify(fs.readdir)(path),
   mkdir: async (path) => {
     await promisify(fs.mkdir)(path, { recursive: true });
