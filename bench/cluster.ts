@@ -14,7 +14,7 @@
  *        --memory-messages N messages waiting for the memory and recovery figures (1000000)
  *        --profile (also profile the leader at 1024 in flight with --cpu-prof)
  *        --profile-dir DIR (keep the .cpuprofile files there; default: a temp dir, removed)
- *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,memory,recovery,profile)
+ *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,memory,recovery,join,profile)
  *        --snapshot-every N (diagnosis: members snapshot every N entries instead of the default)
  *        --quick (1 run of 1 s, 2 failovers, 5 s steady, 20000 prefill, 100000 waiting: a smoke run)
  */
