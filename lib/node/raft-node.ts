@@ -260,6 +260,7 @@ export class RaftNode<Event = unknown> {
         },
         guard,
         fail: (error) => this.fail(error),
+        log,
       },
     });
   }

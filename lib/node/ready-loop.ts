@@ -27,6 +27,8 @@ import type { Clock } from './clock.js';
 
 /** A snapshot is copied out in pieces of this size until a slice's budget is spent. */
 const SNAPSHOT_PIECE_BYTES = 64 * 1024;
+/** The largest snapshot: its file's frame length is a u32 (head and metadata included). */
+export const SNAPSHOT_BYTES_MAX = 2 ** 32 - 2 ** 20;
 /** The event-loop time one slice of snapshot copying may take (checked between pieces). */
 const SNAPSHOT_SLICE_BUDGET_MS = 2;
 
@@ -46,6 +48,8 @@ export interface ReadyHooks {
   /** Runs `fn`; an exception fail-stops the node (undefined then). */
   guard<T>(fn: () => T): T | undefined;
   fail(error: unknown): void;
+  /** Diagnostic lines. */
+  log(line: string): void;
 }
 
 export interface ReadyLoopOptions {
@@ -78,6 +82,7 @@ export class ReadyLoop {
   /** Bumped by every snapshot taken or installed: a copy-out still running for an older one stops. */
   private snapshotGeneration = 0;
   private closed = false;
+  private oversizeSnapshotLogged = false;
   /** Bytes of entry data applied since the last snapshot, and that snapshot's size. */
   private logBytesSinceSnapshot = 0;
   private lastSnapshotBytes: number;
@@ -245,6 +250,13 @@ export class ReadyLoop {
     // loop. The image is the state as of `applied`, whatever is applied meanwhile.
     const image = this.hooks.guard(() => this.applier.snapshot());
     if (image === undefined) return;
+    if (image.byteLength > SNAPSHOT_BYTES_MAX) {
+      // A snapshot file (and one buffer) holds at most 4 GiB: keep the log instead, and say so.
+      if (!this.oversizeSnapshotLogged) this.hooks.log(`the state is ${image.byteLength} bytes, over the ${SNAPSHOT_BYTES_MAX} a snapshot holds: the log is not compacted until it shrinks (lower topics' maxBytes)`);
+      this.oversizeSnapshotLogged = true;
+      this.logBytesSinceSnapshot = 0;
+      return;
+    }
     this.compacting = true;
     this.counters.snapshotsTaken++;
     this.lastSnapshotBytes = image.byteLength;
