@@ -27,7 +27,7 @@ import type { ForwardBody } from './forward.js';
 import { Membership } from './membership.js';
 import type { MemberOp } from './membership.js';
 import { crc32 } from './crc32.js';
-import { ReadyLoop } from './ready-loop.js';
+import { ReadyLoop, SNAPSHOT_BYTES_MAX } from './ready-loop.js';
 import { SNAPSHOT_CHANNEL, SnapshotTransfer } from './snapshot-transfer.js';
 import type { SnapshotTransferStats } from './snapshot-transfer.js';
 import { Reads } from './reads.js';
@@ -224,7 +224,7 @@ export class RaftNode<Event = unknown> {
       chunkBytes: options.snapshotChunkBytes ?? 1 << 20,
       windowChunks: 4,
       stallMs: options.retryIntervalMs,
-      bytesMax: options.snapshotBytesMax ?? 2 ** 32,
+      bytesMax: options.snapshotBytesMax ?? SNAPSHOT_BYTES_MAX,
       crc32: options.crc32 ?? crc32,
       ...(options.storage.stageSnapshot !== undefined ? { stage: (meta: SnapshotMeta, byteLength: number) => (options.storage.stageSnapshot as NonNullable<Storage['stageSnapshot']>).call(options.storage, meta, byteLength) } : {}),
       deliver: (m) => {

@@ -254,7 +254,9 @@ export class ReadyLoop {
       // A snapshot file (and one buffer) holds at most 4 GiB: keep the log instead, and say so.
       if (!this.oversizeSnapshotLogged) this.hooks.log(`the state is ${image.byteLength} bytes, over the ${SNAPSHOT_BYTES_MAX} a snapshot holds: the log is not compacted until it shrinks (lower topics' maxBytes)`);
       this.oversizeSnapshotLogged = true;
+      // Tried again only once as much log again has been written (the image costs a pass).
       this.logBytesSinceSnapshot = 0;
+      this.lastSnapshotBytes = image.byteLength;
       return;
     }
     this.compacting = true;

@@ -107,7 +107,9 @@ interface InStream {
   /** The bytes so far: in memory, or in the storage's temporary file. */
   readonly data: Uint8Array | undefined;
   readonly stage: SnapshotStage | undefined;
+  /** Bytes received in order (held or being written), and bytes written (what acks report). */
   offset: number;
+  written: number;
 }
 
 /** Counters for status and tests. */
@@ -131,8 +133,13 @@ export class SnapshotTransfer {
    * new leader may need it in its own term).
    */
   private done: (SnapshotMessage & { readonly total: number; readonly index: number; readonly sterm: number }) | undefined;
-  /** A staged snapshot with every byte received, being synced: offers of it are answered whole. */
-  private finishing: { readonly index: number; readonly sterm: number; readonly total: number } | undefined;
+  /** The staged file of `done`, released when another snapshot replaces it. */
+  private doneStage: SnapshotStage | undefined;
+  /**
+   * A staged snapshot with every byte received, being synced: offers of it are answered whole,
+   * and the latest offer's sender and term are the ones it is delivered under.
+   */
+  private finishing: { readonly index: number; readonly sterm: number; readonly total: number; from: NodeId; term: number } | undefined;
   readonly stats: SnapshotTransferStats = { offersSent: 0, chunksSent: 0, chunksReceived: 0, chunksRejected: 0, resumed: 0, delivered: 0, receivedToFile: 0 };
 
   constructor(private readonly host: SnapshotTransferHost) {}
@@ -249,8 +256,11 @@ export class SnapshotTransfer {
       this.host.deliver({ type: 'snapshot', from, to: this.host.id, term: b.term, snapshot: done.snapshot });
       return;
     }
-    if (same(this.finishing)) {
+    const finishing = this.finishing;
+    if (finishing !== undefined && same(finishing)) {
       // Every byte is here and being synced: the core gets it as soon as it is.
+      finishing.from = from;
+      finishing.term = Math.max(finishing.term, b.term);
       this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: b.total });
       return;
     }
@@ -267,8 +277,15 @@ export class SnapshotTransfer {
       return;
     }
     cur?.stage?.discard();
-    const stage = this.host.stage?.(b.meta, b.total);
-    this.incoming = { index: b.index, sterm: b.sterm, total: b.total, from, term: b.term, meta: b.meta, data: stage === undefined ? new Uint8Array(b.total) : undefined, stage, offset: 0 };
+    this.incoming = undefined;
+    let stage: SnapshotStage | undefined;
+    try {
+      stage = this.host.stage?.(b.meta, b.total);
+    } catch (error) {
+      this.host.log(`refused a snapshot of ${b.total} bytes from ${from}: ${(error as Error).message}`);
+      return;
+    }
+    this.incoming = { index: b.index, sterm: b.sterm, total: b.total, from, term: b.term, meta: b.meta, data: stage === undefined ? new Uint8Array(b.total) : undefined, stage, offset: 0, written: 0 };
     this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: 0 });
     if (b.total === 0) this.finish();
   }
@@ -284,21 +301,30 @@ export class SnapshotTransfer {
       this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: cur.offset });
       return;
     }
-    if (cur.stage !== undefined) {
-      cur.stage.append(b.data, (error) => {
-        if (error === undefined || this.incoming !== cur) return;
-        // The temporary file failed: start over (the sender offers again when acks stop).
-        this.host.log(`receiving snapshot ${cur.index}/${cur.sterm}: ${error.message}; dropped it`);
-        cur.stage?.discard();
-        this.incoming = undefined;
-      });
-    } else {
-      (cur.data as Uint8Array).set(b.data, cur.offset);
-    }
-    cur.offset += b.data.length;
     cur.from = from;
     cur.term = Math.max(cur.term, b.term);
-    this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: cur.offset });
+    if (cur.stage !== undefined) {
+      // Acknowledged once written, so the sender's window bounds the bytes waiting for the disk.
+      const length = b.data.length;
+      cur.stage.append(b.data, (error) => {
+        if (error !== undefined) {
+          if (this.incoming !== cur) return;
+          // The temporary file failed: start over (the sender offers again when acks stop).
+          this.host.log(`receiving snapshot ${cur.index}/${cur.sterm}: ${error.message}; dropped it`);
+          cur.stage?.discard();
+          this.incoming = undefined;
+          return;
+        }
+        cur.written += length;
+        if (this.incoming === cur || this.finishing?.index === cur.index) this.post(cur.from, { k: 'ack', index: cur.index, sterm: cur.sterm, total: cur.total, offset: cur.written });
+      });
+      cur.offset += length;
+    } else {
+      (cur.data as Uint8Array).set(b.data, cur.offset);
+      cur.offset += b.data.length;
+      cur.written = cur.offset;
+      this.post(from, { k: 'ack', index: b.index, sterm: b.sterm, total: b.total, offset: cur.offset });
+    }
     if (cur.offset === cur.total) this.finish();
   }
 
@@ -310,22 +336,28 @@ export class SnapshotTransfer {
       this.deliverWhole(cur, { meta: cur.meta, data: cur.data as Uint8Array });
       return;
     }
-    const id = { index: cur.index, sterm: cur.sterm, total: cur.total };
-    this.finishing = id;
+    const finishing = { index: cur.index, sterm: cur.sterm, total: cur.total, from: cur.from, term: cur.term };
+    this.finishing = finishing;
     stage.finish((error, snapshot) => {
-      if (this.finishing === id) this.finishing = undefined;
+      if (this.finishing === finishing) this.finishing = undefined;
       if (error !== undefined || snapshot === undefined) {
         // Not durable: it is received again (the leader offers it again, from 0).
         this.host.log(`receiving snapshot ${cur.index}/${cur.sterm}: ${error?.message ?? 'no snapshot'}; dropped it`);
         return;
       }
       this.stats.receivedToFile++;
-      this.deliverWhole(cur, snapshot);
+      // Under the latest offer's sender and term (a new leader may have offered it meanwhile).
+      cur.from = finishing.from;
+      cur.term = Math.max(cur.term, finishing.term);
+      this.deliverWhole(cur, snapshot, stage);
     });
   }
 
-  private deliverWhole(cur: InStream, snapshot: SnapshotMessage['snapshot']): void {
+  private deliverWhole(cur: InStream, snapshot: SnapshotMessage['snapshot'], stage?: SnapshotStage): void {
     const message: SnapshotMessage = { type: 'snapshot', from: cur.from, to: this.host.id, term: cur.term, snapshot };
+    // The one it replaces is no longer offered: its file goes unless it was installed.
+    this.doneStage?.discard();
+    this.doneStage = stage;
     this.done = { ...message, index: cur.index, sterm: cur.sterm, total: cur.total };
     this.stats.delivered++;
     this.host.deliver(message);

@@ -251,6 +251,7 @@ export class FileStorage implements Storage {
   /** The next segment, being preallocated in the background; never rejects. */
   private spare: Promise<{ fd: number; path: string } | { error: unknown }> | undefined;
   private closing = false;
+  private stageSeq = 0;
   /** Snapshots being received into temporary files (discarded at close). */
   private readonly stages = new Set<SnapshotStage>();
   /** Snapshots received into a temporary file of ours, not yet (or already) installed. */
@@ -389,7 +390,8 @@ export class FileStorage implements Storage {
 
   stageSnapshot(meta: SnapshotMeta, byteLength: number): SnapshotStage {
     const name = snapshotFileName(meta);
-    const tempPath = join(this.snapshotDir, `${name}.incoming${TEMP_SUFFIX}`);
+    // One file per stage: a stage of the same snapshot after a discarded one never shares it.
+    const tempPath = join(this.snapshotDir, `${name}.incoming-${++this.stageSeq}${TEMP_SUFFIX}`);
     const head = snapshotFileHeadFor(meta, byteLength);
     const files = this.files;
     let crc = crc32(head.subarray(FRAME_HEADER_BYTES));
@@ -397,10 +399,13 @@ export class FileStorage implements Storage {
     let unsynced = 0;
     let fd: number | undefined;
     let over = false;
-    // Every file operation of this stage, in order; a failure fails every later one.
+    let finished: { location: FileLocation } | undefined;
+    // Every file operation of this stage, in order; a failure fails every later one. The handler
+    // keeps a failed open from being an unhandled rejection before the first append.
     let chain: Promise<void> = io(`creating ${tempPath}`, files.fs.open(tempPath, 'w')).then((opened) => {
       fd = opened;
     });
+    chain.catch(() => undefined);
     const closeFd = async (): Promise<void> => {
       const open = fd;
       fd = undefined;
@@ -434,7 +439,9 @@ export class FileStorage implements Storage {
       },
       finish: (done) => {
         if (over || position !== head.length + byteLength) {
-          queueMicrotask(() => done(new RaftQueueError('STORAGE_FAILED', `snapshot ${name}: ${position - head.length} of ${byteLength} bytes staged`), undefined));
+          const problem = over ? 'the stage is closed' : `${position - head.length} of ${byteLength} bytes staged`;
+          if (!over) stage.discard();
+          queueMicrotask(() => done(new RaftQueueError('STORAGE_FAILED', `snapshot ${name}: ${problem}`), undefined));
           return;
         }
         over = true;
@@ -448,18 +455,35 @@ export class FileStorage implements Storage {
           () => {
             this.stages.delete(stage);
             const location: FileLocation = { path: tempPath };
+            finished = { location };
             const snapshot = this.lazySnapshot(meta, location, head.length, byteLength);
             this.staged.set(snapshot, { name, tempPath, location, dataOffset: head.length, byteLength });
             done(undefined, snapshot);
           },
           (error: unknown) => {
-            stage.discard();
+            this.stages.delete(stage);
+            this.besideQueue(closeFd().then(() => files.fs.unlink(tempPath)).catch(() => undefined));
             done(asError(error), undefined);
           },
         );
       },
       discard: () => {
-        if (!this.stages.delete(stage) && over) return;
+        if (finished !== undefined) {
+          // Received whole but not wanted any more: remove it unless it was installed. In the
+          // request queue, so an install queued before this still finds its file.
+          const { location } = finished;
+          finished = undefined;
+          if (this.closing) return; // The next open removes it.
+          this.enqueue(
+            async () => {
+              if (location.path === tempPath) await files.fs.unlink(tempPath).catch(() => undefined);
+            },
+            () => undefined,
+            true,
+          );
+          return;
+        }
+        if (!this.stages.delete(stage)) return;
         over = true;
         chain = chain
           .then(closeFd, closeFd)
@@ -471,6 +495,7 @@ export class FileStorage implements Storage {
     this.stages.add(stage);
     return stage;
   }
+
 
   status(): StorageStatus {
     return {

@@ -93,6 +93,9 @@ export interface SnapshotStage {
    * bytes stay in the file (loaded whole only when `data` is read, e.g. to restore from it).
    */
   finish(done: (error: Error | undefined, snapshot: Snapshot | undefined) => void): void;
-  /** Gives it up (another snapshot was offered, or the node stops): the file is removed. */
+  /**
+   * Gives it up (another snapshot was offered, or the node stops): the file is removed. After a
+   * successful `finish`, removes the file unless the snapshot was installed meanwhile.
+   */
   discard(): void;
 }

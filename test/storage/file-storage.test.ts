@@ -495,7 +495,7 @@ test('storage: a snapshot received into a temporary file is installed by moving 
     chunk.fill(0); // the caller reuses its buffer at once
   }
   const received = await finishStage(stage);
-  t.true(readdirSync(join(dataDir, 'snapshots')).some((name) => name.endsWith('.incoming.tmp')), 'received into a temporary file');
+  t.true(readdirSync(join(dataDir, 'snapshots')).some((name) => /\.incoming-\d+\.tmp$/.test(name)), 'received into a temporary file');
   t.true(Buffer.from(received.data).equals(data));
   await persist(storage, { snapshot: received, entries: [], hardState: hardState(2, null, 60) });
   t.deepEqual(readdirSync(join(dataDir, 'snapshots')), [`${(60).toString(16).padStart(16, '0')}-${'2'.padStart(16, '0')}.snap`], 'moved into place; the discarded one is gone');
@@ -517,4 +517,32 @@ test('storage: staging refuses more or fewer bytes than announced (file)', async
   t.is(await first, undefined);
   t.regex(String((await second)?.message), /more bytes than announced/);
   await t.throwsAsync(finishStage(stage), { message: /6 of 10 bytes/ });
+});
+
+test('storage: a staged snapshot given up after it was received whole is removed, unless installed; a failed open is reported, not thrown (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const fs = {
+    ...nodeStorageFs,
+    open: async (path: string, flags: string) => {
+      if (path.includes('0000000000000063-')) throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+      return nodeStorageFs.open(path, flags);
+    },
+  };
+  const storage = await FileStorage.open({ dataDir, fs });
+  t.teardown(() => storage.close());
+  const stage = storage.stageSnapshot(snapshotAt(70, 2).meta, 1_000);
+  stage.append(Buffer.alloc(1_000, 3), (error) => t.is(error, undefined));
+  await finishStage(stage);
+  const temps = (): string[] => readdirSync(join(dataDir, 'snapshots')).filter((name) => name.endsWith('.tmp'));
+  t.is(temps().length, 1);
+  stage.discard();
+  await persist(storage, { entries: entries(1, 1, 1) }); // the queue has run past the removal
+  t.deepEqual(temps(), []);
+  // The open of this one fails: no unhandled rejection, the first append says so.
+  const failing = storage.stageSnapshot(snapshotAt(99, 2).meta, 10);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  const error = await new Promise<Error | undefined>((resolve) => failing.append(Buffer.alloc(10), resolve));
+  t.regex(String(error?.message), /EMFILE/);
+  failing.discard();
+  t.false(storage.status().failed, 'a staging failure does not stop the storage');
 });
