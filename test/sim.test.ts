@@ -262,3 +262,16 @@ test('scenario: a read on a follower sees every write acknowledged before it (§
   t.is(c.stats.reads, before + 1);
   heal(c);
 });
+
+// Seeds that once failed outside the default range, replayed on every run.
+const REGRESSION_SEEDS: readonly [number, string][] = [
+  [0x5eed3a26, 'a joined member took a snapshot before it knew the configuration in force'],
+  [0x5eed2947, 'a reordered acknowledgement rewound a snapshot stream into a storm of chunks that never finished'],
+];
+for (const [seed, what] of REGRESSION_SEEDS) {
+  test(`sim: regression seed ${formatSeed(seed)} (${what})`, (t) => {
+    const r = runSeed(seed);
+    t.true(r.ok, `${r.failure ?? ''} (${replayCommand(seed)})`);
+    t.true(r.events < 3_000_000, `${r.events} events`);
+  });
+}

@@ -92,6 +92,7 @@ interface OutStream {
   acked: number;
   sent: number;
   lastProgressMs: number;
+  /** An offer was sent and not yet answered: the next acknowledgement sets the position. */
   offered: boolean;
   /** A chunk is being read from `source` (one at a time, in order). */
   reading: boolean;
@@ -228,13 +229,22 @@ export class SnapshotTransfer {
       this.out.delete(from);
       return;
     }
-    if (b.offset < s.acked || b.offset > s.sent) {
-      // The follower holds less than was sent (chunks lost, or it restarted): resume there.
+    if (s.offered) {
+      // The answer to an offer: what the follower holds, wherever that is (it may have
+      // restarted, or a previous leader may have sent more): continue from there.
+      s.offered = false;
       if (b.offset !== s.acked) this.stats.resumed++;
       s.acked = b.offset;
       s.sent = b.offset;
-    } else {
+    } else if (b.offset > s.acked) {
       s.acked = b.offset;
+      s.sent = Math.max(s.sent, b.offset);
+    } else {
+      // A duplicate or a reordered older acknowledgement. Rewinding on it resent what the follower
+      // already had, whose rejections rewound again: a storm of chunks that never finished
+      // (simulator seed 0x5eed2947). Lost chunks show as acknowledgements that stop advancing,
+      // and the stall timer offers again.
+      return;
     }
     s.lastProgressMs = this.host.clock.monoMs();
     this.pump(s);
