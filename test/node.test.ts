@@ -5,7 +5,7 @@ import test from 'ava';
 import { createRandom } from '../lib/core/random.js';
 import type { PersistRequest, Snapshot } from '../lib/core/types.js';
 import { RaftQueueError } from '../lib/contracts/errors.js';
-import { systemClock } from '../lib/node/clock.js';
+import { AFTER_TASK_PER_TURN_MAX, systemClock } from '../lib/node/clock.js';
 import { RaftNode } from '../lib/node/raft-node.js';
 import type { NodeEvent, SubmitOutcome } from '../lib/node/raft-node.js';
 import { QueueStateMachine, encodeCommand } from '../lib/queue/index.js';
@@ -122,4 +122,23 @@ test('node: the log is compacted into a snapshot and a restart recovers from it'
   if (popped?.ok) t.is((popped.value as { offset: number }).offset, 0);
   t.is(again.queryLocal({ q: 'depth', topic: 't' }), 59);
   await new Promise<void>((resolve) => again.stop(0, resolve));
+});
+
+test.serial('clock: afterTask runs at the end of the task, at most AFTER_TASK_PER_TURN_MAX per turn; the rest wait for the next turn', async (t) => {
+  const order: string[] = [];
+  let ranBeforeIo = -1;
+  setImmediate(() => (ranBeforeIo = order.length));
+  const total = AFTER_TASK_PER_TURN_MAX + 36;
+  for (let i = 0; i < total; i++) systemClock.afterTask(() => order.push(`a${i}`));
+  t.is(order.length, 0, 'nothing runs inside the task that asked');
+  await new Promise<void>((resolve) => setTimeout(resolve, 20));
+  t.is(ranBeforeIo, AFTER_TASK_PER_TURN_MAX, 'the bounded number ran as microtasks, before the I/O phase');
+  t.is(order.length, total, 'the rest ran on the next turn');
+  t.deepEqual(order, Array.from({ length: total }, (_, i) => `a${i}`), 'in order');
+  // A new turn has a fresh budget.
+  let again = -1;
+  setImmediate(() => (again = order.length));
+  for (let i = 0; i < 3; i++) systemClock.afterTask(() => order.push('b'));
+  await new Promise<void>((resolve) => setTimeout(resolve, 20));
+  t.is(again, total + 3);
 });

@@ -3,7 +3,7 @@
  * Transport and an Applier. It knows nothing of queues or requests: the node plugs those in
  * through the hooks.
  *
- * Once per event-loop turn (`schedulePump`), it takes a Ready and:
+ * At the end of the task that made work for it (`schedulePump`), it takes a Ready and:
  * 1. sends `messages` (safe before persisting: the leader's appends, heartbeats, pre-votes);
  * 2. issues the persist of entries, hard state and snapshot (one storage write, one fsync);
  * 3. applies the committed entries while that write runs (they are durable on a majority
@@ -115,13 +115,21 @@ export class ReadyLoop {
   schedulePump(): void {
     if (this.pumpScheduled || this.closed) return;
     this.pumpScheduled = true;
-    // One pump per event-loop turn: everything proposed or received in the turn is batched
-    // into one Ready, hence one fsync and one frame per peer.
-    this.clock.soon(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
+    // The pump runs at the end of the current task (a microtask), after everything the task
+    // queued: a burst of proposals, or the callers a Ready's apply resolved publishing again,
+    // becomes one Ready. Sends still leave once per turn (the transport flushes with
+    // setImmediate), so the next append joins the commit notices of the Ready before it in one
+    // write per peer instead of following it a turn later. (With setImmediate here, at 1 in
+    // flight the leader wrote the commit notices, then proposed, then wrote again.) The clock
+    // bounds how many such microtasks run per turn, so a pump that keeps finding work cannot
+    // starve I/O.
+    this.clock.afterTask(this.runScheduledPump);
   }
+
+  private readonly runScheduledPump = (): void => {
+    this.pumpScheduled = false;
+    this.pump();
+  };
 
   private send(messages: readonly Message[]): void {
     for (const m of messages) {

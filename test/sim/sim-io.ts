@@ -64,6 +64,15 @@ export class SimClock implements Clock {
   soon(fn: () => void): void {
     this.sim.schedule(this.node, this.inc, this.sim.turnDelayMs(), 'soon', fn);
   }
+
+  /**
+   * Scheduled like `soon`: other events may come first. A microtask in production lets none in,
+   * so the orderings simulated here include production's (and the seeds' trajectories do not
+   * depend on which of the two the node asked for).
+   */
+  afterTask(fn: () => void): void {
+    this.soon(fn);
+  }
 }
 
 /** One node incarnation's view of the virtual network. */
