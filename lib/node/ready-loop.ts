@@ -33,7 +33,7 @@ export const SNAPSHOT_BYTES_MAX = 2 ** 32 - 2 ** 20;
 const SNAPSHOT_SLICE_BUDGET_MS = 2;
 
 export interface ReadyHooks {
-  /** Right before a Ready is taken: turn this turn's requests into proposals. */
+  /** Right before a Ready is taken: turn the requests queued since the last pump into proposals. */
   beforeReady(): void;
   /** Before a Ready's messages leave (a member added by its entries must be reachable). */
   beforeSend(): void;

@@ -4,9 +4,10 @@
  *
  * The node first registers a session (lib/node/sessions.ts): a registration record whose id the
  * log assigns. Every request gets the next sequence number of that session and keeps it on every
- * retry, so the replicated session table applies it once however often it is sent. Requests of
- * one event-loop turn travel together: on the leader they become one log entry (with the blocks
- * followers forwarded in that turn), on a follower one forwarded batch. A request is re-sent when
+ * retry, so the replicated session table applies it once however often it is sent. Requests
+ * queued between two pumps of the Ready loop (a pump runs at the end of the task that queued
+ * work: a burst of calls, or one socket read) travel together: on the leader they become one log
+ * entry (with the blocks followers forwarded meanwhile), on a follower one forwarded batch. A request is re-sent when
  * its leader changes, when its batch was refused or never answered within `retryIntervalMs`, and
  * when the term of the leader that appended it ends; never while that leader's term lasts (the
  * entry then either commits or the term ends).
@@ -74,11 +75,11 @@ interface Waiter {
   proposedTerm: number;
   /** Copies handed to a leader so far (proposed locally or forwarded): any may be in the log. */
   sends: number;
-  /** In this turn's outbox. */
+  /** In the outbox of the next pump. */
   queued: boolean;
 }
 
-/** A block a follower forwarded, waiting for this turn's entry. */
+/** A block a follower forwarded, waiting for the next pump's entry. */
 interface Inbound {
   readonly from: NodeId;
   readonly b: number;
@@ -183,9 +184,9 @@ export class Requests {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Sending, once per turn (called by the node before it takes a Ready)
+  // Sending, once per pump (called by the node before it takes a Ready)
 
-  /** Turns this turn's requests into log entries (leader) or one forwarded batch (follower). */
+  /** Turns the requests queued since the last pump into log entries (leader) or one forwarded batch (follower). */
   flush(): void {
     const register = this.session === undefined && this.host.clock.monoMs() - this.registerSentMs >= this.host.retryIntervalMs;
     if (this.outbox.length === 0 && this.inbound.length === 0 && !register) return;
@@ -312,7 +313,7 @@ export class Requests {
   // ---------------------------------------------------------------------------------------------
   // Messages from peers
 
-  /** Leader side: a follower forwarded a batch. It joins this turn's entry. */
+  /** Leader side: a follower forwarded a batch. It joins the next pump's entry. */
   onPropose(from: NodeId, b: number, recs: Uint8Array): void {
     const count = checkBlock(recs, RECORDS_PER_BLOCK_MAX, this.host.bodyBytesMax);
     if (typeof count === 'string') {
