@@ -6,8 +6,8 @@
  *   record  := f64 session | f64 seq | f64 floor | u32 bodyLength | body           (28 + n)
  *
  * An entry batches the requests queued between two pumps of the Ready loop: the leader's own and
- * those followers forwarded, each a record. `atMs` is the leader's wall clock, written once into the fixed header
- * when it proposes the entry (no decoding, no re-encoding). A record names its request by
+ * those followers forwarded, each a record. `atMs` is the leader's wall clock, written once into
+ * the fixed header when it proposes the entry (no decoding, no re-encoding). A record names its request by
  * (session, seq): `session` is the id the log gave the node's registration (a record of session
  * 0, see REGISTER_SESSION), `seq` counts that node's requests, and `floor` is the lowest seq the
  * node still waits for (every request below it is settled, so the replicated session table may

@@ -7,9 +7,9 @@
  * retry, so the replicated session table applies it once however often it is sent. Requests
  * queued between two pumps of the Ready loop (a pump runs at the end of the task that queued
  * work: a burst of calls, or one socket read) travel together: on the leader they become one log
- * entry (with the blocks followers forwarded meanwhile), on a follower one forwarded batch. A request is re-sent when
- * its leader changes, when its batch was refused or never answered within `retryIntervalMs`, and
- * when the term of the leader that appended it ends; never while that leader's term lasts (the
+ * entry (with the blocks followers forwarded meanwhile), on a follower one forwarded batch. A
+ * request is re-sent when its leader changes, when its batch was refused or never answered within
+ * `retryIntervalMs`, and when the term of the leader that appended it ends; never while that leader's term lasts (the
  * entry then either commits or the term ends).
  *
  * If the table forgot the session (idle too long, or evicted), a record of it is never applied:
@@ -186,7 +186,8 @@ export class Requests {
   // ---------------------------------------------------------------------------------------------
   // Sending, once per pump (called by the node before it takes a Ready)
 
-  /** Turns the requests queued since the last pump into log entries (leader) or one forwarded batch (follower). */
+  /** Turns the requests queued since the last pump into log entries (leader) or one forwarded
+   *  batch (follower). */
   flush(): void {
     const register = this.session === undefined && this.host.clock.monoMs() - this.registerSentMs >= this.host.retryIntervalMs;
     if (this.outbox.length === 0 && this.inbound.length === 0 && !register) return;

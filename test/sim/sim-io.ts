@@ -66,9 +66,10 @@ export class SimClock implements Clock {
   }
 
   /**
-   * Scheduled like `soon`: other events may come first. A microtask in production lets none in,
-   * so the orderings simulated here include production's (and the seeds' trajectories do not
-   * depend on which of the two the node asked for).
+   * Scheduled like `soon`, so the seeds' trajectories do not depend on which of the two the node
+   * asks for. With a random turn delay, other events may come first or not; a microtask in
+   * production lets none in. With a turn delay of 0 (about half the seeds) the callback always
+   * runs after the events already queued at that instant, which production never does.
    */
   afterTask(fn: () => void): void {
     this.soon(fn);
