@@ -10,6 +10,7 @@ import { createRandom } from './core/random.js';
 import { RaftQueueError } from './contracts/errors.js';
 import { FRAME_OVERHEAD_BYTES, frameDerivedSizes } from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
+import { checkPeers, establishIdentity } from './identity.js';
 import { PersistTimer, timedStorage } from './metrics.js';
 import { systemClock } from './node/clock.js';
 import { RaftNode } from './node/raft-node.js';
@@ -45,6 +46,7 @@ export async function composeMember(
       ? new MemoryStorage()
       : await FileStorage.open({ dataDir: o.dataDir as string, ...(o.segmentBytesMax ? { segmentBytesMax: o.segmentBytesMax } : {}) });
   try {
+    const recorded = await establishIdentity(o, storage, log);
     const transport = o.transport ?? createTransport?.(o);
     if (transport === undefined) throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
     const frame = transport.messageBytesMax;
@@ -81,6 +83,7 @@ export async function composeMember(
       ...(o.join !== undefined ? { join: o.join } : {}),
       log,
     });
+    checkPeers(o, recorded, node.status().config);
     return { node, transport, storage, persistTimer };
   } catch (error) {
     await storage.close().catch((closeError: unknown) => log(`closing storage after a failed start: ${String(closeError)}`));

@@ -120,6 +120,8 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       this.state = 'running';
     } catch (error) {
       this.state = 'stopped';
+      // stop() after a failed start resolves at once (it used to wait forever).
+      this.closedResolve(undefined);
       if (member !== undefined) await member.storage.close().catch((closeError: unknown) => this.log(`closing storage after a failed start: ${String(closeError)}`));
       if (error instanceof RaftQueueError) throw error;
       throw new RaftQueueError('TRANSPORT_FAILED', `start failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });

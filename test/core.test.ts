@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import { RaftCore } from '../lib/core/raft-core.js';
+import { decodeConfEntry } from '../lib/core/membership.js';
 import type { AppendRequest, Message } from '../lib/core/messages.js';
 import { majority, quorumMin, voteResult } from '../lib/core/quorum.js';
 import { createRandom } from '../lib/core/random.js';
@@ -80,7 +81,7 @@ test('election: a candidate with a majority of votes leads and the others follow
 
 test('election: a node grants at most one vote per term (§5.2)', (t) => {
   const storage = new SimStorage();
-  const core = new RaftCore({ id: 'n1', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 });
+  const core = new RaftCore({ id: 'n1', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
   const vote = (from: string): Message => ({ type: 'vote', from, to: 'n1', term: 5, lastLogIndex: 0, lastLogTerm: 0, transfer: false });
   core.step(vote('n2'));
   core.step(vote('n3'));
@@ -106,7 +107,7 @@ test('election: a voter rejects a candidate whose log is less up-to-date (§5.4.
     entries: [1, 2, 2].map((term, i) => ({ index: i + 1, term, type: EntryType.Normal, data: enc(`e${i}`) })),
     hardState: { term: 2, vote: null, commit: 1 },
   });
-  const core = new RaftCore({ id: 'n3', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 });
+  const core = new RaftCore({ id: 'n3', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
   const ask = (from: string, term: number, lastLogIndex: number, lastLogTerm: number): boolean => {
     core.step({ type: 'vote', from, to: 'n3', term, lastLogIndex, lastLogTerm, transfer: false });
     const rd = core.ready();
@@ -173,7 +174,7 @@ test('replication: an append whose previous entry does not match is rejected wit
     entries: [1, 1, 2, 2, 2].map((term, i) => ({ index: i + 1, term, type: EntryType.Normal, data: enc(`e${i + 1}`) })),
     hardState: { term: 2, vote: null, commit: 1 },
   });
-  const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 });
+  const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
   core.step({ type: 'append', from: 'n1', to: 'n2', term: 3, prevLogIndex: 5, prevLogTerm: 3, entries: [], commit: 1 });
   const rd = core.ready();
   const resp = rd.messagesAfterPersist[0];
@@ -191,7 +192,7 @@ test('replication: a follower truncates a conflicting uncommitted suffix (§5.3)
     entries: [1, 1, 2, 2].map((term, i) => ({ index: i + 1, term, type: EntryType.Normal, data: enc(`old${i + 1}`) })),
     hardState: { term: 2, vote: null, commit: 2 },
   });
-  const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 });
+  const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
   const entries = [3, 3].map((term, i) => ({ index: i + 3, term, type: EntryType.Normal, data: enc(`new${i + 3}`) }));
   core.step({ type: 'append', from: 'n1', to: 'n2', term: 3, prevLogIndex: 2, prevLogTerm: 1, entries, commit: 4 });
   const rd = core.ready();
@@ -503,4 +504,25 @@ test('transfer: the handover target prefers a follower heard from lately over a 
   h.tick(25, ['n1', 'n3']); // More than an election timeout: a check-quorum round passes.
   t.is(h.core('n1').softState().role, 'leader');
   t.is(h.core('n1').mostCaughtUpFollower(), 'n3');
+});
+
+test('bootstrap: a fresh node writes its configuration as entry 1 of term 1, once; a joining node does not', (t) => {
+  const storage = new SimStorage();
+  const config = { id: 'n1', voters: ['n3', 'n1', 'n2'], addresses: { n1: 'a1', n2: 'a2', n3: 'a3' }, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 };
+  const core = new RaftCore({ ...config, storage });
+  const rd = core.ready();
+  t.deepEqual(rd.hardState, { term: 1, vote: null, commit: 0 });
+  t.is(rd.entries.length, 1);
+  const entry = rd.entries[0]!;
+  t.like(entry, { index: 1, term: 1, type: EntryType.Config });
+  t.deepEqual(decodeConfEntry(entry.data), { conf: { voters: ['n1', 'n2', 'n3'], learners: [], addresses: { n1: 'a1', n2: 'a2', n3: 'a3' } }, change: { type: 'bootstrap' } });
+  storage.write({ entries: rd.entries, hardState: rd.hardState! });
+  core.advance();
+  // A restart reads the configuration from the log, whatever voters it is given now.
+  const restarted = new RaftCore({ ...config, voters: ['n1'], storage });
+  t.deepEqual(restarted.status().voters, ['n1', 'n2', 'n3']);
+  t.false(restarted.hasReady(), 'nothing new to write');
+  // A node that joins (no voters) starts with an empty log.
+  const joiner = new RaftCore({ ...config, voters: [], storage: new SimStorage() });
+  t.is(joiner.ready().entries.length, 0);
 });

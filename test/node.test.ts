@@ -59,7 +59,7 @@ const resultOf = (o: SubmitOutcome): ApplyResult | undefined => (o.ok ? (o.resul
 
 test('node: a full disk fail-stops the node with STORAGE_FAILED and rejects pending work', async (t) => {
   const events: NodeEvent<QueueEvent>[] = [];
-  const storage = new FullDiskStorage(3);
+  const storage = new FullDiskStorage(4); // bootstrap, election, createTopic, one publish
   const node = singleNode(storage, events);
   await node.start();
   const created = await submit(node, { t: 'createTopic', topic: 't' });

@@ -19,6 +19,11 @@ export const ErrorCode = {
   STORAGE_VERSION: 'STORAGE_VERSION',
   NEEDS_REPAIR: 'NEEDS_REPAIR',
   TRANSPORT_FAILED: 'TRANSPORT_FAILED',
+  /**
+   * The data dir belongs to another member or cluster, or the peers given conflict with the
+   * configuration its log holds. Nothing was changed; the message says what the data dir holds.
+   */
+  IDENTITY_MISMATCH: 'IDENTITY_MISMATCH',
   /** A membership change that cannot apply (already a member elsewhere, not a member, last voter). */
   INVALID_MEMBERSHIP: 'INVALID_MEMBERSHIP',
 } as const;

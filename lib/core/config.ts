@@ -16,6 +16,13 @@ export interface RaftConfig {
   readonly voters: readonly NodeId[];
   /** Transport addresses of the initial members (carried in configuration entries). */
   readonly addresses?: Readonly<Record<NodeId, string>>;
+  /**
+   * A node that starts with an empty log and `voters` writes them as its log's first entry
+   * (index 1, term 1: the bootstrap configuration) so its configuration is in the log from its
+   * first start on. Default true; false keeps the configuration outside the log until the first
+   * change (only for white-box tests that count indexes from an empty log).
+   */
+  readonly bootstrap?: boolean;
   /** The durable log, read synchronously. */
   readonly storage: LogReader;
   /** The injected PRNG: the only source of randomness (election timeouts). */
@@ -73,6 +80,7 @@ export function resolveConfig(config: RaftConfig): ResolvedRaftConfig {
     uncommittedBytesMax: 64 << 20,
     applyBytesMax: 16 << 20,
     pendingReadsMax: 65536,
+    bootstrap: true,
     ...config,
     addresses: config.addresses ?? {},
     repairUntilIndex: config.repairUntilIndex ?? 0,

@@ -20,10 +20,18 @@ export type ConfChange =
   | { readonly type: 'promote'; readonly id: NodeId }
   | { readonly type: 'remove'; readonly id: NodeId };
 
+/**
+ * The first entry of a cluster's log: the configuration every founding member starts with,
+ * written by each of them identically (index 1, term 1) the first time it starts.
+ */
+export interface BootstrapChange {
+  readonly type: 'bootstrap';
+}
+
 /** What a configuration entry holds: the configuration it installs and the change that made it. */
 export interface ConfEntryData {
   readonly conf: ConfState;
-  readonly change: ConfChange;
+  readonly change: ConfChange | BootstrapChange;
 }
 
 /** The configuration in force from log index `index` (0: the initial or snapshot configuration). */

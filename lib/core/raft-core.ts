@@ -209,8 +209,29 @@ export class RaftCore {
     // With storage-reported damage the target is unknown until a leader tells its last index.
     this.repairTargetKnown = !this.cfg.needsRepair;
     this.prevHard = { term: this.term, vote: this.vote, commit: this.log.committed };
+    if (this.cfg.bootstrap && this.cfg.voters.length > 0 && !this.cfg.needsRepair && hs.term === 0 && storage.lastIndex() === 0 && !snapshot) {
+      this.bootstrap();
+    }
     this.prevSoft = this.softState();
     this.resetRandomizedElectionTimeout();
+  }
+
+  /**
+   * A founding member's first start: its log begins with the initial configuration (index 1,
+   * term 1), as etcd's bootstrap does, so the configuration is in the log from then on (it
+   * replicates, snapshots and survives restarts like any other) and a restart can no longer
+   * silently take a different one from its options. Every founding member writes the same entry;
+   * members started with different peers would hold different entries under one (index, term),
+   * which is why the node layer refuses conflicting peers and the docs require identical ones.
+   * The first Ready persists the entry with term 1, so the first election is for term 2.
+   */
+  private bootstrap(): void {
+    const conf: ConfState = { voters: [...this.cfg.voters].sort(), learners: [], addresses: { ...this.cfg.addresses } };
+    const entry: Entry = { index: 1, term: 1, type: EntryType.Config, data: encodeConfEntry({ conf, change: { type: 'bootstrap' } }) };
+    this.term = 1;
+    this.log.append([entry]);
+    this.confHistory.noteAppended([entry]);
+    this.useConfig();
   }
 
   // ---------------------------------------------------------------------------------------------

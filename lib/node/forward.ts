@@ -46,6 +46,11 @@ export const forwardBodySchema = z.discriminatedUnion('k', [
   z.strictObject({ k: z.literal('joinAck'), voters: ids, learners: ids, addresses: z.record(nodeId, address), leaderId: nodeId.nullable() }),
   /** Any member -> leader: hand leadership to `to` (null: the most caught-up voter). */
   z.strictObject({ k: z.literal('transfer'), to: nodeId.nullable() }),
+  /**
+   * Leader -> a server that is not in its committed configuration but still talks Raft to it:
+   * the configuration committed at `index` (in `term`) does not include you.
+   */
+  z.strictObject({ k: z.literal('removed'), index: uint, term: uint }),
 ]);
 export type ForwardBody = z.infer<typeof forwardBodySchema>;
 

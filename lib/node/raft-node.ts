@@ -97,7 +97,9 @@ export type NodeEvent<Event = unknown> =
   | { readonly type: 'softState'; readonly role: Role; readonly term: number; readonly leaderId: NodeId | null }
   | { readonly type: 'machine'; readonly event: Event }
   | { readonly type: 'config'; readonly index: number; readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] }
-  | { readonly type: 'fatal'; readonly error: RaftQueueError };
+  | { readonly type: 'fatal'; readonly error: RaftQueueError }
+  /** This member was removed from the cluster (told by `by`); the node has stopped. */
+  | { readonly type: 'removed'; readonly by: NodeId; readonly index: number; readonly error: RaftQueueError };
 
 /** The core's status plus what the node layer adds. */
 export interface NodeStatus extends CoreStatus {
@@ -138,6 +140,8 @@ export class RaftNode<Event = unknown> {
   private lastLeader: NodeId | null = null;
   private lastLeaderTerm = 0;
   private committedConfigIndex = -1;
+  /** When this leader last told a server outside its configuration that it was removed. */
+  private readonly removedToldAt = new Map<NodeId, number>();
 
   constructor(options: RaftNodeOptions<Event>) {
     this.opts = options;
@@ -375,8 +379,46 @@ export class RaftNode<Event = unknown> {
   private onMessage(m: PeerMessage): void {
     if (this.closed) return;
     if (m.type === 'app') this.onApp(m);
-    else this.guard(() => this.core.step(m as Message));
+    else {
+      this.maybeTellRemoved(m.from);
+      this.guard(() => this.core.step(m as Message));
+    }
     this.loop.schedulePump();
+  }
+
+  /**
+   * A removed server never hears of its removal by itself: the leader stopped replicating to it
+   * when the change was appended, and its (pre)votes are dropped, so it would campaign forever.
+   * The leader answers Raft traffic from a server outside its configuration, once that
+   * configuration is committed (while it is not, the server may still be needed, §4.2.2), at most
+   * once per second per server.
+   */
+  private maybeTellRemoved(from: NodeId): void {
+    if (this.core.softState().role !== 'leader') return;
+    const { current } = this.core.config();
+    if (current.conf.voters.includes(from) || current.conf.learners.includes(from)) return;
+    if (current.index > this.core.status().commitIndex) return;
+    const now = this.clock.monoMs();
+    const last = this.removedToldAt.get(from);
+    if (last !== undefined && now - last < 1_000) return;
+    if (this.removedToldAt.size >= 64) this.removedToldAt.clear();
+    this.removedToldAt.set(from, now);
+    this.sendForward(from, { k: 'removed', index: current.index, term: this.core.softState().term });
+  }
+
+  /**
+   * Told by `from` that the configuration committed at `index` excludes this node. A committed
+   * configuration is permanent, so the only way back in is a later change: if this node's log
+   * holds a configuration newer than `index` (it was added again), the notice is stale.
+   */
+  private onRemovedNotice(from: NodeId, index: number): void {
+    const { current } = this.core.config();
+    if (index < current.index) return;
+    const error = new RaftQueueError('CLOSED', `member ${this.id} was removed from the cluster (the configuration committed at index ${index} does not include it; told by ${from}); it stopped`);
+    this.opts.log?.(error.message);
+    this.fatalError = error;
+    void this.close(error);
+    this.opts.onEvent({ type: 'removed', by: from, index, error });
   }
 
   private onApp(m: AppMessage): void {
@@ -397,6 +439,9 @@ export class RaftNode<Event = unknown> {
         return;
       case 'refused':
         this.requests.onRefused(body.b, body.reason);
+        return;
+      case 'removed':
+        this.onRemovedNotice(m.from, body.index);
         return;
       default:
         return;

@@ -6,6 +6,8 @@
  *   LOCK             pid of the process that has the directory open
  *   hard-state       term and vote, replaced atomically whenever they change (see below)
  *   NEEDS_REPAIR     present while the node waits for a snapshot from the leader
+ *   IDENTITY         JSON: cluster id, member id and how the member first started (see
+ *                    MemberIdentity), written once at the first start
  *   wal/<seq>.wal    segments of records (see wal-format.ts), preallocated to segmentBytesMax
  *   snapshots/<index>-<term>.snap
  *
@@ -19,7 +21,7 @@ import { crc32 } from 'node:zlib';
 import { RaftQueueError } from '../contracts/errors.js';
 import type { Entry, HardState, PersistRequest, Snapshot, SnapshotMeta, SnapshotSource } from '../core/types.js';
 import { MemoryLog } from './memory-log.js';
-import type { SnapshotStage, Storage, StorageCallback, StorageStatus } from './storage.js';
+import type { MemberIdentity, SnapshotStage, Storage, StorageCallback, StorageStatus } from './storage.js';
 import { hasErrorCode, nodeStorageFs, type StorageFs } from './storage-fs.js';
 import {
   decodeHardStateFile,
@@ -48,6 +50,7 @@ const VERSION_FILE = 'VERSION';
 const LOCK_FILE = 'LOCK';
 const HARD_STATE_FILE = 'hard-state';
 const REPAIR_FILE = 'NEEDS_REPAIR';
+const IDENTITY_FILE = 'IDENTITY';
 const WAL_DIR = 'wal';
 const SNAPSHOT_DIR = 'snapshots';
 const TEMP_SUFFIX = '.tmp';
@@ -246,6 +249,7 @@ export class FileStorage implements Storage {
   private guard: HardState | undefined;
   private repair: RepairState | undefined;
   private failure: RaftQueueError | undefined;
+  private recordedIdentity: MemberIdentity | undefined;
   private readonly queue: QueuedRequest[] = [];
   private draining: Promise<void> | undefined;
   /** The next segment, being preallocated in the background; never rejects. */
@@ -292,6 +296,7 @@ export class FileStorage implements Storage {
       await io('creating the wal directory', fs.mkdir(storage.walDir));
       await io('creating the snapshots directory', fs.mkdir(storage.snapshotDir));
       await storage.recover();
+      await storage.readIdentity();
       if (storage.active !== undefined) storage.prepareSpare();
     } catch (error) {
       await storage.release().catch((releaseError: unknown) => {
@@ -321,6 +326,32 @@ export class FileStorage implements Storage {
   }
   snapshot(): Snapshot | undefined {
     return this.log.snapshot();
+  }
+
+  identity(): MemberIdentity | undefined {
+    return this.recordedIdentity;
+  }
+
+  async saveIdentity(identity: MemberIdentity): Promise<void> {
+    await this.files.replaceFile(this.dataDir, IDENTITY_FILE, Buffer.from(`${JSON.stringify(identity, null, 2)}\n`, 'utf8'));
+    this.recordedIdentity = identity;
+  }
+
+  private async readIdentity(): Promise<void> {
+    const path = join(this.dataDir, IDENTITY_FILE);
+    const bytes = await this.files.readOptional(path);
+    if (bytes === undefined) return;
+    let value: unknown;
+    try {
+      value = JSON.parse(bytes.toString('utf8'));
+    } catch (error) {
+      throw new RaftQueueError('STORAGE_FAILED', `${path} is not valid JSON (${describe(error)}); it records whose data this directory holds`, { cause: error });
+    }
+    const v = value as Partial<MemberIdentity> | null;
+    if (typeof v?.clusterId !== 'string' || typeof v.memberId !== 'string' || typeof v.bootstrap !== 'object' || v.bootstrap === null) {
+      throw new RaftQueueError('STORAGE_FAILED', `${path} lacks clusterId, memberId or bootstrap; it records whose data this directory holds`);
+    }
+    this.recordedIdentity = { clusterId: v.clusterId, memberId: v.memberId, createdAt: String(v.createdAt ?? ''), bootstrap: v.bootstrap };
   }
 
   persist(request: PersistRequest, onPersisted: StorageCallback): void {

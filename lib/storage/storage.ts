@@ -72,6 +72,13 @@ export interface Storage extends LogReader {
    * place instead of writing it again. Storages without it receive into memory.
    */
   stageSnapshot?(meta: SnapshotMeta, byteLength: number): SnapshotStage;
+  /**
+   * Optional (durable storages): whose data this is, as recorded by `saveIdentity` at the first
+   * start; undefined before. Read when the storage opens.
+   */
+  identity?(): MemberIdentity | undefined;
+  /** Optional: records the identity durably (replaced atomically), before the first write. */
+  saveIdentity?(identity: MemberIdentity): Promise<void>;
   /** Health and sizes, for `RaftNode` status and metrics. */
   status(): StorageStatus;
   /**
@@ -79,6 +86,23 @@ export interface Storage extends LogReader {
    * requests fail with `CLOSED`.
    */
   close(): Promise<void>;
+}
+
+/**
+ * Whose data a data directory holds: written once, at a member's first start, and checked at
+ * every start after it (a restart under another id or cluster is refused).
+ */
+export interface MemberIdentity {
+  readonly clusterId: string;
+  readonly memberId: string;
+  /** When it was recorded (ISO 8601), for the messages that quote it. */
+  readonly createdAt: string;
+  /**
+   * How the member first started: as a founding member with these peers (the bootstrap
+   * configuration, also the log's first entry), or by joining through a member at `join`.
+   * `adopted`: the directory predates identities; recorded from the options of that start.
+   */
+  readonly bootstrap: { readonly peers: Readonly<Record<string, string>>; readonly adopted?: boolean } | { readonly join: string };
 }
 
 /** A snapshot being received, written to a temporary file in order as its bytes arrive. */

@@ -35,6 +35,8 @@ export class Harness {
         random: createRandom(seed).fork(id),
         electionTimeoutTicks: 10,
         heartbeatIntervalTicks: 1,
+        // White-box tests count indexes and terms from an empty log (bootstrap has its own test).
+        bootstrap: false,
         ...overrides,
       });
       this.nodes.set(id, { id, core, storage, applied: [] });

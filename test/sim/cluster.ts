@@ -210,6 +210,8 @@ export class Cluster implements Scheduler {
     snapshotsInstalled: 0,
     confChanges: 0,
     unknownOutcomes: 0,
+    /** Removed members told so by a leader (each then stops; the simulator restarts it later). */
+    removedTold: 0,
   };
   private traceHash1 = 0x811c9dc5;
   private traceHash2 = 0x01000193;
@@ -391,10 +393,31 @@ export class Cluster implements Scheduler {
   }
 
   private onNodeEvent(n: SimNode, inc: number, e: NodeEvent): void {
+    if (inc === n.incarnation && e.type === 'removed') {
+      this.onRemoved(n, inc, e.by, e.index);
+      return;
+    }
     if (inc !== n.incarnation || e.type !== 'fatal') return;
     // A checker that failed inside the node's callbacks: report it as itself.
     if (e.error.cause instanceof SimFailure) throw e.error.cause;
     this.fail(`${n.id} fail-stopped: ${e.error.code} ${e.error.message}`);
+  }
+
+  /**
+   * A leader told `n` it was removed: the configuration committed at `index` must really exclude
+   * it. The node has stopped; like an operator, the simulator starts it again a while later from
+   * its disk (it is told again unless it was added back meanwhile).
+   */
+  private onRemoved(n: SimNode, inc: number, by: NodeId, index: number): void {
+    this.stats.removedTold++;
+    const committed = this.core(by)?.config().committed;
+    if (committed?.index === index && isMember(committed.conf, n.id)) this.fail(`${by} told ${n.id} it was removed at ${index}, whose configuration includes it`);
+    const id = n.id;
+    this.at(this.nowMs, `removed ${id}`, () => {
+      if (n.incarnation !== inc) return;
+      this.crash(id);
+      this.at(this.nowMs + 500 + this.rnd.float() * 2_000, `restart removed ${id}`, () => this.restart(id));
+    });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -764,8 +787,15 @@ export class Cluster implements Scheduler {
    */
   private checkConfigEntry(n: SimNode, e: Entry): void {
     const data = decodeConfEntry(e.data);
-    const prevTerm = n.core()?.termAt(e.index - 1);
-    if (prevTerm !== undefined && prevTerm !== e.term) this.fail(`configuration entry ${e.index} is the first of term ${e.term}`);
+    if (data.change.type === 'bootstrap') {
+      // The founding members' first entry, written by each of them alike: only at index 1 in
+      // term 1, and only the configuration the cluster started with.
+      if (e.index !== 1 || e.term !== 1) this.fail(`a bootstrap configuration at index ${e.index}, term ${e.term}`);
+      if (JSON.stringify([...data.conf.voters]) !== JSON.stringify([...this.initialVoters].sort())) this.fail(`bootstrap configuration ${JSON.stringify(data.conf.voters)} is not the initial ${JSON.stringify(this.initialVoters)}`);
+    } else {
+      const prevTerm = n.core()?.termAt(e.index - 1);
+      if (prevTerm !== undefined && prevTerm !== e.term) this.fail(`configuration entry ${e.index} is the first of term ${e.term}`);
+    }
     const prev = this.lastAppliedConf.get(n.id);
     if (prev && prev.index < e.index) {
       const a = new Set(prev.voters);
