@@ -29,14 +29,43 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/** One other member as this member sees it, in a `Diagnosis`. */
+export interface PeerDiagnosis {
+  readonly id: string;
+  readonly address?: string;
+  /** 'unknown': the transport reports no link states (a custom transport). */
+  readonly state: 'connected' | 'connecting' | 'refused' | 'unreachable' | 'unknown';
+  /** For 'refused': 'auth' (cluster secrets differ), 'cluster', 'unknownNode', 'wrongPeer', 'version'. */
+  readonly reason?: string;
+  /** The failure in words, e.g. 'connect ECONNREFUSED 127.0.0.1:7002'. */
+  readonly detail?: string;
+  /** How long ago anything was last heard from it (absent: never). */
+  readonly lastHeardAgoMs?: number;
+}
+
+/** What a member could see when a call found no leader or timed out (NO_LEADER, TIMEOUT). */
+export interface Diagnosis {
+  readonly memberId: string;
+  readonly role: string;
+  readonly term: number;
+  /** The last leader this member heard of, or null. */
+  readonly lastLeader: { readonly id: string; readonly term: number } | null;
+  readonly peers: readonly PeerDiagnosis[];
+  /** All of it in one sentence (also appended to the error's message). */
+  readonly summary: string;
+}
+
 /** An error with a stable, documented `code` and, where there is one, the underlying `cause`. */
 export class RaftQueueError extends Error {
   readonly code: ErrorCode;
+  /** NO_LEADER and TIMEOUT from the queue's calls: what the member could see (see README). */
+  readonly diagnosis?: Diagnosis;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; diagnosis?: Diagnosis }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RaftQueueError';
     this.code = code;
+    if (options?.diagnosis !== undefined) this.diagnosis = options.diagnosis;
   }
 }
 
