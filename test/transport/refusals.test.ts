@@ -251,6 +251,19 @@ test('refusals: a healthy pair is connected both ways, and lastHeardMs follows f
   t.true((a.transport.peerStates().b?.lastHeardMs ?? 0) >= sent, 'lastHeardMs outlives the connection');
 });
 
+test('refusals: the pongs on our own link count as hearing from the peer, and outlive the connection', async (t) => {
+  // b knows no address for a, so a hears b only through the pongs on the link a dialed.
+  const b = await node(t, 'b', { peers: { a: '127.0.0.1:0', b: '127.0.0.1:0' }, idleTimeoutMs: 100 });
+  const a = await node(t, 'a', { peers: { a: '127.0.0.1:0', b: `127.0.0.1:${b.port}` }, idleTimeoutMs: 100 });
+  await waitUntil(() => a.transport.peerStates().b?.state === 'connected', 5_000, 'connected');
+  const connected = Date.now();
+  await waitUntil(() => (a.transport.peerStates().b?.lastHeardMs ?? 0) >= connected, 3_000, 'a pong');
+  const heard = a.transport.peerStates().b?.lastHeardMs ?? 0;
+  await b.transport.close();
+  await waitUntil(() => a.transport.peerStates().b?.state !== 'connected', 5_000, 'link lost');
+  t.true((a.transport.peerStates().b?.lastHeardMs ?? 0) >= heard);
+});
+
 test('refusals: over TLS the refused frame still reaches the dialer before the close', async (t) => {
   const { a, b } = await pair(t, { tls: certs.node }, { tls: certs.node, clusterSecret: OTHER_SECRET });
   await waitUntil(() => a.transport.peerStates().b?.state === 'refused', 10_000, 'a sees the refusal');
