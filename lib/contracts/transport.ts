@@ -50,6 +50,26 @@ export interface TransportStats {
   connectedPeers: NodeId[];
 }
 
+/**
+ * How this node's link to one peer stands, as a transport sees it (for `status()`). A transport
+ * with one-way links reports its outbound link; `lastHeardMs` covers every link from the peer.
+ */
+export interface PeerLinkState {
+  /** 'connected': the outbound link is authenticated; 'connecting': dialing or in the handshake
+   * (no failure yet); 'refused': the peer (or we) refused the handshake; 'unreachable': the
+   * last dial failed (connection refused, timeout, reset...). */
+  readonly state: 'connected' | 'connecting' | 'refused' | 'unreachable';
+  readonly address?: string;
+  /** For 'refused': the reason code ('auth', 'cluster', 'unknownNode', 'wrongPeer', 'version'). */
+  readonly reason?: string;
+  /** A human sentence for 'refused' and 'unreachable' (e.g. 'connect ECONNREFUSED 127.0.0.1:7002'). */
+  readonly detail?: string;
+  /** Epoch ms when the state last changed. */
+  readonly sinceMs: number;
+  /** Epoch ms of the last authenticated frame received from this peer, on any link (undefined: never). */
+  readonly lastHeardMs?: number;
+}
+
 export interface Transport {
   /**
    * Optional: the largest message body this transport carries (its frame bound). The node layer
@@ -76,4 +96,9 @@ export interface Transport {
   removePeer?(peer: NodeId): void;
   /** Optional, for `join`: the id of the member at `address`, or undefined if none answers. */
   identify?(address: string): Promise<NodeId | undefined>;
+  /**
+   * Optional, for `status()`: the state of the link to every peer this transport knows, keyed
+   * by peer id in sorted order.
+   */
+  peerStates?(): Record<NodeId, PeerLinkState>;
 }

@@ -117,3 +117,27 @@ test('memory: a running id cannot be started twice; after close it can', async (
   await second.start({ onMessage: () => undefined });
   await second.close();
 });
+
+test('memory: peerStates follows partitions (one-way too), heals and stops, and records when a peer was last heard', async (t) => {
+  const c = await cluster(['a', 'b', 'c']);
+  t.teardown(() => c.close());
+  const states = () => c.node('a').transport.peerStates?.() ?? {};
+  t.deepEqual(Object.keys(states()), ['b', 'c']);
+  t.like(states(), { b: { state: 'connected' }, c: { state: 'connected' } });
+  const connectedSince = states().b?.sinceMs;
+  // a cannot send to b: b is unreachable from a, while b still reaches a.
+  c.network.partition(['a'], ['b'], { oneWay: true });
+  t.like(states().b, { state: 'unreachable', detail: 'the link from a to b is down (partitioned)' });
+  t.like(states().c, { state: 'connected', sinceMs: connectedSince as number });
+  t.like(c.node('b').transport.peerStates?.().a, { state: 'connected' });
+  // b -> a still delivers, so a has heard from b.
+  const sent = Date.now();
+  c.node('b').transport.send(heartbeat('b', 'a', 1));
+  await waitUntil(() => c.node('a').received.length === 1);
+  t.true((states().b?.lastHeardMs ?? 0) >= sent);
+  t.is(states().c?.lastHeardMs, undefined);
+  c.network.heal();
+  t.like(states().b, { state: 'connected' });
+  await c.stop('c');
+  t.like(states().c, { state: 'unreachable', detail: 'c is not running on this network' });
+});

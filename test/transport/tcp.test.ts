@@ -18,22 +18,24 @@ async function started(t: ExecutionContext, overrides = {}) {
   return cluster;
 }
 
-const refusals: [string, Partial<HelloParams>, string][] = [
-  ['a wrong cluster secret', { secret: 'not-the-secret-0123456789' }, 'auth'],
-  ['a wrong cluster id', { clusterId: 'other-cluster' }, 'cluster'],
-  ['a wrong protocol version', { protocolVersion: 99 }, 'version'],
-  ['an unknown node id', { nodeId: 'stranger' }, 'unknownNode'],
-  ['its own node id', { nodeId: 'a' }, 'unknownNode'],
-  ['a hello meant for another node', { peerId: 'b' }, 'wrongPeer'],
+/** What each refused hello gets back before the close: the reason, and only what names the mismatch. */
+const refusals: [string, Partial<HelloParams>, string, Record<string, unknown>][] = [
+  ['a wrong cluster secret', { secret: 'not-the-secret-0123456789' }, 'auth', {}],
+  ['a wrong cluster id', { clusterId: 'other-cluster' }, 'cluster', { clusterId: TEST_CLUSTER.clusterId }],
+  ['a wrong protocol version', { protocolVersion: 99 }, 'version', { protocolVersion: 1 }],
+  ['an unknown node id', { nodeId: 'stranger' }, 'unknownNode', {}],
+  ['its own node id', { nodeId: 'a' }, 'unknownNode', {}],
+  ['a hello meant for another node', { peerId: 'b' }, 'wrongPeer', {}],
 ];
 
-for (const [what, change, reason] of refusals) {
-  test(`tcp: rejects ${what}`, async (t) => {
+for (const [what, change, reason, extra] of refusals) {
+  test(`tcp: rejects ${what} and says why in a refused frame`, async (t) => {
     const cluster = await started(t);
     const client = await RawClient.connect(cluster.port('a'));
     t.teardown(() => client.destroy());
-    t.is(await client.handshake({ ...good, ...change }), undefined);
+    t.deepEqual(await client.handshake({ ...good, ...change }), { type: 'refused', reason, nodeId: 'a', ...extra });
     t.true(await client.waitClosed());
+    t.is(client.frames.length, 2, 'nothing after the refusal');
     t.is(cluster.tcp('a').stats().framesRejected[reason], 1);
     await assertDelivers(cluster, ['a', 'b']);
   });
@@ -57,7 +59,8 @@ test('tcp: accepts the right secret and rejects a replayed proof', async (t) => 
   });
   const replay = await RawClient.connect(cluster.port('a'));
   t.teardown(() => replay.destroy());
-  t.is(await replay.handshake({ ...good, proof }), undefined);
+  t.deepEqual(await replay.handshake({ ...good, proof }), { type: 'refused', reason: 'auth', nodeId: 'a' });
+  t.true(await replay.waitClosed());
   t.is(cluster.tcp('a').stats().framesRejected.auth, 1);
 });
 

@@ -35,7 +35,9 @@ export {
   NONCE_BYTES,
   PROOF_BYTES,
   PROTOCOL_VERSION,
+  REFUSAL_REASONS,
 } from './protocol.js';
+export type { RefusalReason } from './protocol.js';
 export { codecSchemas, isWireEntries, wireEntrySchema } from './schemas.js';
 export { encodeAppendBody, framedRuns } from './append-writer.js';
 export { decodeAppendBody } from './append-reader.js';
@@ -46,6 +48,7 @@ export type {
   HelloFrame,
   PingFrame,
   PongFrame,
+  RefusedFrame,
   WelcomeFrame,
   WireMessage,
 } from './schemas.js';

@@ -29,3 +29,17 @@ export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** Cluster ids share the node id character set. */
 export const CLUSTER_ID_PATTERN = NODE_ID_PATTERN;
+
+/**
+ * Why a handshake is refused, as carried by the `refused` control frame: a different protocol
+ * version, another cluster id, a node id the listener does not know (or its own), a hello meant
+ * for another node, or a proof that does not match the cluster secret.
+ *
+ * The `refused` frame is additive: it does not change PROTOCOL_VERSION, because a peer that does
+ * not know it treats it as an unexpected handshake frame and closes, which is what it would do
+ * anyway. It is also what a peer of another version reads, so its shape must never change.
+ */
+export const REFUSAL_REASONS = ['auth', 'cluster', 'unknownNode', 'version', 'wrongPeer'] as const;
+
+/** One of {@link REFUSAL_REASONS}. */
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];

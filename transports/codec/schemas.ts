@@ -15,7 +15,7 @@ import { z } from 'zod';
 import type { Entry } from '../../lib/core/types.js';
 import type { AppMessage, PeerMessage } from '../../lib/contracts/transport.js';
 import type { CodecLimits } from './limits.js';
-import { CLUSTER_ID_PATTERN, NODE_ID_PATTERN, NONCE_BYTES, PROOF_BYTES } from './protocol.js';
+import { CLUSTER_ID_PATTERN, NODE_ID_PATTERN, NONCE_BYTES, PROOF_BYTES, REFUSAL_REASONS, type RefusalReason } from './protocol.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -60,8 +60,28 @@ export interface PongFrame {
   readonly type: 'pong';
 }
 
+/**
+ * Either side, in place of its next handshake frame, just before it closes: why it refuses the
+ * connection, so the other side can say so instead of seeing only a close. The listener sends
+ * it for a hello it refuses; the dialer for a challenge it refuses (another version, another
+ * node). Unauthenticated, so only a hint for logs and status: it never carries the secret or a
+ * proof, only what the other side needs to name the mismatch.
+ */
+export interface RefusedFrame {
+  readonly type: 'refused';
+  readonly reason: RefusalReason;
+  /** The refusing node's id. */
+  readonly nodeId: string;
+  /** For 'version': the refusing node's protocol version. */
+  readonly protocolVersion?: number;
+  /** For 'cluster': the refusing node's cluster id. */
+  readonly clusterId?: string;
+  /** For 'wrongPeer' sent by a dialer: the node it expected at the listener's address. */
+  readonly peerId?: string;
+}
+
 /** Every transport-level frame that is not a peer message. */
-export type ControlFrame = ChallengeFrame | HelloFrame | WelcomeFrame | PingFrame | PongFrame;
+export type ControlFrame = ChallengeFrame | HelloFrame | WelcomeFrame | PingFrame | PongFrame | RefusedFrame;
 
 /** A byte string (Buffer or Uint8Array) of at most `bytesMax` bytes. */
 function bytes(bytesMax: number, bytesMin = 0) {
@@ -89,6 +109,7 @@ export interface CodecSchemas {
   readonly challenge: z.ZodType<ChallengeFrame>;
   readonly hello: z.ZodType<HelloFrame>;
   readonly welcome: z.ZodType<WelcomeFrame>;
+  readonly refused: z.ZodType<RefusedFrame>;
   readonly ping: z.ZodType<PingFrame>;
   readonly pong: z.ZodType<PongFrame>;
 }
@@ -247,6 +268,14 @@ export function codecSchemas(limits: CodecLimits): CodecSchemas {
       proof,
     }),
     welcome: z.strictObject({ type: z.literal('welcome'), nodeId: id, proof }),
+    refused: z.strictObject({
+      type: z.literal('refused'),
+      reason: z.enum(REFUSAL_REASONS),
+      nodeId: id,
+      protocolVersion: uint.optional(),
+      clusterId: clusterId.optional(),
+      peerId: id.optional(),
+    }) as z.ZodType<RefusedFrame>,
     ping: z.strictObject({ type: z.literal('ping') }),
     pong: z.strictObject({ type: z.literal('pong') }),
   };

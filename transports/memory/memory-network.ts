@@ -5,7 +5,7 @@
  */
 import type { NodeId } from '../../lib/core/types.js';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
-import type { PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
+import type { PeerLinkState, PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
 import { decodeMessageBody, encodeMessageBody } from '../codec/codec.js';
 import { resolveCodecLimits, type CodecLimits, type CodecLimitsInput } from '../codec/limits.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
@@ -51,6 +51,7 @@ interface Pending {
 }
 
 interface LinkQueue {
+  readonly from: NodeId;
   readonly items: Pending[];
   head: number;
   lastDeliverAtMs: number;
@@ -191,7 +192,7 @@ export class MemoryNetwork {
     const key = linkKey(from, to);
     let queue = this.queues.get(key);
     if (queue === undefined) {
-      queue = { items: [], head: 0, lastDeliverAtMs: 0, timer: null };
+      queue = { from, items: [], head: 0, lastDeliverAtMs: 0, timer: null };
       this.queues.set(key, queue);
     }
     // Never before an earlier message on the same link: per-link FIFO holds whatever the delays.
@@ -220,13 +221,16 @@ export class MemoryNetwork {
   private pump(key: string, queue: LinkQueue): void {
     queue.timer = null;
     const now = performance.now();
+    let to: NodeId | undefined;
     for (;;) {
       const head = queue.items[queue.head];
       if (head === undefined || head.deliverAtMs > now) break;
       queue.items[queue.head] = undefined as unknown as Pending;
       queue.head++;
-      this.deliver(head);
+      if (this.deliver(head)) to = head.to;
     }
+    // One clock read per pump, not per message.
+    if (to !== undefined) this.nodes.get(to)?.heard(queue.from, Date.now());
     if (queue.head === queue.items.length) {
       queue.items.length = 0;
       queue.head = 0;
@@ -234,20 +238,22 @@ export class MemoryNetwork {
     this.arm(key, queue);
   }
 
-  private deliver(item: Pending): void {
+  /** Delivers one message; true when the receiver got it. */
+  private deliver(item: Pending): boolean {
     const target = this.nodes.get(item.to);
     // A node that closed (or restarted as a new instance) misses what was in flight, as over TCP.
-    if (target === undefined || !target.running) return;
+    if (target === undefined || !target.running) return false;
     if (item.body === null) {
       target.receive(item.message as PeerMessage, 0);
-      return;
+      return true;
     }
     const decoded = decodeMessageBody(item.body, item.to, this.schemas);
     if (!decoded.ok) {
       target.rejectIncoming(decoded.reason);
-      return;
+      return false;
     }
     target.receive(decoded.value, item.body.byteLength + FRAME_HEADER_BYTES);
+    return true;
   }
 
   private notifyAll(): void {
@@ -275,6 +281,9 @@ export class MemoryTransport implements Transport {
   private handlers: TransportHandlers | null = null;
   private state: 'new' | 'running' | 'closed' = 'new';
   private connected = new Set<NodeId>();
+  /** Every peer seen on the network since start, with its link state (see `peerStates`). */
+  private readonly links = new Map<NodeId, PeerLinkState>();
+  private readonly heardMs = new Map<NodeId, number>();
 
   constructor(
     readonly network: MemoryNetwork,
@@ -321,6 +330,21 @@ export class MemoryTransport implements Transport {
   }
 
   /**
+   * Every peer that has run on the network since this node started, sorted by id: 'connected'
+   * while this node can send to it, 'unreachable' while the link to it is down (a partition) or
+   * it is not running. Nothing is ever refused here: there is no handshake.
+   */
+  peerStates(): Record<NodeId, PeerLinkState> {
+    const out: Record<NodeId, PeerLinkState> = {};
+    for (const peer of [...this.links.keys()].sort()) {
+      const state = this.links.get(peer) as PeerLinkState;
+      const heard = this.heardMs.get(peer);
+      out[peer] = heard === undefined ? state : { ...state, lastHeardMs: heard };
+    }
+    return out;
+  }
+
+  /**
    * For `join`: on a memory network a member's address is its id (any 'host:port'-free string
    * works), so this answers the id when such a node is running.
    */
@@ -333,6 +357,11 @@ export class MemoryTransport implements Transport {
     this.counters.framesIn++;
     this.counters.bytesIn += bytes;
     this.handlers?.onMessage(message);
+  }
+
+  /** @internal A message from `peer` was delivered at `atMs` (epoch ms). */
+  heard(peer: NodeId, atMs: number): void {
+    this.heardMs.set(peer, atMs);
   }
 
   /** @internal */
@@ -348,6 +377,7 @@ export class MemoryTransport implements Transport {
     for (const peer of now) if (!this.connected.has(peer)) changes.push([peer, true]);
     for (const peer of this.connected) if (!now.has(peer)) changes.push([peer, false]);
     this.connected = now;
+    this.refreshLinks(now);
     changes.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     // Reported on a later turn: a handler must never run inside start/close/setLink.
     if (changes.length > 0) {
@@ -355,6 +385,21 @@ export class MemoryTransport implements Transport {
         if (this.state !== 'running') return;
         for (const [peer, up] of changes) this.handlers?.onPeerState?.(peer, up);
       });
+    }
+  }
+
+  /** Updates `links` from the reachable set; `sinceMs` moves only when a peer's state changes. */
+  private refreshLinks(reachable: ReadonlySet<NodeId>): void {
+    const running = new Set(this.network.nodeIds().filter((peer) => peer !== this.id));
+    const nowMs = Date.now();
+    for (const peer of new Set([...this.links.keys(), ...running])) {
+      const previous = this.links.get(peer);
+      const next: Omit<PeerLinkState, 'sinceMs'> = reachable.has(peer)
+        ? { state: 'connected' }
+        : running.has(peer)
+          ? { state: 'unreachable', detail: `the link from ${this.id} to ${peer} is down (partitioned)` }
+          : { state: 'unreachable', detail: `${peer} is not running on this network` };
+      if (previous?.state !== next.state || previous.detail !== next.detail) this.links.set(peer, { ...next, sinceMs: nowMs });
     }
   }
 }

@@ -7,11 +7,12 @@ import type { PeerMessage } from '../../lib/contracts/transport.js';
 import { decodeAppendBody } from '../codec/append-reader.js';
 import { encodeControlFrame, unpackBody, validateWireMessage } from '../codec/codec.js';
 import { FrameDecoder } from '../codec/frame-decoder.js';
-import { HANDSHAKE_FRAME_BYTES_MAX, PROTOCOL_VERSION } from '../codec/protocol.js';
-import type { CodecSchemas } from '../codec/schemas.js';
+import { HANDSHAKE_FRAME_BYTES_MAX, NODE_ID_PATTERN, PROTOCOL_VERSION } from '../codec/protocol.js';
+import type { CodecSchemas, RefusedFrame } from '../codec/schemas.js';
 import type { TransportCounters } from '../stats.js';
 import { clientProof, newNonce, proofMatches, serverProof } from './handshake.js';
 import type { ResolvedTcpOptions } from './options.js';
+import { describeRefusal, type Refusal, type RefusalFacts } from './refusals.js';
 
 /** Why a connection closed; counted in `stats().connectionsClosed`. */
 export type CloseReason =
@@ -25,7 +26,8 @@ export type CloseReason =
   | 'replaced'
   | 'tooManyHandshakes'
   | 'tls'
-  | 'identified';
+  | 'identified'
+  | 'refused';
 
 /** What a connection needs from its transport. */
 export interface ConnectionContext {
@@ -34,9 +36,22 @@ export interface ConnectionContext {
   readonly schemas: CodecSchemas;
   /** A valid message from an authenticated peer. */
   deliver(message: PeerMessage): void;
+  /** A handshake refused by either end (logged, rate-limited). */
+  refused(refusal: Refusal): void;
+  /**
+   * A socket ending gracefully after a refusal (so the `refused` frame reaches the other end);
+   * the transport destroys it if it is still open when the transport closes.
+   */
+  lingering(socket: Socket): void;
 }
 
-const CONTROL_TYPES: ReadonlySet<unknown> = new Set(['challenge', 'hello', 'welcome', 'ping', 'pong']);
+/**
+ * How long a socket that sent a `refused` frame may take to end: the other end normally closes
+ * at once on reading it; one that does not is destroyed after this.
+ */
+const REFUSED_LINGER_MS = 1_000;
+
+const CONTROL_TYPES: ReadonlySet<unknown> = new Set(['challenge', 'hello', 'welcome', 'ping', 'pong', 'refused']);
 
 function typeOf(value: unknown): unknown {
   return typeof value === 'object' && value !== null ? (value as { type?: unknown }).type : undefined;
@@ -45,6 +60,24 @@ function typeOf(value: unknown): unknown {
 function versionMismatch(value: unknown): boolean {
   if (typeof value !== 'object' || value === null || !('protocolVersion' in value)) return false;
   return (value as { protocolVersion: unknown }).protocolVersion !== PROTOCOL_VERSION;
+}
+
+/**
+ * A field of an unvalidated frame, for a log line only when it is harmless: a node id of the
+ * allowed form, or a safe integer.
+ */
+function safeField(value: unknown, field: 'nodeId'): string | undefined;
+function safeField(value: unknown, field: 'protocolVersion'): number | undefined;
+function safeField(value: unknown, field: string): string | number | undefined {
+  const v: unknown = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[field] : undefined;
+  if (typeof v === 'string') return v.length <= 64 && NODE_ID_PATTERN.test(v) ? v : undefined;
+  return Number.isSafeInteger(v) ? (v as number) : undefined;
+}
+
+/** 'host:port', or '[v6]:port'. */
+function formatAddress(host: string | undefined, port: number | undefined): string {
+  if (host === undefined) return 'an unknown address';
+  return `${host.includes(':') ? `[${host}]` : host}:${port ?? '?'}`;
 }
 
 /**
@@ -58,6 +91,15 @@ function versionMismatch(value: unknown): boolean {
 export abstract class FramedConnection {
   /** The authenticated peer id, once the handshake has succeeded. */
   peer: string | null = null;
+  /**
+   * Epoch ms of the last read on the authenticated link that completed a frame, taken once per
+   * read chunk (not per frame); undefined until then.
+   */
+  lastHeardMs: number | undefined = undefined;
+  /** Set when the handshake was refused on this connection, by either end. */
+  refusal: Refusal | null = null;
+  /** The socket error that closed the connection, if one did. */
+  closeError: Error | undefined = undefined;
   protected readonly decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
   private invalidFrames = 0;
   private framesReadInTick = 0;
@@ -73,7 +115,10 @@ export abstract class FramedConnection {
   ) {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', () => this.close('error'));
+    socket.on('error', (error: Error) => {
+      this.closeError ??= error;
+      this.close('error');
+    });
     socket.on('end', () => this.close('peerClosed'));
     socket.on('close', () => this.close('peerClosed'));
     this.handshakeTimer = setTimeout(() => this.close('handshakeTimeout'), ctx.options.handshakeTimeoutMs);
@@ -85,6 +130,11 @@ export abstract class FramedConnection {
   /** True once the connection is closed (never reopens). */
   get closed(): boolean {
     return this.closeReason !== null;
+  }
+
+  /** Why the connection closed; null while open. */
+  get closedBy(): CloseReason | null {
+    return this.closeReason;
   }
 
   /** Bytes held for a partial incoming frame (for tests of hostile input). */
@@ -118,8 +168,12 @@ export abstract class FramedConnection {
     return ok;
   }
 
-  /** Closes at once (destroy: no lingering half-close, the port frees immediately). Idempotent. */
-  close(reason: CloseReason): void {
+  /**
+   * Closes at once (destroy: no lingering half-close, the port frees immediately). Idempotent.
+   * With `lastFrame`, writes it and ends the socket instead, so the frame is not lost to a
+   * reset; the socket is destroyed when the other end closes, or after REFUSED_LINGER_MS.
+   */
+  close(reason: CloseReason, lastFrame?: Buffer): void {
     if (this.closeReason !== null) return;
     this.closeReason = reason;
     clearInterval(this.tickTimer);
@@ -131,7 +185,18 @@ export abstract class FramedConnection {
       }
     }
     this.ctx.counters.closed(reason);
-    this.socket.destroy();
+    if (lastFrame === undefined || this.socket.destroyed) {
+      this.socket.destroy();
+    } else {
+      this.ctx.counters.framesOut++;
+      this.ctx.counters.bytesOut += lastFrame.byteLength;
+      this.socket.end(lastFrame);
+      const socket = this.socket;
+      const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+      timer.unref();
+      socket.once('close', () => clearTimeout(timer));
+      this.ctx.lingering(socket);
+    }
     for (const callback of this.onClosedCallbacks) callback(reason);
   }
 
@@ -161,6 +226,49 @@ export abstract class FramedConnection {
     this.write(encodeControlFrame(frame), 1);
   }
 
+  /**
+   * Ends the handshake with a refusal: ours (counted in framesRejected under its reason; with
+   * `frame`, the other end is told why before the close) or the other end's (its `refused`
+   * frame). Either way it is reported to the transport's log.
+   */
+  protected refuse(facts: Omit<RefusalFacts, 'side' | 'address'>, frame?: RefusedFrame): void {
+    const refusal = describeRefusal({ ...facts, side: this.side, address: this.remoteAddress() }, this.ctx.options);
+    this.refusal = refusal;
+    this.ctx.refused(refusal);
+    if (facts.by === 'peer') {
+      this.close('refused');
+      return;
+    }
+    this.ctx.counters.reject(facts.reason);
+    this.close('protocol', frame === undefined ? undefined : encodeControlFrame(frame));
+  }
+
+  /** Which end of the link this is. */
+  protected abstract get side(): 'listening' | 'dialing';
+
+  /** The other end's address, for log lines. */
+  protected remoteAddress(): string {
+    return formatAddress(this.socket.remoteAddress, this.socket.remotePort);
+  }
+
+  /** Parses a `refused` frame from the other end: a refusal, or a schema reject. */
+  protected onRefusedFrame(value: unknown, peer: string | undefined): void {
+    const parsed = this.ctx.schemas.refused.safeParse(value);
+    if (!parsed.success) {
+      this.reject('schema');
+      return;
+    }
+    const r = parsed.data;
+    this.refuse({
+      reason: r.reason,
+      by: 'peer',
+      peer: peer ?? r.nodeId,
+      remoteVersion: r.protocolVersion,
+      remoteClusterId: r.clusterId,
+      otherId: this.side === 'dialing' ? r.nodeId : r.peerId,
+    });
+  }
+
   protected abstract onFrame(body: Buffer): void;
 
   /** Called every tick while open; the dialing side sends keepalives here. */
@@ -170,6 +278,8 @@ export abstract class FramedConnection {
     if (this.closeReason !== null) return;
     this.ctx.counters.bytesIn += chunk.byteLength;
     const items = this.decoder.push(chunk);
+    // One clock read per chunk, not per frame: this is the receive hot path.
+    if (this.peer !== null && items.length > 0) this.lastHeardMs = Date.now();
     for (const item of items) {
       if (this.closeReason !== null) return;
       if (item.kind === 'error') {
@@ -266,28 +376,56 @@ export class InboundConnection extends FramedConnection {
     // The dialing side keeps the link alive; the listening side only answers.
   }
 
+  protected override get side(): 'listening' {
+    return 'listening';
+  }
+
   private onHello(body: Buffer): void {
     const { options, schemas } = this.ctx;
     const raw = unpackBody(body);
     if (!raw.ok) return this.reject('decode');
-    if (versionMismatch(raw.value)) return this.reject('version');
+    // Before the version check: a refusal for 'version' carries the dialer's other version.
+    if (typeOf(raw.value) === 'refused') return this.onRefusedFrame(raw.value, undefined);
+    if (versionMismatch(raw.value)) {
+      const claimed = safeField(raw.value, 'nodeId');
+      return this.refuseHello('version', claimed, { remoteVersion: safeField(raw.value, 'protocolVersion') });
+    }
     if (typeOf(raw.value) !== 'hello') return this.reject('unexpected');
     const parsed = schemas.hello.safeParse(raw.value);
     if (!parsed.success) return this.reject('schema');
     const hello = parsed.data;
-    if (hello.clusterId !== options.clusterId) return this.reject('cluster');
+    if (hello.clusterId !== options.clusterId) return this.refuseHello('cluster', hello.nodeId, { remoteClusterId: hello.clusterId });
     // With dynamic membership a node not (yet) in our peer list may be a joining member: it is
     // accepted when it proves it holds the cluster secret, like any other.
     const known = Object.hasOwn(options.peers, hello.nodeId) || options.acceptUnknownPeers;
-    if (hello.nodeId === options.id || !known) return this.reject('unknownNode');
-    if (hello.peerId !== options.id) return this.reject('wrongPeer');
+    if (hello.nodeId === options.id || !known) return this.refuseHello('unknownNode', hello.nodeId, {});
+    if (hello.peerId !== options.id) return this.refuseHello('wrongPeer', hello.nodeId, { otherId: hello.peerId });
     const ids = { clusterId: options.clusterId, clientId: hello.nodeId, serverId: options.id };
     const nonces = { serverNonce: this.serverNonce, clientNonce: hello.nonce };
     const expected = clientProof(options.clusterSecret, { ...ids, ...nonces });
-    if (!proofMatches(expected, hello.proof)) return this.reject('auth');
+    if (!proofMatches(expected, hello.proof)) return this.refuseHello('auth', hello.nodeId, {});
     this.authenticated(hello.nodeId);
     this.sendControl({ type: 'welcome', nodeId: options.id, proof: serverProof(options.clusterSecret, { ...ids, ...nonces }) });
     this.onAuthenticated(this);
+  }
+
+  /**
+   * Refuses a hello and tells the dialer why. The `refused` frame says only what the dialer
+   * needs to name the mismatch: our id, and our version or cluster id when those differ.
+   */
+  private refuseHello(
+    reason: RefusedFrame['reason'],
+    claimed: string | undefined,
+    facts: { remoteVersion?: number | undefined; remoteClusterId?: string; otherId?: string },
+  ): void {
+    const { options } = this.ctx;
+    const frame: RefusedFrame =
+      reason === 'version'
+        ? { type: 'refused', reason, nodeId: options.id, protocolVersion: PROTOCOL_VERSION }
+        : reason === 'cluster'
+          ? { type: 'refused', reason, nodeId: options.id, clusterId: options.clusterId }
+          : { type: 'refused', reason, nodeId: options.id };
+    this.refuse({ reason, by: 'us', peer: claimed, ...facts }, frame);
   }
 }
 
@@ -303,9 +441,19 @@ export class OutboundConnection extends FramedConnection {
     socket: Socket,
     ctx: ConnectionContext,
     private readonly expectedPeer: string,
+    /** The address dialed, as configured (what the log names). */
+    private readonly address: string,
     private readonly onOpen: (connection: OutboundConnection) => void,
   ) {
     super(socket, ctx);
+  }
+
+  protected override get side(): 'dialing' {
+    return 'dialing';
+  }
+
+  protected override remoteAddress(): string {
+    return this.address;
   }
 
   protected override onFrame(body: Buffer): void {
@@ -325,11 +473,19 @@ export class OutboundConnection extends FramedConnection {
     const { options, schemas } = this.ctx;
     const raw = unpackBody(body);
     if (!raw.ok) return this.reject('decode');
-    if (versionMismatch(raw.value)) return this.reject('version');
+    if (typeOf(raw.value) === 'refused') return this.onRefusedFrame(raw.value, this.expectedPeer);
+    if (versionMismatch(raw.value)) {
+      // Tell the listener, so that its side logs the mismatch too.
+      const frame: RefusedFrame = { type: 'refused', reason: 'version', nodeId: options.id, protocolVersion: PROTOCOL_VERSION };
+      return this.refuse({ reason: 'version', by: 'us', peer: this.expectedPeer, remoteVersion: safeField(raw.value, 'protocolVersion') }, frame);
+    }
     if (typeOf(raw.value) !== 'challenge') return this.reject('unexpected');
     const parsed = schemas.challenge.safeParse(raw.value);
     if (!parsed.success) return this.reject('schema');
-    if (parsed.data.nodeId !== this.expectedPeer) return this.reject('wrongPeer');
+    if (parsed.data.nodeId !== this.expectedPeer) {
+      const frame: RefusedFrame = { type: 'refused', reason: 'wrongPeer', nodeId: options.id, peerId: this.expectedPeer };
+      return this.refuse({ reason: 'wrongPeer', by: 'us', peer: this.expectedPeer, otherId: parsed.data.nodeId }, frame);
+    }
     this.serverNonce = parsed.data.nonce;
     const proof = clientProof(options.clusterSecret, {
       serverNonce: parsed.data.nonce,
@@ -353,10 +509,15 @@ export class OutboundConnection extends FramedConnection {
     const { options, schemas } = this.ctx;
     const raw = unpackBody(body);
     if (!raw.ok) return this.reject('decode');
+    if (typeOf(raw.value) === 'refused') return this.onRefusedFrame(raw.value, this.expectedPeer);
     if (typeOf(raw.value) !== 'welcome') return this.reject('unexpected');
     const parsed = schemas.welcome.safeParse(raw.value);
     if (!parsed.success) return this.reject('schema');
-    if (parsed.data.nodeId !== this.expectedPeer) return this.reject('wrongPeer');
+    // The listener already counts this link as authenticated (it checked our proof), so a
+    // `refused` frame here would only be an invalid frame to it: refuse without one.
+    if (parsed.data.nodeId !== this.expectedPeer) {
+      return this.refuse({ reason: 'wrongPeer', by: 'us', peer: this.expectedPeer, otherId: parsed.data.nodeId });
+    }
     const expected = serverProof(options.clusterSecret, {
       serverNonce,
       clientNonce: this.clientNonce,
@@ -364,7 +525,7 @@ export class OutboundConnection extends FramedConnection {
       clientId: options.id,
       serverId: this.expectedPeer,
     });
-    if (!proofMatches(expected, parsed.data.proof)) return this.reject('auth');
+    if (!proofMatches(expected, parsed.data.proof)) return this.refuse({ reason: 'auth', by: 'us', peer: this.expectedPeer });
     this.authenticated(this.expectedPeer);
     this.onOpen(this);
   }
@@ -394,5 +555,9 @@ export class IdentifyConnection extends FramedConnection {
 
   protected override onIdleTick(): void {
     // Closed as soon as the first frame arrives (or by the handshake deadline).
+  }
+
+  protected override get side(): 'dialing' {
+    return 'dialing';
   }
 }

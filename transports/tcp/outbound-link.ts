@@ -4,11 +4,12 @@
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
+import type { PeerLinkState } from '../../lib/contracts/transport.js';
 import { framedRuns } from '../codec/append-writer.js';
 import { concatFrames } from '../codec/codec.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
 import { reconnectDelayMs } from './backoff.js';
-import { OutboundConnection, type ConnectionContext } from './connection.js';
+import { OutboundConnection, type CloseReason, type ConnectionContext } from './connection.js';
 import { parseAddress } from './options.js';
 
 /** Most slab regions a flush writes without copying; beyond, copying into one buffer is cheaper. */
@@ -16,6 +17,23 @@ const FLUSH_RUNS_MAX = 8;
 
 /** The link's life cycle. Messages are queued while `connecting` or `open`, dropped otherwise. */
 export type LinkState = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed';
+
+/** A link's state as `peerStates()` reports it, without `lastHeardMs` (the transport adds it). */
+type LinkStatus = Omit<PeerLinkState, 'lastHeardMs' | 'address'>;
+
+/** Why a dial that never authenticated failed, in words, when no socket error says it. */
+function dialFailure(reason: CloseReason, address: string, handshakeTimeoutMs: number): string {
+  switch (reason) {
+    case 'handshakeTimeout':
+      return `no handshake with ${address} within ${handshakeTimeoutMs} ms`;
+    case 'peerClosed':
+      return `${address} closed the connection during the handshake (an older raftqueue refusing us, or not a raftqueue node)`;
+    case 'protocol':
+      return `${address} answered with an invalid handshake frame (not a raftqueue node?)`;
+    default:
+      return `the connection to ${address} closed during the handshake (${reason})`;
+  }
+}
 
 /** What a link tells its transport. */
 export interface LinkEvents {
@@ -41,6 +59,9 @@ export class OutboundLink {
   private attempt = 0;
   private dialed = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  private status: LinkStatus = { state: 'connecting', sinceMs: Date.now() };
+  /** Last heard on a connection of this link that has since closed. */
+  private heardMs: number | undefined = undefined;
 
   constructor(
     readonly peer: string,
@@ -62,6 +83,15 @@ export class OutboundLink {
   /** The live connection's socket, for tests. */
   get socket(): net.Socket | undefined {
     return this.connection?.socket;
+  }
+
+  /**
+   * The link's state for `peerStates()`. A failed link keeps its failure (and its reason) while
+   * it redials, until a dial fails otherwise or succeeds: retrying is not news.
+   */
+  peerState(): PeerLinkState {
+    const heard = this.connection?.lastHeardMs ?? this.heardMs;
+    return { ...this.status, address: this.address, ...(heard === undefined ? {} : { lastHeardMs: heard }) };
   }
 
   /** Queues a body; returns false (the caller counts a drop) when the link cannot take it. */
@@ -139,7 +169,7 @@ export class OutboundLink {
     const target = parseAddress(this.address);
     if (target === undefined || target.port === 0) {
       // No usable address yet (e.g. a test fills it in later): retry with backoff.
-      this.onConnectionClosed();
+      this.onConnectionClosed(undefined);
       return;
     }
     const tlsOptions = this.ctx.options.tls;
@@ -160,10 +190,11 @@ export class OutboundLink {
         if (error.code !== undefined && /CERT|TLS|SSL|ALERT/i.test(error.code)) this.ctx.counters.closed('tls');
       });
     }
-    const connection = new OutboundConnection(socket, this.ctx, this.peer, () => this.onOpen());
+    const connection = new OutboundConnection(socket, this.ctx, this.peer, this.address, () => this.onOpen());
     this.connection = connection;
     connection.onClosed(() => {
-      if (this.connection === connection) this.onConnectionClosed();
+      if (connection.lastHeardMs !== undefined) this.heardMs = connection.lastHeardMs;
+      if (this.connection === connection) this.onConnectionClosed(connection);
     });
   }
 
@@ -176,13 +207,37 @@ export class OutboundLink {
       this.awaitingDrain = false;
       if (this.writable) this.events.requestFlush();
     });
+    this.setStatus({ state: 'connected' });
     this.events.onState(this.peer, true);
     if (this.writable) this.events.requestFlush();
   }
 
-  private onConnectionClosed(): void {
+  /** Records a state; `sinceMs` moves only when the state or the reason changes. */
+  private setStatus(next: Omit<LinkStatus, 'sinceMs'>): void {
+    const same = next.state === this.status.state && next.reason === this.status.reason;
+    this.status = { ...next, sinceMs: same ? this.status.sinceMs : Date.now() };
+  }
+
+  /** What the end of `connection` (undefined: no address to dial) says about the peer. */
+  private recordClose(connection: OutboundConnection | undefined, wasOpen: boolean): void {
+    if (wasOpen) {
+      // Lost after it worked: redialing, with nothing known to be wrong yet.
+      this.setStatus({ state: 'connecting' });
+    } else if (connection === undefined) {
+      this.setStatus({ state: 'unreachable', detail: `no address to dial for ${this.peer} ('${this.address}')` });
+    } else if (connection.refusal !== null) {
+      this.setStatus({ state: 'refused', reason: connection.refusal.reason, detail: connection.refusal.line });
+    } else {
+      const reason = connection.closedBy ?? 'error';
+      const detail = connection.closeError?.message ?? dialFailure(reason, this.address, this.ctx.options.handshakeTimeoutMs);
+      this.setStatus({ state: 'unreachable', detail });
+    }
+  }
+
+  private onConnectionClosed(connection: OutboundConnection | undefined): void {
     if (this.state === 'closed') return;
     const wasOpen = this.state === 'open';
+    this.recordClose(connection, wasOpen);
     this.connection = null;
     this.awaitingDrain = false;
     this.state = 'backoff';

@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { NodeId } from '../../lib/core/types.js';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
-import type { PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
+import type { PeerLinkState, PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
 import { MessageEncoder } from '../codec/message-encoder.js';
 import { codecSchemas } from '../codec/schemas.js';
@@ -14,6 +14,7 @@ import { TransportCounters, type TransportStatsDetail } from '../stats.js';
 import { IdentifyConnection, InboundConnection, type ConnectionContext } from './connection.js';
 import { resolveTcpOptions, parseAddress, type HostPort, type ResolvedTcpOptions, type TcpTransportOptions } from './options.js';
 import { OutboundLink } from './outbound-link.js';
+import { RefusalLog } from './refusals.js';
 
 /** Live-object counts, for tests that check hostile input leaves nothing behind. */
 export interface TcpTransportInternals {
@@ -44,6 +45,11 @@ export class TcpTransport implements Transport {
   private readonly inbound = new Map<NodeId, InboundConnection>();
   private readonly accepted = new Set<InboundConnection>();
   private readonly rawSockets = new Set<net.Socket>();
+  /** Sockets ending after a refusal (see ConnectionContext.lingering); destroyed by close(). */
+  private readonly lingering = new Set<net.Socket>();
+  /** Last heard from a peer on an inbound connection that has since closed (known peers only). */
+  private readonly inboundHeardMs = new Map<NodeId, number>();
+  private readonly refusalLog: RefusalLog;
   private readonly ctx: ConnectionContext;
   private handlers: TransportHandlers | null = null;
   private server: net.Server | null = null;
@@ -64,11 +70,21 @@ export class TcpTransport implements Transport {
   constructor(options: TcpTransportOptions) {
     this.options = resolveTcpOptions(options);
     const schemas = codecSchemas(this.options.limits);
+    this.refusalLog = new RefusalLog(this.options.log);
     this.ctx = {
       options: this.options,
       counters: this.counters,
       schemas,
       deliver: (message) => this.handlers?.onMessage(message),
+      refused: (refusal) => this.refusalLog.report(refusal),
+      lingering: (socket) => {
+        if (this.state === 'closed') {
+          socket.destroy();
+          return;
+        }
+        this.lingering.add(socket);
+        socket.once('close', () => this.lingering.delete(socket));
+      },
     };
     const peerIds = Object.keys(this.options.peers)
       .filter((peer) => peer !== this.options.id)
@@ -155,6 +171,8 @@ export class TcpTransport implements Transport {
     for (const link of this.links.values()) link.close();
     for (const connection of this.accepted) connection.close('transportClosed');
     for (const socket of this.rawSockets) socket.destroy();
+    for (const socket of this.lingering) socket.destroy();
+    this.lingering.clear();
     this.accepted.clear();
     this.inbound.clear();
     this.rawSockets.clear();
@@ -174,6 +192,22 @@ export class TcpTransport implements Transport {
     for (const [peer, link] of this.links) if (link.state === 'open') connected.push(peer);
     const out = this.counters.snapshot(connected);
     out.appendBodiesReused = this.encoder.reusedBodies;
+    return out;
+  }
+
+  /**
+   * The link to every known peer, sorted by id: the outbound link's state ('connected',
+   * 'connecting', 'refused' with the reason, 'unreachable' with the error) and when this node
+   * last heard from the peer on any connection.
+   */
+  peerStates(): Record<NodeId, PeerLinkState> {
+    const out: Record<NodeId, PeerLinkState> = {};
+    for (const peer of [...this.links.keys()].sort()) {
+      const state = (this.links.get(peer) as OutboundLink).peerState();
+      const inbound = this.inbound.get(peer)?.lastHeardMs ?? this.inboundHeardMs.get(peer);
+      const heard = Math.max(state.lastHeardMs ?? -1, inbound ?? -1);
+      out[peer] = heard < 0 ? state : { ...state, lastHeardMs: heard };
+    }
     return out;
   }
 
@@ -221,6 +255,7 @@ export class TcpTransport implements Transport {
     const link = this.links.get(peer);
     if (!link) return;
     this.links.delete(peer);
+    this.inboundHeardMs.delete(peer);
     delete this.options.peers[peer];
     link.close();
   }
@@ -320,7 +355,11 @@ export class TcpTransport implements Transport {
     this.accepted.add(connection);
     connection.onClosed(() => {
       this.accepted.delete(connection);
-      if (connection.peer !== null && this.inbound.get(connection.peer) === connection) this.inbound.delete(connection.peer);
+      const peer = connection.peer;
+      if (peer === null) return;
+      if (this.inbound.get(peer) === connection) this.inbound.delete(peer);
+      // Only for known peers: an authenticated stranger (acceptUnknownPeers) must not grow the map.
+      if (connection.lastHeardMs !== undefined && this.links.has(peer)) this.inboundHeardMs.set(peer, connection.lastHeardMs);
     });
   }
 
