@@ -148,8 +148,10 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     } catch (error) {
       this.#state = 'stopped';
       if (member !== undefined) await member.storage.close().catch((closeError: unknown) => this.#log(`closing storage after a failed start: ${String(closeError)}`));
-      if (error instanceof RaftQueueError) throw error;
-      throw new RaftQueueError('TRANSPORT_FAILED', `start failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      const failure = error instanceof RaftQueueError ? error : new RaftQueueError('TRANSPORT_FAILED', `start failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      // Stopped for good: closed() and a later stop() resolve instead of waiting forever.
+      this.#closedResolve(failure);
+      throw failure;
     }
   }
 
