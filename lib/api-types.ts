@@ -1,19 +1,29 @@
 /**
  * The public option, result and status types of RaftQueue (the facade), kept apart from its
  * implementation so the published types read as a reference.
+ *
+ * Every options object is strict: a key not listed here is refused with INVALID_OPTIONS naming
+ * it, as is a value of the wrong type or out of range (lib/call-options.ts).
  */
 import type { TransportStats } from './contracts/transport.js';
 import type { PublicRole } from './events.js';
+import type { TopicOptions } from './queue/index.js';
 
 export interface CallOptions {
-  /** Deadline for this call; default `requestTimeoutMs`. */
+  /** Deadline for this call, an integer from 1 to 86,400,000 ms; default `requestTimeoutMs`. */
   readonly timeoutMs?: number;
 }
 
 export interface PublishOptions extends CallOptions {
-  /** Idempotency key: a repeat within the dedup window returns the first receipt with duplicate: true. */
+  /**
+   * Idempotency key (1 to 256 characters): a repeat within the dedup window returns the first
+   * receipt with duplicate: true.
+   */
   readonly publishId?: string;
 }
+
+/** Options of `createTopic`: the topic's limits, fixed at creation, and the call's deadline. */
+export interface CreateTopicOptions extends TopicOptions, CallOptions {}
 
 export interface PublishReceipt {
   readonly topic: string;
@@ -21,17 +31,28 @@ export interface PublishReceipt {
   readonly duplicate: boolean;
 }
 
-export interface SubscribeOptions {
+/** Options of `messages`. */
+export interface MessagesOptions {
   /** Consumer group (default 'default'): groups fan out, consumers within one compete. */
   readonly group?: string;
-  /** Deliveries this consumer holds at once (credit); default 16. */
+  /** Deliveries this consumer holds at once (credit), 1 to 10,000; default 16. */
   readonly maxInFlight?: number;
-  /** Unacknowledged deliveries return to the group after this long; default 30000. */
+  /** Unacknowledged deliveries return to the group after this long (10 to 86,400,000 ms); default 30000. */
   readonly ackTimeoutMs?: number;
-  /** After this many attempts a message moves to the topic's dead-letter topic; default 5. */
+  /** After this many attempts (1 to 1,000) a message moves to the topic's dead-letter topic; default 5. */
   readonly maxDeliveries?: number;
-  /** With subscribe: delay before a message whose handler threw is redelivered; default 0. */
+}
+
+/** Options of `subscribe`. */
+export interface SubscribeOptions extends MessagesOptions {
+  /** Delay before a message whose handler threw is redelivered (0 to 86,400,000 ms); default 0. */
   readonly nackDelayMs?: number;
+}
+
+/** Options of a delivery's `nack`. */
+export interface NackOptions {
+  /** The message is available again after this long (0 to 86,400,000 ms); default 0. */
+  readonly delayMs?: number;
 }
 
 export interface Subscription {

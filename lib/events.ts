@@ -1,6 +1,7 @@
 /**
  * The events a RaftQueue emits and the message shape it hands to applications.
  */
+import type { NackOptions } from './api-types.js';
 import type { RaftQueueError } from './contracts/errors.js';
 
 /** The role as applications see it (a pre-candidate counts as a candidate). */
@@ -51,7 +52,7 @@ export interface Delivery<T = unknown> extends QueueMessage<T> {
   /** Done with it. Rejects with STALE_DELIVERY if the delivery expired meanwhile. */
   ack(): Promise<void>;
   /** Give it back, available again after `delayMs` (default 0). */
-  nack(options?: { delayMs?: number }): Promise<void>;
+  nack(options?: NackOptions): Promise<void>;
   /** Restart the ack deadline (a long-running handler). */
   extend(): Promise<void>;
 }

@@ -33,11 +33,13 @@ export class RaftQueue extends RaftQueueBase {
 }
 
 export { RaftQueueError, ErrorCode, isRaftQueueError } from './contracts/errors.js';
-export { resolveOptions, isLoopbackAddress } from './options.js';
 export type { RaftQueueOptions, ResolvedOptions } from './options.js';
 export type {
   CallOptions,
+  CreateTopicOptions,
   MemberInfo,
+  MessagesOptions,
+  NackOptions,
   PeerStatus,
   PublishOptions,
   PublishReceipt,

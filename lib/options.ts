@@ -1,6 +1,7 @@
 /**
  * RaftQueueOptions: validated once with zod, then resolved (milliseconds -> ticks, defaults).
  */
+import { inspect } from 'node:util';
 import { z } from 'zod';
 import { RaftQueueError } from './contracts/errors.js';
 import {
@@ -135,6 +136,29 @@ export interface ResolvedOptions {
   readonly dedupWindowMax: number;
   readonly dedupWindowMs: number;
   readonly logger: ((line: string) => void) | undefined;
+}
+
+/** What is shown in place of a secret wherever options are printed. */
+export const REDACTED = '[redacted]';
+
+/**
+ * `o` as it may be shown (`queue.options`): the cluster secret and the TLS private key read
+ * '[redacted]'; printed (util.inspect, JSON) a ready-made transport appears by its class name
+ * only, since its own fields may hold the secret. Frozen. The real options stay with the queue,
+ * which hands them to the composition root alone.
+ */
+export function redactOptions(o: ResolvedOptions): ResolvedOptions {
+  const shown: ResolvedOptions = {
+    ...o,
+    peers: Object.freeze({ ...o.peers }),
+    voters: Object.freeze([...o.voters]),
+    clusterSecret: REDACTED,
+    tls: o.tls === undefined ? undefined : Object.freeze({ ...o.tls, key: REDACTED }),
+  };
+  const printable = (): Record<string, unknown> => ({ ...shown, transport: o.transport === undefined ? undefined : `[${o.transport.constructor.name}]` });
+  Object.defineProperty(shown, 'toJSON', { value: printable, enumerable: false });
+  Object.defineProperty(shown, inspect.custom, { value: printable, enumerable: false });
+  return Object.freeze(shown);
 }
 
 /** Used only when every peer is on loopback and no secret was given: nothing leaves the host. */

@@ -5,11 +5,18 @@
  * It talks to its node (lib/node) only through plain data: queue commands encoded as bytes in,
  * results, events and status out. Subscriptions live in lib/subscriptions.ts, the public types
  * in lib/api-types.ts, the composition of a member in lib/compose.ts.
+ *
+ * Input is checked here, before anything is sent: every call's options strictly
+ * (lib/call-options.ts: an unknown key, a wrong type or range is INVALID_OPTIONS naming it) and
+ * every payload for a faithful msgpack round trip (lib/payload.ts).
  */
+import { inspect } from 'node:util';
 import { EventEmitter } from 'eventemitter3';
 import type {
   CallOptions,
+  CreateTopicOptions,
   MemberInfo,
+  MessagesOptions,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
@@ -18,26 +25,31 @@ import type {
   SubscribeOptions,
   Subscription,
 } from './api-types.js';
+import { callOptionsSchema, checkPublishOptions, createTopicOptionsSchema, parseOptions } from './call-options.js';
 import { composeMember } from './compose.js';
 import type { Member } from './compose.js';
 import { RaftQueueError } from './contracts/errors.js';
 import type { ErrorCode } from './contracts/errors.js';
-import { ADDRESS_PATTERN, MEMBER_ID_PATTERN, PUBLISH_ID_CHARS_MAX } from './contracts/limits.js';
+import { ADDRESS_PATTERN, MEMBER_ID_PATTERN } from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
 import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents } from './events.js';
 import type { NodeEvent } from './node/raft-node.js';
 import type { MemberOp } from './node/membership.js';
 import { PersistTimer } from './metrics.js';
-import { resolveOptions } from './options.js';
+import { redactOptions, resolveOptions } from './options.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
+import { encodePayload } from './payload.js';
 import { binHeaderBytes, encodeCommand, encodePublish, encodePublishBytes, validateTopicName } from './queue/index.js';
-import type { ApplyResult, Command, Delivery as StoredDelivery, QueueEvent, QueueQuery, StoredMessage, TopicOptions } from './queue/index.js';
-import { AckBatcher, SubscriptionImpl, payloadPackr, resolveSubscribe, runHandler, toDelivery, toMessage } from './subscriptions.js';
+import type { ApplyResult, Command, Delivery as StoredDelivery, QueueEvent, QueueQuery, StoredMessage } from './queue/index.js';
+import { AckBatcher, SubscriptionImpl, resolveSubscribe, runHandler, toDelivery, toMessage } from './subscriptions.js';
 import type { SubscriptionHost } from './subscriptions.js';
 
 export type {
   CallOptions,
+  CreateTopicOptions,
   MemberInfo,
+  MessagesOptions,
+  NackOptions,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
@@ -68,71 +80,87 @@ type State = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
  * the leader and resolve once the result is applied locally.
  */
 export class RaftQueue extends EventEmitter<RaftQueueEvents> {
-  readonly options: ResolvedOptions;
-  private readonly deps: RaftQueueDependencies;
-  private member: Member | undefined;
-  private state: State = 'new';
-  private leaderId: string | undefined;
-  private term = 0;
-  private leaderTerm = 0;
-  private role: PublicRole = 'follower';
-  private readonly subscriptions = new Set<SubscriptionImpl>();
-  private readonly host: SubscriptionHost;
-  private readonly acks: AckBatcher;
-  private readonly counters = { leaderChanges: 0, publishes: 0, consumes: 0 };
-  private startTerm = 0;
-  private closedResolve!: (error: RaftQueueError | undefined) => void;
-  private readonly closedPromise = new Promise<RaftQueueError | undefined>((resolve) => {
-    this.closedResolve = resolve;
+  // Every field is #private: none appears in the published types, in util.inspect (even with
+  // customInspect off) or in Object.keys, so the secret in #resolved and in the transport held
+  // by #member cannot be printed by accident.
+  /** The real options, secrets included: handed to the composition root and nothing else. */
+  readonly #resolved: ResolvedOptions;
+  /** What `options` shows: the same, secrets redacted. */
+  readonly #shown: ResolvedOptions;
+  readonly #deps: RaftQueueDependencies;
+  #member: Member | undefined;
+  #state: State = 'new';
+  #leaderId: string | undefined;
+  #term = 0;
+  #leaderTerm = 0;
+  #role: PublicRole = 'follower';
+  readonly #subscriptions = new Set<SubscriptionImpl>();
+  readonly #host: SubscriptionHost;
+  readonly #acks: AckBatcher;
+  readonly #counters = { leaderChanges: 0, publishes: 0, consumes: 0 };
+  #startTerm = 0;
+  #closedResolve: (error: RaftQueueError | undefined) => void = () => undefined;
+  readonly #closedPromise = new Promise<RaftQueueError | undefined>((resolve) => {
+    this.#closedResolve = resolve;
   });
 
   /** Validates `options` (throws RaftQueueError INVALID_OPTIONS naming the field). */
   constructor(options: RaftQueueOptions, deps: RaftQueueDependencies = {}) {
     super();
-    this.options = resolveOptions(options);
-    this.deps = deps;
-    if (!this.options.transport && !deps.createTransport) {
+    this.#resolved = resolveOptions(options);
+    this.#shown = redactOptions(this.#resolved);
+    this.#deps = deps;
+    if (!this.#resolved.transport && !deps.createTransport) {
       throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
     }
     const queue = this;
-    this.host = {
-      id: this.options.id,
+    this.#host = {
+      id: this.#resolved.id,
       get running() {
-        return queue.state === 'running';
+        return queue.#state === 'running';
       },
-      run: (command, timeoutMs) => this.run(command, timeoutMs).then((r) => r.value),
-      removeSubscription: (sub) => this.subscriptions.delete(sub),
-      log: (line) => this.log(line),
+      run: (command, timeoutMs) => this.#run(command, timeoutMs).then((r) => r.value),
+      removeSubscription: (sub) => this.#subscriptions.delete(sub),
+      log: (line) => this.#log(line),
     };
-    this.acks = new AckBatcher(this.host);
+    this.#acks = new AckBatcher(this.#host);
+  }
+
+  /**
+   * The options this member runs with, every default filled in. `clusterSecret` and the TLS
+   * `key` read '[redacted]': the real ones are never shown, printed or serialized.
+   */
+  get options(): ResolvedOptions {
+    return this.#shown;
   }
 
   /** Recovers storage and starts listening. Does not wait for a leader. */
   async start(): Promise<void> {
-    if (this.state !== 'new') throw new RaftQueueError('CLOSED', `start() called twice (state ${this.state})`);
-    this.state = 'starting';
+    if (this.#state !== 'new') throw new RaftQueueError('CLOSED', `start() called twice (state ${this.#state})`);
+    this.#state = 'starting';
     let member: Member | undefined;
     try {
-      member = await composeMember(this.options, this.deps.createTransport, (e) => this.onNodeEvent(e), (line) => this.log(line));
-      this.member = member;
-      this.startTerm = member.storage.hardState().term;
+      member = await composeMember(this.#resolved, this.#deps.createTransport, (e) => this.#onNodeEvent(e), (line) => this.#log(line));
+      this.#member = member;
+      this.#startTerm = member.storage.hardState().term;
       await member.node.start();
-      this.state = 'running';
+      this.#state = 'running';
     } catch (error) {
-      this.state = 'stopped';
-      // stop() after a failed start resolves at once (it used to wait forever).
-      this.closedResolve(undefined);
-      if (member !== undefined) await member.storage.close().catch((closeError: unknown) => this.log(`closing storage after a failed start: ${String(closeError)}`));
-      if (error instanceof RaftQueueError) throw error;
-      throw new RaftQueueError('TRANSPORT_FAILED', `start failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      this.#state = 'stopped';
+      if (member !== undefined) await member.storage.close().catch((closeError: unknown) => this.#log(`closing storage after a failed start: ${String(closeError)}`));
+      const failure = error instanceof RaftQueueError ? error : new RaftQueueError('TRANSPORT_FAILED', `start failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      // Stopped for good: closed() and a later stop() resolve instead of waiting forever.
+      this.#closedResolve(failure);
+      throw failure;
     }
   }
 
   /** Resolves with the leader's id once one is known (immediately if already). */
-  waitForLeader(options: CallOptions = {}): Promise<string> {
-    this.assertRunning();
-    if (this.leaderId !== undefined) return Promise.resolve(this.leaderId);
-    const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs;
+  async waitForLeader(options?: CallOptions): Promise<string> {
+    const o = parseOptions(callOptionsSchema, options, 'waitForLeader');
+    this.#assertRunning();
+    if (this.#leaderId !== undefined) return this.#leaderId;
+    const timeoutMs = o.timeoutMs ?? this.#resolved.requestTimeoutMs;
     return new Promise((resolve, reject) => {
       const onChange = (c: LeaderChange): void => {
         if (c.leaderId === undefined) return;
@@ -152,52 +180,57 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   // Topics
 
   /** Creates `topic`; true if created, false if it already existed. */
-  async createTopic(topic: string, options: TopicOptions & CallOptions = {}): Promise<boolean> {
+  async createTopic(topic: string, options?: CreateTopicOptions): Promise<boolean> {
     checkTopic(topic);
-    const { timeoutMs, ...opts } = options;
-    const cmd: Command = { t: 'createTopic', topic, ...(Object.keys(opts).length > 0 ? { opts } : {}) };
-    return (await this.run(cmd, timeoutMs)).value as boolean;
+    const { timeoutMs, ...opts } = parseOptions(createTopicOptionsSchema, options, 'createTopic');
+    const cmd: Command = { t: 'createTopic', topic, ...(Object.keys(opts).length > 0 ? { opts: definedOnly(opts) } : {}) };
+    return (await this.#run(cmd, timeoutMs)).value as boolean;
   }
 
   /** Deletes `topic` and everything in it; true if it existed. */
-  async deleteTopic(topic: string, options: CallOptions = {}): Promise<boolean> {
+  async deleteTopic(topic: string, options?: CallOptions): Promise<boolean> {
     checkTopic(topic);
-    return (await this.run({ t: 'deleteTopic', topic }, options.timeoutMs)).value as boolean;
+    const o = parseOptions(callOptionsSchema, options, 'deleteTopic');
+    return (await this.#run({ t: 'deleteTopic', topic }, o.timeoutMs)).value as boolean;
   }
 
   /** Topic names in creation order (a linearizable read). */
-  async topics(options: CallOptions = {}): Promise<string[]> {
-    return (await this.read({ q: 'topics' }, options.timeoutMs)) as string[];
+  async topics(options?: CallOptions): Promise<string[]> {
+    const o = parseOptions(callOptionsSchema, options, 'topics');
+    return (await this.#read({ q: 'topics' }, o.timeoutMs)) as string[];
   }
 
   // ---------------------------------------------------------------------------------------------
   // Publish and consume
 
-  /** Appends `payload` (any msgpack value) to `topic`, resolving once committed and applied. */
-  publish(topic: string, payload: unknown, options?: PublishOptions): Promise<PublishReceipt> {
+  /**
+   * Appends `payload` to `topic`, resolving once committed and applied. The payload must come
+   * back from msgpack as it went in (see lib/payload.ts: plain objects, arrays, strings,
+   * numbers, booleans, null, Date, Uint8Array); anything else is refused with INVALID_OPTIONS.
+   */
+  publish<T = unknown>(topic: string, payload: T, options?: PublishOptions): Promise<PublishReceipt> {
     // The hot path: one Promise per publish, no async wrapper (bad input still rejects).
     let body: Uint8Array;
+    let timeoutMs: number;
     try {
       checkTopic(topic);
-      const publishId = options?.publishId;
-      if (publishId !== undefined && (typeof publishId !== 'string' || publishId.length === 0 || publishId.length > PUBLISH_ID_CHARS_MAX)) {
-        throw new RaftQueueError('INVALID_OPTIONS', `invalid option publishId: a string of 1 to ${PUBLISH_ID_CHARS_MAX} characters`);
-      }
+      const o = checkPublishOptions(options);
+      timeoutMs = o.timeoutMs ?? this.#resolved.requestTimeoutMs;
       // Raw bytes are msgpack `bin`: written directly, without a msgpack encoder.
       const raw = payload instanceof Uint8Array ? payload : undefined;
-      const bytes = raw === undefined ? encodePayload(payload) : undefined;
+      const bytes = raw === undefined ? encodePayload(payload, this.#resolved.messageBytesMax) : undefined;
       const encodedBytes = raw !== undefined ? raw.length + binHeaderBytes(raw.length) : (bytes as Uint8Array).length;
-      if (encodedBytes > this.options.messageBytesMax) {
-        throw new RaftQueueError('PAYLOAD_TOO_LARGE', `payload is ${encodedBytes} bytes; messageBytesMax is ${this.options.messageBytesMax}`);
+      if (encodedBytes > this.#resolved.messageBytesMax) {
+        throw new RaftQueueError('PAYLOAD_TOO_LARGE', `payload is ${encodedBytes} bytes; messageBytesMax is ${this.#resolved.messageBytesMax}`);
       }
-      if (this.state !== 'running') throw this.notRunning();
-      body = raw !== undefined ? encodePublishBytes(topic, raw, publishId) : encodePublish(topic, bytes as Uint8Array, publishId);
+      if (this.#state !== 'running') throw this.#notRunning();
+      body = raw !== undefined ? encodePublishBytes(topic, raw, o.publishId) : encodePublish(topic, bytes as Uint8Array, o.publishId);
     } catch (error) {
       return Promise.reject(error);
     }
-    const node = (this.member as Member).node;
+    const node = (this.#member as Member).node;
     return new Promise((resolve, reject) => {
-      node.submit(body, options?.timeoutMs ?? this.options.requestTimeoutMs, (outcome) => {
+      node.submit(body, timeoutMs, (outcome) => {
         if (!outcome.ok) {
           reject(outcome.error);
           return;
@@ -207,18 +240,19 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
           reject(resultError(result));
           return;
         }
-        this.counters.publishes++;
+        this.#counters.publishes++;
         resolve({ topic, offset: (result.value as { offset: number }).offset, duplicate: result.duplicate || outcome.duplicate });
       });
     });
   }
 
   /** Removes and returns the oldest message of `topic` (group 'default'); undefined if empty. */
-  async consume<T = unknown>(topic: string, options: CallOptions = {}): Promise<QueueMessage<T> | undefined> {
+  async consume<T = unknown>(topic: string, options?: CallOptions): Promise<QueueMessage<T> | undefined> {
     checkTopic(topic);
-    const value = (await this.run({ t: 'consume', topic }, options.timeoutMs)).value as StoredMessage | null;
+    const o = parseOptions(callOptionsSchema, options, 'consume');
+    const value = (await this.#run({ t: 'consume', topic }, o.timeoutMs)).value as StoredMessage | null;
     if (value === null) return undefined;
-    this.counters.consumes++;
+    this.#counters.consumes++;
     return toMessage<T>(value, 'default');
   }
 
@@ -226,27 +260,30 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * Delivers messages of `topic` to `handler`, at most `maxInFlight` at a time. Resolving the
    * handler's promise acknowledges the message; throwing returns it for redelivery.
    */
-  subscribe<T = unknown>(topic: string, handler: (message: QueueMessage<T>) => unknown, options: SubscribeOptions = {}): Subscription {
+  subscribe<T = unknown>(topic: string, handler: (message: QueueMessage<T>) => unknown, options?: SubscribeOptions): Subscription {
     checkTopic(topic);
-    this.assertRunning();
-    const sub: SubscriptionImpl = new SubscriptionImpl(this.host, topic, resolveSubscribe(options), {
-      onDelivery: (d) => void runHandler(this.host, this.acks, sub, handler as (m: QueueMessage) => unknown, d),
+    if (typeof handler !== 'function') throw new RaftQueueError('INVALID_OPTIONS', `invalid handler: subscribe() takes a function (message) => ..., got ${typeof handler}`);
+    const resolved = resolveSubscribe(options, 'subscribe');
+    this.#assertRunning();
+    const sub: SubscriptionImpl = new SubscriptionImpl(this.#host, topic, resolved, {
+      onDelivery: (d) => void runHandler(this.#host, this.#acks, sub, handler, d),
     });
-    this.subscriptions.add(sub);
+    this.#subscriptions.add(sub);
     sub.start();
     return sub;
   }
 
   /** Deliveries of `topic` as an async iterator; settle each with ack/nack. */
-  messages<T = unknown>(topic: string, options: SubscribeOptions = {}): AsyncIterableIterator<Delivery<T>> {
+  messages<T = unknown>(topic: string, options?: MessagesOptions): AsyncIterableIterator<Delivery<T>> {
     checkTopic(topic);
-    this.assertRunning();
+    const resolved = resolveSubscribe(options, 'messages');
+    this.#assertRunning();
     const buffer: Delivery<T>[] = [];
     const waiting: ((r: IteratorResult<Delivery<T>>) => void)[] = [];
     let done = false;
-    const sub: SubscriptionImpl = new SubscriptionImpl(this.host, topic, resolveSubscribe(options), {
+    const sub: SubscriptionImpl = new SubscriptionImpl(this.#host, topic, resolved, {
       onDelivery: (d: StoredDelivery) => {
-        const delivery = toDelivery<T>(this.host, this.acks, sub, d);
+        const delivery = toDelivery<T>(this.#host, this.#acks, sub, d);
         const w = waiting.shift();
         if (w) w({ value: delivery, done: false });
         else buffer.push(delivery);
@@ -256,7 +293,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         for (const w of waiting.splice(0)) w({ value: undefined, done: true });
       },
     });
-    this.subscriptions.add(sub);
+    this.#subscriptions.add(sub);
     sub.start();
     const iterator: AsyncIterableIterator<Delivery<T>> = {
       next: () => {
@@ -267,7 +304,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       },
       return: async () => {
         // Deliveries handed out but not settled go back now: the loop that held them is gone.
-        await sub.unsubscribe(0);
+        await sub.close(0);
         return { value: undefined, done: true };
       },
       [Symbol.asyncIterator]: () => iterator,
@@ -280,16 +317,16 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
 
   /** This member's view of the cluster (local, not a linearizable read). */
   status(): QueueStatus {
-    const s = this.member?.node.status();
+    const s = this.#member?.node.status();
     const conf = s?.config.conf;
-    const voters = conf ? conf.voters : this.options.voters;
+    const voters = conf ? conf.voters : this.#resolved.voters;
     const peers: PeerStatus[] = voters.map((id) => {
       const p = s?.progress?.[id];
-      const address = conf?.addresses?.[id] ?? this.options.peers[id] ?? '';
+      const address = conf?.addresses?.[id] ?? this.#resolved.peers[id] ?? '';
       return { id, address, ...(p ? { match: p.match, next: p.next, state: p.state } : {}) };
     });
     return {
-      id: this.options.id,
+      id: this.#resolved.id,
       role: s ? publicRole(s.role) : 'follower',
       term: s?.term ?? 0,
       leaderId: s?.leaderId ?? undefined,
@@ -306,12 +343,12 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * Local and synchronous, like {@link status}; safe to call in any state.
    */
   metrics(): QueueMetrics {
-    const member = this.member;
+    const member = this.#member;
     const query: QueueQuery = { q: 'depths' };
     const topics = member ? (member.node.queryLocal(query) as { topic: string; depth: number }[]) : [];
     return {
-      elections: member ? Math.max(0, member.node.status().term - this.startTerm) : 0,
-      ...this.counters,
+      elections: member ? Math.max(0, member.node.status().term - this.#startTerm) : 0,
+      ...this.#counters,
       topics,
       persist: (member?.persistTimer ?? new PersistTimer()).snapshot(),
       snapshotsTaken: member?.node.status().snapshotsTaken ?? 0,
@@ -329,12 +366,13 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * new node first (with `join`, or with `peers` naming the cluster). Callable on any member.
    * Idempotent: adding a voter again at the same address resolves at once.
    */
-  async addPeer(id: string, address: string, options: CallOptions = {}): Promise<void> {
+  async addPeer(id: string, address: string, options?: CallOptions): Promise<void> {
     checkMemberId(id);
     if (typeof address !== 'string' || !ADDRESS_PATTERN.test(address)) {
       throw new RaftQueueError('INVALID_OPTIONS', `addPeer: expected a 'host:port' address, got '${String(address)}'`);
     }
-    await this.changeMembership({ kind: 'add', id, address }, options.timeoutMs ?? MEMBERSHIP_TIMEOUT_MS);
+    const o = parseOptions(callOptionsSchema, options, 'addPeer');
+    await this.#changeMembership({ kind: 'add', id, address }, o.timeoutMs ?? MEMBERSHIP_TIMEOUT_MS);
   }
 
   /**
@@ -342,9 +380,10 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * is committed, handing over at once). Resolves when the removal is committed; the removed
    * node may then be stopped. Idempotent: removing a non-member resolves at once.
    */
-  async removePeer(id: string, options: CallOptions = {}): Promise<void> {
+  async removePeer(id: string, options?: CallOptions): Promise<void> {
     checkMemberId(id);
-    await this.changeMembership({ kind: 'remove', id }, options.timeoutMs ?? MEMBERSHIP_TIMEOUT_MS);
+    const o = parseOptions(callOptionsSchema, options, 'removePeer');
+    await this.#changeMembership({ kind: 'remove', id }, o.timeoutMs ?? MEMBERSHIP_TIMEOUT_MS);
   }
 
   /**
@@ -352,14 +391,14 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * addresses; on the leader also each one's replication progress (`match`, `lag`).
    */
   members(): MemberInfo[] {
-    const s = this.member?.node.status();
-    if (!s) return this.options.voters.map((id) => ({ id, address: this.options.peers[id], role: 'voter', isLeader: false }));
+    const s = this.#member?.node.status();
+    if (!s) return this.#resolved.voters.map((id) => ({ id, address: this.#resolved.peers[id], role: 'voter', isLeader: false }));
     const conf = s.config.conf;
     const describe = (id: string, role: 'voter' | 'learner'): MemberInfo => {
       const p = id === s.id && s.role === 'leader' ? { match: s.lastIndex, state: 'replicate' } : s.progress?.[id];
       return {
         id,
-        address: conf.addresses?.[id] ?? this.options.peers[id],
+        address: conf.addresses?.[id] ?? this.#resolved.peers[id],
         role,
         isLeader: s.leaderId === id,
         ...(p ? { match: p.match, lag: Math.max(0, s.lastIndex - p.match), state: p.state } : {}),
@@ -372,19 +411,20 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * Hands leadership to `to` (default: the most caught-up voter) without waiting for an
    * election timeout; resolves with the new leader's id. Callable on any member.
    */
-  transferLeadership(to?: string, options: CallOptions = {}): Promise<string> {
+  async transferLeadership(to?: string, options?: CallOptions): Promise<string> {
     if (to !== undefined) checkMemberId(to);
-    const node = this.requireMember().node;
+    const o = parseOptions(callOptionsSchema, options, 'transferLeadership');
+    const node = this.#requireMember().node;
     return new Promise((resolve, reject) => {
-      node.transferLeadership(to ?? null, options.timeoutMs ?? this.options.requestTimeoutMs, (error, leaderId) => {
+      node.transferLeadership(to ?? null, o.timeoutMs ?? this.#resolved.requestTimeoutMs, (error, leaderId) => {
         if (error) reject(error);
         else resolve(leaderId as string);
       });
     });
   }
 
-  private changeMembership(op: MemberOp, timeoutMs: number): Promise<void> {
-    const node = this.requireMember().node;
+  #changeMembership(op: MemberOp, timeoutMs: number): Promise<void> {
+    const node = this.#requireMember().node;
     return new Promise((resolve, reject) => {
       node.changeMembership(op, timeoutMs, (error) => (error ? reject(error) : resolve()));
     });
@@ -392,38 +432,49 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
 
   /** Resolves when the node has stopped: undefined after stop(), the error after a failure. */
   closed(): Promise<RaftQueueError | undefined> {
-    return this.closedPromise;
+    return this.#closedPromise;
   }
 
   /** Stops: subscriptions end, leadership is handed over first if this node leads. */
   async stop(): Promise<void> {
-    if (this.state === 'stopped' || this.state === 'stopping') {
-      await this.closedPromise;
+    if (this.#state === 'stopped' || this.#state === 'stopping') {
+      await this.#closedPromise;
       return;
     }
-    if (this.state === 'new') {
-      this.state = 'stopped';
-      this.closedResolve(undefined);
+    if (this.#state === 'new') {
+      this.#state = 'stopped';
+      this.#closedResolve(undefined);
       return;
     }
-    this.state = 'stopping';
-    await Promise.allSettled([...this.subscriptions].map((s) => s.unsubscribe(250)));
-    const node = this.member?.node;
-    if (node) await new Promise<void>((resolve) => node.stop(this.options.handoverTimeoutMs, resolve));
-    this.state = 'stopped';
-    this.closedResolve(undefined);
+    this.#state = 'stopping';
+    await Promise.allSettled([...this.#subscriptions].map((s) => s.close(250)));
+    const node = this.#member?.node;
+    if (node) await new Promise<void>((resolve) => node.stop(this.#resolved.handoverTimeoutMs, resolve));
+    this.#state = 'stopped';
+    this.#closedResolve(undefined);
+  }
+
+  /** @internal What console.log and util.inspect show: a summary, the secrets redacted. */
+  [inspect.custom](depth: number, options: object, inspectFn: typeof inspect): string {
+    if (depth < 0) return `[RaftQueue ${this.#resolved.id}]`;
+    return `RaftQueue ${inspectFn(this.toJSON(), { ...options, depth })}`;
+  }
+
+  /** @internal What JSON.stringify shows: the same summary. */
+  toJSON(): Record<string, unknown> {
+    return { id: this.#resolved.id, state: this.#state, role: this.#role, term: this.#term, leaderId: this.#leaderId, options: this.#shown };
   }
 
   // ---------------------------------------------------------------------------------------------
   // The node boundary: commands as bytes in, results out
 
   /** Submits `command`; resolves with its value, or rejects with its error code. */
-  private run(command: Command, timeoutMs?: number): Promise<{ value: unknown; duplicate: boolean }> {
-    if (this.state !== 'running') return Promise.reject(this.notRunning());
-    const node = (this.member as Member).node;
+  #run(command: Command, timeoutMs?: number): Promise<{ value: unknown; duplicate: boolean }> {
+    if (this.#state !== 'running') return Promise.reject(this.#notRunning());
+    const node = (this.#member as Member).node;
     const body = encodeCommand(command);
     return new Promise((resolve, reject) => {
-      node.submit(body, timeoutMs ?? this.options.requestTimeoutMs, (outcome) => {
+      node.submit(body, timeoutMs ?? this.#resolved.requestTimeoutMs, (outcome) => {
         if (!outcome.ok) {
           reject(outcome.error);
           return;
@@ -436,31 +487,31 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   }
 
   /** A linearizable query of the queue state. */
-  private read(query: QueueQuery, timeoutMs: number | undefined): Promise<unknown> {
-    if (this.state !== 'running') return Promise.reject(this.notRunning());
-    const node = (this.member as Member).node;
+  #read(query: QueueQuery, timeoutMs: number | undefined): Promise<unknown> {
+    if (this.#state !== 'running') return Promise.reject(this.#notRunning());
+    const node = (this.#member as Member).node;
     return new Promise((resolve, reject) => {
-      node.read(query, timeoutMs ?? this.options.requestTimeoutMs, (error, value) => (error ? reject(error) : resolve(value)));
+      node.read(query, timeoutMs ?? this.#resolved.requestTimeoutMs, (error, value) => (error ? reject(error) : resolve(value)));
     });
   }
 
-  private onNodeEvent(e: NodeEvent<QueueEvent>): void {
+  #onNodeEvent(e: NodeEvent<QueueEvent>): void {
     switch (e.type) {
       case 'softState': {
         const leaderId = e.leaderId ?? undefined;
         const role = publicRole(e.role);
-        this.term = e.term;
-        if (role !== this.role) {
-          this.role = role;
-          this.log(`role ${role} (term ${e.term})`);
+        this.#term = e.term;
+        if (role !== this.#role) {
+          this.#role = role;
+          this.#log(`role ${role} (term ${e.term})`);
           this.emit('roleChanged', { role, term: e.term });
         }
         // A change is a new leader, or the same one re-elected in a later term.
-        if (leaderId !== this.leaderId || (leaderId !== undefined && e.term !== this.leaderTerm)) {
-          this.leaderId = leaderId;
-          this.leaderTerm = e.term;
-          if (leaderId !== undefined) this.counters.leaderChanges++;
-          this.log(`leader ${leaderId ?? 'none'} (term ${e.term})`);
+        if (leaderId !== this.#leaderId || (leaderId !== undefined && e.term !== this.#leaderTerm)) {
+          this.#leaderId = leaderId;
+          this.#leaderTerm = e.term;
+          if (leaderId !== undefined) this.#counters.leaderChanges++;
+          this.#log(`leader ${leaderId ?? 'none'} (term ${e.term})`);
           this.emit('leaderChanged', { leaderId, term: e.term });
         }
         return;
@@ -480,41 +531,41 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
           this.emit('deadLettered', event);
         }
         if (q.type === 'published' || q.type === 'available') {
-          for (const sub of this.subscriptions) sub.wake(q.topic);
+          for (const sub of this.#subscriptions) sub.wake(q.topic);
         }
         return;
       }
       case 'config': {
-        this.log(`members: voters ${e.voters.join(',')}${e.learners.length > 0 ? `; learners ${e.learners.join(',')}` : ''} (index ${e.index})`);
+        this.#log(`members: voters ${e.voters.join(',')}${e.learners.length > 0 ? `; learners ${e.learners.join(',')}` : ''} (index ${e.index})`);
         this.emit('membersChanged', { voters: [...e.voters], learners: [...e.learners] });
         return;
       }
       case 'fatal': {
-        this.log(`stopped: ${e.error.message}`);
-        this.state = 'stopped';
-        for (const sub of this.subscriptions) sub.abort();
+        this.#log(`stopped: ${e.error.message}`);
+        this.#state = 'stopped';
+        for (const sub of this.#subscriptions) sub.abort();
         if (this.listenerCount('error') > 0) this.emit('error', e.error);
-        this.closedResolve(e.error);
+        this.#closedResolve(e.error);
         return;
       }
     }
   }
 
-  private requireMember(): Member {
-    this.assertRunning();
-    return this.member as Member;
+  #requireMember(): Member {
+    this.#assertRunning();
+    return this.#member as Member;
   }
 
-  private assertRunning(): void {
-    if (this.state !== 'running') throw this.notRunning();
+  #assertRunning(): void {
+    if (this.#state !== 'running') throw this.#notRunning();
   }
 
-  private notRunning(): RaftQueueError {
-    return new RaftQueueError('CLOSED', this.state === 'new' ? 'call start() first' : `the queue is ${this.state}`);
+  #notRunning(): RaftQueueError {
+    return new RaftQueueError('CLOSED', this.#state === 'new' ? 'call start() first' : `the queue is ${this.#state}`);
   }
 
-  private log(line: string): void {
-    this.options.logger?.(`[raftqueue ${this.options.id}] ${line}`);
+  #log(line: string): void {
+    this.#resolved.logger?.(`[raftqueue ${this.#resolved.id}] ${line}`);
   }
 }
 
@@ -526,13 +577,9 @@ function checkTopic(topic: string): void {
   if (problem) throw new RaftQueueError('INVALID_TOPIC', `invalid topic ${JSON.stringify(topic)}: ${problem}`);
 }
 
-function encodePayload(payload: unknown): Uint8Array {
-  if (payload === undefined) throw new RaftQueueError('INVALID_OPTIONS', 'payload must not be undefined');
-  try {
-    return payloadPackr.pack(payload);
-  } catch (error) {
-    throw new RaftQueueError('INVALID_OPTIONS', `payload cannot be encoded as msgpack: ${String(error)}`, { cause: error });
-  }
+/** `o` without its undefined values (the command type has absent keys, not undefined ones). */
+function definedOnly<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }
 
 function resultError(r: Extract<ApplyResult, { ok: false }>): RaftQueueError {

@@ -8,17 +8,15 @@
  * when a topic has new messages), with a 1 s poll as a safety net.
  */
 import { randomUUID } from 'node:crypto';
-import { Packr } from 'msgpackr';
-import type { SubscribeOptions, Subscription } from './api-types.js';
+import type { MessagesOptions, NackOptions, SubscribeOptions, Subscription } from './api-types.js';
+import type { z } from 'zod';
+import { messagesOptionsSchema, nackOptionsSchema, parseOptions, subscribeOptionsSchema } from './call-options.js';
 import { RaftQueueError } from './contracts/errors.js';
-import { CLAIM_MESSAGES_MAX } from './contracts/limits.js';
-import { MSGPACK_OPTIONS } from './contracts/msgpack-options.js';
 import type { Delivery, QueueMessage } from './events.js';
-import { validateTopicName } from './queue/index.js';
+import { payloadPackr } from './payload.js';
 import type { Command, Delivery as StoredDelivery, StoredMessage } from './queue/index.js';
 
-/** Payload codec: any msgpack value, with every option explicit. */
-export const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
+export { payloadPackr } from './payload.js';
 
 /** What subscriptions need from the facade. */
 export interface SubscriptionHost {
@@ -39,21 +37,18 @@ export interface ResolvedSubscribe {
   readonly nackDelayMs: number;
 }
 
-export function resolveSubscribe(o: SubscribeOptions): ResolvedSubscribe {
-  const group = o.group ?? 'default';
-  const bad = validateTopicName(group);
-  if (bad) throw new RaftQueueError('INVALID_OPTIONS', `invalid option group: ${bad}`);
-  const int = (name: string, v: number | undefined, dflt: number, min: number, max: number): number => {
-    const x = v ?? dflt;
-    if (!Number.isInteger(x) || x < min || x > max) throw new RaftQueueError('INVALID_OPTIONS', `invalid option ${name}: an integer from ${min} to ${max}`);
-    return x;
-  };
+/**
+ * The options of `subscribe` or `messages` (which has no nackDelayMs), defaults filled in;
+ * throws RaftQueueError('INVALID_OPTIONS') naming an unknown or bad option.
+ */
+export function resolveSubscribe(options: SubscribeOptions | MessagesOptions | undefined, call: 'subscribe' | 'messages'): ResolvedSubscribe {
+  const o: z.output<typeof subscribeOptionsSchema> = call === 'subscribe' ? parseOptions(subscribeOptionsSchema, options, call) : parseOptions(messagesOptionsSchema, options, call);
   return {
-    group,
-    maxInFlight: int('maxInFlight', o.maxInFlight, 16, 1, CLAIM_MESSAGES_MAX),
-    ackTimeoutMs: int('ackTimeoutMs', o.ackTimeoutMs, 30_000, 10, 86_400_000),
-    maxDeliveries: int('maxDeliveries', o.maxDeliveries, 5, 1, 1_000),
-    nackDelayMs: int('nackDelayMs', o.nackDelayMs, 0, 0, 86_400_000),
+    group: o.group ?? 'default',
+    maxInFlight: o.maxInFlight ?? 16,
+    ackTimeoutMs: o.ackTimeoutMs ?? 30_000,
+    maxDeliveries: o.maxDeliveries ?? 5,
+    nackDelayMs: o.nackDelayMs ?? 0,
   };
 }
 
@@ -154,8 +149,12 @@ export class SubscriptionImpl implements Subscription {
     this.idleTimer.unref();
   }
 
+  unsubscribe(): Promise<void> {
+    return this.close(5_000);
+  }
+
   /** Stops pulling, waits up to `drainMs` for running handlers, and returns unsettled deliveries. */
-  async unsubscribe(drainMs = 5_000): Promise<void> {
+  async close(drainMs: number): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     if (this.idleTimer) clearTimeout(this.idleTimer);
@@ -303,7 +302,11 @@ export function toDelivery<T>(host: SubscriptionHost, acks: AckBatcher, sub: Sub
         sub.release();
       }
     },
-    nack: (o = {}) => settle({ t: 'nack', topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: o.delayMs ?? 0 }),
+    nack: async (options?: NackOptions) => {
+      // Checked before anything is settled: a bad delay leaves the delivery held, to settle again.
+      const o = parseOptions(nackOptionsSchema, options, 'nack');
+      await settle({ t: 'nack', topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: o.delayMs ?? 0 });
+    },
     extend: async () => {
       if (settled) throw staleError();
       await host.run({ t: 'extend', topic: d.topic, group: d.group, offset: d.offset, token: d.token });
@@ -312,8 +315,8 @@ export function toDelivery<T>(host: SubscriptionHost, acks: AckBatcher, sub: Sub
 }
 
 /** Runs a `subscribe` handler on a delivery: resolved acks (batched), thrown nacks. */
-export async function runHandler(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, handler: (m: QueueMessage) => unknown, d: StoredDelivery): Promise<void> {
-  const message = toMessage(d, d.group);
+export async function runHandler<T>(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, handler: (m: QueueMessage<T>) => unknown, d: StoredDelivery): Promise<void> {
+  const message = toMessage<T>(d, d.group);
   let ok = true;
   try {
     await handler(message);

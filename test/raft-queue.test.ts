@@ -3,7 +3,8 @@
  * leader changes, subscriptions, dead-lettering and backpressure. In-memory transport unless
  * stated; a TCP cluster in one process at the end.
  */
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import type { LeaderChange, QueueMessage } from '../lib/events.js';
@@ -46,6 +47,20 @@ test('lifecycle: calls before start() reject with CLOSED; start() twice is refus
   await q.stop();
   await t.throwsAsync(() => q.createTopic('t'), { instanceOf: RaftQueueError, message: /stopped/ });
   t.is(await q.closed(), undefined);
+});
+
+test('lifecycle: after a failed start(), closed() resolves with its error and stop() returns', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'raftqueue-failed-start-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const notADirectory = join(dir, 'file');
+  writeFileSync(notADirectory, 'x');
+  const net = new MemoryNetwork();
+  const q = new RaftQueue({ id: 'n1', peers: { n1: '127.0.0.1:1' }, dataDir: notADirectory, transport: net.transport('n1') });
+  const error = await t.throwsAsync(() => q.start(), { instanceOf: RaftQueueError });
+  const within = <T>(p: Promise<T>): Promise<T | 'still waiting'> => Promise.race([p, sleep(2_000).then(() => 'still waiting' as const)]);
+  t.is(await within(q.closed()), error);
+  t.is(await within(q.stop()), undefined);
+  await t.throwsAsync(() => q.publish('t', 1), { instanceOf: RaftQueueError, message: /stopped/ });
 });
 
 test('single node: elects itself, creates topics, publishes and consumes in order', async (t) => {
