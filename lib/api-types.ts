@@ -76,6 +76,21 @@ export interface MemberInfo {
   readonly state?: string;
 }
 
+/** This member's link to another member, as its transport sees it. */
+export interface PeerLink {
+  /**
+   * 'connected': the link is up and authenticated; 'connecting': dialing, no failure yet;
+   * 'refused': the handshake was refused (see `reason`); 'unreachable': the last dial failed.
+   */
+  readonly state: 'connected' | 'connecting' | 'refused' | 'unreachable';
+  /** For 'refused': 'auth' (cluster secrets differ), 'cluster', 'unknownNode', 'wrongPeer', 'version'. */
+  readonly reason?: string;
+  /** The failure in words, e.g. 'connect ECONNREFUSED 127.0.0.1:7002'. */
+  readonly detail?: string;
+  /** How long ago anything was last heard from that member (absent: never). */
+  readonly lastHeardAgoMs?: number;
+}
+
 export interface PeerStatus {
   readonly id: string;
   readonly address: string;
@@ -83,6 +98,8 @@ export interface PeerStatus {
   readonly match?: number;
   readonly next?: number;
   readonly state?: string;
+  /** The link to this member (absent for this member itself, or with a transport that reports none). */
+  readonly link?: PeerLink;
 }
 
 export interface QueueStatus {

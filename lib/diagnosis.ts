@@ -53,6 +53,9 @@ export function diagnose(input: DiagnosisInput): Diagnosis {
     const reachable = peers.length - bad.length;
     parts.push(`${reachable} of ${peers.length} other members connected`);
     if (bad.length > 0) parts.push(bad.map(describePeer).join(', '));
+    const size = peers.length + 1;
+    const needed = Math.floor(size / 2) + 1;
+    if (reachable + 1 < needed) parts.push(`a leader needs ${needed} of ${size} members running and connected: start the missing ones or fix their links`);
     if (input.links === undefined) parts.push('the transport reports no link states');
   }
   return { memberId: input.memberId, role: input.role, term: input.term, lastLeader: input.lastLeader, peers, summary: parts.join('; ') };

@@ -65,4 +65,19 @@ export interface RaftQueueEvents {
   membersChanged: (change: MembersChange) => void;
   /** The node stopped on an unrecoverable failure (STORAGE_FAILED, invariant); see `closed()`. */
   error: (error: RaftQueueError) => void;
+  /**
+   * This member was removed from the cluster (a leader told it: the committed configuration no
+   * longer includes it). It has stopped; calls reject with CLOSED; `closed()` resolves with that
+   * error. Start it again only after adding it back (`addPeer`), or give the host a new member.
+   */
+  removed: (event: Removed) => void;
+}
+
+/** Why this member stopped as removed. */
+export interface Removed {
+  /** The member that told it (a leader). */
+  readonly by: string;
+  /** The log index of the configuration that excludes it. */
+  readonly index: number;
+  readonly message: string;
 }

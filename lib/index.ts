@@ -33,6 +33,7 @@ export class RaftQueue extends RaftQueueBase {
 }
 
 export { RaftQueueError, ErrorCode, isRaftQueueError } from './contracts/errors.js';
+export type { Diagnosis, PeerDiagnosis } from './contracts/errors.js';
 export type { RaftQueueOptions, ResolvedOptions } from './options.js';
 export type {
   CallOptions,
@@ -40,6 +41,7 @@ export type {
   MemberInfo,
   MessagesOptions,
   NackOptions,
+  PeerLink,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
@@ -49,6 +51,6 @@ export type {
   SubscribeOptions,
   Subscription,
 } from './raft-queue.js';
-export type { DeadLettered, Delivery, LeaderChange, MembersChange, PublicRole, QueueMessage, RaftQueueEvents, RoleChange } from './events.js';
+export type { DeadLettered, Delivery, LeaderChange, MembersChange, PublicRole, QueueMessage, RaftQueueEvents, Removed, RoleChange } from './events.js';
 export type { TopicOptions } from './queue/index.js';
 export type { Transport, TransportHandlers, TransportStats, PeerMessage, AppMessage } from './contracts/transport.js';

@@ -17,6 +17,7 @@ import type {
   CreateTopicOptions,
   MemberInfo,
   MessagesOptions,
+  PeerLink,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
@@ -27,6 +28,7 @@ import type {
 } from './api-types.js';
 import { callOptionsSchema, checkPublishOptions, createTopicOptionsSchema, parseOptions } from './call-options.js';
 import { composeMember } from './compose.js';
+import { diagnose, withDiagnosis } from './diagnosis.js';
 import type { Member } from './compose.js';
 import { RaftQueueError } from './contracts/errors.js';
 import type { ErrorCode } from './contracts/errors.js';
@@ -50,6 +52,7 @@ export type {
   MemberInfo,
   MessagesOptions,
   NackOptions,
+  PeerLink,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
@@ -93,6 +96,8 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   #leaderId: string | undefined;
   #term = 0;
   #leaderTerm = 0;
+  /** The last leader this member heard of (for diagnoses), kept while there is none. */
+  #lastLeader: { id: string; term: number } | undefined;
   #role: PublicRole = 'follower';
   readonly #subscriptions = new Set<SubscriptionImpl>();
   readonly #host: SubscriptionHost;
@@ -170,7 +175,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       };
       const timer = setTimeout(() => {
         this.off('leaderChanged', onChange);
-        reject(new RaftQueueError('NO_LEADER', `no leader within ${timeoutMs} ms`));
+        reject(this.#explain(new RaftQueueError('NO_LEADER', `no leader within ${timeoutMs} ms`)));
       }, timeoutMs);
       this.on('leaderChanged', onChange);
     });
@@ -232,7 +237,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     return new Promise((resolve, reject) => {
       node.submit(body, timeoutMs, (outcome) => {
         if (!outcome.ok) {
-          reject(outcome.error);
+          reject(this.#explain(outcome.error));
           return;
         }
         const result = outcome.result as ApplyResult;
@@ -320,10 +325,19 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     const s = this.#member?.node.status();
     const conf = s?.config.conf;
     const voters = conf ? conf.voters : this.#resolved.voters;
+    const links = this.#member?.transport.peerStates?.();
+    const now = Date.now();
     const peers: PeerStatus[] = voters.map((id) => {
       const p = s?.progress?.[id];
       const address = conf?.addresses?.[id] ?? this.#resolved.peers[id] ?? '';
-      return { id, address, ...(p ? { match: p.match, next: p.next, state: p.state } : {}) };
+      const l = id === this.#resolved.id ? undefined : links?.[id];
+      const link: PeerLink | undefined = l && {
+        state: l.state,
+        ...(l.reason !== undefined ? { reason: l.reason } : {}),
+        ...(l.detail !== undefined ? { detail: l.detail } : {}),
+        ...(l.lastHeardMs !== undefined ? { lastHeardAgoMs: Math.max(0, now - l.lastHeardMs) } : {}),
+      };
+      return { id, address, ...(p ? { match: p.match, next: p.next, state: p.state } : {}), ...(link ? { link } : {}) };
     });
     return {
       id: this.#resolved.id,
@@ -417,7 +431,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     const node = this.#requireMember().node;
     return new Promise((resolve, reject) => {
       node.transferLeadership(to ?? null, o.timeoutMs ?? this.#resolved.requestTimeoutMs, (error, leaderId) => {
-        if (error) reject(error);
+        if (error) reject(this.#explain(error));
         else resolve(leaderId as string);
       });
     });
@@ -426,7 +440,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   #changeMembership(op: MemberOp, timeoutMs: number): Promise<void> {
     const node = this.#requireMember().node;
     return new Promise((resolve, reject) => {
-      node.changeMembership(op, timeoutMs, (error) => (error ? reject(error) : resolve()));
+      node.changeMembership(op, timeoutMs, (error) => (error ? reject(this.#explain(error)) : resolve()));
     });
   }
 
@@ -476,7 +490,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     return new Promise((resolve, reject) => {
       node.submit(body, timeoutMs ?? this.#resolved.requestTimeoutMs, (outcome) => {
         if (!outcome.ok) {
-          reject(outcome.error);
+          reject(this.#explain(outcome.error));
           return;
         }
         const result = outcome.result as ApplyResult;
@@ -491,7 +505,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     if (this.#state !== 'running') return Promise.reject(this.#notRunning());
     const node = (this.#member as Member).node;
     return new Promise((resolve, reject) => {
-      node.read(query, timeoutMs ?? this.#resolved.requestTimeoutMs, (error, value) => (error ? reject(error) : resolve(value)));
+      node.read(query, timeoutMs ?? this.#resolved.requestTimeoutMs, (error, value) => (error ? reject(this.#explain(error)) : resolve(value)));
     });
   }
 
@@ -510,6 +524,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         if (leaderId !== this.#leaderId || (leaderId !== undefined && e.term !== this.#leaderTerm)) {
           this.#leaderId = leaderId;
           this.#leaderTerm = e.term;
+          if (leaderId !== undefined) this.#lastLeader = { id: leaderId, term: e.term };
           if (leaderId !== undefined) this.#counters.leaderChanges++;
           this.#log(`leader ${leaderId ?? 'none'} (term ${e.term})`);
           this.emit('leaderChanged', { leaderId, term: e.term });
@@ -540,6 +555,14 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         this.emit('membersChanged', { voters: [...e.voters], learners: [...e.learners] });
         return;
       }
+      case 'removed': {
+        this.#log(e.error.message);
+        this.#state = 'stopped';
+        for (const sub of this.#subscriptions) sub.abort();
+        this.emit('removed', { by: e.by, index: e.index, message: e.error.message });
+        this.#closedResolve(e.error);
+        return;
+      }
       case 'fatal': {
         this.#log(`stopped: ${e.error.message}`);
         this.#state = 'stopped';
@@ -549,6 +572,24 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         return;
       }
     }
+  }
+
+  /** NO_LEADER and TIMEOUT get what this member can see (other errors pass through). */
+  #explain(error: RaftQueueError): RaftQueueError {
+    return withDiagnosis(error, () => {
+      const s = this.#member?.node.status();
+      const conf = s?.config.conf;
+      const ids = conf ? [...conf.voters, ...conf.learners] : this.#resolved.voters;
+      return diagnose({
+        memberId: this.#resolved.id,
+        role: s ? publicRole(s.role) : 'follower',
+        term: s?.term ?? 0,
+        lastLeader: this.#lastLeader ?? null,
+        peers: ids.filter((id) => id !== this.#resolved.id).map((id) => ({ id, address: conf?.addresses?.[id] ?? this.#resolved.peers[id] })),
+        links: this.#member?.transport.peerStates?.(),
+        nowMs: Date.now(),
+      });
+    });
   }
 
   #requireMember(): Member {
