@@ -107,8 +107,11 @@ function expandExecStart(line: string, instance: string, env: Readonly<Record<st
   });
 }
 
-/** The credentials a unit loads (id -> source path), written as test files in `dir`. */
-function credentials(unit: Unit, dir: string): Record<string, string> {
+/**
+ * The credentials a unit loads (id -> source path). Each is written to `dir` with the test
+ * secret, as systemd would copy it into the unit's credentials directory.
+ */
+function writeCredentials(unit: Unit, dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const value of unit.get('Service')?.get('LoadCredential') ?? []) {
     const [id, source] = value.split(':');
@@ -119,7 +122,7 @@ function credentials(unit: Unit, dir: string): Record<string, string> {
   return out;
 }
 
-/** Parses ExecStart of `unit` (with `dropIn` applied) for `instance` with its env file. */
+/** Parses the ExecStart of `unit` for `instance`, filled in from `envFile` and the credentials. */
 async function unitMember(t: ExecutionContext, unit: Unit, instance: string, envFile: string, credentialsDir: string): Promise<MemberConfig> {
   const execStart = (unit.get('Service')?.get('ExecStart') ?? []).filter((v) => v !== '');
   t.is(execStart.length, 1, 'exactly one ExecStart= after resets');
@@ -148,7 +151,7 @@ test('deploy: the systemd unit runs each example member with a command line the 
   const procs = new CliProcesses(t);
   const unit = parseUnit(read('raftqueue@.service'));
   const creds = procs.tempDir('raftqueue-deploy-creds-');
-  t.deepEqual(Object.keys(credentials(unit, creds)).sort(), ['admin-token', 'cluster-secret']);
+  t.deepEqual(Object.keys(writeCredentials(unit, creds)).sort(), ['admin-token', 'cluster-secret']);
   const members = new Map<string, MemberConfig>();
   for (const id of ['n1', 'n2', 'n3']) members.set(id, await unitMember(t, unit, id, `${id}.env`, creds));
   const founders = sorted((members.get('n1') as MemberConfig).peers);
@@ -175,7 +178,7 @@ test('deploy: the join drop-in runs a fourth member that joins through a foundin
   const procs = new CliProcesses(t);
   const unit = parseUnit(read('raftqueue@.service'));
   const creds = procs.tempDir('raftqueue-deploy-creds-');
-  credentials(unit, creds);
+  writeCredentials(unit, creds);
   const joined = withDropIn(unit, parseUnit(read('join.conf')));
   const m = await unitMember(t, joined, 'n4', 'n4.env', creds);
   const founders = parseEnvFile(read('n1.env'))['PEERS'] ?? '';
