@@ -4,8 +4,21 @@
  */
 import { parseArgs } from 'node:util';
 
-/** Exit code of a bad command line (the convention of getopt-based tools). */
+/** Exit code of a clean stop (SIGTERM or SIGINT: leadership handed over, storage closed). */
+export const EXIT_OK = 0;
+
+/** Exit code of a member that failed (the reason printed on one line). */
+export const EXIT_FAILED = 1;
+
+/**
+ * Exit code of a bad command line (the convention of getopt-based tools), and of a configuration
+ * the member refuses at start (INVALID_OPTIONS, IDENTITY_MISMATCH): retrying it unchanged fails
+ * again, so a supervisor should not restart it.
+ */
 export const EXIT_USAGE = 2;
+
+/** Exit code of a member that was removed from its cluster: restarting it rejoins nothing. */
+export const EXIT_REMOVED = 3;
 
 /** A bad command line: the message says what is wrong; the process exits with code 2. */
 export class UsageError extends Error {
@@ -65,13 +78,16 @@ function describeParseError(error: unknown): string {
   return first.replace(/\.$/, '');
 }
 
-/** The --help text of a subcommand: usage line, description, then one line per flag. */
-export function helpText(command: string, usage: string, description: string, specs: FlagSpecs): string {
+/**
+ * The --help text of a subcommand: usage line, description, one line per flag, then `trailer`
+ * (e.g. an "exit codes:" section) when given.
+ */
+export function helpText(command: string, usage: string, description: string, specs: FlagSpecs, trailer?: string): string {
   const rows = Object.entries(specs).map(([name, spec]) => [`--${name}${spec.value ? ` ${spec.value}` : ''}`, spec.help + (spec.required ? ' (required)' : '')] as const);
-  rows.push(['--help', 'print this help and exit']);
+  rows.push(['--help', 'print this help and exit'], ['--version', 'print the version of raftqueue and exit']);
   const width = Math.max(...rows.map(([flag]) => flag.length)) + 2;
   const lines = rows.map(([flag, help]) => `  ${flag.padEnd(width)}${help.replace(/\n/g, `\n  ${' '.repeat(width)}`)}`);
-  return `usage: raftqueue ${command} ${usage}\n\n${description}\n\nflags:\n${lines.join('\n')}\n`;
+  return `usage: raftqueue ${command} ${usage}\n\n${description}\n\nflags:\n${lines.join('\n')}\n${trailer === undefined ? '' : `\n${trailer}`}`;
 }
 
 /** Parses an integer flag value within [min, max]; a UsageError otherwise. */
@@ -82,30 +98,61 @@ export function intFlag(command: string, name: string, value: string, min: numbe
   return n;
 }
 
+/** 'host:port' or '[v6]:port'; the port is checked separately so its range can be named. */
+const HOST_PORT = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d+)$/;
+
+const PORT_MAX = 65_535;
+
 /**
- * Parses 'id=host:port,id=host:port' into a record (insertion order kept). Duplicate ids and
- * malformed items are UsageErrors naming the item.
+ * Splits `address` ('host:port' or '[v6]:port'); undefined when malformed, and a UsageError
+ * naming `item` when the port is outside 1..65535 (the OS would refuse it only at listen or
+ * connect time, long after the command line was accepted).
+ */
+function splitAddress(command: string, name: string, address: string, item: string): { host: string; port: number } | undefined {
+  const m = HOST_PORT.exec(address);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > PORT_MAX) throw new UsageError(`--${name}: port ${m[3] as string} in '${item}' is not between 1 and ${PORT_MAX}`, command);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/**
+ * The form two addresses are compared in: host lower-cased, port as a number. Names are not
+ * resolved, so 'localhost:7001' and '127.0.0.1:7001' count as different.
+ */
+export function addressKey(host: string, port: number): string {
+  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return `${bare.includes(':') ? `[${bare}]` : bare}:${port}`;
+}
+
+/**
+ * Parses 'id=host:port,id=host:port' into a record (insertion order kept). Malformed items,
+ * ports outside 1..65535, duplicate ids and two ids with one address are UsageErrors naming the
+ * items.
  */
 export function parsePeerList(command: string, name: string, value: string): Record<string, string> {
   const out: Record<string, string> = {};
+  const owners = new Map<string, string>();
   for (const item of value.split(',').map((s) => s.trim()).filter((s) => s.length > 0)) {
     const eq = item.indexOf('=');
     const id = item.slice(0, eq);
     const address = item.slice(eq + 1);
-    if (eq <= 0 || !/^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(address)) {
-      throw new UsageError(`--${name}: expected id=host:port, got '${item}'`, command);
-    }
+    const split = eq > 0 ? splitAddress(command, name, address, item) : undefined;
+    if (split === undefined) throw new UsageError(`--${name}: expected id=host:port, got '${item}'`, command);
     if (out[id] !== undefined) throw new UsageError(`--${name}: id '${id}' appears twice`, command);
+    const key = addressKey(split.host, split.port);
+    const other = owners.get(key);
+    if (other !== undefined) throw new UsageError(`--${name}: '${other}' and '${id}' have the same address ${address}; each member needs its own`, command);
+    owners.set(key, id);
     out[id] = address;
   }
   if (Object.keys(out).length === 0) throw new UsageError(`--${name} lists no members`, command);
   return out;
 }
 
-/** Splits 'host:port' (or '[v6]:port'); a UsageError when malformed. */
+/** Splits 'host:port' (or '[v6]:port'); a UsageError when malformed or the port is outside 1..65535. */
 export function parseHostPort(command: string, name: string, value: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65_535) throw new UsageError(`--${name}: expected host:port, got '${value}'`, command);
-  return { host: (m[1] ?? m[2]) as string, port };
+  const split = splitAddress(command, name, value, value);
+  if (split === undefined) throw new UsageError(`--${name}: expected host:port, got '${value}'`, command);
+  return split;
 }

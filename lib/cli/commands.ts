@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { FlagSpecs, ParsedFlags } from './args.js';
-import { UsageError, helpText, intFlag, parseFlags, parseHostPort, parsePeerList } from './args.js';
+import { EXIT_FAILED, EXIT_OK, EXIT_REMOVED, EXIT_USAGE, UsageError, addressKey, helpText, intFlag, parseFlags, parseHostPort, parsePeerList } from './args.js';
 import type { MemberConfig } from './member.js';
 
 /** Without `internal_port`, Raft listens on the HTTP port plus this (see serve-config.ts). */
@@ -30,11 +30,23 @@ export const SERVE_FLAGS: FlagSpecs = {
   'cluster-secret-file': { type: 'string', value: 'FILE', help: 'file holding the shared cluster secret (16+ characters);\nrequired when an address is not loopback' },
 };
 
+/** The exit codes of a member (`node` and `serve`), as both --help texts state them. */
+export const MEMBER_EXIT_CODES = [
+  'exit codes:',
+  `  ${EXIT_OK}  stopped cleanly (SIGTERM or SIGINT)`,
+  `  ${EXIT_FAILED}  failed: the reason on one line, often with a 'hint:' line (data dir locked, port in use)`,
+  `  ${EXIT_USAGE}  bad command line, or a configuration the member refuses (invalid options, a data dir`,
+  '     of another member or cluster, a member list that conflicts with it): fix it, do not just restart',
+  `  ${EXIT_REMOVED}  this member was removed from the cluster`,
+  '',
+].join('\n');
+
 export const NODE_HELP = helpText(
   'node',
   '--id ID (--peers LIST | --join ADDRESS --listen HOST:PORT) --data-dir DIR [--http HOST:PORT]\n       [--http-peers LIST] [--cluster-secret-file FILE]',
   'Runs one long-lived cluster member. Role and leader changes are logged on stderr.\nSIGTERM or SIGINT stops it gracefully (leadership handed over, storage closed) within 2 s.',
   NODE_FLAGS,
+  MEMBER_EXIT_CODES,
 );
 
 export const SERVE_HELP = helpText(
@@ -42,6 +54,7 @@ export const SERVE_HELP = helpText(
   '--config FILE --index N [--data-dir DIR] [--cluster-secret-file FILE]',
   "Runs member N of the cluster in FILE (the course design's launch form): the HTTP gateway on\n`port`, Raft on `internal_port`. Logging and stopping as for `raftqueue node`.",
   SERVE_FLAGS,
+  MEMBER_EXIT_CODES,
 );
 
 /** A parsed command line: help to print, or a member to run. */
@@ -83,6 +96,33 @@ function hostOf(address: string): string {
   return address.slice(0, address.lastIndexOf(':'));
 }
 
+/** The comparable form of an address already checked by parseHostPort or parsePeerList. */
+function keyOf(address: string): string {
+  const { host, port } = parseHostPort('node', 'address', address);
+  return addressKey(host, port);
+}
+
+/** The member whose Raft address has this key, if any. */
+function ownerOf(peers: Readonly<Record<string, string>>, key: string): string | undefined {
+  return Object.keys(peers).find((peer) => keyOf(peers[peer] as string) === key);
+}
+
+const WILDCARD = new Set(['0.0.0.0', '::']);
+
+/**
+ * Refuses a gateway address that is a Raft address. This node's own two listeners also clash
+ * on one port when either binds every interface (0.0.0.0 or ::), whatever the other's host.
+ */
+function checkOwnGateway(id: string, peers: Readonly<Record<string, string>>, http: { host: string; port: number }, httpFlag: string): void {
+  const own = parseHostPort('node', 'peers', peers[id] as string);
+  const wildcard = WILDCARD.has(own.host) || WILDCARD.has(http.host);
+  if (own.port === http.port && (wildcard || addressKey(own.host, own.port) === addressKey(http.host, http.port))) {
+    throw new UsageError(`--http ${httpFlag} takes the port of this node's Raft address (${id}=${peers[id] as string}); the gateway needs a port of its own`, 'node');
+  }
+  const owner = ownerOf(peers, addressKey(http.host, http.port));
+  if (owner !== undefined) throw new UsageError(`--http ${httpFlag} is ${owner}'s Raft address in --peers; the gateway needs a port of its own`, 'node');
+}
+
 /** Parses `raftqueue node ...`; throws UsageError on a bad command line. */
 export async function parseNodeCommand(argv: readonly string[]): Promise<MemberCommand> {
   const flags = parseFlags('node', argv, NODE_FLAGS);
@@ -91,7 +131,7 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id)) throw new UsageError(`--id: '${id}' is not letters, digits, '.', '_' or '-' (at most 64)`, 'node');
   const joinFlag = flags['join'];
   const listenFlag = flags['listen'];
-  if (typeof joinFlag === 'string') parseHostPort('node', 'join', joinFlag);
+  const join = typeof joinFlag === 'string' ? parseHostPort('node', 'join', joinFlag) : undefined;
   if (typeof listenFlag === 'string') parseHostPort('node', 'listen', listenFlag);
   if (flags['peers'] === undefined && (joinFlag === undefined || listenFlag === undefined)) {
     throw new UsageError('give --peers, or --join with --listen', 'node');
@@ -99,17 +139,28 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
   const peers = typeof flags['peers'] === 'string' ? parsePeerList('node', 'peers', flags['peers']) : {};
   if (typeof listenFlag === 'string') {
     if (peers[id] !== undefined && peers[id] !== listenFlag) throw new UsageError(`--listen ${listenFlag} differs from this node's entry in --peers (${peers[id]})`, 'node');
+    const owner = ownerOf(peers, keyOf(listenFlag));
+    if (owner !== undefined && owner !== id) throw new UsageError(`--listen ${listenFlag} is ${owner}'s address in --peers; each member needs its own`, 'node');
     peers[id] = listenFlag;
   }
   if (peers[id] === undefined) throw new UsageError(`--peers must include this node's id '${id}'`, 'node');
   if (Object.keys(peers).length > 7) throw new UsageError('--peers: at most 7 members', 'node');
+  if (join !== undefined && ownerOf(peers, addressKey(join.host, join.port)) === id) {
+    throw new UsageError(`--join ${joinFlag as string} is this node's own Raft address; give the address of a running member`, 'node');
+  }
   const httpFlag = flags['http'];
   const http = typeof httpFlag === 'string' ? parseHostPort('node', 'http', httpFlag) : undefined;
+  if (http) checkOwnGateway(id, peers, http, httpFlag as string);
   const httpPeersFlag = flags['http-peers'];
   const httpAddresses: Record<string, string> = {};
   if (typeof httpPeersFlag === 'string') {
     for (const [peer, address] of Object.entries(parsePeerList('node', 'http-peers', httpPeersFlag))) {
       if (peers[peer] === undefined) throw new UsageError(`--http-peers: '${peer}' is not in --peers`, 'node');
+      const owner = ownerOf(peers, keyOf(address));
+      if (owner !== undefined) throw new UsageError(`--http-peers: ${peer}=${address} is ${owner}'s Raft address in --peers; a gateway needs a port of its own`, 'node');
+      if (peer !== id && http && keyOf(address) === addressKey(http.host, http.port)) {
+        throw new UsageError(`--http-peers: ${peer}=${address} is this node's --http; each gateway needs its own address`, 'node');
+      }
       httpAddresses[peer] = `http://${address}`;
     }
   }

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { addressKey } from './args.js';
 
 /** Without `internal_port`, Raft listens on the HTTP port plus this. */
 export const PEER_PORT_OFFSET = 1_000;
@@ -52,7 +53,7 @@ export function parseServeConfig(json: unknown): ServeMember[] {
   const seen = new Map<string, string>();
   for (const m of members) {
     for (const [what, p] of [['port', m.httpPort], ['internal_port', m.peerPort]] as const) {
-      const key = `${m.host}:${p}`;
+      const key = addressKey(m.host, p);
       const other = seen.get(key);
       if (other !== undefined) throw new Error(`invalid config: ${key} is used twice (${other} and ${m.id} ${what})`);
       seen.set(key, `${m.id} ${what}`);
@@ -61,9 +62,10 @@ export function parseServeConfig(json: unknown): ServeMember[] {
   return members;
 }
 
+/** The bare host of `ip`: without an http:// scheme, a trailing slash or IPv6 brackets. */
 function stripScheme(ip: string, index: number): string {
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*?)\/?$/.exec(ip.trim());
-  if (!m) return ip.trim();
+  if (!m) return ip.trim().replace(/^\[(.*)\]$/, '$1');
   if ((m[1] as string).toLowerCase() !== 'http') throw new Error(`invalid config addresses.${index}.ip: only http:// is served, got '${ip}'`);
   const host = (m[2] as string).replace(/^\[(.*)\]$/, '$1');
   if (host.length === 0 || /[/\s]/.test(host)) throw new Error(`invalid config addresses.${index}.ip: expected a host, got '${ip}'`);
