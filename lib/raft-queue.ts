@@ -147,7 +147,8 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     try {
       member = await composeMember(this.#resolved, this.#deps.createTransport, (e) => this.#onNodeEvent(e), (line) => this.#log(line));
       this.#member = member;
-      this.#startTerm = member.storage.hardState().term;
+      // The node's term, not the disk's: a first start has already moved to term 1 (bootstrap).
+      this.#startTerm = member.node.status().term;
       await member.node.start();
       this.#state = 'running';
     } catch (error) {

@@ -124,11 +124,11 @@ test('memory: peerStates follows partitions (one-way too), heals and stops, and 
   const states = () => c.node('a').transport.peerStates?.() ?? {};
   t.deepEqual(Object.keys(states()), ['b', 'c']);
   t.like(states(), { b: { state: 'connected' }, c: { state: 'connected' } });
-  const connectedSince = states().b?.sinceMs;
+  const cSince = states().c?.sinceMs;
   // a cannot send to b: b is unreachable from a, while b still reaches a.
   c.network.partition(['a'], ['b'], { oneWay: true });
   t.like(states().b, { state: 'unreachable', detail: 'the link from a to b is down (partitioned)' });
-  t.like(states().c, { state: 'connected', sinceMs: connectedSince as number });
+  t.like(states().c, { state: 'connected', sinceMs: cSince as number });
   t.like(c.node('b').transport.peerStates?.().a, { state: 'connected' });
   // b -> a still delivers, so a has heard from b.
   const sent = Date.now();
