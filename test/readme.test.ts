@@ -6,8 +6,11 @@
  */
 import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import ts from 'typescript';
+import { freePorts } from '../lib/cli/process-harness.js';
 import { NODE_FLAGS, SERVE_FLAGS } from '../lib/cli/commands.js';
 import { MEMBERS_FLAGS } from '../lib/cli/members-command.js';
 import { parseServeConfig } from '../lib/cli/serve-config.js';
@@ -148,4 +151,22 @@ test('readme: json blocks parse, and a serve config passes its schema', (t) => {
 test('readme: the documented defaults match the code', (t) => {
   t.regex(readme, /without\s+`internal_port` Raft uses `port \+ 1000`/);
   for (const flag of [...Object.keys(NODE_FLAGS), ...Object.keys(SERVE_FLAGS)]) t.true(readme.includes(`--${flag}`), `README documents --${flag}`);
+});
+
+test('readme: the embedding snippet runs as written (three members in one process)', async (t) => {
+  const block = blocks.find((b) => b.lang === 'ts' && b.code.includes('const members = Object.keys(peers)'));
+  if (block === undefined) return t.fail('the embedding snippet is missing');
+  const dir = join(repoRoot, '.tmp', `readme-run-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // Only the ports (free ones, so parallel tests do not collide) and the data dirs (a temp dir)
+  // change; the code runs as the README shows it, importing 'raftqueue' (this package).
+  const ports = await freePorts(3);
+  let code = block.code.replace(/127\.0\.0\.1:700([123])/g, (_, n: string) => `127.0.0.1:${ports[Number(n) - 1] as number}`);
+  code = code.replace('`./data/${id}`', `\`${join(dir, 'data').replace(/\\/g, '/')}/\${id}\``);
+  const js = ts.transpileModule(code, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText;
+  const file = join(dir, 'cluster.mjs');
+  writeFileSync(file, js);
+  const { stdout } = await promisify(execFile)(process.execPath, [file], { cwd: dir, timeout: 60_000 });
+  t.is(stdout.trim(), '0 25');
 });
