@@ -18,7 +18,7 @@ const FLUSH_RUNS_MAX = 8;
 /** The link's life cycle. Messages are queued while `connecting` or `open`, dropped otherwise. */
 export type LinkState = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed';
 
-/** A link's state as `peerStates()` reports it, without `lastHeardMs` (the transport adds it). */
+/** What a link stores of its PeerLinkState; `address` and `lastHeardMs` are added when read. */
 type LinkStatus = Omit<PeerLinkState, 'lastHeardMs' | 'address'>;
 
 /** Why a dial that never authenticated failed, in words, when no socket error says it. */
