@@ -8,8 +8,8 @@
  * when a topic has new messages), with a 1 s poll as a safety net.
  */
 import { randomUUID } from 'node:crypto';
-import type { MessagesOptions, NackOptions, SubscribeOptions, Subscription } from './api-types.js';
 import type { z } from 'zod';
+import type { MessagesOptions, NackOptions, SubscribeOptions, Subscription } from './api-types.js';
 import { messagesOptionsSchema, nackOptionsSchema, parseOptions, subscribeOptionsSchema } from './call-options.js';
 import { RaftQueueError } from './contracts/errors.js';
 import type { Delivery, QueueMessage } from './events.js';
@@ -149,6 +149,7 @@ export class SubscriptionImpl implements Subscription {
     this.idleTimer.unref();
   }
 
+  /** Subscription.unsubscribe: running handlers get up to 5 s to finish. */
   unsubscribe(): Promise<void> {
     return this.close(5_000);
   }
