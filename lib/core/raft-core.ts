@@ -335,6 +335,14 @@ export class RaftCore {
   }
 
   /** The configuration in force (the latest in the log) and the latest committed one. */
+  /**
+   * False only when this node leads and `id` is not in its configuration in force: the cheap
+   * first test of the node layer's removal notice, run for every message a leader receives.
+   */
+  leaderKnows(id: NodeId): boolean {
+    return this.role !== 'leader' || id === this.id || this.peers.includes(id);
+  }
+
   config(): { readonly current: IndexedConf; readonly committed: IndexedConf } {
     return { current: this.confHistory.current(), committed: this.confHistory.at(this.log.committed) };
   }

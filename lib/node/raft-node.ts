@@ -394,7 +394,7 @@ export class RaftNode<Event = unknown> {
    * once per second per server.
    */
   private maybeTellRemoved(from: NodeId): void {
-    if (this.core.softState().role !== 'leader') return;
+    if (this.core.leaderKnows(from)) return;
     const { current } = this.core.config();
     if (current.conf.voters.includes(from) || current.conf.learners.includes(from)) return;
     if (current.index > this.core.status().commitIndex) return;
