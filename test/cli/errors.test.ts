@@ -100,3 +100,24 @@ test('cli: node and serve --help document the exit codes', (t) => {
     t.regex(section, /removed from the cluster/);
   }
 });
+
+test('cli: a data dir started under another id, or with conflicting --peers, exits 2 with one line and changes nothing', async (t) => {
+  const procs = new CliProcesses(t);
+  const dir = procs.tempDir();
+  const [p1, p2] = await freePorts(2);
+  const first = procs.spawn(['node', '--id', 'a', '--peers', `a=127.0.0.1:${p1 as number}`, '--data-dir', dir]);
+  await first.waitForLine((line) => line.includes('leader a'), 15_000);
+  process.kill(first.pid, 'SIGTERM');
+  await first.exited;
+  const other = await procs.run(['node', '--id', 'zz', '--peers', `zz=127.0.0.1:${p1 as number}`, '--data-dir', dir]);
+  t.is(other.code, EXIT_USAGE, other.stderr);
+  const lines = reportLines(t, other.stderr);
+  t.regex(lines[0] ?? '', /^raftqueue node: this data dir belongs to member 'a' of cluster 'raftqueue'.*opened as member 'zz'.*\(IDENTITY_MISMATCH\)$/);
+  const moved = await procs.run(['node', '--id', 'a', '--peers', `a=127.0.0.1:${p1 as number},b=127.0.0.1:${p2 as number}`, '--data-dir', dir]);
+  t.is(moved.code, EXIT_USAGE, moved.stderr);
+  t.regex(reportLines(t, moved.stderr)[0] ?? '', /conflict with the configuration in this data dir.*\(IDENTITY_MISMATCH\)$/);
+  // The data dir is untouched: started right, the member leads again.
+  const again = procs.spawn(['node', '--id', 'a', '--peers', `a=127.0.0.1:${p1 as number}`, '--data-dir', dir]);
+  await again.waitForLine((line) => line.includes('leader a'), 15_000);
+  t.pass();
+});
