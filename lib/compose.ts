@@ -46,7 +46,7 @@ export async function composeMember(
       ? new MemoryStorage()
       : await FileStorage.open({ dataDir: o.dataDir as string, ...(o.segmentBytesMax ? { segmentBytesMax: o.segmentBytesMax } : {}) });
   try {
-    const recorded = await establishIdentity(o, storage, log);
+    const established = await establishIdentity(o, storage, log);
     const transport = o.transport ?? createTransport?.(o);
     if (transport === undefined) throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
     const frame = transport.messageBytesMax;
@@ -83,7 +83,7 @@ export async function composeMember(
       ...(o.join !== undefined ? { join: o.join } : {}),
       log,
     });
-    checkPeers(o, recorded, node.status().config);
+    checkPeers(o, established, node.status().config);
     return { node, transport, storage, persistTimer };
   } catch (error) {
     await storage.close().catch((closeError: unknown) => log(`closing storage after a failed start: ${String(closeError)}`));

@@ -16,6 +16,8 @@ export interface DiagnosisInput {
   readonly lastLeader: { readonly id: string; readonly term: number } | null;
   /** The other members of the configuration in force, with their addresses when known. */
   readonly peers: readonly { readonly id: string; readonly address?: string | undefined }[];
+  /** The voters of that configuration (a majority of them elects a leader). */
+  readonly voters: readonly string[];
   /** The transport's view of its links, when it reports one. */
   readonly links: Readonly<Record<string, PeerLinkState>> | undefined;
   readonly nowMs: number;
@@ -53,9 +55,10 @@ export function diagnose(input: DiagnosisInput): Diagnosis {
     const reachable = peers.length - bad.length;
     parts.push(`${reachable} of ${peers.length} other members connected`);
     if (bad.length > 0) parts.push(bad.map(describePeer).join(', '));
-    const size = peers.length + 1;
+    const size = input.voters.length;
     const needed = Math.floor(size / 2) + 1;
-    if (reachable + 1 < needed) parts.push(`a leader needs ${needed} of ${size} members running and connected: start the missing ones or fix their links`);
+    const up = input.voters.filter((id) => id === input.memberId || peers.some((p) => p.id === id && p.state === 'connected')).length;
+    if (size > 0 && up < needed) parts.push(`a leader needs ${needed} of ${size} voters running and connected: start the missing ones or fix their links`);
     if (input.links === undefined) parts.push('the transport reports no link states');
   }
   return { memberId: input.memberId, role: input.role, term: input.term, lastLeader: input.lastLeader, peers, summary: parts.join('; ') };

@@ -587,6 +587,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
         term: s?.term ?? 0,
         lastLeader: this.#lastLeader ?? null,
         peers: ids.filter((id) => id !== this.#resolved.id).map((id) => ({ id, address: conf?.addresses?.[id] ?? this.#resolved.peers[id] })),
+        voters: conf ? conf.voters : this.#resolved.voters,
         links: this.#member?.transport.peerStates?.(),
         nowMs: Date.now(),
       });

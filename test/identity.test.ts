@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RaftQueue } from '../lib/raft-queue.js';
+import { FileStorage } from '../lib/storage/index.js';
 import type { RaftQueueOptions } from '../lib/options.js';
 import { MemoryNetwork } from '../transports/memory/index.js';
 import { startCluster } from './helpers/queue-cluster.js';
@@ -153,4 +154,27 @@ test('identity: after a membership change, a restart with the founding peers or 
   t.teardown(() => other.stop());
   const error = (await t.throwsAsync(other.start())) as Error & { code?: string };
   t.is(error.code, 'IDENTITY_MISMATCH');
+});
+
+test('identity: while the log is still empty, only the recorded peers (or join) are accepted', async (t) => {
+  // A crash after IDENTITY was written and before the first log write leaves an empty log: the
+  // node would take its configuration from the options, so they must be the recorded ones.
+  const dir = tempDir(t, 'empty-log');
+  const storage = await FileStorage.open({ dataDir: dir });
+  await storage.saveIdentity({ clusterId: 'raftqueue', memberId: 'a', createdAt: 'then', bootstrap: { peers: { a: '127.0.0.1:7001', b: '127.0.0.1:7002', c: '127.0.0.1:7003' } } });
+  await storage.close();
+  const alone = single(t, { id: 'a', dataDir: dir });
+  const error = (await t.throwsAsync(alone.start())) as Error & { code?: string };
+  t.is(error.code, 'IDENTITY_MISMATCH');
+  t.regex(error.message, /differ from the peers recorded in this data dir/);
+
+  // A member that joined and has received nothing yet may not become a founder of its own.
+  const joined = tempDir(t, 'joined-empty');
+  const s2 = await FileStorage.open({ dataDir: joined });
+  await s2.saveIdentity({ clusterId: 'raftqueue', memberId: 'd', createdAt: 'then', bootstrap: { join: '127.0.0.1:7001' } });
+  await s2.close();
+  const founder = single(t, { id: 'd', dataDir: joined });
+  const e2 = (await t.throwsAsync(founder.start())) as Error & { code?: string };
+  t.is(e2.code, 'IDENTITY_MISMATCH');
+  t.regex(e2.message, /joined through 127\.0\.0\.1:7001/);
 });

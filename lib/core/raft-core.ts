@@ -226,7 +226,9 @@ export class RaftCore {
    * The first Ready persists the entry with term 1, so the first election is for term 2.
    */
   private bootstrap(): void {
-    const conf: ConfState = { voters: [...this.cfg.voters].sort(), learners: [], addresses: { ...this.cfg.addresses } };
+    // Addresses in id order: founders given the same peers in any order write the same bytes.
+    const addresses = Object.fromEntries(Object.keys(this.cfg.addresses).sort().map((id) => [id, this.cfg.addresses[id] as string]));
+    const conf: ConfState = { voters: [...this.cfg.voters].sort(), learners: [], addresses };
     const entry: Entry = { index: 1, term: 1, type: EntryType.Config, data: encodeConfEntry({ conf, change: { type: 'bootstrap' } }) };
     this.term = 1;
     this.log.append([entry]);
