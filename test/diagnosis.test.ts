@@ -76,3 +76,28 @@ test('removed: a removed member is told, emits removed, stops with CLOSED; nothi
   for (let m = await leader.consume('jobs'); m; m = await leader.consume('jobs')) seen.push(m.payload);
   t.deepEqual(seen, Array.from({ length: 11 }, (_, i) => ({ i })));
 });
+
+test('removed: over TCP a removed follower is told, and a removed leader notices by itself', async (t) => {
+  const c = await startCluster(t, { transport: 'tcp', storage: 'memory' });
+  const leader = await c.leader();
+  const leaderId = leader.status().id;
+  await leader.createTopic('jobs');
+  await leader.publish('jobs', 'kept');
+  const followerId = c.ids.find((id) => id !== leaderId) as string;
+  const follower = c.q(followerId);
+  const told: Removed[] = [];
+  follower.on('removed', (e) => told.push(e));
+  await leader.removePeer(followerId);
+  t.true(await eventually(() => told.length === 1, 10_000), 'the follower is told over TCP');
+  t.not(told[0]?.by, followerId);
+
+  // Now remove the leader itself: it hands over, steps down, and nobody talks to it any more.
+  const noticed: Removed[] = [];
+  leader.on('removed', (e) => noticed.push(e));
+  await leader.removePeer(leaderId);
+  t.true(await eventually(() => noticed.length === 1, 10_000), 'the removed leader notices by itself');
+  // Told by a member it still sent to, or seen in its own log once nobody talks to it.
+  t.regex(noticed[0]?.message ?? '', new RegExp(`member ${leaderId} was removed from the cluster`));
+  const rest = c.ids.filter((id) => id !== leaderId && id !== followerId).map((id) => c.q(id));
+  t.is((await rest[0]!.consume('jobs'))?.payload, 'kept');
+});

@@ -338,11 +338,11 @@ export class RaftCore {
 
   /** The configuration in force (the latest in the log) and the latest committed one. */
   /**
-   * False only when this node leads and `id` is not in its configuration in force: the cheap
-   * first test of the node layer's removal notice, run for every message a leader receives.
+   * Whether `id` is this node or a member of its configuration in force: the cheap first test of
+   * the node layer's removal notice, run for every Raft message received.
    */
-  leaderKnows(id: NodeId): boolean {
-    return this.role !== 'leader' || id === this.id || this.peers.includes(id);
+  knowsMember(id: NodeId): boolean {
+    return id === this.id || this.peers.includes(id);
   }
 
   config(): { readonly current: IndexedConf; readonly committed: IndexedConf } {

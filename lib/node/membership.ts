@@ -73,7 +73,11 @@ export class Membership {
   private readonly transfers = new Set<TransferWaiter>();
   /** The configuration index the transport's peer list reflects, and the peers it added. */
   private syncedIndex = -1;
-  private readonly configPeers = new Set<NodeId>();
+  /** The members the transport is pointed at, with their addresses. */
+  private readonly configPeers = new Map<NodeId, string | undefined>();
+  /** Addresses of members removed while this node ran (for `reachFormer`). */
+  private readonly formerAddresses = new Map<NodeId, string>();
+  private readonly lingering = new Map<NodeId, TimerHandle>();
   private joinAddress: string | undefined;
   private lastJoinMs = -Infinity;
   private joinTarget: NodeId | undefined;
@@ -247,6 +251,11 @@ export class Membership {
     }
   }
 
+  /** This node learned it was removed by a committed configuration: its own removal is done. */
+  removedSelf(): void {
+    for (const l of [...this.local.values()]) if (l.op.kind === 'remove' && l.op.id === this.host.id) this.finishLocal(l.id, undefined);
+  }
+
   private finishLocal(id: string, error: RaftQueueError | undefined): void {
     const l = this.local.get(id);
     if (!l) return;
@@ -411,15 +420,40 @@ export class Membership {
       const address = addresses[id];
       if (address !== undefined) this.host.transport.addPeer?.(id, address);
     }
-    for (const id of this.configPeers) {
-      if (!now.has(id)) this.host.transport.removePeer?.(id);
+    for (const [id, address] of this.configPeers) {
+      if (now.has(id)) continue;
+      this.host.transport.removePeer?.(id);
+      // Kept to tell it, should it call again, that it was removed (bounded).
+      if (this.formerAddresses.size >= 64) this.formerAddresses.clear();
+      if (address !== undefined) this.formerAddresses.set(id, address);
     }
     this.configPeers.clear();
-    for (const id of now) this.configPeers.add(id);
+    for (const id of now) this.configPeers.set(id, addresses[id]);
+  }
+
+  /**
+   * Makes a former member reachable for a few seconds, to tell it it was removed: the transport
+   * stopped dialing it when the change was appended. False when its address is unknown here.
+   */
+  reachFormer(id: NodeId): boolean {
+    if (this.configPeers.has(id)) return true;
+    const address = this.formerAddresses.get(id);
+    if (address === undefined) return false;
+    if (!this.lingering.has(id)) {
+      this.host.transport.addPeer?.(id, address);
+      const timer = this.host.clock.after(5_000, () => {
+        this.lingering.delete(id);
+        if (!this.configPeers.has(id)) this.host.transport.removePeer?.(id);
+      });
+      this.lingering.set(id, timer);
+    }
+    return true;
   }
 
   /** Fails every request in flight (the node is closing). */
   close(error: RaftQueueError): void {
+    for (const timer of this.lingering.values()) timer.cancel();
+    this.lingering.clear();
     for (const id of [...this.local.keys()]) this.finishLocal(id, error);
     for (const w of [...this.transfers]) {
       this.transfers.delete(w);

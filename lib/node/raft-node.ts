@@ -140,8 +140,10 @@ export class RaftNode<Event = unknown> {
   private lastLeader: NodeId | null = null;
   private lastLeaderTerm = 0;
   private committedConfigIndex = -1;
-  /** When this leader last told a server outside its configuration that it was removed. */
+  /** When this node last told a server outside its configuration that it was removed. */
   private readonly removedToldAt = new Map<NodeId, number>();
+  /** Since when this node has seen itself outside a committed configuration (checkSelfRemoved). */
+  private selfRemovedSinceMs: number | undefined;
 
   constructor(options: RaftNodeOptions<Event>) {
     this.opts = options;
@@ -285,6 +287,7 @@ export class RaftNode<Event = unknown> {
     this.membership.syncTransport();
     if (this.opts.join !== undefined && this.core.config().current.conf.voters.length === 0) this.membership.join(this.opts.join);
     this.retrier = this.clock.every(Math.max(10, Math.floor(this.opts.retryIntervalMs / 4)), () => {
+      this.checkSelfRemoved();
       this.requests.retryStale();
       this.reads.retryStale();
       this.snapshots.tick();
@@ -389,21 +392,48 @@ export class RaftNode<Event = unknown> {
   /**
    * A removed server never hears of its removal by itself: the leader stopped replicating to it
    * when the change was appended, and its (pre)votes are dropped, so it would campaign forever.
-   * The leader answers Raft traffic from a server outside its configuration, once that
-   * configuration is committed (while it is not, the server may still be needed, §4.2.2), at most
-   * once per second per server.
+   * Any member answers Raft traffic from a server outside its configuration once that
+   * configuration is committed (while it is not, the server may still be needed, §4.2.2): a
+   * committed configuration is permanent, so this is true whoever says it. At most once per
+   * second per server; the transport, which stopped dialing the server at its removal, is
+   * pointed at it again for a few seconds (membership.reachFormer).
    */
   private maybeTellRemoved(from: NodeId): void {
-    if (this.core.leaderKnows(from)) return;
+    if (this.core.knowsMember(from)) return;
     const { current } = this.core.config();
-    if (current.conf.voters.includes(from) || current.conf.learners.includes(from)) return;
-    if (current.index > this.core.status().commitIndex) return;
+    if (current.index === 0 || current.index > this.core.status().commitIndex) return;
     const now = this.clock.monoMs();
     const last = this.removedToldAt.get(from);
     if (last !== undefined && now - last < 1_000) return;
     if (this.removedToldAt.size >= 64) this.removedToldAt.clear();
     this.removedToldAt.set(from, now);
+    if (!this.membership.reachFormer(from)) return;
     this.sendForward(from, { k: 'removed', index: current.index, term: this.core.softState().term });
+  }
+
+  /**
+   * A server nobody talks to cannot be told: a leader removed by its own change hands over and
+   * steps down, and then no member sends it anything. It tells itself: once the configuration in
+   * force is committed and excludes it, and no other leader has claimed it for two election
+   * timeouts (a member being added back is replicated to, so it hears of a leader), it stops.
+   */
+  private checkSelfRemoved(): void {
+    const { current } = this.core.config();
+    const soft = this.core.softState();
+    const excluded =
+      current.index > 0 &&
+      current.index <= this.core.status().commitIndex &&
+      !current.conf.voters.includes(this.id) &&
+      !current.conf.learners.includes(this.id) &&
+      soft.role !== 'leader' &&
+      (soft.leaderId === null || soft.leaderId === this.id);
+    if (!excluded) {
+      this.selfRemovedSinceMs = undefined;
+      return;
+    }
+    const now = this.clock.monoMs();
+    if (this.selfRemovedSinceMs === undefined) this.selfRemovedSinceMs = now;
+    else if (now - this.selfRemovedSinceMs >= 2 * this.opts.electionTimeoutTicks * this.opts.tickIntervalMs) this.onRemovedNotice(this.id, current.index);
   }
 
   /**
@@ -414,8 +444,10 @@ export class RaftNode<Event = unknown> {
   private onRemovedNotice(from: NodeId, index: number): void {
     const { current } = this.core.config();
     if (index < current.index) return;
-    const error = new RaftQueueError('CLOSED', `member ${this.id} was removed from the cluster (the configuration committed at index ${index} does not include it; told by ${from}); it stopped`);
+    const how = from === this.id ? 'seen in its own log' : `told by ${from}`;
+    const error = new RaftQueueError('CLOSED', `member ${this.id} was removed from the cluster (the configuration committed at index ${index} does not include it; ${how}); it stopped`);
     this.opts.log?.(error.message);
+    this.membership.removedSelf();
     this.fatalError = error;
     void this.close(error);
     this.opts.onEvent({ type: 'removed', by: from, index, error });
