@@ -177,10 +177,16 @@ export class HttpPublisher {
       }
       try {
         const r = await httpJson('PUT', `${this.cluster.node(target).url}/message`, { topic: this.topic, message }, { timeoutMs: 3_000 });
-        const body = r.body as { success?: boolean };
+        const body = r.body as { success?: boolean; error?: unknown };
         if (r.status === 200 && body.success === true) {
           this.acked.push(message);
           i++;
+        } else if (typeof body.error === 'string' && /^(TIMEOUT|CLOSED):/.test(body.error)) {
+          // Sent, then no outcome: the member timed out, or stopped (a removed member stops
+          // with its requests in flight). It may be stored, so this body is never reused.
+          this.unknown++;
+          i++;
+          target = undefined;
         } else {
           target = undefined; // Not the leader (any more): ask again.
           await sleep(10);
