@@ -23,9 +23,10 @@ function describePeers(peers: Readonly<Record<string, string>>): string {
     .join(',');
 }
 
-function samePeers(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+/** The same ids at the same addresses; `ignoreAddressOf` may differ (it is checked on its own). */
+function samePeers(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>, ignoreAddressOf?: string): boolean {
   const ids = Object.keys(a);
-  return ids.length === Object.keys(b).length && ids.every((id) => Object.hasOwn(b, id) && b[id] === a[id]);
+  return ids.length === Object.keys(b).length && ids.every((id) => Object.hasOwn(b, id) && (id === ignoreAddressOf || b[id] === a[id]));
 }
 
 /** The members of a configuration with their addresses (an id without one maps to ''). */
@@ -114,7 +115,7 @@ export function checkPeers(o: ResolvedOptions, established: Established, config:
   }
   // A joining member gives only its own address: once it holds a configuration, that is all.
   if (o.join !== undefined) return;
-  if (first !== undefined && samePeersIgnoring(o.peers, first, o.id)) return;
+  if (first !== undefined && samePeers(o.peers, first, o.id)) return;
   if (config.conf.voters.length > 0 && samePeers(o.peers, current)) return;
   const held = config.conf.voters.length > 0 ? `${describePeers(current)} (voters ${config.conf.voters.join(', ')}; log index ${config.index})` : 'no configuration yet';
   const started = first !== undefined ? `; it was first started with ${describePeers(first)}` : `; it first joined through ${'join' in recorded.bootstrap ? recorded.bootstrap.join : '?'}`;
@@ -122,10 +123,4 @@ export function checkPeers(o: ResolvedOptions, established: Established, config:
     dataDir,
     `peers ${describePeers(o.peers)} conflict with the configuration in this data dir: its log holds ${held}${started}. After the first start the configuration comes from the log: start with the founding peers or the members its log holds, and ${HOW_TO_CHANGE}`,
   );
-}
-
-/** Equal except for `self`'s address (checked on its own against the configuration). */
-function samePeersIgnoring(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>, self: string): boolean {
-  const ids = Object.keys(a);
-  return ids.length === Object.keys(b).length && ids.every((id) => Object.hasOwn(b, id) && (id === self || b[id] === a[id]));
 }

@@ -94,7 +94,7 @@ function hintFor(command: string, code: string, errno: Errno | undefined): strin
   if (code === 'STORAGE_LOCKED') return 'another process holds this data dir; stop it or choose another --data-dir';
   if (code === 'IDENTITY_MISMATCH') {
     const members = command === 'serve' ? 'the config file' : '--peers';
-    return `the data dir belongs to another member or cluster, or ${members} differs from the members it records: give this member its own --data-dir and ${members}, or an empty --data-dir to start a new member`;
+    return `the data dir belongs to another member or cluster, or ${members} differs from the members it records: start the member it records with the peers it was founded with; ${command === 'serve' ? 'members of a config file are all founded together' : 'a new member needs an empty --data-dir and --join'} (members change only with 'raftqueue members add|remove')`;
   }
   const port = errno?.port === undefined ? 'the port' : `port ${errno.port}`;
   switch (errno?.code) {
