@@ -70,6 +70,42 @@ export interface PeerLinkState {
   readonly lastHeardMs?: number;
 }
 
+/**
+ * A connection from a client process (RaftQueueClient): authenticated with the cluster secret
+ * like a member, but in the client role. Its frames never reach the Raft core: they go to
+ * {@link ClientHandlers.onFrame} as opaque bodies the node layer validates with its own schema.
+ */
+export interface ClientLink {
+  /** Unique among this transport's client links for its lifetime (e.g. 'c17'). */
+  readonly linkId: string;
+  /** The id the client gave in its hello (proven with the cluster secret; not unique). */
+  readonly clientId: string;
+  /** 'host:port' of the client's end of the socket. */
+  readonly remoteAddress: string;
+  /** True once closed (by either end); a closed link never reopens. */
+  readonly closed: boolean;
+  /** Bytes queued to this client and not yet handed to the socket. */
+  readonly bufferedBytes: number;
+  /**
+   * Queues one body (msgpack bytes) for the client; bodies queued in one event-loop turn are
+   * written together. Returns false, and closes the link ('slowClient'), when the client's queue
+   * would exceed its bound: a client that does not read must not grow the member's memory.
+   */
+  send(body: Uint8Array): boolean;
+  /** Closes the link; `reason` is logged and reported to onClose. */
+  close(reason: string): void;
+}
+
+/** What a transport calls for its client links. None may throw. */
+export interface ClientHandlers {
+  /** A client completed the handshake. */
+  onOpen(link: ClientLink): void;
+  /** A body the client sent (bounded by the client frame limit). */
+  onFrame(link: ClientLink, body: Uint8Array): void;
+  /** The link closed (client gone, slow, invalid frames, transport closing...). */
+  onClose(link: ClientLink, reason: string): void;
+}
+
 export interface Transport {
   /**
    * Optional: the largest message body this transport carries (its frame bound). The node layer
@@ -101,4 +137,9 @@ export interface Transport {
    * by peer id in sorted order.
    */
   peerStates?(): Record<NodeId, PeerLinkState>;
+  /**
+   * Optional: accept client processes (RaftQueueClient). Call before `start`. A transport without
+   * it, or never given handlers, refuses client hellos (reason 'clientsDisabled').
+   */
+  acceptClients?(handlers: ClientHandlers): void;
 }
