@@ -26,12 +26,11 @@ import type {
   SubscribeOptions,
   Subscription,
 } from './api-types.js';
-import { callOptionsSchema, checkPublishOptions, createTopicOptionsSchema, parseOptions } from './call-options.js';
+import { callOptionsSchema, parseOptions } from './call-options.js';
 import { composeMember } from './compose.js';
 import { diagnose, withDiagnosis } from './diagnosis.js';
 import type { Member } from './compose.js';
 import { RaftQueueError } from './contracts/errors.js';
-import type { ErrorCode } from './contracts/errors.js';
 import { ADDRESS_PATTERN, MEMBER_ID_PATTERN } from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
 import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents } from './events.js';
@@ -40,11 +39,8 @@ import type { MemberOp } from './node/membership.js';
 import { PersistTimer } from './metrics.js';
 import { redactOptions, resolveOptions } from './options.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
-import { encodePayload } from './payload.js';
-import { binHeaderBytes, encodeCommand, encodePublish, encodePublishBytes, validateTopicName } from './queue/index.js';
-import type { ApplyResult, Command, Delivery as StoredDelivery, QueueEvent, QueueQuery, StoredMessage } from './queue/index.js';
-import { AckBatcher, SubscriptionImpl, resolveSubscribe, runHandler, toDelivery, toMessage } from './subscriptions.js';
-import type { SubscriptionHost } from './subscriptions.js';
+import type { QueueEvent, QueueQuery } from './queue/index.js';
+import { QueueCalls } from './queue-calls.js';
 
 export type {
   CallOptions,
@@ -99,10 +95,8 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   /** The last leader this member heard of (for diagnoses), kept while there is none. */
   #lastLeader: { id: string; term: number } | undefined;
   #role: PublicRole = 'follower';
-  readonly #subscriptions = new Set<SubscriptionImpl>();
-  readonly #host: SubscriptionHost;
-  readonly #acks: AckBatcher;
-  readonly #counters = { leaderChanges: 0, publishes: 0, consumes: 0 };
+  readonly #calls: QueueCalls;
+  #leaderChanges = 0;
   #startTerm = 0;
   #closedResolve: (error: RaftQueueError | undefined) => void = () => undefined;
   readonly #closedPromise = new Promise<RaftQueueError | undefined>((resolve) => {
@@ -118,17 +112,14 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     if (!this.#resolved.transport && !deps.createTransport) {
       throw new RaftQueueError('INVALID_OPTIONS', 'invalid option transport: none given (import RaftQueue from the package entry for TCP)');
     }
-    const queue = this;
-    this.#host = {
+    this.#calls = new QueueCalls({
       id: this.#resolved.id,
-      get running() {
-        return queue.#state === 'running';
-      },
-      run: (command, timeoutMs) => this.#run(command, timeoutMs).then((r) => r.value),
-      removeSubscription: (sub) => this.#subscriptions.delete(sub),
+      requestTimeoutMs: this.#resolved.requestTimeoutMs,
+      messageBytesMax: this.#resolved.messageBytesMax,
+      port: () => (this.#state === 'running' ? (this.#member as Member).node : this.#notRunning()),
+      explain: (error) => this.#explain(error),
       log: (line) => this.#log(line),
-    };
-    this.#acks = new AckBatcher(this.#host);
+    });
   }
 
   /**
@@ -186,24 +177,18 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   // Topics
 
   /** Creates `topic`; true if created, false if it already existed. */
-  async createTopic(topic: string, options?: CreateTopicOptions): Promise<boolean> {
-    checkTopic(topic);
-    const { timeoutMs, ...opts } = parseOptions(createTopicOptionsSchema, options, 'createTopic');
-    const cmd: Command = { t: 'createTopic', topic, ...(Object.keys(opts).length > 0 ? { opts: definedOnly(opts) } : {}) };
-    return (await this.#run(cmd, timeoutMs)).value as boolean;
+  createTopic(topic: string, options?: CreateTopicOptions): Promise<boolean> {
+    return this.#calls.createTopic(topic, options);
   }
 
   /** Deletes `topic` and everything in it; true if it existed. */
-  async deleteTopic(topic: string, options?: CallOptions): Promise<boolean> {
-    checkTopic(topic);
-    const o = parseOptions(callOptionsSchema, options, 'deleteTopic');
-    return (await this.#run({ t: 'deleteTopic', topic }, o.timeoutMs)).value as boolean;
+  deleteTopic(topic: string, options?: CallOptions): Promise<boolean> {
+    return this.#calls.deleteTopic(topic, options);
   }
 
   /** Topic names in creation order (a linearizable read). */
-  async topics(options?: CallOptions): Promise<string[]> {
-    const o = parseOptions(callOptionsSchema, options, 'topics');
-    return (await this.#read({ q: 'topics' }, o.timeoutMs)) as string[];
+  topics(options?: CallOptions): Promise<string[]> {
+    return this.#calls.topics(options);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -215,51 +200,12 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * numbers, booleans, null, Date, Uint8Array); anything else is refused with INVALID_OPTIONS.
    */
   publish<T = unknown>(topic: string, payload: T, options?: PublishOptions): Promise<PublishReceipt> {
-    // The hot path: one Promise per publish, no async wrapper (bad input still rejects).
-    let body: Uint8Array;
-    let timeoutMs: number;
-    try {
-      checkTopic(topic);
-      const o = checkPublishOptions(options);
-      timeoutMs = o.timeoutMs ?? this.#resolved.requestTimeoutMs;
-      // Raw bytes are msgpack `bin`: written directly, without a msgpack encoder.
-      const raw = payload instanceof Uint8Array ? payload : undefined;
-      const bytes = raw === undefined ? encodePayload(payload, this.#resolved.messageBytesMax) : undefined;
-      const encodedBytes = raw !== undefined ? raw.length + binHeaderBytes(raw.length) : (bytes as Uint8Array).length;
-      if (encodedBytes > this.#resolved.messageBytesMax) {
-        throw new RaftQueueError('PAYLOAD_TOO_LARGE', `payload is ${encodedBytes} bytes; messageBytesMax is ${this.#resolved.messageBytesMax}`);
-      }
-      if (this.#state !== 'running') throw this.#notRunning();
-      body = raw !== undefined ? encodePublishBytes(topic, raw, o.publishId) : encodePublish(topic, bytes as Uint8Array, o.publishId);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    const node = (this.#member as Member).node;
-    return new Promise((resolve, reject) => {
-      node.submit(body, timeoutMs, (outcome) => {
-        if (!outcome.ok) {
-          reject(this.#explain(outcome.error));
-          return;
-        }
-        const result = outcome.result as ApplyResult;
-        if (!result.ok) {
-          reject(resultError(result));
-          return;
-        }
-        this.#counters.publishes++;
-        resolve({ topic, offset: (result.value as { offset: number }).offset, duplicate: result.duplicate || outcome.duplicate });
-      });
-    });
+    return this.#calls.publish(topic, payload, options);
   }
 
   /** Removes and returns the oldest message of `topic` (group 'default'); undefined if empty. */
-  async consume<T = unknown>(topic: string, options?: CallOptions): Promise<QueueMessage<T> | undefined> {
-    checkTopic(topic);
-    const o = parseOptions(callOptionsSchema, options, 'consume');
-    const value = (await this.#run({ t: 'consume', topic }, o.timeoutMs)).value as StoredMessage | null;
-    if (value === null) return undefined;
-    this.#counters.consumes++;
-    return toMessage<T>(value, 'default');
+  consume<T = unknown>(topic: string, options?: CallOptions): Promise<QueueMessage<T> | undefined> {
+    return this.#calls.consume<T>(topic, options);
   }
 
   /**
@@ -267,55 +213,12 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
    * handler's promise acknowledges the message; throwing returns it for redelivery.
    */
   subscribe<T = unknown>(topic: string, handler: (message: QueueMessage<T>) => unknown, options?: SubscribeOptions): Subscription {
-    checkTopic(topic);
-    if (typeof handler !== 'function') throw new RaftQueueError('INVALID_OPTIONS', `invalid handler: subscribe() takes a function (message) => ..., got ${typeof handler}`);
-    const resolved = resolveSubscribe(options, 'subscribe');
-    this.#assertRunning();
-    const sub: SubscriptionImpl = new SubscriptionImpl(this.#host, topic, resolved, {
-      onDelivery: (d) => void runHandler(this.#host, this.#acks, sub, handler, d),
-    });
-    this.#subscriptions.add(sub);
-    sub.start();
-    return sub;
+    return this.#calls.subscribe<T>(topic, handler, options);
   }
 
   /** Deliveries of `topic` as an async iterator; settle each with ack/nack. */
   messages<T = unknown>(topic: string, options?: MessagesOptions): AsyncIterableIterator<Delivery<T>> {
-    checkTopic(topic);
-    const resolved = resolveSubscribe(options, 'messages');
-    this.#assertRunning();
-    const buffer: Delivery<T>[] = [];
-    const waiting: ((r: IteratorResult<Delivery<T>>) => void)[] = [];
-    let done = false;
-    const sub: SubscriptionImpl = new SubscriptionImpl(this.#host, topic, resolved, {
-      onDelivery: (d: StoredDelivery) => {
-        const delivery = toDelivery<T>(this.#host, this.#acks, sub, d);
-        const w = waiting.shift();
-        if (w) w({ value: delivery, done: false });
-        else buffer.push(delivery);
-      },
-      onClose: () => {
-        done = true;
-        for (const w of waiting.splice(0)) w({ value: undefined, done: true });
-      },
-    });
-    this.#subscriptions.add(sub);
-    sub.start();
-    const iterator: AsyncIterableIterator<Delivery<T>> = {
-      next: () => {
-        const d = buffer.shift();
-        if (d) return Promise.resolve({ value: d, done: false });
-        if (done) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => waiting.push(resolve));
-      },
-      return: async () => {
-        // Deliveries handed out but not settled go back now: the loop that held them is gone.
-        await sub.close(0);
-        return { value: undefined, done: true };
-      },
-      [Symbol.asyncIterator]: () => iterator,
-    };
-    return iterator;
+    return this.#calls.messages<T>(topic, options);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -363,7 +266,8 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
     const topics = member ? (member.node.queryLocal(query) as { topic: string; depth: number }[]) : [];
     return {
       elections: member ? Math.max(0, member.node.status().term - this.#startTerm) : 0,
-      ...this.#counters,
+      leaderChanges: this.#leaderChanges,
+      ...this.#calls.counters,
       topics,
       persist: (member?.persistTimer ?? new PersistTimer()).snapshot(),
       snapshotsTaken: member?.node.status().snapshotsTaken ?? 0,
@@ -462,7 +366,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       return;
     }
     this.#state = 'stopping';
-    await Promise.allSettled([...this.#subscriptions].map((s) => s.close(250)));
+    await this.#calls.closeAll(250);
     const node = this.#member?.node;
     if (node) await new Promise<void>((resolve) => node.stop(this.#resolved.handoverTimeoutMs, resolve));
     this.#state = 'stopped';
@@ -483,33 +387,6 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   // ---------------------------------------------------------------------------------------------
   // The node boundary: commands as bytes in, results out
 
-  /** Submits `command`; resolves with its value, or rejects with its error code. */
-  #run(command: Command, timeoutMs?: number): Promise<{ value: unknown; duplicate: boolean }> {
-    if (this.#state !== 'running') return Promise.reject(this.#notRunning());
-    const node = (this.#member as Member).node;
-    const body = encodeCommand(command);
-    return new Promise((resolve, reject) => {
-      node.submit(body, timeoutMs ?? this.#resolved.requestTimeoutMs, (outcome) => {
-        if (!outcome.ok) {
-          reject(this.#explain(outcome.error));
-          return;
-        }
-        const result = outcome.result as ApplyResult;
-        if (!result.ok) reject(resultError(result));
-        else resolve({ value: result.value, duplicate: result.duplicate || outcome.duplicate });
-      });
-    });
-  }
-
-  /** A linearizable query of the queue state. */
-  #read(query: QueueQuery, timeoutMs: number | undefined): Promise<unknown> {
-    if (this.#state !== 'running') return Promise.reject(this.#notRunning());
-    const node = (this.#member as Member).node;
-    return new Promise((resolve, reject) => {
-      node.read(query, timeoutMs ?? this.#resolved.requestTimeoutMs, (error, value) => (error ? reject(this.#explain(error)) : resolve(value)));
-    });
-  }
-
   #onNodeEvent(e: NodeEvent<QueueEvent>): void {
     switch (e.type) {
       case 'softState': {
@@ -526,7 +403,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
           this.#leaderId = leaderId;
           this.#leaderTerm = e.term;
           if (leaderId !== undefined) this.#lastLeader = { id: leaderId, term: e.term };
-          if (leaderId !== undefined) this.#counters.leaderChanges++;
+          if (leaderId !== undefined) this.#leaderChanges++;
           this.#log(`leader ${leaderId ?? 'none'} (term ${e.term})`);
           this.emit('leaderChanged', { leaderId, term: e.term });
         }
@@ -547,7 +424,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
           this.emit('deadLettered', event);
         }
         if (q.type === 'published' || q.type === 'available') {
-          for (const sub of this.#subscriptions) sub.wake(q.topic);
+          this.#calls.wake(q.topic);
         }
         return;
       }
@@ -559,7 +436,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       case 'removed': {
         this.#log(e.error.message);
         this.#state = 'stopped';
-        for (const sub of this.#subscriptions) sub.abort();
+        this.#calls.abortAll();
         this.emit('removed', { by: e.by, index: e.index, message: e.error.message });
         this.#closedResolve(e.error);
         return;
@@ -567,7 +444,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       case 'fatal': {
         this.#log(`stopped: ${e.error.message}`);
         this.#state = 'stopped';
-        for (const sub of this.#subscriptions) sub.abort();
+        this.#calls.abortAll();
         if (this.listenerCount('error') > 0) this.emit('error', e.error);
         this.#closedResolve(e.error);
         return;
@@ -614,21 +491,6 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
 
 // -----------------------------------------------------------------------------------------------
 // Helpers
-
-function checkTopic(topic: string): void {
-  const problem = typeof topic === 'string' ? validateTopicName(topic) : 'a topic name is a string';
-  if (problem) throw new RaftQueueError('INVALID_TOPIC', `invalid topic ${JSON.stringify(topic)}: ${problem}`);
-}
-
-/** `o` without its undefined values (the command type has absent keys, not undefined ones). */
-function definedOnly<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
-}
-
-function resultError(r: Extract<ApplyResult, { ok: false }>): RaftQueueError {
-  const code: ErrorCode = r.code === 'INVALID_COMMAND' ? 'INVALID_OPTIONS' : r.code;
-  return new RaftQueueError(code, r.message);
-}
 
 function publicRole(role: string): PublicRole {
   if (role === 'leader') return 'leader';
