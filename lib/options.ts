@@ -82,6 +82,13 @@ export const raftQueueOptionsSchema = z
      * from the leader. Ignored once this node's data holds a configuration (a restart).
      */
     join: z.string().min(1).max(ADDRESS_CHARS_MAX).optional(),
+    /**
+     * Client processes (RaftQueueClient) this member serves at once, on its Raft port; 0 refuses
+     * every client. Default 10,000.
+     */
+    clientsMax: z.number().int().nonnegative().max(1_000_000).optional(),
+    /** Requests one client may have waiting on this member; more get NO_CAPACITY. Default 10,000. */
+    clientRequestsMax: z.number().int().positive().max(1_000_000).optional(),
     /** Receives one line per notable event (role and leader changes, failures). */
     logger: z.custom<(line: string) => void>((f) => typeof f === 'function').optional(),
   })
@@ -120,6 +127,8 @@ export interface ResolvedOptions {
   readonly storage: 'file' | 'memory';
   readonly clusterSecret: string;
   readonly clusterId: string;
+  readonly clientsMax: number;
+  readonly clientRequestsMax: number;
   readonly tls: { key: string | Uint8Array; cert: string | Uint8Array; ca: string | Uint8Array } | undefined;
   readonly transport: Transport | undefined;
   readonly tickIntervalMs: number;
@@ -194,6 +203,8 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     storage: o.storage ?? 'file',
     clusterSecret: o.clusterSecret ?? LOOPBACK_DEFAULT_SECRET,
     clusterId: o.clusterId ?? 'raftqueue',
+    clientsMax: o.clientsMax ?? 10_000,
+    clientRequestsMax: o.clientRequestsMax ?? 10_000,
     tls: o.tls,
     transport: o.transport,
     tickIntervalMs,

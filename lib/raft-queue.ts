@@ -41,6 +41,7 @@ import { redactOptions, resolveOptions } from './options.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
 import type { QueueEvent, QueueQuery } from './queue/index.js';
 import { QueueCalls } from './queue-calls.js';
+import { ClientServer } from './clients/server.js';
 
 export type {
   CallOptions,
@@ -96,6 +97,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   #lastLeader: { id: string; term: number } | undefined;
   #role: PublicRole = 'follower';
   readonly #calls: QueueCalls;
+  #clients: ClientServer | undefined;
   #leaderChanges = 0;
   #startTerm = 0;
   #closedResolve: (error: RaftQueueError | undefined) => void = () => undefined;
@@ -140,6 +142,20 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       this.#member = member;
       // The node's term, not the disk's: a first start has already moved to term 1 (bootstrap).
       this.#startTerm = member.node.status().term;
+      if (this.#resolved.clientsMax > 0 && member.transport.acceptClients !== undefined) {
+        const clients = new ClientServer({
+          node: member.node,
+          memberId: this.#resolved.id,
+          status: () => this.status(),
+          members: () => this.members(),
+          requestsMax: this.#resolved.clientRequestsMax,
+          bodyBytesMax: this.#resolved.messageBytesMax + 4096,
+          log: (line) => this.#log(line),
+        });
+        member.node.setClientSink(clients);
+        member.transport.acceptClients(clients);
+        this.#clients = clients;
+      }
       await member.node.start();
       this.#state = 'running';
     } catch (error) {
@@ -388,6 +404,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   // The node boundary: commands as bytes in, results out
 
   #onNodeEvent(e: NodeEvent<QueueEvent>): void {
+    this.#clients?.onNodeEvent(e);
     switch (e.type) {
       case 'softState': {
         const leaderId = e.leaderId ?? undefined;

@@ -227,3 +227,19 @@ export function readEntry(
   }
   return { atMs, count };
 }
+
+/**
+ * Calls `onRecord` for each record of a block `checkBlock` accepted (session, seq, floor and the
+ * body's bounds in `bytes`). Stops early when `onRecord` returns false.
+ */
+export function forEachRecord(bytes: Uint8Array, onRecord: (session: number, seq: number, floor: number, start: number, end: number) => boolean): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let offset = 0;
+  while (offset + RECORD_HEADER_BYTES <= bytes.length) {
+    const start = offset + RECORD_HEADER_BYTES;
+    const end = start + view.getUint32(offset + 24);
+    if (end > bytes.length) return;
+    if (!onRecord(view.getFloat64(offset), view.getFloat64(offset + 8), view.getFloat64(offset + 16), start, end)) return;
+    offset = end;
+  }
+}

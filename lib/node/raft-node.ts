@@ -32,10 +32,11 @@ import { SNAPSHOT_CHANNEL, SnapshotTransfer } from './snapshot-transfer.js';
 import type { SnapshotTransferStats } from './snapshot-transfer.js';
 import { Reads } from './reads.js';
 import { Requests } from './requests.js';
-import type { SubmitOutcome } from './requests.js';
+import type { BlockAnswer, SubmitOutcome } from './requests.js';
+import { RECORDS_PER_BLOCK_MAX, checkBlock } from './envelope.js';
 import type { SessionLimits } from './sessions.js';
 
-export type { SubmitOutcome } from './requests.js';
+export type { BlockAnswer, SubmitOutcome } from './requests.js';
 
 /** Core tuning the node passes through (the simulator varies these per seed). */
 export type CoreTuning = Pick<RaftConfig, 'preVote' | 'checkQuorum' | 'inflightAppendsMax' | 'entriesPerAppendMax' | 'appendBytesMax' | 'uncommittedEntriesMax' | 'uncommittedBytesMax'>;
@@ -115,6 +116,17 @@ export interface NodeStatus extends CoreStatus {
   readonly snapshotTransfer: SnapshotTransferStats;
 }
 
+/**
+ * What a member tells the part that serves client processes (lib/clients): every applied record
+ * and registration (the sink keeps the ones of its clients' sessions), and snapshots installed
+ * (records covered by one were never applied here one by one, so clients must ask again).
+ */
+export interface ClientSink {
+  onRecord(session: number, seq: number, index: number, result: unknown, duplicate: boolean): void;
+  onRegistered(nonce: number, who: Uint8Array, session: number): void;
+  afterRestore(): void;
+}
+
 export class RaftNode<Event = unknown> {
   readonly id: NodeId;
   private readonly opts: RaftNodeOptions<Event>;
@@ -136,6 +148,7 @@ export class RaftNode<Event = unknown> {
   /** Storage reported damage at start and has not been told it is repaired. */
   private storageRepairing = false;
   private closed = false;
+  private clientSink: ClientSink | undefined;
   private fatalError: RaftQueueError | undefined;
   private lastLeader: NodeId | null = null;
   private lastLeaderTerm = 0;
@@ -155,8 +168,14 @@ export class RaftNode<Event = unknown> {
     this.applier = new Applier<Event>(
       this.sm,
       options.sessionLimits,
-      (session, seq, index, result, duplicate) => this.requests.onApplied(session, seq, index, result, duplicate),
-      (nonce, who, session) => this.requests.onRegistered(nonce, who, session),
+      (session, seq, index, result, duplicate) => {
+        this.requests.onApplied(session, seq, index, result, duplicate);
+        this.clientSink?.onRecord(session, seq, index, result, duplicate);
+      },
+      (nonce, who, session) => {
+        this.requests.onRegistered(nonce, who, session);
+        this.clientSink?.onRegistered(nonce, who, session);
+      },
       (events) => {
         for (const event of events) this.opts.onEvent({ type: 'machine', event });
       },
@@ -257,7 +276,10 @@ export class RaftNode<Event = unknown> {
           for (const rs of states) this.reads.onReadState(rs.id, rs.index);
           for (const id of failed) this.reads.onReadFailed(id);
         },
-        afterRestore: () => this.requests.afterRestore((session, seq) => this.applier.lookup(session, seq)),
+        afterRestore: () => {
+          this.requests.afterRestore((session, seq) => this.applier.lookup(session, seq));
+          this.clientSink?.afterRestore();
+        },
         sendSnapshot: (m) => this.snapshots.send(m),
         afterAdvance: () => {
           this.onConfigMaybeCommitted();
@@ -331,6 +353,28 @@ export class RaftNode<Event = unknown> {
       if (error) cb(error, undefined);
       else cb(undefined, this.sm.query(query));
     });
+  }
+
+  /** Serves client processes: `sink` hears every applied record (lib/clients). */
+  setClientSink(sink: ClientSink | undefined): void {
+    this.clientSink = sink;
+  }
+
+  /**
+   * A client's block of records (encoded as a follower forwards them; lib/node/envelope.ts),
+   * which the caller checked belongs to the client's session. The leader puts it in its next
+   * entry; a follower passes it to the leader. `answer` hears accepted (in which term) or
+   * refused. Returns a reason when the block is malformed (nothing is sent).
+   */
+  relay(answer: BlockAnswer, b: number, recs: Uint8Array): string | undefined {
+    if (this.closed) {
+      answer({ k: 'refused', b, reason: 'closed', leaderId: null });
+      return undefined;
+    }
+    const count = checkBlock(recs, RECORDS_PER_BLOCK_MAX, this.opts.bodyBytesMax ?? 64 << 20);
+    if (typeof count === 'string') return count;
+    this.requests.relay(answer, b, { bytes: recs, count });
+    return undefined;
   }
 
   /** The state machine's answer from this node's current state (not linearizable). */
@@ -470,7 +514,7 @@ export class RaftNode<Event = unknown> {
         this.requests.onAccepted(body.b, body.term);
         return;
       case 'refused':
-        this.requests.onRefused(body.b, body.reason);
+        this.requests.onRefused(body.b, body.reason, body.leaderId);
         return;
       case 'removed':
         this.onRemovedNotice(m.from, body.index);

@@ -40,7 +40,8 @@ export type SubmitOutcome =
 export type RequestLookup = (session: number, seq: number) => { readonly kind: 'result'; readonly value: unknown } | { readonly kind: 'stale' | 'expired' | 'unknown' };
 
 export interface RequestsHost {
-  readonly core: RaftCore;
+  /** A member's core; a client process gives a stand-in that names its member as the leader. */
+  readonly core: Pick<RaftCore, 'softState' | 'propose'>;
   readonly clock: Clock;
   /** Nonces for registrations and the first batch number. */
   readonly random: Random;
@@ -79,11 +80,22 @@ interface Waiter {
   queued: boolean;
 }
 
-/** A block a follower forwarded, waiting for the next pump's entry. */
+/** How the leader answers whoever handed it a block: accepted into an entry, or refused. */
+export type BlockAnswer = (body: Extract<ForwardBody, { k: 'accepted' } | { k: 'refused' }>) => void;
+
+/** A block a follower forwarded (or a client relayed), waiting for the next pump's entry. */
 interface Inbound {
-  readonly from: NodeId;
+  readonly answer: BlockAnswer;
   readonly b: number;
   readonly block: RecordBlock;
+}
+
+/** A client's block this follower passed on to the leader, until the leader answers. */
+interface Relayed {
+  readonly answer: BlockAnswer;
+  /** The client's own number for the block. */
+  readonly b: number;
+  readonly sentMs: number;
 }
 
 export class Requests {
@@ -99,6 +111,8 @@ export class Requests {
   private inbound: Inbound[] = [];
   /** Forwarded batches not yet answered: batch number -> seqs and when it was sent. */
   private readonly batches = new Map<number, { readonly seqs: readonly number[]; readonly sentMs: number }>();
+  /** Clients' blocks passed on to the leader, by the batch number they went under. */
+  private readonly relayed = new Map<number, Relayed>();
   /** Batch numbers start at a random point: a reply to an earlier incarnation's batch is ignored. */
   private nextBatch: number;
   private deadlineSweep: TimerHandle | undefined;
@@ -196,7 +210,7 @@ export class Requests {
       this.proposeAll(register);
       return;
     }
-    for (const i of this.inbound) this.host.sendForward(i.from, { k: 'refused', b: i.b, reason: 'notLeader', leaderId: soft.leaderId });
+    for (const i of this.inbound) i.answer({ k: 'refused', b: i.b, reason: 'notLeader', leaderId: soft.leaderId });
     this.inbound = [];
     // With no leader known the outbox waits for one (every pump tries again).
     if (soft.leaderId !== null) this.forwardAll(soft.leaderId, register);
@@ -265,7 +279,7 @@ export class Requests {
         w.lastAttemptMs = now;
         w.proposedTerm = r.term;
       }
-      for (const i of inbound) this.host.sendForward(i.from, { k: 'accepted', b: i.b, term: r.term });
+      for (const i of inbound) i.answer({ k: 'accepted', b: i.b, term: r.term });
       return;
     }
     for (const w of locals) {
@@ -274,7 +288,7 @@ export class Requests {
       if (r.reason === 'noCapacity' && w.sends === 0) this.finish(w.seq, { ok: false, error: noCapacity('the leader has too many uncommitted entries') });
       else w.lastAttemptMs = now;
     }
-    for (const i of inbound) this.host.sendForward(i.from, { k: 'refused', b: i.b, reason: r.reason, leaderId: r.leaderId });
+    for (const i of inbound) i.answer({ k: 'refused', b: i.b, reason: r.reason, leaderId: r.leaderId });
   }
 
   private forwardAll(leaderId: NodeId, register: boolean): void {
@@ -329,12 +343,40 @@ export class Requests {
       this.host.sendForward(from, { k: 'refused', b, reason: 'notLeader', leaderId: soft.leaderId });
       return;
     }
-    this.inbound.push({ from, b, block: { bytes: recs, count } });
+    this.inbound.push({ answer: (body) => this.host.sendForward(from, body), b, block: { bytes: recs, count } });
     this.host.schedulePump();
+  }
+
+  /**
+   * A client process handed this member a block of its records (already checked: well formed,
+   * of the client's own session). The leader puts it in its next entry, as it does a follower's;
+   * a follower passes it on to the leader and brings the answer back. The client re-sends what
+   * is not answered, as a follower does, so nothing here needs to outlive a leader change.
+   */
+  relay(answer: BlockAnswer, b: number, block: RecordBlock): void {
+    const soft = this.host.core.softState();
+    if (soft.role === 'leader') {
+      this.inbound.push({ answer, b, block });
+      this.host.schedulePump();
+      return;
+    }
+    if (soft.leaderId === null) {
+      answer({ k: 'refused', b, reason: 'noLeader', leaderId: null });
+      return;
+    }
+    const mine = this.nextBatch++;
+    this.relayed.set(mine, { answer, b, sentMs: this.turnMs() });
+    this.host.sendForward(soft.leaderId, { k: 'propose', b: mine, recs: block.bytes });
   }
 
   /** Follower side: batch `b` is in the log of the leader of `term`. */
   onAccepted(b: number, term: number): void {
+    const relayed = this.relayed.get(b);
+    if (relayed !== undefined) {
+      this.relayed.delete(b);
+      relayed.answer({ k: 'accepted', b: relayed.b, term });
+      return;
+    }
     const batch = this.batches.get(b);
     if (batch === undefined) return;
     this.batches.delete(b);
@@ -345,7 +387,13 @@ export class Requests {
   }
 
   /** Follower side: batch `b` was not appended. */
-  onRefused(b: number, reason: string): void {
+  onRefused(b: number, reason: string, leaderId: NodeId | null = null): void {
+    const relayed = this.relayed.get(b);
+    if (relayed !== undefined) {
+      this.relayed.delete(b);
+      relayed.answer({ k: 'refused', b: relayed.b, reason, leaderId });
+      return;
+    }
     const batch = this.batches.get(b);
     if (batch === undefined) return;
     this.batches.delete(b);
@@ -445,6 +493,10 @@ export class Requests {
     for (const [b, batch] of this.batches) {
       if (now - batch.sentMs > 2 * this.host.retryIntervalMs) this.batches.delete(b);
     }
+    // An unanswered relay is the client's to re-send; only the bookkeeping goes.
+    for (const [b, r] of this.relayed) {
+      if (now - r.sentMs > 2 * this.host.retryIntervalMs) this.relayed.delete(b);
+    }
   }
 
   /**
@@ -480,6 +532,7 @@ export class Requests {
     this.outbox = [];
     this.inbound = [];
     this.batches.clear();
+    this.relayed.clear();
   }
 }
 
