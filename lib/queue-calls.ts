@@ -37,6 +37,8 @@ export interface QueueCallsHost {
   /** Adds what the facade can see to NO_LEADER / TIMEOUT errors. */
   explain(error: RaftQueueError): RaftQueueError;
   log(line: string): void;
+  /** A subscription started or ended (a client tells its member which topics to wake it for). */
+  onSubscriptionsChanged?(): void;
 }
 
 export class QueueCalls {
@@ -53,7 +55,10 @@ export class QueueCalls {
         return !(calls.host.port() instanceof RaftQueueError);
       },
       run: (command, timeoutMs) => this.run(command, timeoutMs).then((r) => r.value),
-      removeSubscription: (sub) => this.subscriptions.delete(sub),
+      removeSubscription: (sub) => {
+        this.subscriptions.delete(sub);
+        host.onSubscriptionsChanged?.();
+      },
       log: (line) => host.log(line),
     };
     this.acks = new AckBatcher(this.subHost);
@@ -156,6 +161,7 @@ export class QueueCalls {
       onDelivery: (d) => void runHandler(this.subHost, this.acks, sub, handler, d),
     });
     this.subscriptions.add(sub);
+    this.host.onSubscriptionsChanged?.();
     sub.start();
     return sub;
   }
@@ -180,6 +186,7 @@ export class QueueCalls {
       },
     });
     this.subscriptions.add(sub);
+    this.host.onSubscriptionsChanged?.();
     sub.start();
     const iterator: AsyncIterableIterator<Delivery<T>> = {
       next: () => {

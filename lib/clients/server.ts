@@ -58,7 +58,8 @@ interface Client {
 export class ClientServer implements ClientHandlers, ClientSink {
   private readonly clients = new Map<ClientLink, Client>();
   private readonly bySession = new Map<number, Client>();
-  private readonly byNonce = new Map<number, Client>();
+  /** Registrations in flight: nonce -> the link that relayed it and the registering id bytes. */
+  private readonly byNonce = new Map<number, { readonly c: Client; readonly who: Uint8Array }>();
   private readonly watchers = new Map<string, Set<Client>>();
   private dirty: Client[] = [];
   private flushQueued = false;
@@ -98,7 +99,7 @@ export class ClientServer implements ClientHandlers, ClientSink {
     if (c === undefined) return;
     this.clients.delete(link);
     if (c.session !== undefined && this.bySession.get(c.session) === c) this.bySession.delete(c.session);
-    for (const nonce of c.registering) if (this.byNonce.get(nonce) === c) this.byNonce.delete(nonce);
+    for (const nonce of c.registering) if (this.byNonce.get(nonce)?.c === c) this.byNonce.delete(nonce);
     this.unwatch(c);
   }
 
@@ -159,11 +160,11 @@ export class ClientServer implements ClientHandlers, ClientSink {
     }
     // Every record must be the client's own: of its session, or a registration (bounded).
     let problem: string | undefined;
-    const nonces: number[] = [];
+    const nonces: { nonce: number; who: Uint8Array }[] = [];
     let floor = 0;
-    forEachRecord(recs, (session, seq, f) => {
+    forEachRecord(recs, (session, seq, f, start, end) => {
       if (session === REGISTER_SESSION) {
-        nonces.push(seq);
+        nonces.push({ nonce: seq, who: recs.slice(start, end) });
         return true;
       }
       if (session !== c.session) {
@@ -196,10 +197,10 @@ export class ClientServer implements ClientHandlers, ClientSink {
       return;
     }
     for (const seq of seqs) c.outstanding.add(seq);
-    for (const nonce of nonces) {
+    for (const r of nonces) {
       c.registrations++;
-      c.registering.add(nonce);
-      this.byNonce.set(nonce, c);
+      c.registering.add(r.nonce);
+      this.byNonce.set(r.nonce, { c, who: r.who });
     }
     const bad = this.host.node.relay(answer, b, recs);
     if (bad !== undefined) this.refuse(c, `a block the node refused (${bad})`);
@@ -247,9 +248,10 @@ export class ClientServer implements ClientHandlers, ClientSink {
     this.markDirty(c);
   }
 
-  onRegistered(nonce: number, _who: Uint8Array, session: number): void {
-    const c = this.byNonce.get(nonce);
-    if (c === undefined) return;
+  onRegistered(nonce: number, who: Uint8Array, session: number): void {
+    const r = this.byNonce.get(nonce);
+    if (r === undefined || !sameBytes(r.who, who)) return;
+    const c = r.c;
     this.byNonce.delete(nonce);
     c.registering.delete(nonce);
     if (c.link.closed) return;
@@ -342,4 +344,8 @@ export class ClientServer implements ClientHandlers, ClientSink {
 function sameView(a: Extract<ToClient, { k: 'view' }>, b: ToClient): boolean {
   if (b.k !== 'view' || a.term !== b.term || a.leaderId !== b.leaderId || a.role !== b.role || a.members.length !== b.members.length) return false;
   return a.members.every((m, i) => m.id === b.members[i]?.id && m.address === b.members[i]?.address && m.role === b.members[i]?.role);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

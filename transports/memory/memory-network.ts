@@ -3,9 +3,11 @@
  * to drop, delay and partition links (one-way too). Used by facade tests and one-process
  * examples; the deterministic simulator (test/sim) has its own virtual-time network.
  */
+import { MemoryClientPair } from './memory-clients.js';
+import type { MemoryClientConnection, MemoryClientHandlers } from './memory-clients.js';
 import type { NodeId } from '../../lib/core/types.js';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
-import type { PeerLinkState, PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
+import type { ClientHandlers, PeerLinkState, PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
 import { decodeMessageBody, encodeMessageBody } from '../codec/codec.js';
 import { resolveCodecLimits, type CodecLimits, type CodecLimitsInput } from '../codec/limits.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
@@ -127,6 +129,18 @@ export class MemoryNetwork {
   /** Installs (or with null, removes) a hook that may drop messages as they are sent. */
   intercept(interceptor: SendInterceptor | null): void {
     this.interceptor = interceptor;
+  }
+
+  /**
+   * Connects a client process to the member `memberId` (its "address" on this network), as
+   * transports/tcp's `connectClient` does over TCP. Rejects with TRANSPORT_FAILED when that member
+   * is not running or does not accept clients.
+   */
+  async connectClient(memberId: string, clientId: string, handlers: MemoryClientHandlers): Promise<MemoryClientConnection> {
+    const member = this.nodes.get(memberId);
+    const accepting = member?.running === true ? member.clientHandlers : undefined;
+    if (accepting === undefined) throw new RaftQueueError('TRANSPORT_FAILED', `member ${memberId} is not running on this network or does not accept clients`);
+    return (member as MemoryTransport).openClient(clientId, handlers);
   }
 
   /** True when `from` would currently attempt delivery to `to`. */
@@ -284,6 +298,9 @@ export class MemoryTransport implements Transport {
   /** Every peer seen on the network since start, with its link state (see `peerStates`). */
   private readonly links = new Map<NodeId, PeerLinkState>();
   private readonly heardMs = new Map<NodeId, number>();
+  /** @internal Set by acceptClients. */
+  clientHandlers: ClientHandlers | undefined;
+  private readonly clientPairs = new Set<MemoryClientPair>();
 
   constructor(
     readonly network: MemoryNetwork,
@@ -317,9 +334,26 @@ export class MemoryTransport implements Transport {
     this.network.route(this, message, this.counters);
   }
 
+  /** Serves client processes (see MemoryNetwork.connectClient). */
+  acceptClients(handlers: ClientHandlers): void {
+    this.clientHandlers = handlers;
+  }
+
+  /** @internal */
+  openClient(clientId: string, handlers: MemoryClientHandlers): MemoryClientConnection {
+    const member = this.clientHandlers as ClientHandlers;
+    const pair = new MemoryClientPair(this.id, clientId, member, handlers, (p) => this.clientPairs.delete(p));
+    this.clientPairs.add(pair);
+    setImmediate(() => {
+      if (!pair.clientEnd.closed) member.onOpen(pair.memberEnd);
+    });
+    return pair.clientEnd;
+  }
+
   /** Leaves the network at once; the id can be started again immediately. */
   async close(): Promise<void> {
     if (this.state === 'closed') return;
+    for (const pair of [...this.clientPairs]) pair.end('transportClosed');
     this.state = 'closed';
     this.network.unregister(this);
     this.connected.clear();
