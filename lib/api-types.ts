@@ -158,5 +158,10 @@ export interface QueueMetrics {
     /** Of those, received into the storage's temporary file rather than memory (file storage). */
     readonly receivedToFile: number;
   };
+  /**
+   * Client processes (RaftQueueClient) connected to this member now, and their requests this
+   * member refused (malformed, or not of the client's own session; the connection was closed).
+   */
+  readonly clients: { readonly connected: number; readonly refused: number };
 }
 

@@ -289,6 +289,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       snapshotsTaken: member?.node.status().snapshotsTaken ?? 0,
       transport: member?.transport.stats(),
       snapshotTransfer: member?.node.status().snapshotTransfer ?? { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0, receivedToFile: 0 },
+      clients: { connected: this.#clients?.connected ?? 0, refused: this.#clients?.rejected ?? 0 },
     };
   }
 
