@@ -197,9 +197,10 @@ export class TcpTransport implements Transport {
   }
 
   /**
-   * Accepts client processes from now on: a hello in the client role that proves the cluster
-   * secret opens a {@link ClientLink} (up to clientsMax at once). Call before `start`; without
-   * it every client hello is refused ('clientsDisabled'). Once only.
+   * Accepts client processes: a hello in the client role that proves the cluster secret opens a
+   * {@link ClientLink} (up to clientsMax at once). Call before `start`; a hello that arrives
+   * before this call, or on a transport never given handlers, is refused ('clientsDisabled').
+   * Once only: throws TRANSPORT_FAILED on a second call.
    */
   acceptClients(handlers: ClientHandlers): void {
     if (this.clientHandlers !== null) throw new RaftQueueError('TRANSPORT_FAILED', `transport ${this.options.id} already accepts clients`);
