@@ -10,6 +10,11 @@ export interface TransportStatsDetail extends TransportStats {
   connectionsClosed: Record<string, number>;
   /** Append bodies reused for a second follower instead of encoded again. */
   appendBodiesReused: number;
+  /**
+   * Client links open now (a gauge, not cumulative). Their frames and bytes count in
+   * framesIn/framesOut/bytesIn/bytesOut, their closes in connectionsClosed.
+   */
+  clientsConnected: number;
 }
 
 /** Cumulative counters; `snapshot` copies them so callers never hold live maps. */
@@ -22,6 +27,8 @@ export class TransportCounters {
   messagesOversize = 0;
   reconnects = 0;
   appendBodiesReused = 0;
+  /** A gauge: client links open now. */
+  clientsConnected = 0;
   readonly framesRejected = new Map<string, number>();
   readonly connectionsClosed = new Map<string, number>();
 
@@ -46,6 +53,7 @@ export class TransportCounters {
       connectedPeers: [...connectedPeers].sort(),
       connectionsClosed: sortedRecord(this.connectionsClosed),
       appendBodiesReused: this.appendBodiesReused,
+      clientsConnected: this.clientsConnected,
     };
   }
 }

@@ -1,5 +1,6 @@
 /**
- * The peer wire codec: frame format, msgpackr options, zod schemas and the protocol version.
+ * The peer wire codec: frame format, msgpackr options, zod schemas and the protocol version,
+ * and the frame of client links.
  */
 export {
   PACKR_OPTIONS,
@@ -28,6 +29,7 @@ export {
 export type { CodecLimits, CodecLimitsInput } from './limits.js';
 export { APPEND_CACHE_ENTRIES_MAX, MessageEncoder } from './message-encoder.js';
 export {
+  CLIENT_ROLE,
   CLUSTER_ID_PATTERN,
   FRAME_HEADER_BYTES,
   HANDSHAKE_FRAME_BYTES_MAX,
@@ -38,11 +40,20 @@ export {
   REFUSAL_REASONS,
 } from './protocol.js';
 export type { RefusalReason } from './protocol.js';
-export { codecSchemas, isWireEntries, wireEntrySchema } from './schemas.js';
+export { clientFrameSchema, codecSchemas, isWireEntries, wireEntrySchema } from './schemas.js';
+export {
+  CLIENT_FRAME_BYTES_MIN,
+  clientBodyBytesMax,
+  clientFrameBytes,
+  clientFrameValueBytes,
+  encodeClientFrame,
+  encodeClientFrames,
+} from './client-frame.js';
 export { encodeAppendBody, framedRuns } from './append-writer.js';
 export { decodeAppendBody } from './append-reader.js';
 export type {
   ChallengeFrame,
+  ClientFrame,
   CodecSchemas,
   ControlFrame,
   HelloFrame,

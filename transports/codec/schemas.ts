@@ -15,7 +15,7 @@ import { z } from 'zod';
 import type { Entry } from '../../lib/core/types.js';
 import type { AppMessage, PeerMessage } from '../../lib/contracts/transport.js';
 import type { CodecLimits } from './limits.js';
-import { CLUSTER_ID_PATTERN, NODE_ID_PATTERN, NONCE_BYTES, PROOF_BYTES, REFUSAL_REASONS, type RefusalReason } from './protocol.js';
+import { CLIENT_ROLE, CLUSTER_ID_PATTERN, NODE_ID_PATTERN, NONCE_BYTES, PROOF_BYTES, REFUSAL_REASONS, type RefusalReason } from './protocol.js';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
@@ -43,6 +43,11 @@ export interface HelloFrame {
   readonly peerId: string;
   readonly nonce: Uint8Array;
   readonly proof: Uint8Array;
+  /**
+   * 'client' for a client process (its `nodeId` is then its self-chosen client id); absent for a
+   * member, so a member's hello is what it always was. Bound into both proofs.
+   */
+  readonly role?: typeof CLIENT_ROLE;
 }
 
 /** Server -> client: the server's identity and its proof over the client's nonce. */
@@ -50,6 +55,20 @@ export interface WelcomeFrame {
   readonly type: 'welcome';
   readonly nodeId: string;
   readonly proof: Uint8Array;
+  /**
+   * Only in the welcome to a client (a member's dialer refuses unknown keys): the largest frame
+   * the member accepts on the link, so the client can refuse a larger body in `send` instead of
+   * having the link closed for it.
+   */
+  readonly frameBytesMax?: number;
+  /** Only in the welcome to a client: the member's idle timeout, so the client pings in time. */
+  readonly idleTimeoutMs?: number;
+}
+
+/** Either way on a client link, after the handshake: one opaque body of the node layer. */
+export interface ClientFrame {
+  readonly type: 'client';
+  readonly body: Uint8Array;
 }
 
 /** Keepalive: the dialing side sends `ping` on a quiet link, the listening side answers `pong`. */
@@ -109,6 +128,8 @@ export interface CodecSchemas {
   readonly challenge: z.ZodType<ChallengeFrame>;
   readonly hello: z.ZodType<HelloFrame>;
   readonly welcome: z.ZodType<WelcomeFrame>;
+  /** The welcome a client reads: the member's frame bound and idle timeout are required. */
+  readonly clientWelcome: z.ZodType<WelcomeFrame & { frameBytesMax: number; idleTimeoutMs: number }>;
   readonly refused: z.ZodType<RefusedFrame>;
   readonly ping: z.ZodType<PingFrame>;
   readonly pong: z.ZodType<PongFrame>;
@@ -266,8 +287,16 @@ export function codecSchemas(limits: CodecLimits): CodecSchemas {
       peerId: id,
       nonce,
       proof,
-    }),
+      role: z.literal(CLIENT_ROLE).optional(),
+    }) as z.ZodType<HelloFrame>,
     welcome: z.strictObject({ type: z.literal('welcome'), nodeId: id, proof }),
+    clientWelcome: z.strictObject({
+      type: z.literal('welcome'),
+      nodeId: id,
+      proof,
+      frameBytesMax: uint.positive().max(0xffff_ffff),
+      idleTimeoutMs: uint.positive().max(86_400_000),
+    }),
     refused: z.strictObject({
       type: z.literal('refused'),
       reason: z.enum(REFUSAL_REASONS),
@@ -281,6 +310,15 @@ export function codecSchemas(limits: CodecLimits): CodecSchemas {
   };
   schemaCache.set(limits, schemas);
   return schemas;
+}
+
+/**
+ * The schema of a client frame whose body is at most `bodyBytesMax` bytes. Not cached with the
+ * codec schemas: its bound is a transport option, not a codec limit, and each transport or
+ * client connection builds it once.
+ */
+export function clientFrameSchema(bodyBytesMax: number): z.ZodType<ClientFrame> {
+  return z.strictObject({ type: z.literal('client'), body: bytes(bodyBytesMax) });
 }
 
 // Compile-time check that the schema output and the shared message types agree both ways.

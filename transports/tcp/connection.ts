@@ -1,15 +1,18 @@
 /**
  * One framed, authenticated socket: the listening side (InboundConnection) and the dialing side
- * (OutboundConnection) of a peer link, over node:net or node:tls alike.
+ * (OutboundConnection) of a peer link, over node:net or node:tls alike. The listening side also
+ * carries client links (a hello in the client role), whose frames go to a TcpClientLink.
  */
 import type { Socket } from 'node:net';
+import type { z } from 'zod';
 import type { PeerMessage } from '../../lib/contracts/transport.js';
 import { decodeAppendBody } from '../codec/append-reader.js';
 import { encodeControlFrame, unpackBody, validateWireMessage } from '../codec/codec.js';
 import { FrameDecoder } from '../codec/frame-decoder.js';
-import { HANDSHAKE_FRAME_BYTES_MAX, NODE_ID_PATTERN, PROTOCOL_VERSION } from '../codec/protocol.js';
-import type { CodecSchemas, RefusedFrame } from '../codec/schemas.js';
+import { CLIENT_ROLE, HANDSHAKE_FRAME_BYTES_MAX, NODE_ID_PATTERN, PROTOCOL_VERSION } from '../codec/protocol.js';
+import type { ClientFrame, CodecSchemas, HelloFrame, RefusedFrame } from '../codec/schemas.js';
 import type { TransportCounters } from '../stats.js';
+import type { TcpClientLink } from './client-link.js';
 import { clientProof, newNonce, proofMatches, serverProof } from './handshake.js';
 import type { ResolvedTcpOptions } from './options.js';
 import { describeRefusal, type Refusal, type RefusalFacts } from './refusals.js';
@@ -27,7 +30,12 @@ export type CloseReason =
   | 'tooManyHandshakes'
   | 'tls'
   | 'identified'
-  | 'refused';
+  | 'refused'
+  // Client links only: the client does not read fast enough (clientOutboundBytesMax), the node
+  // layer gave `send` a body over the client frame bound, or the node layer closed the link.
+  | 'slowClient'
+  | 'oversize'
+  | 'closedByNode';
 
 /** What a connection needs from its transport. */
 export interface ConnectionContext {
@@ -43,6 +51,12 @@ export interface ConnectionContext {
    * the transport destroys it if it is still open when the transport closes.
    */
   lingering(socket: Socket): void;
+  /** The schema of a client frame, bounded by clientFrameBytesMax. */
+  readonly clientFrame: z.ZodType<ClientFrame>;
+  /**
+   * A client proved the secret: its link (registered, not yet announced), or why it is refused.
+   */
+  acceptClient(connection: InboundConnection, clientId: string): TcpClientLink | 'clientsDisabled' | 'tooManyClients';
 }
 
 /**
@@ -75,7 +89,7 @@ function safeField(value: unknown, field: string): string | number | undefined {
 }
 
 /** 'host:port', or '[v6]:port'. */
-function formatAddress(host: string | undefined, port: number | undefined): string {
+export function formatAddress(host: string | undefined, port: number | undefined): string {
   if (host === undefined) return 'an unknown address';
   return `${host.includes(':') ? `[${host}]` : host}:${port ?? '?'}`;
 }
@@ -101,6 +115,7 @@ export abstract class FramedConnection {
   /** The socket error that closed the connection, if one did. */
   closeError: Error | undefined = undefined;
   protected readonly decoder = new FrameDecoder(HANDSHAKE_FRAME_BYTES_MAX);
+  private handshakeDone = false;
   private invalidFrames = 0;
   private framesReadInTick = 0;
   private quietTicks = 0;
@@ -200,10 +215,16 @@ export abstract class FramedConnection {
     for (const callback of this.onClosedCallbacks) callback(reason);
   }
 
-  /** Marks the handshake complete: lifts the frame bound and cancels the deadline. */
+  /** Marks the handshake with a peer complete: lifts the frame bound and cancels the deadline. */
   protected authenticated(peer: string): void {
     this.peer = peer;
-    this.decoder.frameBytesMax = this.ctx.options.limits.frameBytesMax;
+    this.handshakeOver(this.ctx.options.limits.frameBytesMax);
+  }
+
+  /** Ends the handshake (a peer's or a client's): the frame bound becomes `frameBytesMax`. */
+  protected handshakeOver(frameBytesMax: number): void {
+    this.handshakeDone = true;
+    this.decoder.frameBytesMax = frameBytesMax;
     if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
     this.handshakeTimer = null;
   }
@@ -214,7 +235,7 @@ export abstract class FramedConnection {
    */
   protected reject(reason: string, fatal = false): void {
     this.ctx.counters.reject(reason);
-    if (this.peer === null || fatal) {
+    if (!this.handshakeDone || fatal) {
       this.close('protocol');
       return;
     }
@@ -356,6 +377,8 @@ export abstract class FramedConnection {
  * receives peer messages (and answers pings) from the authenticated peer.
  */
 export class InboundConnection extends FramedConnection {
+  /** Set once a client completed the handshake: the connection is that client's link. */
+  client: TcpClientLink | null = null;
   private readonly serverNonce = newNonce();
 
   constructor(
@@ -368,12 +391,37 @@ export class InboundConnection extends FramedConnection {
   }
 
   protected override onFrame(body: Buffer): void {
-    if (this.peer === null) this.onHello(body);
-    else this.onOpenFrame(body, 'ping');
+    // Peers first: their frames take the same single test as before clients existed.
+    if (this.peer !== null) this.onOpenFrame(body, 'ping');
+    else if (this.client !== null) this.onClientFrame(this.client, body);
+    else this.onHello(body);
   }
 
   protected override onIdleTick(): void {
     // The dialing side keeps the link alive; the listening side only answers.
+  }
+
+  /**
+   * A frame on a client link: a body for the node layer, or a ping. Anything else (a Raft or app
+   * message above all) is an invalid frame: a client never speaks for a member, and its frames
+   * never reach the peer handlers.
+   */
+  private onClientFrame(link: TcpClientLink, body: Buffer): void {
+    const raw = unpackBody(body);
+    if (!raw.ok) return this.reject('decode');
+    const type = typeOf(raw.value);
+    if (type === 'client') {
+      const parsed = this.ctx.clientFrame.safeParse(raw.value);
+      if (!parsed.success) return this.reject('schema');
+      link.deliver(parsed.data.body);
+      return;
+    }
+    if (type === 'ping') {
+      if (!this.ctx.schemas.ping.safeParse(raw.value).success) return this.reject('schema');
+      this.sendControl({ type: 'pong' });
+      return;
+    }
+    this.reject('unexpected');
   }
 
   protected override get side(): 'listening' {
@@ -388,12 +436,14 @@ export class InboundConnection extends FramedConnection {
     if (typeOf(raw.value) === 'refused') return this.onRefusedFrame(raw.value, undefined);
     if (versionMismatch(raw.value)) {
       const claimed = safeField(raw.value, 'nodeId');
-      return this.refuseHello('version', claimed, { remoteVersion: safeField(raw.value, 'protocolVersion') });
+      const role = (raw.value as { role?: unknown }).role === CLIENT_ROLE ? CLIENT_ROLE : undefined;
+      return this.refuseHello('version', claimed, { remoteVersion: safeField(raw.value, 'protocolVersion'), role });
     }
     if (typeOf(raw.value) !== 'hello') return this.reject('unexpected');
     const parsed = schemas.hello.safeParse(raw.value);
     if (!parsed.success) return this.reject('schema');
     const hello = parsed.data;
+    if (hello.role === CLIENT_ROLE) return this.onClientHello(hello);
     if (hello.clusterId !== options.clusterId) return this.refuseHello('cluster', hello.nodeId, { remoteClusterId: hello.clusterId });
     // With dynamic membership a node not (yet) in our peer list may be a joining member: it is
     // accepted when it proves it holds the cluster secret, like any other.
@@ -410,13 +460,40 @@ export class InboundConnection extends FramedConnection {
   }
 
   /**
+   * A hello in the client role: the same cluster, target and proof checks as a member's, but the
+   * id is the client's own (any id of the allowed form, a member's too: it never becomes a
+   * peer). Capacity is checked after the proof, so only a holder of the secret learns whether
+   * this member takes clients.
+   */
+  private onClientHello(hello: HelloFrame): void {
+    const { options } = this.ctx;
+    const client = { role: CLIENT_ROLE } as const;
+    if (hello.clusterId !== options.clusterId) return this.refuseHello('cluster', hello.nodeId, { remoteClusterId: hello.clusterId, ...client });
+    if (hello.peerId !== options.id) return this.refuseHello('wrongPeer', hello.nodeId, { otherId: hello.peerId, ...client });
+    const params = { clusterId: options.clusterId, clientId: hello.nodeId, serverId: options.id, serverNonce: this.serverNonce, clientNonce: hello.nonce, ...client };
+    if (!proofMatches(clientProof(options.clusterSecret, params), hello.proof)) return this.refuseHello('auth', hello.nodeId, client);
+    const link = this.ctx.acceptClient(this, hello.nodeId);
+    if (typeof link === 'string') return this.refuseHello(link, hello.nodeId, client);
+    this.client = link;
+    this.handshakeOver(options.clientFrameBytesMax);
+    this.sendControl({
+      type: 'welcome',
+      nodeId: options.id,
+      proof: serverProof(options.clusterSecret, params),
+      frameBytesMax: options.clientFrameBytesMax,
+      idleTimeoutMs: options.idleTimeoutMs,
+    });
+    link.opened();
+  }
+
+  /**
    * Refuses a hello and tells the dialer why. The `refused` frame says only what the dialer
    * needs to name the mismatch: our id, and our version or cluster id when those differ.
    */
   private refuseHello(
     reason: RefusedFrame['reason'],
     claimed: string | undefined,
-    facts: { remoteVersion?: number | undefined; remoteClusterId?: string; otherId?: string },
+    facts: { remoteVersion?: number | undefined; remoteClusterId?: string; otherId?: string; role?: typeof CLIENT_ROLE | undefined },
   ): void {
     const { options } = this.ctx;
     const frame: RefusedFrame =

@@ -3,7 +3,8 @@
  */
 import { z } from 'zod';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
-import { codecLimitsSchema, resolveCodecLimits, type CodecLimits } from '../codec/limits.js';
+import { CLIENT_FRAME_BYTES_MIN } from '../codec/client-frame.js';
+import { codecLimitsSchema, FRAME_BYTES_MAX_DEFAULT, resolveCodecLimits, type CodecLimits } from '../codec/limits.js';
 import { CLUSTER_ID_PATTERN, NODE_ID_PATTERN } from '../codec/protocol.js';
 
 /** 'host:port' or '[v6]:port'; port 0 asks the OS for a free port (listen only). */
@@ -51,6 +52,9 @@ export const tcpTransportOptionsSchema = z
     reconnectDelayMsMax: ms.default(2_000),
     handshakesPendingMax: z.int().positive().default(128),
     acceptUnknownPeers: z.boolean().default(false),
+    clientsMax: z.int().nonnegative().default(10_000),
+    clientFrameBytesMax: z.int().min(CLIENT_FRAME_BYTES_MIN).max(0xffff_ffff).optional(),
+    clientOutboundBytesMax: z.int().positive().default(8 * 1024 * 1024),
     limits: codecLimitsSchema.omit({ frameBytesMax: true }).optional(),
     random: z.custom<() => number>((f) => typeof f === 'function').optional(),
     /** Receives a line for problems worth a human's attention (an unsendable message). */
@@ -61,6 +65,10 @@ export const tcpTransportOptionsSchema = z
   })
   .refine((o) => o.listen !== undefined || o.peers[o.id] !== undefined, {
     message: 'peers must include this node (or give listen)',
+  })
+  .refine((o) => o.clientFrameBytesMax === undefined || o.clientFrameBytesMax <= (o.frameBytesMax ?? FRAME_BYTES_MAX_DEFAULT), {
+    message: 'clientFrameBytesMax must not exceed frameBytesMax',
+    path: ['clientFrameBytesMax'],
   });
 
 /**
@@ -83,6 +91,14 @@ export const tcpTransportOptionsSchema = z
  * - `handshakesPendingMax` (128): unauthenticated connections held at once; more are closed.
  * - `acceptUnknownPeers` (false): accept authenticated connections from node ids not in
  *   `peers` (a member joining the cluster); RaftQueue turns it on for membership changes.
+ * - `clientsMax` (10,000): client links (see `acceptClients`) held at once; a client hello beyond
+ *   it is refused ('tooManyClients'). 0 refuses every client.
+ * - `clientFrameBytesMax` (= frameBytesMax, at most frameBytesMax): largest frame on a client
+ *   link, both ways; the member's welcome tells the client. A larger frame from a client closes
+ *   its link; a larger body given to `ClientLink.send` closes it too ('oversize', a bug above).
+ * - `clientOutboundBytesMax` (8 MiB): bytes queued to one client, here and in its socket's
+ *   buffer. A `send` that would exceed it closes the link ('slowClient'); an empty queue always
+ *   takes one frame, so a member holds at most this plus one frame per client.
  * - `limits`: the codec's other bounds (entries per message, node id length, ...).
  * - `random`: jitter source, for tests (default Math.random).
  */
@@ -106,6 +122,9 @@ export interface ResolvedTcpOptions {
   readonly handshakesPendingMax: number;
   /** Accept authenticated connections from node ids not in `peers` (dynamic membership). */
   readonly acceptUnknownPeers: boolean;
+  readonly clientsMax: number;
+  readonly clientFrameBytesMax: number;
+  readonly clientOutboundBytesMax: number;
   readonly random: () => number;
   readonly log: ((line: string) => void) | undefined;
 }
@@ -142,6 +161,9 @@ export function resolveTcpOptions(input: TcpTransportOptions): ResolvedTcpOption
     reconnectDelayMsMax: o.reconnectDelayMsMax,
     handshakesPendingMax: o.handshakesPendingMax,
     acceptUnknownPeers: o.acceptUnknownPeers,
+    clientsMax: o.clientsMax,
+    clientFrameBytesMax: o.clientFrameBytesMax ?? limits.frameBytesMax,
+    clientOutboundBytesMax: o.clientOutboundBytesMax,
     random: o.random ?? Math.random,
     log: o.log,
   };

@@ -28,6 +28,8 @@ export interface RefusalFacts {
    * other end expected to reach at our address.
    */
   readonly otherId?: string | undefined;
+  /** 'client' when the hello was in the client role (listening side only). */
+  readonly role?: 'client' | undefined;
 }
 
 /** A refusal ready to log and record. */
@@ -43,6 +45,8 @@ export interface Refusal {
 export interface RefusalSelf {
   readonly id: string;
   readonly clusterId: string;
+  /** For 'tooManyClients': the bound that was reached. */
+  readonly clientsMax?: number;
 }
 
 /** The host part of 'host:port' / '[v6]:port' (so retries from new source ports share a key). */
@@ -71,6 +75,11 @@ function theirWhy(f: RefusalFacts, self: RefusalSelf, remote: string): string {
         : `it expected ${f.otherId ?? 'another node'} at our address, but we are ${self.id} (its address for ${f.otherId ?? 'that node'} is wrong)`;
     case 'version':
       return versionWhy(f.remoteVersion);
+    // Sent only to clients; listed so that a member meeting one still says something true.
+    case 'clientsDisabled':
+      return 'it accepts no client connections';
+    case 'tooManyClients':
+      return 'it already holds as many client connections as it accepts';
   }
 }
 
@@ -91,6 +100,10 @@ function ourWhy(f: RefusalFacts, self: RefusalSelf): string {
         : `it meant to reach ${f.otherId ?? 'another node'}, but we are ${self.id} (its address for ${f.otherId ?? 'that node'} points at us)`;
     case 'version':
       return versionWhy(f.remoteVersion);
+    case 'clientsDisabled':
+      return 'this member accepts no clients (it was started without client handlers)';
+    case 'tooManyClients':
+      return `it already holds ${self.clientsMax ?? 'its maximum of'} client connections (clientsMax)`;
   }
 }
 
@@ -98,6 +111,15 @@ function ourWhy(f: RefusalFacts, self: RefusalSelf): string {
 export function describeRefusal(f: RefusalFacts, self: RefusalSelf): Refusal {
   const claimed = f.peer === undefined ? '' : ` claiming to be ${f.peer}`;
   let line: string;
+  if (f.role === 'client') {
+    // Client ids are self-chosen and need not be unique: the key is the client's host, so many
+    // clients failing the same way on one machine make one line a window, not one each.
+    line =
+      f.by === 'peer'
+        ? `a client connecting from ${f.address}${claimed} refused our handshake: ${theirWhy(f, self, f.peer ?? 'it')}`
+        : `refused a client connection from ${f.address}${claimed}: ${ourWhy(f, self)}`;
+    return { reason: f.reason, key: `client ${hostOf(f.address)} ${f.by} ${f.reason}`, line };
+  }
   if (f.side === 'dialing') {
     const peer = f.peer ?? 'the node';
     line = f.by === 'peer' ? `${peer} at ${f.address} refused our connection: ${theirWhy(f, self, peer)}` : `refused ${peer} at ${f.address}: ${ourWhy(f, self)}`;

@@ -1,16 +1,19 @@
 /**
  * TcpTransport: the peer transport over node:net (optionally node:tls), msgpack frames,
- * HMAC-authenticated handshake, bounded queues and one write per peer per event-loop turn.
+ * HMAC-authenticated handshake, bounded queues and one write per peer per event-loop turn; and
+ * the member's end of client links (processes in the client role).
  */
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { NodeId } from '../../lib/core/types.js';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
-import type { PeerLinkState, PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
+import type { ClientHandlers, PeerLinkState, PeerMessage, Transport, TransportHandlers } from '../../lib/contracts/transport.js';
+import { clientBodyBytesMax } from '../codec/client-frame.js';
 import { FRAME_HEADER_BYTES } from '../codec/protocol.js';
 import { MessageEncoder } from '../codec/message-encoder.js';
-import { codecSchemas } from '../codec/schemas.js';
+import { clientFrameSchema, codecSchemas } from '../codec/schemas.js';
 import { TransportCounters, type TransportStatsDetail } from '../stats.js';
+import { TcpClientLink, type ClientLinkEvents } from './client-link.js';
 import { IdentifyConnection, InboundConnection, type ConnectionContext } from './connection.js';
 import { resolveTcpOptions, parseAddress, type HostPort, type ResolvedTcpOptions, type TcpTransportOptions } from './options.js';
 import { OutboundLink } from './outbound-link.js';
@@ -28,6 +31,10 @@ export interface TcpTransportInternals {
   readonly bufferedBytes: number;
   /** Frames queued on outbound links. */
   readonly queuedFrames: number;
+  /** Open client links. */
+  readonly clientLinks: number;
+  /** Bytes held for all client links: queued, plus still in their sockets' buffers. */
+  readonly clientOutboundBytes: number;
 }
 
 /**
@@ -36,6 +43,10 @@ export interface TcpTransportInternals {
  * Each node listens once and dials each peer once; messages to peer X travel only over the
  * connection this node dialed to X (inbound connections only receive). `send` encodes at once
  * and queues; all frames queued in one event-loop turn are written to each peer in one write.
+ *
+ * With {@link TcpTransport.acceptClients}, the same listener also takes client processes: a
+ * hello in the client role becomes a {@link ClientLink}, bidirectional on its socket, whose
+ * frames go to the client handlers and never to the peer handlers.
  */
 export class TcpTransport implements Transport {
   private readonly options: ResolvedTcpOptions;
@@ -52,6 +63,12 @@ export class TcpTransport implements Transport {
   private readonly refusalLog: RefusalLog;
   private readonly ctx: ConnectionContext;
   private handlers: TransportHandlers | null = null;
+  private clientHandlers: ClientHandlers | null = null;
+  private readonly clients = new Set<TcpClientLink>();
+  /** Client links with frames to write in this turn's flush. */
+  private readonly clientsToFlush = new Set<TcpClientLink>();
+  private readonly clientEvents: ClientLinkEvents;
+  private clientSeq = 0;
   private server: net.Server | null = null;
   private flushScheduled = false;
   private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
@@ -64,6 +81,11 @@ export class TcpTransport implements Transport {
   /** The largest message body this transport sends (its frame bound). */
   get messageBytesMax(): number {
     return this.options.limits.frameBytesMax;
+  }
+
+  /** The largest body a client link sends or receives (what fits clientFrameBytesMax). */
+  get clientBodyBytesMax(): number {
+    return clientBodyBytesMax(this.options.clientFrameBytesMax);
   }
 
   /** Validates `options`; throws RaftQueueError('INVALID_OPTIONS') when they are wrong. */
@@ -85,6 +107,23 @@ export class TcpTransport implements Transport {
         this.lingering.add(socket);
         socket.once('close', () => this.lingering.delete(socket));
       },
+      clientFrame: clientFrameSchema(this.clientBodyBytesMax),
+      acceptClient: (connection, clientId) => this.acceptClient(connection, clientId),
+    };
+    this.clientEvents = {
+      onOpen: (link) => this.clientHandlers?.onOpen(link),
+      onFrame: (link, body) => this.clientHandlers?.onFrame(link, body),
+      onClose: (link, reason) => {
+        this.clients.delete(link);
+        this.clientsToFlush.delete(link);
+        this.counters.clientsConnected = this.clients.size;
+        this.clientHandlers?.onClose(link, reason);
+      },
+      requestFlush: (link) => {
+        this.clientsToFlush.add(link);
+        this.scheduleFlush();
+      },
+      oversize: (link, bodyBytes) => this.oversize('client', `a body of ${bodyBytes} bytes to client ${link.clientId} (${link.linkId}) and closed its link`, 'clientFrameBytesMax'),
     };
     const peerIds = Object.keys(this.options.peers)
       .filter((peer) => peer !== this.options.id)
@@ -146,14 +185,7 @@ export class TcpTransport implements Transport {
     if (body.byteLength > this.options.limits.frameBytesMax) {
       // Never sendable, however often it is retried: a bug in whoever made it that would stall
       // replication silently. Say so once, loudly, and count every one.
-      this.counters.messagesDropped++;
-      this.counters.messagesOversize++;
-      if (!this.oversizeLogged.has(message.type)) {
-        this.oversizeLogged.add(message.type);
-        this.options.log?.(
-          `dropped a ${message.type} message to ${message.to} of ${body.byteLength} bytes: over frameBytesMax ${this.options.limits.frameBytesMax} (it can never be sent; further ones are only counted in messagesOversize)`,
-        );
-      }
+      this.oversize(message.type, `a ${message.type} message to ${message.to} of ${body.byteLength} bytes`, 'frameBytesMax');
       return;
     }
     if (!link.enqueue(body)) {
@@ -164,11 +196,23 @@ export class TcpTransport implements Transport {
     this.scheduleFlush();
   }
 
+  /**
+   * Accepts client processes: a hello in the client role that proves the cluster secret opens a
+   * {@link ClientLink} (up to clientsMax at once). Call before `start`; a hello that arrives
+   * before this call, or on a transport never given handlers, is refused ('clientsDisabled').
+   * Once only: throws TRANSPORT_FAILED on a second call.
+   */
+  acceptClients(handlers: ClientHandlers): void {
+    if (this.clientHandlers !== null) throw new RaftQueueError('TRANSPORT_FAILED', `transport ${this.options.id} already accepts clients`);
+    this.clientHandlers = handlers;
+  }
+
   /** Closes the listener and destroys every socket; the port is free once this resolves. */
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     this.state = 'closed';
     for (const link of this.links.values()) link.close();
+    // Client links are accepted connections too: each reports onClose('transportClosed') here.
     for (const connection of this.accepted) connection.close('transportClosed');
     for (const socket of this.rawSockets) socket.destroy();
     for (const socket of this.lingering) socket.destroy();
@@ -287,17 +331,21 @@ export class TcpTransport implements Transport {
     let pending = 0;
     let buffered = 0;
     for (const connection of this.accepted) {
-      if (connection.peer === null) pending++;
+      if (connection.peer === null && connection.client === null) pending++;
       buffered += connection.bufferedBytes;
     }
     let queued = 0;
     for (const link of this.links.values()) queued += link.queuedFrames;
+    let clientBytes = 0;
+    for (const client of this.clients) clientBytes += client.outboundBytes;
     return {
       acceptedSockets: this.rawSockets.size,
       handshakesPending: pending,
       inboundPeers: this.inbound.size,
       bufferedBytes: buffered,
       queuedFrames: queued,
+      clientLinks: this.clients.size,
+      clientOutboundBytes: clientBytes,
     };
   }
 
@@ -334,7 +382,7 @@ export class TcpTransport implements Transport {
       raw.destroy();
       return false;
     }
-    const pending = this.rawSockets.size - this.inbound.size;
+    const pending = this.rawSockets.size - this.inbound.size - this.clients.size;
     if (pending >= this.options.handshakesPendingMax) {
       this.counters.closed('tooManyHandshakes');
       raw.destroy();
@@ -373,6 +421,28 @@ export class TcpTransport implements Transport {
     this.links.get(peer)?.peerIsUp();
   }
 
+  /** A client proved the secret (connection.ts): its link, or why it is refused. */
+  private acceptClient(connection: InboundConnection, clientId: string): TcpClientLink | 'clientsDisabled' | 'tooManyClients' {
+    if (this.clientHandlers === null) return 'clientsDisabled';
+    if (this.clients.size >= this.options.clientsMax) return 'tooManyClients';
+    this.clientSeq++;
+    const bounds = { bodyBytesMax: this.clientBodyBytesMax, outboundBytesMax: this.options.clientOutboundBytesMax };
+    const link = new TcpClientLink(`c${this.clientSeq}`, clientId, connection, bounds, this.clientEvents);
+    this.clients.add(link);
+    this.counters.clientsConnected = this.clients.size;
+    return link;
+  }
+
+  /** Counts a body that can never be sent, and says so once per kind. */
+  private oversize(kind: string, what: string, bound: 'frameBytesMax' | 'clientFrameBytesMax'): void {
+    this.counters.messagesDropped++;
+    this.counters.messagesOversize++;
+    if (this.oversizeLogged.has(kind)) return;
+    this.oversizeLogged.add(kind);
+    const boundBytes = bound === 'frameBytesMax' ? this.options.limits.frameBytesMax : this.options.clientFrameBytesMax;
+    this.options.log?.(`dropped ${what}: over ${bound} ${boundBytes} (it can never be sent; further ones are only counted in messagesOversize)`);
+  }
+
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -385,6 +455,10 @@ export class TcpTransport implements Transport {
     this.encoder.endTurn();
     if (this.state !== 'running') return;
     for (const link of this.links.values()) link.flush();
+    if (this.clientsToFlush.size > 0) {
+      for (const client of this.clientsToFlush) client.flush();
+      this.clientsToFlush.clear();
+    }
   }
 
   private describeListen(): string {
