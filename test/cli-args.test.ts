@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { DEMO_HELP } from '../lib/cli/demo.js';
 import { NODE_FLAGS, NODE_HELP, SERVE_FLAGS, SERVE_HELP, parseNodeCommand, parseServeCommand } from '../lib/cli/commands.js';
 import { UsageError } from '../lib/cli/args.js';
-import { PEER_PORT_OFFSET, derivedDataDir, parseServeConfig } from '../lib/cli/serve-config.js';
+import { PEER_PORT_OFFSET, derivedDataDir, parseServeConfig, parseServeFile } from '../lib/cli/serve-config.js';
 import { CliProcesses } from './helpers/cli-process.js';
 
 const PEERS = 'n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003';
@@ -144,4 +144,32 @@ test('cli: node --join with --listen needs no peer list', async (t) => {
     instanceOf: UsageError,
     message: /differs from this node's entry/,
   });
+});
+
+test('cli: --forward (node, serve) and "forward": true (serve config) make the gateway forward; off by default', async (t) => {
+  const procs = new CliProcesses(t);
+  const dir = procs.tempDir();
+  const member = async (parsed: Promise<unknown>) => {
+    const p = (await parsed) as { member?: { forward?: boolean } };
+    if (p.member === undefined) throw new Error('expected a member');
+    return p.member;
+  };
+  const node = ['--id', 'n1', '--peers', PEERS, '--data-dir', dir, '--http', '127.0.0.1:8001'];
+  t.is((await member(parseNodeCommand([...node, '--forward']))).forward, true);
+  t.is((await member(parseNodeCommand(node))).forward, undefined, 'off without the flag');
+  await t.throwsAsync(parseNodeCommand(['--id', 'n1', '--peers', PEERS, '--data-dir', dir, '--forward']), { instanceOf: UsageError, message: /--forward changes how the HTTP gateway answers: give --http too/ });
+  const addresses = [{ ip: '127.0.0.1', port: 8001 }, { ip: '127.0.0.1', port: 8002 }];
+  const file = (name: string, json: unknown): string => {
+    const path = join(dir, name);
+    writeFileSync(path, JSON.stringify(json));
+    return path;
+  };
+  const plain = file('plain.json', { addresses });
+  const forwarding = file('forward.json', { addresses, forward: true });
+  t.is((await member(parseServeCommand(['--config', forwarding, '--index', '1'], { RAFTQUEUE_DATA_ROOT: dir }))).forward, true, 'from the config file');
+  t.is((await member(parseServeCommand(['--config', plain, '--index', '1', '--forward'], { RAFTQUEUE_DATA_ROOT: dir }))).forward, true, 'from the flag');
+  t.is((await member(parseServeCommand(['--config', plain, '--index', '1'], { RAFTQUEUE_DATA_ROOT: dir }))).forward, undefined, 'off by default');
+  t.is((await member(parseServeCommand(['--config', file('off.json', { addresses, forward: false }), '--index', '0'], { RAFTQUEUE_DATA_ROOT: dir }))).forward, undefined);
+  t.is(parseServeFile({ addresses, forward: true }).forward, true);
+  t.throws(() => parseServeConfig({ addresses, forward: 'yes' }), { message: /invalid config forward/ });
 });

@@ -21,6 +21,7 @@ export const NODE_FLAGS: FlagSpecs = {
   'http-peers': { type: 'string', value: 'LIST', help: "other members' gateways (n2=127.0.0.1:8002,...), for the leader hint\nnon-leaders give" },
   'cluster-secret-file': { type: 'string', value: 'FILE', help: 'file holding the shared cluster secret (16+ characters);\nrequired when a peer is not on loopback' },
   'admin-token-file': { type: 'string', value: 'FILE', help: 'file holding a token (16+ characters) that the gateway\'s membership\nroutes require; without it they serve loopback clients only' },
+  forward: { type: 'boolean', help: 'when not the leader, serve the gateway\'s queue routes by forwarding\nthrough this member to the leader (default: answer with the leader hint);\nneeds --http' },
 };
 
 export const SERVE_FLAGS: FlagSpecs = {
@@ -28,6 +29,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   index: { type: 'string', value: 'N', help: 'which address is this node (0-based); its id is n<N>', required: true },
   'data-dir': { type: 'string', value: 'DIR', help: 'default: $RAFTQUEUE_DATA_ROOT (or <tmpdir>/raftqueue)/serve-<hash of the\naddress list>/n<N>, stable across restarts of the same cluster' },
   'cluster-secret-file': { type: 'string', value: 'FILE', help: 'file holding the shared cluster secret (16+ characters);\nrequired when an address is not loopback' },
+  forward: { type: 'boolean', help: 'when not the leader, serve the gateway\'s queue routes by forwarding\nthrough this member to the leader (default: answer with the leader hint);\nalso set by "forward": true in the config file' },
 };
 
 /** The exit codes of a member (`node` and `serve`), as both --help texts state them. */
@@ -43,7 +45,7 @@ export const MEMBER_EXIT_CODES = [
 
 export const NODE_HELP = helpText(
   'node',
-  '--id ID (--peers LIST | --join ADDRESS --listen HOST:PORT) --data-dir DIR [--http HOST:PORT]\n       [--http-peers LIST] [--cluster-secret-file FILE]',
+  '--id ID (--peers LIST | --join ADDRESS --listen HOST:PORT) --data-dir DIR [--http HOST:PORT]\n       [--http-peers LIST] [--cluster-secret-file FILE] [--forward]',
   'Runs one long-lived cluster member. Role and leader changes are logged on stderr.\nSIGTERM or SIGINT stops it gracefully (leadership handed over, storage closed) within 2 s.',
   NODE_FLAGS,
   MEMBER_EXIT_CODES,
@@ -51,7 +53,7 @@ export const NODE_HELP = helpText(
 
 export const SERVE_HELP = helpText(
   'serve',
-  '--config FILE --index N [--data-dir DIR] [--cluster-secret-file FILE]',
+  '--config FILE --index N [--data-dir DIR] [--cluster-secret-file FILE] [--forward]',
   "Runs member N of the cluster in FILE (the course design's launch form): the HTTP gateway on\n`port`, Raft on `internal_port`. Logging and stopping as for `raftqueue node`.",
   SERVE_FLAGS,
   MEMBER_EXIT_CODES,
@@ -151,6 +153,8 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
   const httpFlag = flags['http'];
   const http = typeof httpFlag === 'string' ? parseHostPort('node', 'http', httpFlag) : undefined;
   if (http) checkOwnGateway(id, peers, http, httpFlag as string);
+  const forward = flags['forward'] === true;
+  if (forward && !http) throw new UsageError('--forward changes how the HTTP gateway answers: give --http too', 'node');
   const httpPeersFlag = flags['http-peers'];
   const httpAddresses: Record<string, string> = {};
   if (typeof httpPeersFlag === 'string') {
@@ -177,6 +181,7 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
       ...(clusterSecret !== undefined ? { clusterSecret } : {}),
       ...(http ? { http } : {}),
       httpAddresses,
+      ...(forward ? { forward } : {}),
     },
   };
 }
@@ -199,10 +204,11 @@ export async function parseServeCommand(argv: readonly string[], env: NodeJS.Pro
     throw new UsageError(`--config: ${file} is not JSON: ${error instanceof Error ? error.message : String(error)}`, 'serve');
   }
   // Loaded here, not at the top: zod is needed only by `serve`, and `node` should start fast.
-  const { derivedDataDir, parseServeConfig } = await import('./serve-config.js');
+  const { derivedDataDir, parseServeFile } = await import('./serve-config.js');
   let members;
+  let forward: boolean;
   try {
-    members = parseServeConfig(json);
+    ({ members, forward } = parseServeFile(json));
   } catch (error) {
     throw new UsageError(`--config: ${file}: ${error instanceof Error ? error.message : String(error)}`, 'serve');
   }
@@ -218,6 +224,7 @@ export async function parseServeCommand(argv: readonly string[], env: NodeJS.Pro
       ...(clusterSecret !== undefined ? { clusterSecret } : {}),
       http: { host: me.host, port: me.httpPort },
       httpAddresses: Object.fromEntries(members.map((m) => [m.id, m.httpUrl])),
+      ...(forward || flags['forward'] === true ? { forward: true } : {}),
     },
   };
 }

@@ -11,12 +11,14 @@
  * its unfetched deliveries to the group without counting a failed attempt.
  *
  * Fetch is answered by the leader only (like the course's queue routes: a follower refuses with
- * `{"success": false, "leader": ...}`); ack and nack by the member that holds the ids.
+ * `{"success": false, "leader": ...}`), or by any member whose gateway forwards; ack and nack by
+ * the member that holds the ids.
  */
 import { randomUUID } from 'node:crypto';
 import { RaftQueueError } from '../contracts/errors.js';
 import type { Delivery } from '../events.js';
 import type { RaftQueue } from '../raft-queue.js';
+import { jsonMessage } from './gateway-messages.js';
 
 type Json = Record<string, unknown>;
 
@@ -271,7 +273,7 @@ export class GatewayGroups {
       const id = `${this.idPrefix}-${++this.idSeq}`;
       this.outstanding.set(id, { delivery: h.delivery, consumer: consumer as GroupConsumer, expiresAt: h.validFrom + ackTimeoutMs + EXPIRY_GRACE_MS });
       (consumer as GroupConsumer).outstanding++;
-      return { id, offset: h.delivery.offset, message: h.delivery.payload, attempt: h.delivery.deliveryCount };
+      return { id, offset: h.delivery.offset, ...jsonMessage(h.delivery.payload), attempt: h.delivery.deliveryCount };
     });
     return { status: 200, body: { success: true, messages } };
   }

@@ -3,8 +3,10 @@
  *
  * Queue routes are served only by the leader, with exactly the course's JSON bodies; a member
  * that is not the leader answers them with `{"success": false}` plus a `leader` hint (the
- * leader's HTTP address) when it knows one. `GET /status`, `GET /` and `GET /metrics` are served
- * from local state on every member, never through Raft, so they answer during elections too.
+ * leader's HTTP address) when it knows one, unless it runs with `forward`: then it serves them
+ * through its RaftQueue, which forwards to the leader. `GET /status`, `GET /` and `GET /metrics`
+ * are served from local state on every member, never through Raft, so they answer during
+ * elections too. `PUT /message` also takes a publishId and binary payloads (gateway-messages.ts).
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -14,9 +16,11 @@ import { RaftQueueError } from '../contracts/errors.js';
 import type { ErrorCode } from '../contracts/errors.js';
 import type { QueueMetrics, QueueStatus, RaftQueue } from '../raft-queue.js';
 import { GatewayGroups } from './gateway-groups.js';
-import { BadRequest, stringField } from './gateway-body.js';
+import { BadRequest, readJson, stringField } from './gateway-body.js';
 import type { Json } from './gateway-body.js';
 import { routeMembers } from './gateway-members.js';
+import { popReply, publishReply, readPublish } from './gateway-messages.js';
+import type { PublishRequest, Reply } from './gateway-messages.js';
 import { formatMetrics } from './metrics.js';
 
 /** Largest request body accepted (bytes); a larger one is answered with 413. */
@@ -34,13 +38,13 @@ export interface GatewayOptions {
   readonly adminToken?: string;
   /** Deadline of each queue call the gateway makes (default the queue's requestTimeoutMs). */
   readonly requestTimeoutMs?: number;
+  /**
+   * Serve the queue and group routes on every member, through the RaftQueue (which forwards to
+   * the leader), instead of answering with the leader hint. Default false: the course design,
+   * where only the leader serves them.
+   */
+  readonly forward?: boolean;
 }
-
-interface Reply {
-  readonly status: number;
-  readonly body: Json | string;
-}
-
 
 /** Library errors that mean "unavailable, try again" rather than "you asked wrongly". */
 const UNAVAILABLE: ReadonlySet<ErrorCode> = new Set(['NO_LEADER', 'TIMEOUT', 'NO_CAPACITY', 'CLOSED', 'STORAGE_FAILED', 'NEEDS_REPAIR', 'TRANSPORT_FAILED']);
@@ -115,8 +119,8 @@ export class Gateway {
       if (method === 'GET') return this.listTopics();
       return notAllowed('GET, PUT');
     }
-    if (path === '/message') return method === 'PUT' ? this.publish(await readJson(req, this.bodyBytesMax)) : notAllowed('PUT');
-    if (path.startsWith('/message/')) return method === 'GET' ? this.pop(decodeTopic(path.slice('/message/'.length))) : notAllowed('GET');
+    if (path === '/message') return method === 'PUT' ? this.publish(await readPublish(req, { bodyBytesMax: this.bodyBytesMax, messageBytesMax: this.queue?.options.messageBytesMax })) : notAllowed('PUT');
+    if (path.startsWith('/message/')) return method === 'GET' ? this.pop(req, decodeTopic(path.slice('/message/'.length))) : notAllowed('GET');
     const admin = (): { status: number; body: Json } | undefined => this.adminRefusal(req);
     const membersReply = routeMembers(this.queue, method, path, () => readJson(req, this.bodyBytesMax), admin);
     if (membersReply !== undefined) return membersReply;
@@ -146,6 +150,7 @@ export class Gateway {
         leader: this.leaderUrl(s.leaderId) ?? null,
         commitIndex: s.commitIndex,
         appliedIndex: s.appliedIndex,
+        forward: this.options.forward === true,
         routes: ['PUT /topic', 'GET /topic', 'PUT /message', 'GET /message/<topic>', 'GET /status', 'GET /metrics', 'GET /', 'GET /members', 'POST /members', 'DELETE /members/<id>', 'POST /leader'],
       },
     };
@@ -165,26 +170,23 @@ export class Gateway {
     return { status: 200, body: { success: true, topics: await queue.topics(this.callOptions()) } };
   }
 
-  private async publish(body: Json): Promise<Reply> {
-    const topic = stringField(body, 'topic');
-    const message = stringField(body, 'message');
+  private async publish(request: PublishRequest): Promise<Reply> {
     const queue = this.leaderQueue();
     if (!('publish' in queue)) return queue;
+    const options = request.publishId === undefined ? this.callOptions() : { ...this.callOptions(), publishId: request.publishId };
     try {
-      await queue.publish(topic, message, this.callOptions());
-      return { status: 200, body: { success: true } };
+      return publishReply(await queue.publish(request.topic, request.payload, options));
     } catch (error) {
       if (error instanceof RaftQueueError && error.code === 'TOPIC_NOT_FOUND') return { status: 200, body: { success: false } };
       throw error;
     }
   }
 
-  private async pop(topic: string): Promise<Reply> {
+  private async pop(req: IncomingMessage, topic: string): Promise<Reply> {
     const queue = this.leaderQueue();
     if (!('consume' in queue)) return queue;
     try {
-      const m = await queue.consume(topic, this.callOptions());
-      return { status: 200, body: m === undefined ? { success: false } : { success: true, message: m.payload } };
+      return popReply(req, await queue.consume(topic, this.callOptions()));
     } catch (error) {
       // A name the library refuses cannot name an existing topic: the course's "missing" answer.
       if (error instanceof RaftQueueError && (error.code === 'TOPIC_NOT_FOUND' || error.code === 'INVALID_TOPIC')) return { status: 200, body: { success: false } };
@@ -211,10 +213,13 @@ export class Gateway {
     return { status: 403, body: { success: false, error: 'membership routes are served to loopback clients only unless the member runs with --admin-token-file' } };
   }
 
-  /** The queue when this member leads; otherwise the course's refusal with a leader hint when known. */
-  private leaderQueue(): RaftQueue | Reply {
+  /**
+   * The queue when this member leads (or forwards); otherwise the course's refusal with a leader
+   * hint when known.
+   */
+  private leaderQueue(): RaftQueue | { status: number; body: Json } {
     const s = this.localStatus();
-    if (this.queue !== undefined && s.role === 'leader') return this.queue;
+    if (this.queue !== undefined && (s.role === 'leader' || this.options.forward === true)) return this.queue;
     const leader = this.leaderUrl(s.leaderId);
     return { status: 200, body: leader === undefined ? { success: false } : { success: false, leader } };
   }
@@ -239,10 +244,11 @@ export class Gateway {
   }
 
   private errorReply(error: unknown): Reply {
-    if (error instanceof BadRequest) return { status: error.status, body: { success: false, error: error.message } };
+    // Every 413 names the library's code, whether the gateway or the queue refused the size.
+    if (error instanceof BadRequest) return { status: error.status, body: { success: false, error: error.status === 413 ? `PAYLOAD_TOO_LARGE: ${error.message}` : error.message } };
     if (error instanceof RaftQueueError) {
       if (error.code === 'INVALID_TOPIC' || error.code === 'INVALID_OPTIONS') return { status: 400, body: { success: false, error: error.message } };
-      if (error.code === 'PAYLOAD_TOO_LARGE') return { status: 413, body: { success: false, error: error.message } };
+      if (error.code === 'PAYLOAD_TOO_LARGE') return { status: 413, body: { success: false, error: `${error.code}: ${error.message}` } };
       if (error.code === 'TOPIC_FULL') return { status: 200, body: { success: false, error: error.message } };
       if (error.code === 'INVALID_MEMBERSHIP') return { status: 409, body: { success: false, error: `${error.code}: ${error.message}` } };
       if (UNAVAILABLE.has(error.code)) return { status: 503, body: { success: false, error: `${error.code}: ${error.message}` } };
@@ -252,56 +258,23 @@ export class Gateway {
 }
 
 function send(res: ServerResponse, reply: Reply, s: QueueStatus): void {
-  const text = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
+  const body = reply.body;
+  const bytes = body instanceof Uint8Array ? body : undefined;
+  const text = bytes !== undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
   res.statusCode = reply.status;
-  res.setHeader('Content-Type', typeof reply.body === 'string' ? 'text/plain; version=0.0.4; charset=utf-8' : 'application/json');
-  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.setHeader('Content-Type', bytes !== undefined ? 'application/octet-stream' : typeof body === 'string' ? 'text/plain; version=0.0.4; charset=utf-8' : 'application/json');
+  res.setHeader('Content-Length', bytes !== undefined ? bytes.byteLength : Buffer.byteLength(text));
+  for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
   // For clients that must tell "not the leader" from "empty topic" without reading the body.
   res.setHeader('X-Raftqueue-Role', s.role);
   if (s.leaderId !== undefined) res.setHeader('X-Raftqueue-Leader', s.leaderId);
   if (reply.status === 413) res.setHeader('Connection', 'close');
-  res.end(text);
+  res.end(bytes ?? text);
 }
 
 function notAllowed(allow: string): Reply {
   return { status: 405, body: { success: false, error: `method not allowed (allowed: ${allow})` } };
 }
-
-/** Reads and parses a JSON object body of at most `bytesMax` bytes. */
-function readJson(req: IncomingMessage, bytesMax: number): Promise<Json> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > bytesMax) {
-    req.resume();
-    return Promise.reject(new BadRequest(`request body over ${bytesMax} bytes`, 413));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > bytesMax) over = true;
-      else chunks.push(chunk);
-    });
-    req.on('error', reject);
-    req.on('end', () => {
-      if (over) {
-        reject(new BadRequest(`request body over ${bytesMax} bytes`, 413));
-        return;
-      }
-      let value: unknown;
-      try {
-        value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch (error) {
-        reject(new BadRequest(`malformed JSON: ${error instanceof Error ? error.message : String(error)}`));
-        return;
-      }
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) reject(new BadRequest('the body must be a JSON object'));
-      else resolve(value as Json);
-    });
-  });
-}
-
 
 function decodeTopic(raw: string): string {
   let topic: string;

@@ -29,6 +29,8 @@ export interface MemberConfig {
   readonly adminToken?: string;
   /** Member id -> gateway base URL, for leader hints. */
   readonly httpAddresses?: Readonly<Record<string, string>>;
+  /** The gateway serves the queue routes on a non-leader too, forwarding through the queue. */
+  readonly forward?: boolean;
 }
 
 function log(line: string): void {
@@ -159,6 +161,7 @@ export async function runMember(config: MemberConfig, command = 'node'): Promise
     gateway = new Gateway(undefined, {
       ...(config.httpAddresses ? { httpAddresses: config.httpAddresses } : {}),
       ...(config.adminToken !== undefined ? { adminToken: config.adminToken } : {}),
+      ...(config.forward === true ? { forward: true } : {}),
     });
     const { host, port } = config.http;
     const bound = await gateway.listen(host, port).catch((error: unknown) => {

@@ -4,6 +4,9 @@
  *
  * `ip` may carry an `http://` scheme. Member `i` (0-based) gets the id `n<i>`, serves HTTP on
  * `port` and Raft on `internal_port`, or on `port + PEER_PORT_OFFSET` when that is missing.
+ * An optional top-level `"forward": true` makes every member's gateway serve the queue routes
+ * when it is not the leader, forwarding through its RaftQueue (the course design: only the
+ * leader serves them, which is the default).
  */
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -22,6 +25,7 @@ export const serveConfigSchema = z.object({
     .array(z.object({ ip: z.string().min(1), port, internal_port: port.optional() }))
     .min(1, 'at least one address')
     .max(7, 'at most 7 members'),
+  forward: z.boolean().optional(),
 });
 
 /** One member as `serve` runs it. */
@@ -36,8 +40,19 @@ export interface ServeMember {
   readonly httpUrl: string;
 }
 
+/** The whole cluster file: its members and whether their gateways forward. */
+export interface ServeFile {
+  readonly members: ServeMember[];
+  readonly forward: boolean;
+}
+
 /** Parses and checks the cluster file's JSON; throws an Error whose message names the problem. */
 export function parseServeConfig(json: unknown): ServeMember[] {
+  return parseServeFile(json).members;
+}
+
+/** As parseServeConfig, with the file's other settings. */
+export function parseServeFile(json: unknown): ServeFile {
   const parsed = serveConfigSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -59,7 +74,7 @@ export function parseServeConfig(json: unknown): ServeMember[] {
       seen.set(key, `${m.id} ${what}`);
     }
   }
-  return members;
+  return { members, forward: parsed.data.forward ?? false };
 }
 
 /** The bare host of `ip`: without an http:// scheme, a trailing slash or IPv6 brackets. */
