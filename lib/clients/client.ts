@@ -584,7 +584,9 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
         this.#requests.onRefused(body.b, body.reason, body.leaderId);
         return;
       case 'registered':
+        if (this.#requests.currentSession !== undefined) return; // A second copy of the registration.
         this.#requests.onRegistered(body.nonce, this.#idBytes, body.session);
+        if (this.#requests.currentSession === body.session) this.#send({ k: 'attach', session: body.session });
         return;
       case 'results':
         for (const [seq, index, flags, result] of body.rs) {
@@ -624,6 +626,9 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     if (v.leaderId !== this.#lastLeader.id || (v.leaderId !== null && v.term !== this.#lastLeader.term)) {
       const changed = v.leaderId !== null || this.#lastLeader.id !== null;
       this.#lastLeader = { id: v.leaderId, term: v.term };
+      // What the member relayed to the old leader may be lost with it: send it again now, as a
+      // member does for its own callers when its leader changes.
+      if (v.leaderId !== null) this.#requests.onLeaderChange();
       if (changed) this.emit('leaderChanged', { leaderId: v.leaderId ?? undefined, term: v.term });
     }
     this.#maybeMoveToLeader(v);

@@ -174,7 +174,9 @@ export class ClientServer implements ClientHandlers, ClientSink {
       if (f > floor) floor = f;
       return true;
     });
-    if (problem === undefined && c.registrations + nonces.length > REGISTRATIONS_PER_LINK_MAX) problem = `more than ${REGISTRATIONS_PER_LINK_MAX} session registrations on one connection`;
+    // A registration re-sent under the same nonce is the same one; only new nonces count.
+    const fresh = nonces.filter((r) => !c.registering.has(r.nonce));
+    if (problem === undefined && c.registrations + fresh.length > REGISTRATIONS_PER_LINK_MAX) problem = `more than ${REGISTRATIONS_PER_LINK_MAX} session registrations on one connection`;
     if (problem !== undefined) {
       this.refuse(c, problem);
       return;
@@ -197,7 +199,7 @@ export class ClientServer implements ClientHandlers, ClientSink {
       return;
     }
     for (const seq of seqs) c.outstanding.add(seq);
-    for (const r of nonces) {
+    for (const r of fresh) {
       c.registrations++;
       c.registering.add(r.nonce);
       this.byNonce.set(r.nonce, { c, who: r.who });
@@ -255,7 +257,9 @@ export class ClientServer implements ClientHandlers, ClientSink {
     this.byNonce.delete(nonce);
     c.registering.delete(nonce);
     if (c.link.closed) return;
-    this.attach(c, session);
+    // A registration re-sent before its answer came may be applied twice: the client keeps the
+    // first (as the member does here), and says so with `attach` in any case.
+    if (c.session === undefined) this.attach(c, session);
     c.link.send(encodeToClient({ k: 'registered', nonce, session }));
   }
 

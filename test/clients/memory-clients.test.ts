@@ -23,7 +23,7 @@ function connector(network: MemoryNetwork, cluster: TestCluster): ClientConnecto
 
 async function client(t: ExecutionContext, cluster: TestCluster, options: Partial<RaftQueueClientOptions> = {}): Promise<RaftQueueClient> {
   const c = new RaftQueueClient(
-    { members: cluster.ids.map((id) => cluster.address(id)), requestTimeoutMs: 4_000, retryIntervalMs: 300, ...options },
+    { members: cluster.ids.map((id) => cluster.address(id)), requestTimeoutMs: 4_000, retryIntervalMs: 300, logger: (line) => t.log(`${Date.now() % 100000} ${line}`), ...options },
     { connect: connector(cluster.network as MemoryNetwork, cluster) },
   );
   t.teardown(() => c.close());
