@@ -22,6 +22,7 @@ export const NODE_FLAGS: FlagSpecs = {
   'cluster-secret-file': { type: 'string', value: 'FILE', help: 'file holding the shared cluster secret (16+ characters);\nrequired when a peer is not on loopback' },
   'admin-token-file': { type: 'string', value: 'FILE', help: 'file holding a token (16+ characters) that the gateway\'s membership\nroutes require; without it they serve loopback clients only' },
   forward: { type: 'boolean', help: 'when not the leader, serve the gateway\'s queue routes by forwarding\nthrough this member to the leader (default: answer with the leader hint);\nneeds --http' },
+  'clients-max': { type: 'string', value: 'N', help: 'client processes (RaftQueueClient) served at once on the Raft port,\n0 to 1000000; 0 refuses every client (default 10000)' },
 };
 
 export const SERVE_FLAGS: FlagSpecs = {
@@ -45,7 +46,7 @@ export const MEMBER_EXIT_CODES = [
 
 export const NODE_HELP = helpText(
   'node',
-  '--id ID (--peers LIST | --join ADDRESS --listen HOST:PORT) --data-dir DIR [--http HOST:PORT]\n       [--http-peers LIST] [--cluster-secret-file FILE] [--forward]',
+  '--id ID (--peers LIST | --join ADDRESS --listen HOST:PORT) --data-dir DIR [--http HOST:PORT]\n       [--http-peers LIST] [--cluster-secret-file FILE] [--forward] [--clients-max N]',
   'Runs one long-lived cluster member. Role and leader changes are logged on stderr.\nSIGTERM or SIGINT stops it gracefully (leadership handed over, storage closed) within 2 s.',
   NODE_FLAGS,
   MEMBER_EXIT_CODES,
@@ -154,6 +155,7 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
   const http = typeof httpFlag === 'string' ? parseHostPort('node', 'http', httpFlag) : undefined;
   if (http) checkOwnGateway(id, peers, http, httpFlag as string);
   const forward = flags['forward'] === true;
+  const clientsMax = typeof flags['clients-max'] === 'string' ? intFlag('node', 'clients-max', flags['clients-max'], 0, 1_000_000) : undefined;
   if (forward && !http) throw new UsageError('--forward changes how the HTTP gateway answers: give --http too', 'node');
   const httpPeersFlag = flags['http-peers'];
   const httpAddresses: Record<string, string> = {};
@@ -182,6 +184,7 @@ export async function parseNodeCommand(argv: readonly string[]): Promise<MemberC
       ...(http ? { http } : {}),
       httpAddresses,
       ...(forward ? { forward } : {}),
+      ...(clientsMax !== undefined ? { clientsMax } : {}),
     },
   };
 }

@@ -31,6 +31,8 @@ export interface MemberConfig {
   readonly httpAddresses?: Readonly<Record<string, string>>;
   /** The gateway serves the queue routes on a non-leader too, forwarding through the queue. */
   readonly forward?: boolean;
+  /** Client processes served at once (RaftQueueOptions.clientsMax). */
+  readonly clientsMax?: number;
 }
 
 function log(line: string): void {
@@ -153,6 +155,7 @@ export async function runMember(config: MemberConfig, command = 'node'): Promise
     handoverTimeoutMs: 1_000,
     logger: log,
     ...(config.clusterSecret !== undefined ? { clusterSecret: config.clusterSecret } : {}),
+    ...(config.clientsMax !== undefined ? { clientsMax: config.clientsMax } : {}),
   };
   // The gateway listens before the library is loaded and storage recovered, so /status answers
   // (as a follower in term 0) within milliseconds of launch.

@@ -281,16 +281,19 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
       const addresses = this.#addressList();
       for (let i = 0; i < addresses.length && this.#state === 'connecting'; i++) {
         const address = addresses[(this.#nextAddress + i) % addresses.length] as string;
-        const error = await this.#dial(address, Math.max(1, Math.min(5_000, deadline - Date.now())));
+        const budget = deadline - Date.now();
+        if (budget < 50) break;
+        const error = await this.#dial(address, Math.min(5_000, budget));
         if (error === undefined) {
           this.#state = 'running';
           return;
         }
-        failures.set(address, error);
+        // The most telling failure per member: a refusal says more than a later timeout.
+        if (!failures.has(address) || !/within \d+ ms/.test(error)) failures.set(address, error);
         if (Date.now() >= deadline) break;
       }
       if (this.#state !== 'connecting') break;
-      if (Date.now() >= deadline) {
+      if (deadline - Date.now() < 50) {
         const detail = [...failures].map(([a, e]) => `${a}: ${e}`).join('; ');
         await this.close();
         throw new RaftQueueError('TRANSPORT_FAILED', `no member reachable within ${this.#o.connectTimeoutMs} ms (${detail})`);

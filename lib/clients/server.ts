@@ -15,7 +15,7 @@
 import type { MemberInfo, QueueStatus } from '../api-types.js';
 import type { ClientHandlers, ClientLink } from '../contracts/transport.js';
 import { SESSION_EXPIRED } from '../node/applier.js';
-import { REGISTER_SESSION, checkBlock, forEachRecord } from '../node/envelope.js';
+import { RECORDS_PER_BLOCK_MAX, REGISTER_SESSION, checkBlock, forEachRecord } from '../node/envelope.js';
 import type { BlockAnswer, ClientSink, NodeEvent, RaftNode } from '../node/raft-node.js';
 import type { QueueEvent, QueueQuery } from '../queue/index.js';
 import { ResultFlag, decodeToMember, encodeToClient } from './protocol.js';
@@ -153,7 +153,7 @@ export class ClientServer implements ClientHandlers, ClientSink {
   }
 
   private propose(c: Client, b: number, recs: Uint8Array): void {
-    const count = checkBlock(recs, this.host.requestsMax + 1, this.host.bodyBytesMax);
+    const count = checkBlock(recs, RECORDS_PER_BLOCK_MAX, this.host.bodyBytesMax);
     if (typeof count === 'string') {
       this.refuse(c, `a malformed block of records (${count})`);
       return;

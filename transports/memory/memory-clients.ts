@@ -27,6 +27,7 @@ export class MemoryClientPair {
   readonly memberEnd: ClientLink;
   readonly clientEnd: MemoryClientConnection;
   private open = true;
+  private ending = false;
 
   constructor(
     memberId: string,
@@ -42,7 +43,7 @@ export class MemoryClientPair {
       clientId,
       remoteAddress: `memory:${linkId}`,
       get closed() {
-        return !pair.open;
+        return pair.ending;
       },
       bufferedBytes: 0,
       send: (body) => this.deliver(() => this.client.onFrame(body.slice())),
@@ -51,7 +52,7 @@ export class MemoryClientPair {
     this.clientEnd = {
       memberId,
       get closed() {
-        return !pair.open;
+        return pair.ending;
       },
       send: (body) => this.deliver(() => this.member.onFrame(this.memberEnd, body.slice())),
       close: () => this.end('closed'),
@@ -59,19 +60,23 @@ export class MemoryClientPair {
   }
 
   private deliver(fn: () => void): boolean {
-    if (!this.open) return false;
+    if (this.ending) return false;
     setImmediate(() => {
       if (this.open) fn();
     });
     return true;
   }
 
-  /** Closes both ends (each hears it once, on a later turn). */
+  /**
+   * Closes both ends: what was sent before still arrives (as a socket writes what is queued
+   * before it closes), then each end hears the close once.
+   */
   end(reason: string): void {
-    if (!this.open) return;
-    this.open = false;
-    this.onEnded(this);
+    if (this.ending) return;
+    this.ending = true;
     setImmediate(() => {
+      this.open = false;
+      this.onEnded(this);
       this.member.onClose(this.memberEnd, reason);
       this.client.onClose(reason);
     });

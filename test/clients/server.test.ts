@@ -1,0 +1,132 @@
+/**
+ * The member's side of client processes: what a member refuses from a client (records of another
+ * session, malformed bodies, more waiting calls than clientRequestsMax, clients when clientsMax is
+ * 0), and fencing of a delivery settled after its client lost its member.
+ */
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import { RaftQueueClient as TcpRaftQueueClient } from '../../lib/index.js';
+import { RaftQueueClient } from '../../lib/clients/client.js';
+import type { ClientConnector, RaftQueueClientOptions } from '../../lib/clients/client.js';
+import { decodeToClient, encodeToMember } from '../../lib/clients/protocol.js';
+import type { ToClient } from '../../lib/clients/protocol.js';
+import { RaftQueueError } from '../../lib/contracts/errors.js';
+import { encodeBlock } from '../../lib/node/envelope.js';
+import type { MemoryNetwork } from '../../transports/memory/index.js';
+import { startCluster } from '../helpers/queue-cluster.js';
+import type { TestCluster } from '../helpers/queue-cluster.js';
+
+function connector(cluster: TestCluster): ClientConnector {
+  const network = cluster.network as MemoryNetwork;
+  const byAddress = new Map(cluster.ids.map((id) => [cluster.address(id), id]));
+  return async (p, handlers) => {
+    const id = byAddress.get(p.address);
+    if (id === undefined) throw new RaftQueueError('TRANSPORT_FAILED', `nobody at ${p.address}`);
+    return network.connectClient(id, p.clientId, handlers);
+  };
+}
+
+async function client(t: ExecutionContext, cluster: TestCluster, options: Partial<RaftQueueClientOptions> = {}): Promise<RaftQueueClient> {
+  const c = new RaftQueueClient({ members: cluster.ids.map((id) => cluster.address(id)), requestTimeoutMs: 4_000, retryIntervalMs: 300, ...options }, { connect: connector(cluster) });
+  t.teardown(() => c.close());
+  await c.connect();
+  return c;
+}
+
+/** A raw connection to `member`: what it sends, and a promise of its close. */
+async function raw(cluster: TestCluster, member: string): Promise<{ frames: ToClient[]; closed: Promise<string>; send(body: Uint8Array): void }> {
+  const frames: ToClient[] = [];
+  let onClosed: (r: string) => void = () => undefined;
+  const closed = new Promise<string>((r) => (onClosed = r));
+  const conn = await (cluster.network as MemoryNetwork).connectClient(member, 'rogue', {
+    onFrame: (b) => {
+      const f = decodeToClient(b);
+      if (typeof f !== 'string') frames.push(f);
+    },
+    onClose: (reason) => onClosed(reason),
+  });
+  return { frames, closed, send: (b) => void conn.send(b) };
+}
+
+test('client server: records of a session the client did not register close its link, and nothing is applied', async (t) => {
+  const cluster = await startCluster(t);
+  const leader = await cluster.leader();
+  await leader.createTopic('t');
+  const member = leader.status().id;
+  const r = await raw(cluster, member);
+  for (let i = 0; i < 200 && r.frames.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+  t.is(r.frames[0]?.k, 'view');
+  // A publish under session 12345 (not attached): refused, the link closed.
+  const block = encodeBlock([{ session: 12345, seq: 1, floor: 1, body: new Uint8Array([1, 2, 3]) }]);
+  r.send(encodeToMember({ k: 'propose', b: 1, recs: block.bytes }));
+  t.is(await r.closed, 'protocol');
+  t.true(r.frames.some((f) => f.k === 'error' && /session 12345|before the session is attached/.test(f.message)));
+  t.is(leader.metrics().clients.refused, 1);
+  // Malformed bodies too, and the member keeps serving.
+  const r2 = await raw(cluster, member);
+  r2.send(new Uint8Array([0xc1, 0xff, 0x00]));
+  t.is(await r2.closed, 'protocol');
+  t.is(leader.metrics().clients.refused, 2);
+  t.is((await leader.publish('t', 'still fine')).offset, 0);
+  t.is((await leader.consume('t'))?.payload, 'still fine');
+});
+
+test('client server: more waiting calls than clientRequestsMax are refused with NO_CAPACITY', async (t) => {
+  const cluster = await startCluster(t, { overrides: { clientRequestsMax: 8 } });
+  const c = await client(t, cluster);
+  await c.createTopic('t');
+  const many = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => c.publish('t', i)));
+  const codes = many.map((r) => (r.status === 'fulfilled' ? 'ok' : (r.reason as RaftQueueError).code));
+  t.true(codes.includes('NO_CAPACITY'), codes.join(','));
+  t.deepEqual([...new Set(codes)].filter((c2) => c2 !== 'ok' && c2 !== 'NO_CAPACITY'), []);
+  // A few at a time go through.
+  for (let i = 0; i < 3; i++) await Promise.all([c.publish('t', 'a'), c.publish('t', 'b'), c.publish('t', 'c')]);
+  t.pass();
+});
+
+test('client server: a delivery acked after its ack deadline, through another member, is STALE_DELIVERY', async (t) => {
+  const cluster = await startCluster(t);
+  const a = await client(t, cluster, { preferLeader: false, members: [cluster.address('n2')] });
+  const b = await client(t, cluster);
+  await a.createTopic('jobs');
+  await a.publish('jobs', 'job');
+  const it = a.messages<string>('jobs', { group: 'g', ackTimeoutMs: 300, maxInFlight: 1 });
+  const first = await it.next();
+  t.false(first.done);
+  // a loses its member; meanwhile the ack deadline passes and b gets the job again.
+  await cluster.q('n2').stop();
+  const again = b.messages<string>('jobs', { group: 'g', ackTimeoutMs: 10_000 });
+  const second = await again.next();
+  t.is(second.value?.payload, 'job');
+  t.true((second.value?.deliveryCount ?? 0) >= 2);
+  // a acks its old delivery through whichever member it reached: fenced.
+  const error = await t.throwsAsync(first.value!.ack());
+  t.is((error as RaftQueueError).code, 'STALE_DELIVERY');
+  await second.value!.ack();
+  await again.return?.();
+});
+
+test('client server: members with clientsMax 0 refuse clients; connect() names each failure', async (t) => {
+  const cluster = await startCluster(t, { transport: 'tcp', overrides: { clientsMax: 0 } });
+  const c = new TcpRaftQueueClient({ members: [cluster.address('n1'), cluster.address('n2')], connectTimeoutMs: 600 });
+  const error = await t.throwsAsync(c.connect());
+  t.is((error as RaftQueueError).code, 'TRANSPORT_FAILED');
+  t.regex((error as Error).message, /clients/i);
+  t.regex((error as Error).message, new RegExp(cluster.address('n1').replace(/\./g, '\\.')));
+  t.is((await t.throwsAsync(c.publish('t', 1)) as RaftQueueError).code, 'CLOSED');
+});
+
+test('client server: a client over TCP with the wrong secret is refused', async (t) => {
+  const cluster = await startCluster(t, { transport: 'tcp' });
+  const c = new TcpRaftQueueClient({ members: [cluster.address('n1')], clusterSecret: 'not-the-cluster-secret-at-all', connectTimeoutMs: 600 });
+  const error = await t.throwsAsync(c.connect());
+  t.is((error as RaftQueueError).code, 'TRANSPORT_FAILED');
+  t.regex((error as Error).message, /secret/);
+  const good = new TcpRaftQueueClient({ members: [cluster.address('n1')] });
+  t.teardown(() => good.close());
+  await good.connect();
+  await good.createTopic('x');
+  t.deepEqual(await good.topics(), ['x']);
+  const leader = await cluster.leader();
+  t.true(leader.metrics().clients.connected + (await Promise.all(cluster.ids.map(async (id) => cluster.q(id).metrics().clients.connected))).reduce((s, n) => s + n, 0) >= 1);
+});
