@@ -180,6 +180,8 @@ const BACKOFF_MS_MIN = 50;
 const BACKOFF_MS_MAX = 1_000;
 /** A move to the leader is tried at most this often. */
 const LEADER_MOVE_INTERVAL_MS = 1_000;
+/** A member that has known no leader for this long is left for another. */
+const LEADERLESS_MOVE_MS = 2_000;
 
 /**
  * A client of a raftqueue cluster from a process that is not a member: the same calls, results
@@ -204,6 +206,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
   #retrier: TimerHandle | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #moving = false;
+  #leaderlessTimer: NodeJS.Timeout | undefined;
   #lastMoveMs = 0;
   #nextReadId = 1;
   readonly #reads = new Map<number, PendingRead>();
@@ -402,6 +405,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     }
     this.#retrier?.cancel();
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    if (this.#leaderlessTimer !== undefined) clearTimeout(this.#leaderlessTimer);
     const link = this.#link;
     this.#link = undefined;
     link?.close();
@@ -529,6 +533,35 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     }, backoff);
   }
 
+  /**
+   * A member that knows no leader for LEADERLESS_MOVE_MS (cut off from the others, say) cannot
+   * serve: try the next member, and again every LEADERLESS_MOVE_MS while that lasts.
+   */
+  #watchLeaderless(v: View): void {
+    if (v.leaderId !== null) {
+      if (this.#leaderlessTimer !== undefined) clearTimeout(this.#leaderlessTimer);
+      this.#leaderlessTimer = undefined;
+      return;
+    }
+    if (this.#leaderlessTimer !== undefined) return;
+    this.#leaderlessTimer = setTimeout(() => {
+      this.#leaderlessTimer = undefined;
+      const link = this.#link;
+      if (this.#state !== 'running' || link === undefined || this.#view?.leaderId !== null || this.#moving) return;
+      const addresses = this.#addressList().filter((a) => a !== this.#linkAddress);
+      const next = addresses[this.#nextAddress++ % Math.max(1, addresses.length)];
+      if (next === undefined) return;
+      this.#moving = true;
+      void this.#dial(next, 5_000).then((error) => {
+        this.#moving = false;
+        if (error !== undefined) this.#log(`${link.memberId} knows no leader; could not move to ${next}: ${error}`);
+        // Still leaderless (the move failed, or the new member knows none either): go on trying.
+        if (this.#view !== undefined) this.#watchLeaderless(this.#view);
+      });
+    }, LEADERLESS_MOVE_MS);
+    this.#leaderlessTimer.unref();
+  }
+
   /** Moves to the leader when the member we are on is not it (one hop less per request). */
   #maybeMoveToLeader(v: View): void {
     if (!this.#o.preferLeader || this.#moving || v.leaderId === null || v.leaderId === v.member) return;
@@ -635,6 +668,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
       if (changed) this.emit('leaderChanged', { leaderId: v.leaderId ?? undefined, term: v.term });
     }
     this.#maybeMoveToLeader(v);
+    this.#watchLeaderless(v);
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -122,3 +122,16 @@ test('client: calls before connect and after close are CLOSED; bad options are n
   const e2 = t.throws(() => new RaftQueueClient({ members: ['127.0.0.1:1'], bogus: 1 } as unknown as RaftQueueClientOptions, { connect: connector(cluster.network as MemoryNetwork, cluster) }));
   t.is((e2 as RaftQueueError).code, 'INVALID_OPTIONS');
 });
+
+test('client: leaves a member that is cut off from the others (no leader for 2 s) for another', async (t) => {
+  const cluster = await startCluster(t);
+  const leader = await cluster.leader();
+  const follower = cluster.ids.find((id) => id !== leader.status().id) as string;
+  const c = await client(t, cluster, { preferLeader: false, members: cluster.ids.filter((id) => id === follower).map((id) => cluster.address(id)), requestTimeoutMs: 8_000 });
+  await c.createTopic('t');
+  // The client learned every member from its first view; now its member is cut off.
+  (cluster.network as MemoryNetwork).isolate(follower);
+  const r = await c.publish('t', 'through another member');
+  t.is(r.offset, 0);
+  t.not(c.connectedTo?.memberId, follower);
+});
