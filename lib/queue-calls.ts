@@ -39,6 +39,10 @@ export interface QueueCallsHost {
   log(line: string): void;
   /** A subscription started or ended (a client tells its member which topics to wake it for). */
   onSubscriptionsChanged?(): void;
+  /** Payload bytes one subscription claim may return (a client); none: any. */
+  readonly claimBytesMax?: number;
+  /** How often an idle subscription claims again without a wake-up (default 1 s). */
+  readonly idlePollMs?: number;
 }
 
 export class QueueCalls {
@@ -55,6 +59,8 @@ export class QueueCalls {
         return !(calls.host.port() instanceof RaftQueueError);
       },
       run: (command, timeoutMs) => this.run(command, timeoutMs).then((r) => r.value),
+      ...(host.claimBytesMax !== undefined ? { claimBytesMax: host.claimBytesMax } : {}),
+      ...(host.idlePollMs !== undefined ? { idlePollMs: host.idlePollMs } : {}),
       removeSubscription: (sub) => {
         this.subscriptions.delete(sub);
         host.onSubscriptionsChanged?.();

@@ -149,6 +149,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
           status: () => this.status(),
           members: () => this.members(),
           requestsMax: this.#resolved.clientRequestsMax,
+          messageBytesMax: this.#resolved.messageBytesMax,
           bodyBytesMax: this.#resolved.messageBytesMax + 4096,
           log: (line) => this.#log(line),
         });

@@ -27,6 +27,10 @@ export interface SubscriptionHost {
   run(command: Command, timeoutMs?: number): Promise<unknown>;
   removeSubscription(sub: SubscriptionImpl): void;
   log(line: string): void;
+  /** Payload bytes one claim may return (a client's connection bounds its frames); none: any. */
+  readonly claimBytesMax?: number;
+  /** How often an idle subscription claims again without a wake-up (default 1 s). */
+  readonly idlePollMs?: number;
 }
 
 export interface ResolvedSubscribe {
@@ -114,6 +118,7 @@ export class SubscriptionImpl implements Subscription {
       max: credit,
       ackTimeoutMs: this.options.ackTimeoutMs,
       maxDeliveries: this.options.maxDeliveries,
+      ...(this.host.claimBytesMax !== undefined ? { maxBytes: this.host.claimBytesMax } : {}),
     };
     this.host.run(cmd).then(
       (value) => {
@@ -135,12 +140,12 @@ export class SubscriptionImpl implements Subscription {
         this.claiming = false;
         if (this.closed) return;
         // TOPIC_NOT_FOUND, NO_LEADER, TIMEOUT...: keep trying at a gentle pace.
-        this.idle(error instanceof RaftQueueError && error.code === 'TOPIC_NOT_FOUND' ? IDLE_POLL_MS : 100);
+        this.idle(error instanceof RaftQueueError && error.code === 'TOPIC_NOT_FOUND' ? (this.host.idlePollMs ?? IDLE_POLL_MS) : 100);
       },
     );
   }
 
-  private idle(delayMs = IDLE_POLL_MS): void {
+  private idle(delayMs = this.host.idlePollMs ?? IDLE_POLL_MS): void {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined;
@@ -317,10 +322,11 @@ export function toDelivery<T>(host: SubscriptionHost, acks: AckBatcher, sub: Sub
 
 /** Runs a `subscribe` handler on a delivery: resolved acks (batched), thrown nacks. */
 export async function runHandler<T>(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, handler: (m: QueueMessage<T>) => unknown, d: StoredDelivery): Promise<void> {
-  const message = toMessage<T>(d, d.group);
   let ok = true;
   try {
-    await handler(message);
+    // Inside the try: a payload that does not decode (stored before publishes were checked) is
+    // nacked like a failed handler, and ends in the dead-letter topic, instead of escaping.
+    await handler(toMessage<T>(d, d.group));
   } catch (error) {
     ok = false;
     host.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);

@@ -31,7 +31,7 @@ import { LOOPBACK_DEFAULT_SECRET, isLoopbackAddress } from '../options.js';
 import type { QueueQuery } from '../queue/index.js';
 import { QueueCalls } from '../queue-calls.js';
 import type { QueuePort } from '../queue-calls.js';
-import { ResultFlag, decodeToClient, encodeToMember } from './protocol.js';
+import { ResultFlag, WATCHED_TOPICS_MAX, decodeToClient, encodeToMember } from './protocol.js';
 import type { ToClient, ToMember } from './protocol.js';
 
 // -----------------------------------------------------------------------------------------------
@@ -180,6 +180,13 @@ const BACKOFF_MS_MIN = 50;
 const BACKOFF_MS_MAX = 1_000;
 /** A move to the leader is tried at most this often. */
 const LEADER_MOVE_INTERVAL_MS = 1_000;
+/**
+ * Payload bytes one subscription claim may return: results travel in the member's frames and
+ * its queue to this client, which are bounded.
+ */
+const CLAIM_BYTES_MAX = 4 << 20;
+/** A client's idle subscriptions claim again this often without a wake-up from the member. */
+const IDLE_POLL_MS = 5_000;
 /** A member that has known no leader for this long is left for another. */
 const LEADERLESS_MOVE_MS = 2_000;
 
@@ -219,11 +226,12 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     if (deps.connect === undefined) throw new RaftQueueError('INVALID_OPTIONS', 'no connector: import RaftQueueClient from the package entry');
     this.#connect = deps.connect;
     // The registration's body: unique per client object, so two clients never take each other's session.
-    this.#idBytes = new TextEncoder().encode(`${this.#o.clientId}/${randomBytes(8).toString('hex')}`);
+    this.#idBytes = new TextEncoder().encode(`client:${this.#o.clientId}/${randomBytes(12).toString('hex')}`);
     const client = this;
     this.#requests = new Requests({
       core: {
-        softState: () => ({ role: 'follower', term: client.#view?.term ?? 0, leaderId: client.#link !== undefined && !client.#link.closed ? client.#link.memberId : null }),
+        // The member stands in for the leader while it knows one (requests wait while it does not).
+        softState: () => ({ role: 'follower', term: client.#view?.term ?? 0, leaderId: client.#link !== undefined && !client.#link.closed && client.#view?.leaderId != null ? client.#link.memberId : null }),
         propose: () => ({ ok: false, reason: 'notLeader', leaderId: null }),
       },
       clock: systemClock,
@@ -233,8 +241,10 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
       entryBytesMax: 256 * 1024,
       bodyBytesMax: this.#o.messageBytesMax + 4096,
       pendingMax: this.#o.requestsPendingMax,
+      seesEveryResult: false,
       sendForward: (_to, body) => {
-        if (body.k === 'propose') this.#send({ k: 'propose', b: body.b, recs: body.recs });
+        // Not sent (the connection's queue is full): the request is re-sent at the next retry.
+        if (body.k === 'propose' && !this.#send({ k: 'propose', b: body.b, recs: body.recs })) this.#log('a request batch could not be queued; it goes again at the next retry');
       },
       schedulePump: () => this.#schedulePump(),
       guard: (fn) => fn(),
@@ -247,7 +257,12 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     this.#calls = new QueueCalls({
       id: this.#o.clientId,
       requestTimeoutMs: this.#o.requestTimeoutMs,
-      messageBytesMax: this.#o.messageBytesMax,
+      // The smaller of this client's limit and its member's: a larger payload is refused here.
+      get messageBytesMax() {
+        return Math.min(client.#o.messageBytesMax, client.#view?.messageBytesMax ?? Number.MAX_SAFE_INTEGER);
+      },
+      claimBytesMax: CLAIM_BYTES_MAX,
+      idlePollMs: IDLE_POLL_MS,
       port: () => (this.#state === 'running' ? port : this.#notRunning()),
       explain: (error) => this.#explain(error),
       log: (line) => this.#log(line),
@@ -439,6 +454,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     let first: ((v: View | string) => void) | undefined;
     const firstView = new Promise<View | string>((resolve) => (first = resolve));
     const timer = setTimeout(() => first?.(`no answer within ${timeoutMs} ms`), timeoutMs);
+    timer.unref();
     try {
       conn = await this.#connect(
         {
@@ -484,13 +500,16 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     const previous = this.#link;
     this.#link = conn;
     this.#linkAddress = address;
+    this.#view = view;
     previous?.close();
     // The member learns who we are first, then what to wake us for, then what we wait for.
     const session = this.#requests.currentSession;
-    if (session !== undefined) this.#send({ k: 'attach', session });
+    if (session !== undefined) this.#send({ k: 'attach', session, who: this.#idBytes });
     this.#watchSent = '';
     this.#sendWatch();
     this.#requests.onLeaderChange();
+    // Messages published while this client was between members woke nobody: look now.
+    for (const topic of this.#calls.subscribedTopics()) this.#calls.wake(topic);
     for (const [, r] of this.#reads) {
       r.sent = true;
       this.#send(r.body);
@@ -547,7 +566,12 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     this.#leaderlessTimer = setTimeout(() => {
       this.#leaderlessTimer = undefined;
       const link = this.#link;
-      if (this.#state !== 'running' || link === undefined || this.#view?.leaderId !== null || this.#moving) return;
+      if (this.#state !== 'running' || link === undefined || this.#view?.leaderId !== null) return;
+      if (this.#moving) {
+        // A move is being dialled: look again after it.
+        this.#watchLeaderless(this.#view);
+        return;
+      }
       const addresses = this.#addressList().filter((a) => a !== this.#linkAddress);
       const next = addresses[this.#nextAddress++ % Math.max(1, addresses.length)];
       if (next === undefined) return;
@@ -574,17 +598,20 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     void this.#dial(address, 5_000).then((error) => {
       this.#moving = false;
       if (error !== undefined) this.#log(`could not move to the leader ${v.leaderId ?? ''} at ${address}: ${error}`);
+      if (this.#view !== undefined) this.#watchLeaderless(this.#view);
     });
   }
 
-  #send(body: ToMember): void {
+  #send(body: ToMember): boolean {
     const link = this.#link;
-    if (link === undefined || link.closed) return;
-    link.send(encodeToMember(body));
+    if (link === undefined || link.closed) return false;
+    return link.send(encodeToMember(body));
   }
 
   #sendWatch(): void {
-    const topics = [...this.#calls.subscribedTopics()].sort();
+    // The member watches at most WATCHED_TOPICS_MAX topics for one client; subscriptions past
+    // that find their messages by polling.
+    const topics = [...this.#calls.subscribedTopics()].sort().slice(0, WATCHED_TOPICS_MAX);
     const key = topics.join('\n');
     if (key === this.#watchSent) return;
     this.#watchSent = key;
@@ -622,7 +649,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
       case 'registered':
         if (this.#requests.currentSession !== undefined) return; // A second copy of the registration.
         this.#requests.onRegistered(body.nonce, this.#idBytes, body.session);
-        if (this.#requests.currentSession === body.session) this.#send({ k: 'attach', session: body.session });
+        if (this.#requests.currentSession === body.session) this.#send({ k: 'attach', session: body.session, who: this.#idBytes });
         return;
       case 'results':
         for (const [seq, index, flags, result] of body.rs) {
@@ -725,7 +752,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
 }
 
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function errorCode(code: string): RaftQueueError['code'] {

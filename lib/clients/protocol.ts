@@ -24,6 +24,13 @@ const uint = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const memberId = z.string().min(1).max(MEMBER_ID_CHARS_MAX);
 const topic = z.string().min(1).max(TOPIC_NAME_CHARS_MAX);
 const bytes = z.custom<Uint8Array>((v) => v instanceof Uint8Array);
+/**
+ * What a client's registration record's body starts with (then its id and a random token):
+ * members' registrations are their bare ids, which cannot contain ':', so a client can never
+ * attach to, or register as, a member's session.
+ */
+export const CLIENT_WHO_PREFIX = new TextEncoder().encode('client:');
+
 /** Topics one client may watch at once (wake-ups for its subscriptions). */
 export const WATCHED_TOPICS_MAX = 1024;
 
@@ -36,8 +43,11 @@ const query = z.discriminatedUnion('q', [
 
 /** Client -> member. */
 export const toMemberSchema = z.discriminatedUnion('k', [
-  /** My session is `session` (after connecting, when the client has one). */
-  z.strictObject({ k: z.literal('attach'), session: uint }),
+  /**
+   * My session is `session` (after connecting, when the client has one); `who` is the body of
+   * its registration record, which the session table keeps, as proof.
+   */
+  z.strictObject({ k: z.literal('attach'), session: uint, who: bytes }),
   /** Relay this block of my records; `b` numbers it for the answer. */
   z.strictObject({ k: z.literal('propose'), b: uint, recs: bytes }),
   /** A linearizable query, answered within `t` ms. */
@@ -67,6 +77,8 @@ export const toClientSchema = z.discriminatedUnion('k', [
     term: uint,
     leaderId: memberId.nullable(),
     members: z.array(memberEntry).max(256),
+    /** The member's messageBytesMax: larger payloads are refused (PAYLOAD_TOO_LARGE). */
+    messageBytesMax: uint,
   }),
   z.strictObject({ k: z.literal('accepted'), b: uint, term: uint }),
   z.strictObject({ k: z.literal('refused'), b: uint, reason: z.string().max(64), leaderId: memberId.nullable() }),

@@ -9,8 +9,11 @@
  * remembered result.
  *
  * Bounded per client: records relayed and not yet answered (`requestsMax`; more are refused with
- * `noCapacity`), reads in progress, watched topics, registrations per link; the bytes queued to a
- * client are bounded by the transport (a client that does not read is disconnected).
+ * `noCapacity`), results waiting to be sent, watched topics, registrations per connection; per
+ * member: reads in progress and registrations per second. The bytes queued to a client are
+ * bounded by the transport (a client that does not read is disconnected); results are sent in
+ * frames of at most RESULTS_FRAME_BYTES and only while less than SEND_BUDGET_BYTES wait in the
+ * client's queue, the rest on later turns, so a burst of large results never overflows it.
  */
 import type { MemberInfo, QueueStatus } from '../api-types.js';
 import type { ClientHandlers, ClientLink } from '../contracts/transport.js';
@@ -18,7 +21,7 @@ import { SESSION_EXPIRED } from '../node/applier.js';
 import { RECORDS_PER_BLOCK_MAX, REGISTER_SESSION, checkBlock, forEachRecord } from '../node/envelope.js';
 import type { BlockAnswer, ClientSink, NodeEvent, RaftNode } from '../node/raft-node.js';
 import type { QueueEvent, QueueQuery } from '../queue/index.js';
-import { ResultFlag, decodeToMember, encodeToClient } from './protocol.js';
+import { CLIENT_WHO_PREFIX, ResultFlag, decodeToMember, encodeToClient } from './protocol.js';
 import type { ToClient, ToMember } from './protocol.js';
 
 export interface ClientServerHost {
@@ -29,14 +32,29 @@ export interface ClientServerHost {
   members(): MemberInfo[];
   /** Records relayed for one client and not yet answered; more are refused (noCapacity). */
   readonly requestsMax: number;
+  /** The member's messageBytesMax (told to clients, which check their payloads against it). */
+  readonly messageBytesMax: number;
+  /** Largest record body relayed (a command: the payload and its envelope). */
   readonly bodyBytesMax: number;
   log(line: string): void;
 }
 
-/** Reads one client may have in progress at once. */
-const READS_MAX = 1024;
-/** Sessions one link may register: a client needs one, and one more when the cluster forgot it. */
+/** Reads in progress for all clients of this member at once. */
+const READS_MAX = 10_000;
+/** A client's read waits at most this long here, whatever deadline it asked for. */
+const READ_TIMEOUT_MS_MAX = 300_000;
+/** Session registrations one connection may relay (a client needs one, and one per session lost). */
 const REGISTRATIONS_PER_LINK_MAX = 16;
+/** Registrations this member relays per second for all clients (each opens a replicated session). */
+const REGISTRATIONS_PER_SECOND_MAX = 200;
+/** A results frame holds about this many bytes (one larger result goes alone). */
+const RESULTS_FRAME_BYTES = 1 << 20;
+/** Results are sent while less than this waits in the client's queue (below the transport's bound). */
+const SEND_BUDGET_BYTES = 4 << 20;
+/** How soon a client's results waiting for its queue to drain are tried again. */
+const DRAIN_RETRY_MS = 5;
+
+type Row = [number, number, number, unknown];
 
 interface Client {
   readonly link: ClientLink;
@@ -46,11 +64,10 @@ interface Client {
   /** Registrations this link relayed, by nonce (until applied). */
   readonly registering: Set<number>;
   registrations: number;
-  reads: number;
   watched: Set<string>;
   deadLetters: boolean;
-  /** Results and wake-ups gathered in this turn, sent together at its end. */
-  results: [number, number, number, unknown][];
+  /** Results not yet sent (of `session`), in the order applied. */
+  rows: Row[];
   wakes: Set<string> | undefined;
   queued: boolean;
 }
@@ -63,7 +80,10 @@ export class ClientServer implements ClientHandlers, ClientSink {
   private readonly watchers = new Map<string, Set<Client>>();
   private dirty: Client[] = [];
   private flushQueued = false;
+  private drainTimer: NodeJS.Timeout | undefined;
   private lastView: ToClient | undefined;
+  private reads = 0;
+  private registrationWindow = { startMs: 0, count: 0 };
   /** Client bodies refused (malformed, or records of another session). */
   rejected = 0;
 
@@ -83,10 +103,9 @@ export class ClientServer implements ClientHandlers, ClientSink {
       outstanding: new Set(),
       registering: new Set(),
       registrations: 0,
-      reads: 0,
       watched: new Set(),
       deadLetters: false,
-      results: [],
+      rows: [],
       wakes: undefined,
       queued: false,
     };
@@ -101,6 +120,7 @@ export class ClientServer implements ClientHandlers, ClientSink {
     if (c.session !== undefined && this.bySession.get(c.session) === c) this.bySession.delete(c.session);
     for (const nonce of c.registering) if (this.byNonce.get(nonce)?.c === c) this.byNonce.delete(nonce);
     this.unwatch(c);
+    c.rows = [];
   }
 
   onFrame(link: ClientLink, bytes: Uint8Array): void {
@@ -117,7 +137,7 @@ export class ClientServer implements ClientHandlers, ClientSink {
   private handle(c: Client, body: ToMember): void {
     switch (body.k) {
       case 'attach':
-        this.attach(c, body.session);
+        this.attachClaimed(c, body.session, body.who);
         return;
       case 'propose':
         this.propose(c, body.b, body.recs);
@@ -141,31 +161,59 @@ export class ClientServer implements ClientHandlers, ClientSink {
     }
   }
 
+  /**
+   * The client says its session is `session` and proves it with the registration's body `who`
+   * (its id and a random token, kept in the replicated session table). A session this member does
+   * not know (it is behind, or the session was forgotten) is taken on trust: its records then
+   * apply only if the leader knows it, and a forgotten one comes back SESSION_EXPIRED.
+   */
+  private attachClaimed(c: Client, session: number, who: Uint8Array): void {
+    if (!startsWith(who, CLIENT_WHO_PREFIX)) {
+      this.refuse(c, 'an attach to a session that is not a client session');
+      return;
+    }
+    const owner = this.host.node.sessionOwner(session);
+    if (owner !== undefined && !sameBytes(owner, who)) {
+      this.refuse(c, `an attach to session ${session}, which another client or member registered`);
+      return;
+    }
+    this.attach(c, session);
+  }
+
   private attach(c: Client, session: number): void {
-    if (c.session !== undefined && this.bySession.get(c.session) === c) this.bySession.delete(c.session);
-    // Results of the session being left go out under its id first.
-    if (c.results.length > 0 && c.session !== undefined && !c.link.closed) c.link.send(encodeToClient({ k: 'results', session: c.session, rs: c.results }));
-    c.results = [];
-    c.session = session;
+    if (c.session === session) return;
+    // Results of the session being left are of no use under the new one: the client re-sends.
+    c.rows = [];
     c.outstanding.clear();
+    if (c.session !== undefined && this.bySession.get(c.session) === c) this.bySession.delete(c.session);
+    c.session = session;
     // The newest link of a session wins: an older one is a connection the client gave up on.
     this.bySession.set(session, c);
   }
 
   private propose(c: Client, b: number, recs: Uint8Array): void {
+    const answer: BlockAnswer = (reply) => {
+      if (!c.link.closed) c.link.send(encodeToClient(reply));
+    };
     const count = checkBlock(recs, RECORDS_PER_BLOCK_MAX, this.host.bodyBytesMax);
     if (typeof count === 'string') {
-      this.refuse(c, `a malformed block of records (${count})`);
+      // A payload over this member's limit is the caller's mistake, not the client's: refuse
+      // the block (the client says PAYLOAD_TOO_LARGE) and keep the connection.
+      if (count.startsWith('a body of')) answer({ k: 'refused', b, reason: 'tooLarge', leaderId: null });
+      else this.refuse(c, `a malformed block of records (${count})`);
       return;
     }
-    // Every record must be the client's own: of its session, or a registration (bounded).
+    // Every record must be the client's own: of its session, or one registration of its own.
     let problem: string | undefined;
-    const nonces: { nonce: number; who: Uint8Array }[] = [];
+    let registration: { nonce: number; who: Uint8Array } | undefined;
     let floor = 0;
     forEachRecord(recs, (session, seq, f, start, end) => {
       if (session === REGISTER_SESSION) {
-        nonces.push({ nonce: seq, who: recs.slice(start, end) });
-        return true;
+        const who = recs.subarray(start, end);
+        if (registration !== undefined) problem = 'two session registrations in one block';
+        else if (!startsWith(who, CLIENT_WHO_PREFIX)) problem = 'a session registration that is not a client registration';
+        else registration = { nonce: seq, who: who.slice() };
+        return problem === undefined;
       }
       if (session !== c.session) {
         problem = c.session === undefined ? 'records before the session is attached' : `a record of session ${session}, not this client's ${c.session}`;
@@ -174,11 +222,13 @@ export class ClientServer implements ClientHandlers, ClientSink {
       if (f > floor) floor = f;
       return true;
     });
-    // A registration re-sent under the same nonce is the same one; only new nonces count.
-    const fresh = nonces.filter((r) => !c.registering.has(r.nonce));
-    if (problem === undefined && c.registrations + fresh.length > REGISTRATIONS_PER_LINK_MAX) problem = `more than ${REGISTRATIONS_PER_LINK_MAX} session registrations on one connection`;
+    if (problem === undefined && registration !== undefined && c.registrations >= REGISTRATIONS_PER_LINK_MAX) problem = `more than ${REGISTRATIONS_PER_LINK_MAX} session registrations on one connection`;
     if (problem !== undefined) {
       this.refuse(c, problem);
+      return;
+    }
+    if (registration !== undefined && !this.registrationAllowed()) {
+      answer({ k: 'refused', b, reason: 'noCapacity', leaderId: null });
       return;
     }
     // Answered requests below the client's floor are settled for it: forget them.
@@ -191,31 +241,41 @@ export class ClientServer implements ClientHandlers, ClientSink {
       if (session !== REGISTER_SESSION && !c.outstanding.has(seq)) seqs.push(seq);
       return true;
     });
-    const answer: BlockAnswer = (reply) => {
-      if (!c.link.closed) c.link.send(encodeToClient(reply));
-    };
     if (c.outstanding.size + seqs.length > this.host.requestsMax) {
       answer({ k: 'refused', b, reason: 'noCapacity', leaderId: null });
       return;
     }
     for (const seq of seqs) c.outstanding.add(seq);
-    for (const r of fresh) {
+    if (registration !== undefined) {
       c.registrations++;
-      c.registering.add(r.nonce);
-      this.byNonce.set(r.nonce, { c, who: r.who });
+      c.registering.add(registration.nonce);
+      this.byNonce.set(registration.nonce, { c, who: registration.who });
     }
     const bad = this.host.node.relay(answer, b, recs);
     if (bad !== undefined) this.refuse(c, `a block the node refused (${bad})`);
   }
 
+  /** At most REGISTRATIONS_PER_SECOND_MAX registrations a second for all clients together. */
+  private registrationAllowed(): boolean {
+    const now = Date.now();
+    const w = this.registrationWindow;
+    if (now - w.startMs >= 1_000) {
+      w.startMs = now;
+      w.count = 0;
+    }
+    if (w.count >= REGISTRATIONS_PER_SECOND_MAX) return false;
+    w.count++;
+    return true;
+  }
+
   private read(c: Client, id: number, timeoutMs: number, query: QueueQuery): void {
-    if (c.reads >= READS_MAX) {
-      c.link.send(encodeToClient({ k: 'readErr', id, code: 'NO_CAPACITY', message: `${READS_MAX} reads are already in progress for this client; retry later` }));
+    if (this.reads >= READS_MAX) {
+      c.link.send(encodeToClient({ k: 'readErr', id, code: 'NO_CAPACITY', message: `${READS_MAX} reads are already in progress on member ${this.host.memberId}; retry later` }));
       return;
     }
-    c.reads++;
-    this.host.node.read(query, timeoutMs, (error, value) => {
-      c.reads--;
+    this.reads++;
+    this.host.node.read(query, Math.min(timeoutMs, READ_TIMEOUT_MS_MAX), (error, value) => {
+      this.reads--;
       if (c.link.closed) return;
       const reply: ToClient = error ? { k: 'readErr', id, code: error.code, message: error.message } : { k: 'readOk', id, value };
       c.link.send(encodeToClient(reply));
@@ -243,10 +303,12 @@ export class ClientServer implements ClientHandlers, ClientSink {
 
   onRecord(session: number, seq: number, index: number, result: unknown, duplicate: boolean): void {
     const c = this.bySession.get(session);
-    if (c === undefined || result === undefined) return; // Not a client's, or stale (settled).
+    if (c === undefined || result === undefined || c.link.closed) return; // Not a client's, stale, or gone.
     c.outstanding.delete(seq);
-    if (result === SESSION_EXPIRED) c.results.push([seq, index, ResultFlag.Expired | ResultFlag.Duplicate, null]);
-    else c.results.push([seq, index, duplicate ? ResultFlag.Duplicate : 0, result]);
+    // More results waiting than the client may have requests: it is not reading; it will ask again.
+    if (c.rows.length >= this.host.requestsMax) return;
+    if (result === SESSION_EXPIRED) c.rows.push([seq, index, ResultFlag.Expired | ResultFlag.Duplicate, null]);
+    else c.rows.push([seq, index, duplicate ? ResultFlag.Duplicate : 0, result]);
     this.markDirty(c);
   }
 
@@ -312,7 +374,7 @@ export class ClientServer implements ClientHandlers, ClientSink {
       ...conf.learners.map((id) => ({ id, address: conf.addresses?.[id] ?? '', role: 'learner' as const })),
     ];
     const role = s.role === 'leader' || s.role === 'follower' ? s.role : 'candidate';
-    return { k: 'view', member: this.host.memberId, role, term: s.term, leaderId: s.leaderId, members };
+    return { k: 'view', member: this.host.memberId, role, term: s.term, leaderId: s.leaderId, members, messageBytesMax: this.host.messageBytesMax };
   }
 
   private markDirty(c: Client): void {
@@ -330,18 +392,55 @@ export class ClientServer implements ClientHandlers, ClientSink {
     this.flushQueued = false;
     const dirty = this.dirty;
     this.dirty = [];
+    let waiting = false;
     for (const c of dirty) {
       c.queued = false;
       if (c.link.closed) continue;
-      if (c.results.length > 0 && c.session !== undefined) {
-        c.link.send(encodeToClient({ k: 'results', session: c.session, rs: c.results }));
-      }
-      c.results = [];
       if (c.wakes !== undefined) {
         c.link.send(encodeToClient({ k: 'wake', topics: [...c.wakes] }));
         c.wakes = undefined;
       }
+      if (!this.sendRows(c)) {
+        // The client's queue is full: the rest goes once it drains.
+        c.queued = true;
+        this.dirty.push(c);
+        waiting = true;
+      }
     }
+    if (waiting && this.drainTimer === undefined) {
+      this.drainTimer = setTimeout(() => {
+        this.drainTimer = undefined;
+        this.flushQueued = true;
+        this.flush();
+      }, DRAIN_RETRY_MS);
+      this.drainTimer.unref();
+    }
+  }
+
+  /** Sends the client's waiting results in frames while its queue has room; true when all went. */
+  private sendRows(c: Client): boolean {
+    const session = c.session;
+    if (session === undefined) {
+      c.rows = [];
+      return true;
+    }
+    while (c.rows.length > 0) {
+      if (c.link.closed) {
+        c.rows = [];
+        return true;
+      }
+      if (c.link.bufferedBytes >= SEND_BUDGET_BYTES) return false;
+      // Most results are small: one frame for all; halve until a frame fits (one row goes alone).
+      let n = c.rows.length;
+      let bytes = encodeToClient({ k: 'results', session, rs: n === c.rows.length ? c.rows : c.rows.slice(0, n) });
+      while (bytes.length > RESULTS_FRAME_BYTES && n > 1) {
+        n = Math.ceil(n / 2);
+        bytes = encodeToClient({ k: 'results', session, rs: c.rows.slice(0, n) });
+      }
+      c.rows = n === c.rows.length ? [] : c.rows.slice(n);
+      c.link.send(bytes);
+    }
+    return true;
   }
 }
 
@@ -352,4 +451,8 @@ function sameView(a: Extract<ToClient, { k: 'view' }>, b: ToClient): boolean {
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  return bytes.length >= prefix.length && prefix.every((x, i) => bytes[i] === x);
 }

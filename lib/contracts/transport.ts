@@ -84,7 +84,10 @@ export interface ClientLink {
   readonly remoteAddress: string;
   /** True once closed (by either end); a closed link never reopens. */
   readonly closed: boolean;
-  /** Bytes queued to this client and not yet handed to the socket. */
+  /**
+   * Bytes on their way to this client: queued here and still in the socket's buffer (what the
+   * transport's bound counts). A sender paces itself by it.
+   */
   readonly bufferedBytes: number;
   /**
    * Queues one body (msgpack bytes) for the client; bodies queued in one event-loop turn are

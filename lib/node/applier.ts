@@ -63,6 +63,11 @@ export class Applier<Event = unknown> {
     return found.kind === 'result' && this.sm.replay ? { kind: 'result', value: this.sm.replay(found.value) } : found;
   }
 
+  /** Who registered `session` (its registration record's body); undefined: no such session. */
+  sessionOwner(session: number): Uint8Array | undefined {
+    return this.sessions.owner(session);
+  }
+
   /** A digest of the session table (the simulator compares members' tables). */
   sessionsDigest(): number {
     const bytes = this.sessions.encode();
@@ -97,8 +102,10 @@ export class Applier<Event = unknown> {
       const at = position++;
       if (session === REGISTER_SESSION) {
         const id = sessionIdAt(entry.index, at);
-        sessions.register(id, ctx.atMs);
-        this.onRegistered(seq, data.subarray(start, end), id);
+        // A copy: the entry's bytes may be a view into a larger buffer the table must not keep.
+        const who = data.slice(start, end);
+        sessions.register(id, ctx.atMs, who);
+        this.onRegistered(seq, who, id);
         return;
       }
       const verdict = sessions.check(session, seq, floor, ctx.atMs);

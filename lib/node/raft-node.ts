@@ -355,6 +355,11 @@ export class RaftNode<Event = unknown> {
     });
   }
 
+  /** Who registered `session` as this node has applied it (undefined: unknown here). */
+  sessionOwner(session: number): Uint8Array | undefined {
+    return this.applier.sessionOwner(session);
+  }
+
   /** Serves client processes: `sink` hears every applied record (lib/clients). */
   setClientSink(sink: ClientSink | undefined): void {
     this.clientSink = sink;

@@ -54,6 +54,13 @@ export interface RequestsHost {
   readonly bodyBytesMax: number;
   /** Requests waiting at once on this node; more are refused with NO_CAPACITY. */
   readonly pendingMax: number;
+  /**
+   * False for a client process: it does not see every applied entry (a result can be lost with
+   * its connection), so when its session is forgotten it cannot know whether a request it sent
+   * was applied before, and must not send it again under a new session. Default true (a member
+   * applies every entry, and installs snapshots through afterRestore).
+   */
+  readonly seesEveryResult?: boolean;
   sendForward(to: NodeId, body: ForwardBody): void;
   schedulePump(): void;
   guard<T>(fn: () => T): T | undefined;
@@ -427,6 +434,12 @@ export class Requests {
     if (session !== this.session || result === undefined) return;
     if (result === SESSION_EXPIRED) {
       this.host.log(`request session ${session} was forgotten by the cluster (idle or evicted); registering a new one`);
+      if (this.host.seesEveryResult === false) {
+        // A copy sent before may have been applied, its result lost: the outcome is unknown.
+        for (const w of [...this.waiters.values()]) {
+          if (w.sends > 0) this.finish(w.seq, { ok: false, error: new RaftQueueError('TIMEOUT', 'request: outcome unknown (its session was forgotten while it waited; a retry with the same publishId is safe)') });
+        }
+      }
       this.reregister();
       return;
     }

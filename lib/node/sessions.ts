@@ -24,6 +24,8 @@ import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
 interface Session {
   floor: number;
   lastAtMs: number;
+  /** The registering record's body (a member's id; a client's id and random token). */
+  readonly who: Uint8Array;
   /** seq -> result, for applied requests at or above `floor` (mostly in seq order). */
   readonly results: Map<number, unknown>;
 }
@@ -50,8 +52,13 @@ export const SESSION_LIMITS_DEFAULT: SessionLimits = Object.freeze({ idleMs: 10 
 
 const packr = new Packr({ ...MSGPACK_OPTIONS });
 
-/** Snapshot row: [session, floor, lastAtMs, seqs, results]. */
-type SessionRow = [number, number, number, number[], unknown[]];
+/**
+ * Snapshot row: [session, floor, lastAtMs, seqs, results, who]. Rows of snapshots written before
+ * `who` was kept have five fields (no owner known).
+ */
+type SessionRow = [number, number, number, number[], unknown[], Uint8Array];
+
+const NO_OWNER = new Uint8Array(0);
 
 export class SessionTable {
   /** Insertion order is recency order: the first session is the least recently active. */
@@ -97,9 +104,14 @@ export class SessionTable {
     }
   }
 
-  /** Opens session `id` (assigned by the log: see sessionIdAt) at entry time `atMs`. */
-  register(id: number, atMs: number): void {
-    this.sessions.set(id, { floor: 1, lastAtMs: atMs, results: new Map() });
+  /** Who registered `session` (empty when unknown: a snapshot from before owners were kept). */
+  owner(session: number): Uint8Array | undefined {
+    return this.sessions.get(session)?.who;
+  }
+
+  /** Opens session `id` (assigned by the log: see sessionIdAt) at entry time `atMs`, for `who`. */
+  register(id: number, atMs: number, who: Uint8Array = NO_OWNER): void {
+    this.sessions.set(id, { floor: 1, lastAtMs: atMs, results: new Map(), who });
     if (this.sessions.size > this.limits.sessionsMax) {
       const oldest = this.sessions.keys().next().value as number;
       this.sessions.delete(oldest);
@@ -152,7 +164,7 @@ export class SessionTable {
   /** The table as msgpack bytes. */
   encode(): Uint8Array {
     const rows: SessionRow[] = [];
-    for (const [id, s] of this.sessions) rows.push([id, s.floor, s.lastAtMs, [...s.results.keys()], [...s.results.values()]]);
+    for (const [id, s] of this.sessions) rows.push([id, s.floor, s.lastAtMs, [...s.results.keys()], [...s.results.values()], s.who]);
     return packr.pack(rows);
   }
 
@@ -162,14 +174,15 @@ export class SessionTable {
     if (!Array.isArray(rows)) throw new Error('session table: not an array');
     const sessions = new Map<number, Session>();
     for (const row of rows as unknown[]) {
-      if (!Array.isArray(row) || row.length !== 5) throw new Error('session table: malformed row');
-      const [id, floor, lastAtMs, seqs, results] = row as SessionRow;
+      if (!Array.isArray(row) || (row.length !== 5 && row.length !== 6)) throw new Error('session table: malformed row');
+      const [id, floor, lastAtMs, seqs, results, who = NO_OWNER] = row as SessionRow;
+      if (!(who instanceof Uint8Array)) throw new Error('session table: malformed row');
       if (![id, floor, lastAtMs].every((x) => typeof x === 'number') || !Array.isArray(seqs) || !Array.isArray(results) || seqs.length !== results.length) {
         throw new Error('session table: malformed row');
       }
       const map = new Map<number, unknown>();
       seqs.forEach((seq, i) => map.set(seq, results[i]));
-      sessions.set(id, { floor, lastAtMs, results: map });
+      sessions.set(id, { floor, lastAtMs, results: map, who: who.slice() });
     }
     this.sessions = sessions;
     this.current = undefined;

@@ -46,6 +46,11 @@ export type Command =
       max: number;
       ackTimeoutMs: number;
       maxDeliveries: number;
+      /**
+       * Stop once the deliveries' payloads reach this many bytes (at least one is delivered): a
+       * client process asks for claims that fit its connection's frames.
+       */
+      maxBytes?: number;
     }
   | { t: 'ack'; topic: string; group: string; offset: number; token: number }
   /** Acknowledges several deliveries of one group at once: `refs` are flat (offset, token) pairs. */
@@ -127,6 +132,7 @@ const otherCommandSchema = z.discriminatedUnion('t', [
     max: z.number().int().min(0).max(CLAIM_MESSAGES_MAX),
     ackTimeoutMs: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     maxDeliveries: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    maxBytes: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   }),
   z.object({ t: z.literal('ack'), topic: name, group: name, offset: uint, token: uint }),
   z.object({

@@ -9,6 +9,7 @@
  */
 import { assert, RaftInvariantError, unreachable } from '../core/assert.js';
 import { imageBytes, type ApplyContext, type SnapshotImage, type StateMachine } from '../contracts/state-machine.js';
+import { checkMsgpack } from './msgpack-check.js';
 import {
   deadLetterTopicName,
   decodeCommand,
@@ -122,6 +123,8 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
         const p = this.publishFields;
         const error = readPublish(data, start, end, p);
         if (error !== undefined) return fail('INVALID_COMMAND', error);
+        const malformed = checkMsgpack(data, p.payloadStart, end);
+        if (malformed !== undefined) return fail('INVALID_COMMAND', `publish: the payload is not one msgpack value (${malformed})`);
         return this.publishBytes(p.topic, data, p.payloadStart, end, p.publishId);
       }
       const decoded = decodeCommand(data.subarray(start, end));
@@ -537,7 +540,8 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       g = t.addGroup(c.group);
     }
     const out: Delivery[] = [];
-    while (out.length < c.max) {
+    let bytes = 0;
+    while (out.length < c.max && (c.maxBytes === undefined || bytes < c.maxBytes)) {
       const offset = this.takeNext(g);
       if (offset < 0) break;
       const p: PendingDelivery = {
@@ -550,7 +554,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       };
       g.pending.set(offset, p);
       this.pushTimer(TimerKind.AckDeadline, p.deadlineMs, p.token, g, offset);
-      out.push(this.delivery(g, offset, p));
+      const d = this.delivery(g, offset, p);
+      bytes += d.payload.length;
+      out.push(d);
     }
     return ok(out);
   }

@@ -85,6 +85,9 @@ test('client server: more waiting calls than clientRequestsMax are refused with 
 });
 
 test('client server: a delivery acked after its ack deadline, through another member, is STALE_DELIVERY', async (t) => {
+  // The members' timers do not hold the process open; this test waits on their time passing.
+  const keepAlive = setInterval(() => undefined, 1_000);
+  t.teardown(() => clearInterval(keepAlive));
   const cluster = await startCluster(t);
   const a = await client(t, cluster, { preferLeader: false, members: [cluster.address('n2')] });
   const b = await client(t, cluster);
@@ -118,7 +121,7 @@ test('client server: members with clientsMax 0 refuse clients; connect() names e
 
 test('client server: a client over TCP with the wrong secret is refused', async (t) => {
   const cluster = await startCluster(t, { transport: 'tcp' });
-  const c = new TcpRaftQueueClient({ members: [cluster.address('n1')], clusterSecret: 'not-the-cluster-secret-at-all', connectTimeoutMs: 600 });
+  const c = new TcpRaftQueueClient({ members: [cluster.address('n1')], clusterSecret: 'not-the-cluster-secret-at-all', connectTimeoutMs: 5_000 });
   const error = await t.throwsAsync(c.connect());
   t.is((error as RaftQueueError).code, 'TRANSPORT_FAILED');
   t.regex((error as Error).message, /secret/);

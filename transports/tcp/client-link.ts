@@ -63,9 +63,9 @@ export class TcpClientLink implements ClientLink {
     return this.connection.closed;
   }
 
-  /** Bytes queued here (frames, headers included) and not yet handed to the socket. */
+  /** Bytes on their way to the client: queued here and still in the socket's buffer (see outboundBytes). */
   get bufferedBytes(): number {
-    return this.queuedBytes;
+    return this.outboundBytes;
   }
 
   /** What the outbound bound counts: queued here plus still in the socket's buffer. */
