@@ -32,6 +32,18 @@ const REQUEST_TIMEOUT_MS = 4_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** A payload as members store it: one msgpack value (here a fixstr: the texts are short ASCII). */
+function payloadOf(text: string): Uint8Array {
+  const bytes = encoder.encode(text);
+  if (bytes.length > 31) throw new Error(`payload text too long for a fixstr: ${text}`);
+  return Uint8Array.of(0xa0 | bytes.length, ...bytes);
+}
+
+/** The text of a payloadOf payload. */
+function textOf(payload: Uint8Array): string {
+  return decoder.decode(payload.subarray(1));
+}
+
 function digest(result: ApplyResult): number {
   return hashString(JSON.stringify(result, (_k, v: unknown) => (v instanceof Uint8Array ? hashBytes(v) : v)));
 }
@@ -99,7 +111,7 @@ class QueueModel {
         return;
       case 'publish': {
         const { offset } = result.value as { offset: number };
-        const text = decoder.decode(c.payload);
+        const text = textOf(c.payload);
         if (this.texts.has(text)) this.fail(`exactly once: ${text} published twice (again at ${c.topic}@${offset}, index ${index})`);
         this.texts.add(text);
         const map = this.published.get(c.topic) as Map<number, string>;
@@ -115,7 +127,7 @@ class QueueModel {
         const last = this.lastPop.get(c.topic) ?? -1;
         if (m.offset < last) this.fail(`pop at index ${index} took ${c.topic}@${m.offset} after offset ${last}`);
         const expected = this.published.get(c.topic)?.get(m.offset);
-        const text = decoder.decode(m.payload);
+        const text = textOf(m.payload);
         if (expected !== text) this.fail(`${c.topic}@${m.offset} holds ${text}, published ${expected ?? 'nothing'}`);
         popped.add(m.offset);
         this.lastPop.set(c.topic, m.offset);
@@ -180,7 +192,7 @@ class QueueModel {
     }
     if (!result.ok) return;
     if (command.t === 'publish') {
-      this.ackedPublishes.set(`${command.topic}@${(result.value as { offset: number }).offset}`, decoder.decode(command.payload));
+      this.ackedPublishes.set(`${command.topic}@${(result.value as { offset: number }).offset}`, textOf(command.payload));
       this.stats.publishes++;
     }
     if (command.t === 'consume' && result.value !== null) {
@@ -207,7 +219,7 @@ class QueueModel {
       return;
     }
     const x = this.rnd.float();
-    if (x < 0.45) this.submit({ t: 'publish', topic, payload: encoder.encode(`m${++this.seq}`) });
+    if (x < 0.45) this.submit({ t: 'publish', topic, payload: payloadOf(`m${++this.seq}`) });
     else if (x < 0.6) this.submit({ t: 'consume', topic });
     else if (x < 0.8) this.claim(topic, 1 + this.rnd.int(4));
     else this.settleSome(false);
