@@ -6,25 +6,18 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { RaftQueueClient } from '../../lib/clients/client.js';
-import type { ClientConnector, RaftQueueClientOptions } from '../../lib/clients/client.js';
+import type { RaftQueueClientOptions } from '../../lib/clients/client.js';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
 import type { MemoryNetwork } from '../../transports/memory/index.js';
+import { memoryConnector } from '../helpers/memory-connector.js';
 import { startCluster } from '../helpers/queue-cluster.js';
 import type { TestCluster } from '../helpers/queue-cluster.js';
 
-function connector(network: MemoryNetwork, cluster: TestCluster): ClientConnector {
-  const byAddress = new Map(cluster.ids.map((id) => [cluster.address(id), id]));
-  return async (p, handlers) => {
-    const id = byAddress.get(p.address);
-    if (id === undefined) throw new RaftQueueError('TRANSPORT_FAILED', `nobody at ${p.address}`);
-    return network.connectClient(id, p.clientId, handlers);
-  };
-}
 
 async function client(t: ExecutionContext, cluster: TestCluster, options: Partial<RaftQueueClientOptions> = {}): Promise<RaftQueueClient> {
   const c = new RaftQueueClient(
     { members: cluster.ids.map((id) => cluster.address(id)), requestTimeoutMs: 4_000, retryIntervalMs: 300, logger: (line) => t.log(`${Date.now() % 100000} ${line}`), ...options },
-    { connect: connector(cluster.network as MemoryNetwork, cluster) },
+    { connect: memoryConnector(cluster) },
   );
   t.teardown(() => c.close());
   await c.connect();
@@ -112,14 +105,14 @@ test('client: publishes and pops go on across a leader failure, each applied onc
 
 test('client: calls before connect and after close are CLOSED; bad options are named', async (t) => {
   const cluster = await startCluster(t);
-  const c = new RaftQueueClient({ members: [cluster.address('n1')] }, { connect: connector(cluster.network as MemoryNetwork, cluster) });
+  const c = new RaftQueueClient({ members: [cluster.address('n1')] }, { connect: memoryConnector(cluster) });
   t.is((await t.throwsAsync(c.publish('t', 1)) as RaftQueueError).code, 'CLOSED');
   await c.connect();
   await c.close();
   t.is((await t.throwsAsync(c.topics()) as RaftQueueError).code, 'CLOSED');
-  const e = t.throws(() => new RaftQueueClient({ members: ['nohost'] } as RaftQueueClientOptions, { connect: connector(cluster.network as MemoryNetwork, cluster) }));
+  const e = t.throws(() => new RaftQueueClient({ members: ['nohost'] } as RaftQueueClientOptions, { connect: memoryConnector(cluster) }));
   t.regex((e as Error).message, /members\.0/);
-  const e2 = t.throws(() => new RaftQueueClient({ members: ['127.0.0.1:1'], bogus: 1 } as unknown as RaftQueueClientOptions, { connect: connector(cluster.network as MemoryNetwork, cluster) }));
+  const e2 = t.throws(() => new RaftQueueClient({ members: ['127.0.0.1:1'], bogus: 1 } as unknown as RaftQueueClientOptions, { connect: memoryConnector(cluster) }));
   t.is((e2 as RaftQueueError).code, 'INVALID_OPTIONS');
 });
 

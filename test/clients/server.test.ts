@@ -7,27 +7,19 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { RaftQueueClient as TcpRaftQueueClient } from '../../lib/index.js';
 import { RaftQueueClient } from '../../lib/clients/client.js';
-import type { ClientConnector, RaftQueueClientOptions } from '../../lib/clients/client.js';
+import type { RaftQueueClientOptions } from '../../lib/clients/client.js';
 import { decodeToClient, encodeToMember } from '../../lib/clients/protocol.js';
 import type { ToClient } from '../../lib/clients/protocol.js';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
 import { encodeBlock } from '../../lib/node/envelope.js';
 import type { MemoryNetwork } from '../../transports/memory/index.js';
+import { memoryConnector } from '../helpers/memory-connector.js';
 import { startCluster } from '../helpers/queue-cluster.js';
 import type { TestCluster } from '../helpers/queue-cluster.js';
 
-function connector(cluster: TestCluster): ClientConnector {
-  const network = cluster.network as MemoryNetwork;
-  const byAddress = new Map(cluster.ids.map((id) => [cluster.address(id), id]));
-  return async (p, handlers) => {
-    const id = byAddress.get(p.address);
-    if (id === undefined) throw new RaftQueueError('TRANSPORT_FAILED', `nobody at ${p.address}`);
-    return network.connectClient(id, p.clientId, handlers);
-  };
-}
 
 async function client(t: ExecutionContext, cluster: TestCluster, options: Partial<RaftQueueClientOptions> = {}): Promise<RaftQueueClient> {
-  const c = new RaftQueueClient({ members: cluster.ids.map((id) => cluster.address(id)), requestTimeoutMs: 4_000, retryIntervalMs: 300, ...options }, { connect: connector(cluster) });
+  const c = new RaftQueueClient({ members: cluster.ids.map((id) => cluster.address(id)), requestTimeoutMs: 4_000, retryIntervalMs: 300, ...options }, { connect: memoryConnector(cluster) });
   t.teardown(() => c.close());
   await c.connect();
   return c;
