@@ -18,10 +18,10 @@ interface Config {
   readonly jobMs: number;
 }
 
-/** The codes the README says a publish may be retried on (with the same publishId). */
+/** The codes the README says a call may be retried on (a publish with the same publishId). */
 const RETRYABLE = new Set(['TIMEOUT', 'NO_LEADER', 'NO_CAPACITY']);
-/** Attempts of one publish before the producer gives up (and the launcher reports the failure). */
-const PUBLISH_ATTEMPTS_MAX = 5;
+/** Attempts of one call before the client gives up (and the launcher reports the failure). */
+const ATTEMPTS_MAX = 5;
 
 const config = childConfig<Config>();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -38,7 +38,7 @@ process.once('SIGTERM', () => void client.close().then(() => process.exit(0)));
 try {
   await client.connect();
   // Every client may create the topic: the first call creates it, the others get false.
-  await client.createTopic('jobs');
+  await retrying('createTopic', () => client.createTopic('jobs'));
   if (config.role === 'producer') await produce();
   else work();
 } catch (error) {
@@ -75,13 +75,17 @@ function work(): void {
  * but before answering, the retry is answered with the stored job instead of adding a second.
  */
 async function publishJob(i: number): Promise<void> {
+  await retrying(`publish of job ${i}`, () => client.publish('jobs', { job: i }, { publishId: `job-${i}` }));
+}
+
+/** Runs `call` again on the codes the README says are safe to retry (for calls that may run twice). */
+async function retrying<T>(what: string, call: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      await client.publish('jobs', { job: i }, { publishId: `job-${i}` });
-      return;
+      return await call();
     } catch (error) {
-      if (!isRaftQueueError(error) || !RETRYABLE.has(error.code) || attempt >= PUBLISH_ATTEMPTS_MAX) throw error;
-      report({ event: 'retry', job: i, code: error.code });
+      if (!isRaftQueueError(error) || !RETRYABLE.has(error.code) || attempt >= ATTEMPTS_MAX) throw error;
+      report({ event: 'retry', client: config.name, what, code: error.code });
     }
   }
 }
