@@ -3,7 +3,7 @@
  * (lib/cli/process-harness.ts): child processes that report JSON lines on stdout, and cleanup that
  * kills every child by pid and removes the temp directory, also on Ctrl-C.
  */
-import { ProcessHarness, freePorts, installExitCleanup, waitUntil } from '../../lib/cli/process-harness.js';
+import { ProcessHarness, cliMainPath, freePorts, installExitCleanup, waitUntil } from '../../lib/cli/process-harness.js';
 import type { ManagedProcess } from '../../lib/cli/process-harness.js';
 
 export { freePorts };
@@ -37,6 +37,26 @@ export class Processes {
           return;
         }
         onEvent(event as Record<string, unknown>);
+      },
+    });
+  }
+
+  /**
+   * Starts `raftqueue node` (the package's command, not example code) with `args`; `onLog`
+   * receives every line it logs on stderr (role and leader changes among them). The last lines
+   * stay with the child for failure messages (`child.tail('stderr', n)`).
+   */
+  startNode(name: string, args: readonly string[], onLog: (line: string) => void): Child {
+    return this.harness.spawn({
+      name,
+      script: cliMainPath,
+      args,
+      stdout: 'ignore',
+      stderr: 'capture',
+      capturedCharsMax: 16 * 1024,
+      onLine: (line) => {
+        if (process.env['EXAMPLE_VERBOSE']) process.stderr.write(`${line}\n`);
+        onLog(line);
       },
     });
   }
