@@ -12,7 +12,7 @@ test('metrics(): counts publishes, consumes and elections; topic depth; persist 
   const queue = new RaftQueue({ id: 'n1', peers: { n1: '127.0.0.1:0' }, dataDir: dir });
   t.teardown(() => queue.stop());
   const before = queue.metrics();
-  t.deepEqual(before, { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: before.persist, snapshotsTaken: 0, transport: undefined, snapshotTransfer: before.snapshotTransfer }, 'safe before start');
+  t.deepEqual(before, { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: before.persist, snapshotsTaken: 0, transport: undefined, snapshotTransfer: before.snapshotTransfer, clients: { connected: 0, refused: 0 } }, 'safe before start');
   await queue.start();
   await queue.waitForLeader({ timeoutMs: 5_000 });
   await queue.createTopic('a');

@@ -214,6 +214,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
   #reconnectTimer: NodeJS.Timeout | undefined;
   #moving = false;
   #leaderlessTimer: NodeJS.Timeout | undefined;
+  #moveTimer: NodeJS.Timeout | undefined;
   #lastMoveMs = 0;
   #nextReadId = 1;
   readonly #reads = new Map<number, PendingRead>();
@@ -421,6 +422,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     this.#retrier?.cancel();
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
     if (this.#leaderlessTimer !== undefined) clearTimeout(this.#leaderlessTimer);
+    if (this.#moveTimer !== undefined) clearTimeout(this.#moveTimer);
     const link = this.#link;
     this.#link = undefined;
     link?.close();
@@ -590,7 +592,14 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
   #maybeMoveToLeader(v: View): void {
     if (!this.#o.preferLeader || this.#moving || v.leaderId === null || v.leaderId === v.member) return;
     const now = Date.now();
-    if (now - this.#lastMoveMs < LEADER_MOVE_INTERVAL_MS) return;
+    if (now - this.#lastMoveMs < LEADER_MOVE_INTERVAL_MS) {
+      // Moved a moment ago: look again once the interval has passed (the leader may have moved on).
+      this.#moveTimer ??= setTimeout(() => {
+        this.#moveTimer = undefined;
+        if (this.#state === 'running' && this.#view !== undefined) this.#maybeMoveToLeader(this.#view);
+      }, LEADER_MOVE_INTERVAL_MS - (now - this.#lastMoveMs)).unref();
+      return;
+    }
     const address = v.members.find((m) => m.id === v.leaderId)?.address;
     if (address === undefined || address === '') return;
     this.#moving = true;

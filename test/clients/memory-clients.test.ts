@@ -128,3 +128,13 @@ test('client: leaves a member that is cut off from the others (no leader for 2 s
   t.is(r.offset, 0);
   t.not(c.connectedTo?.memberId, follower);
 });
+
+test('client: the cluster secret never shows in inspect or JSON', async (t) => {
+  const cluster = await startCluster(t);
+  const secret = 'a-secret-that-must-not-leak-123';
+  const c = new RaftQueueClient({ members: [cluster.address('n1')], clusterSecret: secret }, { connect: memoryConnector(cluster) });
+  const { inspect } = await import('node:util');
+  for (const text of [inspect(c, { depth: 10, showHidden: true }), inspect(c, { depth: 10, customInspect: false, showHidden: true }), JSON.stringify(c), Object.keys(c).join(',')]) {
+    t.false(text.includes(secret), text);
+  }
+});
