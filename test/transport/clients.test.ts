@@ -176,6 +176,26 @@ function readFrames(socket: net.Socket, onFrame: (value: Record<string, unknown>
   });
 }
 
+/**
+ * A fake member 'f' that proves the secret in its welcome (followed by the frames `welcomeTail`,
+ * in the same write); it never answers a ping.
+ */
+function provingFakeMember(t: ExecutionContext, welcomeTail: readonly Buffer[] = []) {
+  const secret = Buffer.from(TEST_CLUSTER.clusterSecret);
+  return fakeMember(t, (socket) => {
+    const serverNonce = Buffer.alloc(32, 3);
+    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: serverNonce, nodeId: 'f' })]));
+    let welcomed = false;
+    readFrames(socket, (hello) => {
+      if (welcomed) return;
+      welcomed = true;
+      const params = { serverNonce, clientNonce: hello.nonce as Uint8Array, clusterId: TEST_CLUSTER.clusterId, clientId: 'c1', serverId: 'f', role: 'client' } as const;
+      const welcome = concatFrames([packr.pack({ type: 'welcome', nodeId: 'f', proof: serverProof(secret, params), frameBytesMax: 1 << 20, idleTimeoutMs: 15_000 })]);
+      socket.write(Buffer.concat([welcome, ...welcomeTail]));
+    });
+  });
+}
+
 /** A port nothing listens on (a listen(0) probe, closed again). */
 async function closedPort(): Promise<number> {
   const probe = net.createServer();
@@ -465,25 +485,60 @@ test('clients: connectClient refuses a member whose welcome does not prove the s
 });
 
 test('clients: a member that goes quiet is closed by the client (idleTimeout)', async (t) => {
-  const secret = Buffer.from(TEST_CLUSTER.clusterSecret);
   // A fake member that completes the handshake properly, then never answers a ping.
-  const fake = await fakeMember(t, (socket) => {
-    const serverNonce = Buffer.alloc(32, 3);
-    socket.write(concatFrames([packr.pack({ type: 'challenge', protocolVersion: 1, nonce: serverNonce, nodeId: 'f' })]));
-    let welcomed = false;
-    readFrames(socket, (hello) => {
-      if (welcomed) return;
-      welcomed = true;
-      const params = { serverNonce, clientNonce: hello.nonce as Uint8Array, clusterId: TEST_CLUSTER.clusterId, clientId: 'c1', serverId: 'f', role: 'client' } as const;
-      socket.write(concatFrames([packr.pack({ type: 'welcome', nodeId: 'f', proof: serverProof(secret, params), frameBytesMax: 1 << 20, idleTimeoutMs: 15_000 })]));
-    });
-  });
+  const fake = await provingFakeMember(t);
   const c = await client(t, fake, { idleTimeoutMs: 200 });
   await waitUntil(() => c.closes.length === 1, 2_000, 'the client closes');
   t.is(c.closes[0]?.reason, 'idleTimeout');
   t.regex(c.closes[0]?.error?.message ?? '', /^nothing heard from member f at 127\.0\.0\.1:\d+ for 200 ms or more/);
   t.true(c.connection.closed);
   t.false(c.connection.send(body('late')));
+});
+
+test('clients: a body that arrives with the welcome reaches onFrame only after connectClient resolved', async (t) => {
+  // The welcome and two bodies in one write, so they arrive in one chunk.
+  const fake = await provingFakeMember(t, [encodeClientFrame(body('first')), encodeClientFrame(body('second'))]);
+  let connection: ClientConnection | undefined;
+  const seen: [string, boolean][] = [];
+  connection = await connectClient(clientOptions(fake, {}), {
+    onFrame: (b) => seen.push([Buffer.from(b).toString(), connection !== undefined]),
+    onClose: () => undefined,
+  });
+  t.teardown(() => connection?.close());
+  await waitUntil(() => seen.length === 2, 2_000, 'two bodies');
+  t.deepEqual(seen, [
+    ['first', true],
+    ['second', true],
+  ]);
+});
+
+test('clients: connectClient bounds what it holds (outboundBytesMax) and close() still writes what it queued', async (t) => {
+  const m = await member(t);
+  const c = await client(t, m, { outboundBytesMax: 10_000 });
+  // An empty buffer takes any one body; beyond the bound nothing more is queued.
+  t.true(c.connection.send(Buffer.alloc(12_000, 1)));
+  const held = c.connection.bufferedBytes;
+  t.is(held, clientFrameBytes(12_000));
+  t.false(c.connection.send(body('x')));
+  t.is(c.connection.bufferedBytes, held, 'nothing queued');
+  await waitUntil(() => m.frames.length === 1 && c.connection.bufferedBytes === 0, 2_000, 'the big body written');
+  t.true(c.connection.send(Buffer.alloc(6_000, 2)));
+  t.false(c.connection.send(Buffer.alloc(6_000, 3)));
+  t.true(c.connection.send(Buffer.alloc(1_000, 4)));
+  // close() in the same turn: what was queued goes out before the FIN.
+  c.connection.close();
+  t.deepEqual(c.closes, [{ reason: 'closed', error: undefined }]);
+  t.false(c.connection.send(body('after close')));
+  await waitUntil(() => m.closed.length === 1, 2_000, 'the member sees the close');
+  t.deepEqual(
+    m.frames.map((f) => [f.body.length, f.body[0]]),
+    [
+      [12_000, 1],
+      [6_000, 2],
+      [1_000, 4],
+    ],
+  );
+  t.is(m.closed[0]?.reason, 'peerClosed');
 });
 
 test('clients: a silent client is closed after the idle timeout; one that pings stays', async (t) => {
