@@ -103,9 +103,7 @@ const ms = z.int().positive().max(86_400_000);
 
 /** The options schema; defaults as stated in {@link ClientConnectOptions}. */
 export const clientConnectOptionsSchema = z.strictObject({
-  address: z.string().refine((s) => parseAddress(s) !== undefined && (parseAddress(s) as { port: number }).port > 0, {
-    message: "expected a member's 'host:port'",
-  }),
+  address: z.string().refine((s) => (parseAddress(s)?.port ?? 0) > 0, { message: "expected a member's 'host:port'" }),
   clusterId: z.string().min(1).max(64).regex(CLUSTER_ID_PATTERN).default('raftqueue'),
   clusterSecret: z
     .union([z.string(), z.instanceof(Uint8Array)])
