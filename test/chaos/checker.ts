@@ -20,6 +20,17 @@
  * - a message's ack is confirmed at most once (an ack finishes it for the group; a later
  *   delivery of it can only be a stale one, whose ack fails with STALE_DELIVERY).
  * Operations with an unknown outcome are never treated as failures.
+ *
+ * Client processes (`via: 'client'`) are held to the same properties, with one difference in
+ * what a message is: a client retries a publish it has no answer for (TIMEOUT, NO_LEADER) under
+ * the same publishId and body, so its attempts are ONE message, which must be stored once. It
+ * counts as acknowledged from its first acknowledged attempt, as certainly failed only when every
+ * attempt certainly failed, and as possibly stored from its first attempt's invocation. Any other
+ * body published twice is a harness error. A client's own retries of one call (after a lost
+ * reply or a leader change, under one session number) are inside that call: a `consume` is one
+ * pop however often it was sent, and when it ran out of time (TIMEOUT, or the process was
+ * killed) it is an unknown pop that may have taken one message, as an HTTP pop whose reply was
+ * lost. An empty `consume` was applied through the log, so it ran on the leader (`executed`).
  */
 import type { AckOp, FetchOp, Op, PopOp, PublishOp } from './history.js';
 
@@ -33,12 +44,15 @@ export interface Violation {
 }
 
 export interface CheckStats {
+  /** Messages (a client's retries of one publishId are one). */
   publishes: { ok: number; fail: number; unknown: number };
   pops: { messages: number; empty: number; fail: number; unknown: number };
   groupDeliveries: number;
   redeliveries: number;
   /** Acknowledged messages not seen popped, excused by pops with an unknown outcome. */
   excusedMissing: number;
+  /** The part of the above that client processes did, and their publish retries. */
+  client: { publishes: { ok: number; fail: number; unknown: number }; retries: number; pops: { messages: number; empty: number; fail: number; unknown: number }; groupDeliveries: number };
 }
 
 export interface CheckResult {
@@ -58,24 +72,54 @@ export function checkHistory(ops: readonly Op[], options: CheckOptions): CheckRe
   const perKindMax = options.perKindMax ?? 5;
   const violations: Violation[] = [];
   const counts = new Map<string, number>();
+  /** A client's attempts at one message, by the op that stands for them. */
+  const attemptsOf = new Map<Op, PublishOp[]>();
   const report = (property: Property, scope: string, message: string, related: readonly (Op | undefined)[]): void => {
     const key = `${property}/${scope}`;
     const n = counts.get(key) ?? 0;
     counts.set(key, n + 1);
-    if (n < perKindMax) violations.push({ property, message, ops: related.filter((o): o is Op => o !== undefined) });
+    // A message that stands for several attempts is shown as those attempts.
+    const shown = related.flatMap((o) => (o === undefined ? [] : (attemptsOf.get(o) ?? [o])));
+    if (n < perKindMax) violations.push({ property, message, ops: shown });
   };
-  const stats: CheckStats = { publishes: { ok: 0, fail: 0, unknown: 0 }, pops: { messages: 0, empty: 0, fail: 0, unknown: 0 }, groupDeliveries: 0, redeliveries: 0, excusedMissing: 0 };
+  const stats: CheckStats = {
+    publishes: { ok: 0, fail: 0, unknown: 0 },
+    pops: { messages: 0, empty: 0, fail: 0, unknown: 0 },
+    groupDeliveries: 0,
+    redeliveries: 0,
+    excusedMissing: 0,
+    client: { publishes: { ok: 0, fail: 0, unknown: 0 }, retries: 0, pops: { messages: 0, empty: 0, fail: 0, unknown: 0 }, groupDeliveries: 0 },
+  };
 
   // ---- publishes ---------------------------------------------------------------------------
+  // message -> its publish: the one op, or one op standing for a client's attempts.
   const publishes = new Map<string, PublishOp>();
   const topics = new Set<string>(Object.keys(options.groups));
+  const byMessage = new Map<string, PublishOp[]>();
+  const messageOfKey = new Map<string, PublishOp>();
   for (const op of ops) {
     if (op.kind !== 'publish') continue;
     topics.add(op.topic);
-    stats.publishes[op.outcome]++;
-    const first = publishes.get(op.message);
-    if (first !== undefined) report('harness', op.topic, `message ${JSON.stringify(op.message)} was published twice by the workload (bodies must be unique)`, [first, op]);
-    else publishes.set(op.message, op);
+    byMessage.set(op.message, [...(byMessage.get(op.message) ?? []), op]);
+    if (op.publishId === undefined) continue;
+    const other = messageOfKey.get(op.publishId);
+    if (other === undefined) messageOfKey.set(op.publishId, op);
+    else if (other.message !== op.message) report('harness', op.topic, `publishId ${op.publishId} was used for two bodies, ${JSON.stringify(other.message)} and ${JSON.stringify(op.message)}`, [other, op]);
+  }
+  for (const [message, attempts] of byMessage) {
+    const first = attempts[0] as PublishOp;
+    const retries = attempts.length > 1 && attempts.every((a) => a.publishId !== undefined && a.publishId === first.publishId && a.topic === first.topic);
+    if (attempts.length > 1 && !retries) {
+      report('harness', first.topic, `message ${JSON.stringify(message)} was published ${attempts.length} times by the workload (bodies must be unique; only a client's retry under the same publishId and topic repeats one)`, attempts.slice(0, 2));
+    }
+    const p = retries ? mergeAttempts(attempts) : first;
+    if (retries) attemptsOf.set(p, attempts);
+    publishes.set(message, p);
+    stats.publishes[p.outcome]++;
+    if (first.via === 'client') {
+      stats.client.publishes[p.outcome]++;
+      stats.client.retries += attempts.length - 1;
+    }
   }
 
   /** Problems with `message` returned by `op` on `topic` (unsent, wrong topic). */
@@ -95,21 +139,18 @@ export function checkHistory(ops: readonly Op[], options: CheckOptions): CheckRe
   const emptyPops: PopOp[] = [];
   for (const op of ops) {
     if (op.kind !== 'pop') continue;
+    const kind = op.outcome === 'unknown' ? 'unknown' : op.outcome === 'fail' ? 'fail' : op.message === undefined ? 'empty' : 'messages';
+    stats.pops[kind]++;
+    if (op.via === 'client') stats.client.pops[kind]++;
     if (op.outcome === 'unknown') {
-      stats.pops.unknown++;
       unknownPops.set(op.topic, (unknownPops.get(op.topic) ?? 0) + 1);
       continue;
     }
-    if (op.outcome === 'fail') {
-      stats.pops.fail++;
-      continue;
-    }
+    if (op.outcome === 'fail') continue;
     if (op.message === undefined) {
-      stats.pops.empty++;
       if (op.executed === true) emptyPops.push(op);
       continue;
     }
-    stats.pops.messages++;
     const p = checkSent(op.message, op.topic, op, `pop ${op.client}`);
     const before = popOf.get(op.message);
     if (before !== undefined) {
@@ -189,6 +230,7 @@ export function checkHistory(ops: readonly Op[], options: CheckOptions): CheckRe
         if (f.group !== group || f.topic !== topic || f.outcome !== 'ok' || !f.deliveries) continue;
         for (const d of f.deliveries) {
           stats.groupDeliveries++;
+          if (f.via === 'client') stats.client.groupDeliveries++;
           if (d.attempt > 1) stats.redeliveries++;
           if (checkSent(d.message, topic, f, `fetch of group ${group}`) === undefined) continue;
           const list = deliveries.get(d.message) ?? [];
@@ -228,6 +270,19 @@ export function checkHistory(ops: readonly Op[], options: CheckOptions): CheckRe
   }
 
   return { ok: violations.length === 0, violations, stats };
+}
+
+/**
+ * One op standing for a client's attempts at one message (same publishId, body and topic): it
+ * may be stored from the first invocation on, is acknowledged from the first acknowledgement,
+ * and certainly failed only when every attempt did.
+ */
+function mergeAttempts(attempts: readonly PublishOp[]): PublishOp {
+  const first = attempts[0] as PublishOp;
+  const acked = attempts.filter((a) => a.outcome === 'ok');
+  const outcome = acked.length > 0 ? 'ok' : attempts.every((a) => a.outcome === 'fail') ? 'fail' : 'unknown';
+  const completeMs = outcome === 'ok' ? Math.min(...acked.map((a) => a.completeMs)) : outcome === 'fail' ? Math.max(...attempts.map((a) => a.completeMs)) : Number.POSITIVE_INFINITY;
+  return { ...first, invokeMs: Math.min(...attempts.map((a) => a.invokeMs)), completeMs, outcome };
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * `npm run chaos -- --seed S --seconds T --nodes 3|5 [--verbose]`: one Jepsen-style fault run of
- * real `raftqueue node` processes (see run.ts). Prints a one-line verdict; on failure the seed and
+ * `npm run chaos -- --seed S --seconds T --nodes 3|5 [--clients K] [--verbose]`: one Jepsen-style
+ * fault run of real `raftqueue node` processes and client processes (see run.ts). Prints a one-line verdict; on failure the seed and
  * the operations around each violation. Exit code 0 on PASS, 1 on FAIL, 2 on a bad command line,
  * 130 on Ctrl-C (everything it started is killed and removed in every case).
  */
@@ -10,11 +10,12 @@ import { installExitCleanup, killAllNow } from '../../lib/cli/process-harness.js
 import { formatOp } from './history.js';
 import { runChaos } from './run.js';
 
-const USAGE = `usage: npm run chaos -- [--seed S] [--seconds T] [--nodes 3|5] [--verbose] [--history FILE]
+const USAGE = `usage: npm run chaos -- [--seed S] [--seconds T] [--nodes 3|5] [--clients K] [--verbose] [--history FILE]
 
   --seed S       the nemesis schedule's seed, decimal or 0x-hex (default: random, printed)
   --seconds T    length of the workload + nemesis phase, 5 to 3600 (default 30)
   --nodes N      3 or 5 processes (default 3)
+  --clients K    client processes (RaftQueueClient) in the workload, 0 to 8 (default 2)
   --verbose      print the schedule, every nemesis action and the nodes' stderr
   --history FILE write every operation, one per line, to FILE
 `;
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
   try {
     values = parseArgs({
       args: process.argv.slice(2),
-      options: { seed: { type: 'string' }, seconds: { type: 'string' }, nodes: { type: 'string' }, verbose: { type: 'boolean' }, history: { type: 'string' }, help: { type: 'boolean' } },
+      options: { seed: { type: 'string' }, seconds: { type: 'string' }, nodes: { type: 'string' }, clients: { type: 'string' }, verbose: { type: 'boolean' }, history: { type: 'string' }, help: { type: 'boolean' } },
       strict: true,
       allowPositionals: false,
     }).values;
@@ -52,6 +53,8 @@ async function main(): Promise<void> {
   if (!/^\d+$/.test(secondsText) || seconds < 5 || seconds > 3_600) fail(`--seconds must be an integer from 5 to 3600, got '${secondsText}'`);
   const nodesText = typeof values['nodes'] === 'string' ? values['nodes'] : '3';
   if (nodesText !== '3' && nodesText !== '5') fail(`--nodes must be 3 or 5, got '${nodesText}'`);
+  const clientsText = typeof values['clients'] === 'string' ? values['clients'] : '2';
+  if (!/^\d$/.test(clientsText) || Number(clientsText) > 8) fail(`--clients must be an integer from 0 to 8, got '${clientsText}'`);
   const verbose = values['verbose'] === true;
 
   installExitCleanup({ onSignal: (signal) => process.stderr.write(`\nchaos: ${signal}: killing every node and removing the data\n`) });
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
   );
   deadline.unref();
 
-  const report = await runChaos({ seed, seconds, nodes: Number(nodesText), verbose, log: (line) => process.stderr.write(`${line}\n`) });
+  const report = await runChaos({ seed, seconds, nodes: Number(nodesText), clients: Number(clientsText), verbose, log: (line) => process.stderr.write(`${line}\n`) });
   process.stdout.write(`${report.verdict}\n`);
   for (const line of report.details) process.stdout.write(`${line}\n`);
   if (typeof values['history'] === 'string') writeFileSync(values['history'], report.history.map((op) => `${formatOp(op)}\n`).join(''));

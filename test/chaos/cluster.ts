@@ -117,6 +117,17 @@ export class ChaosCluster {
     return this.nodes.map((n) => n.id);
   }
 
+  /**
+   * The addresses other members' `--peers` give node `i` (the proxies of the links into it): a
+   * member tells clients the others' addresses as its own `--peers` names them.
+   */
+  peerAddressesOf(i: number): string[] {
+    return this.proxies.flatMap((row) => {
+      const p = row[i];
+      return p === undefined ? [] : [`127.0.0.1:${p.port}`];
+    });
+  }
+
   startAll(): void {
     for (const n of this.nodes) {
       const args = ['node', '--id', n.id, '--peers', this.peerArgs[n.index] as string, '--data-dir', n.dataDir, '--http', `127.0.0.1:${n.httpPort}`, '--http-peers', this.httpPeers];

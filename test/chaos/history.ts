@@ -5,6 +5,9 @@
  * Outcomes: `ok` (the reply says it happened), `fail` (it certainly did not happen: refused by a
  * non-leader, connection refused, a bad request), `unknown` (no reply, a 503, a reset: it may or
  * may not have happened, at any time after its invocation).
+ *
+ * Operations of the client processes (`via: 'client'`, see clients.ts) are timed by the child's
+ * clock and converted into this one conservatively: the recorded interval contains the real one.
  */
 
 export type Outcome = 'ok' | 'fail' | 'unknown';
@@ -28,12 +31,21 @@ interface OpBase {
   outcome: Outcome;
   /** A note for the report (error text, status). */
   note?: string;
+  /** 'client' for an operation of a client process (RaftQueueClient); absent for the HTTP workload. */
+  readonly via?: 'client';
 }
 
 export interface PublishOp extends OpBase {
   readonly kind: 'publish';
   readonly topic: string;
   readonly message: string;
+  /**
+   * A client publish's idempotency key. The client retries a publish whose outcome it does not
+   * know under the same key and body: every attempt is one op, and together they are one message.
+   */
+  readonly publishId?: string;
+  /** 1 for the first attempt of a publishId, 2 for its first retry, ... */
+  readonly attempt?: number;
 }
 
 export interface PopOp extends OpBase {
@@ -80,7 +92,12 @@ export class History {
   constructor(private readonly t0 = performance.now()) {}
 
   now(): number {
-    return Math.round((performance.now() - this.t0) * 10) / 10;
+    return this.at(performance.now());
+  }
+
+  /** A performance.now() reading of this process as a history time. */
+  at(perfMs: number): number {
+    return Math.round((perfMs - this.t0) * 10) / 10;
   }
 
   /** Records an invocation; complete it with `complete`. Until then it counts as unknown. */
@@ -91,10 +108,11 @@ export class History {
     return full;
   }
 
+  /** Completes `op` now, or at `fields.completeMs` when given (a client process's time). */
   complete<T extends Op>(op: T, outcome: Outcome, fields: Partial<T> = {}): T {
     Object.assign(op, fields);
     op.outcome = outcome;
-    op.completeMs = this.now();
+    op.completeMs = fields.completeMs ?? this.now();
     return op;
   }
 
@@ -109,11 +127,11 @@ export class History {
 export function formatOp(op: Op): string {
   const t = `${(op.invokeMs / 1000).toFixed(3)}s`;
   const done = Number.isFinite(op.completeMs) ? `..${(op.completeMs / 1000).toFixed(3)}s` : '..?';
-  const head = `#${op.index} ${t}${done} ${op.client}@${op.node}`;
+  const head = `#${op.index} ${t}${done} ${op.client}@${op.node}${op.via === 'client' ? ' (client)' : ''}`;
   const note = op.note ? ` (${op.note})` : '';
   switch (op.kind) {
     case 'publish':
-      return `${head} publish ${op.topic} ${JSON.stringify(op.message)} -> ${op.outcome}${note}`;
+      return `${head} publish ${op.topic} ${JSON.stringify(op.message)}${op.publishId !== undefined ? ` publishId ${op.publishId} attempt ${op.attempt ?? 1}` : ''} -> ${op.outcome}${note}`;
     case 'pop':
       return `${head} pop ${op.topic} -> ${op.outcome}${op.message !== undefined ? ` ${JSON.stringify(op.message)}` : op.outcome === 'ok' ? ` empty${op.executed ? '' : ' (maybe refused)'}` : ''}${note}`;
     case 'fetch':

@@ -2,14 +2,16 @@
  * The nemesis of the chaos harness: a schedule of faults drawn from a seed (pure, reproducible),
  * and the runner that applies it to a live cluster.
  *
- * Two lanes run side by side, so faults overlap: a process lane (SIGKILL and restart of one or
+ * Lanes run side by side, so faults overlap: a process lane (SIGKILL and restart of one or
  * more nodes, of the leader right after it acknowledged a publish, of every node at once; SIGSTOP
- * and SIGCONT of a node or of the leader) and a network lane (partitions through the per-link
+ * and SIGCONT of a node or of the leader), a network lane (partitions through the per-link
  * proxies: isolate a node or the leader, majority/minority halves, a bridge, one-way cuts out of
- * or into the leader or a node; each in `refuse`, `blackhole` or `stall` mode). Within a lane one
- * fault at a time: applied at its time, undone after its duration, then a quiet gap.
+ * or into the leader or a node; each in `refuse`, `blackhole` or `stall` mode) and, when the run
+ * has client processes, a client lane (SIGKILL and restart of a client process; cut a client's
+ * links, through its own proxies, to the leader, to some members or to all of them). Within a
+ * lane one fault at a time: applied at its time, undone after its duration, then a quiet gap.
  *
- * The seed fixes the schedule: kinds, times, durations, node indices and fallbacks. "The leader"
+ * The seed fixes the schedule: kinds, times, durations, node and client indices and fallbacks. "The leader"
  * is whoever leads when the fault starts (the fallback index when nobody does), so which process
  * it hits, and how the faults interleave with the workload, depends on real timing.
  */
@@ -19,6 +21,7 @@ import type { LinkMode } from './proxy.js';
 
 export type PartitionShape = 'isolate' | 'isolate-leader' | 'halves' | 'bridge' | 'out-of-leader' | 'into-leader' | 'out-of' | 'into';
 export type CutMode = Exclude<LinkMode, 'pass'>;
+export type ClientCutScope = 'leader' | 'members' | 'all';
 
 export type Fault =
   | { readonly kind: 'kill'; readonly nodes: readonly number[] }
@@ -26,10 +29,18 @@ export type Fault =
   | { readonly kind: 'kill-all' }
   | { readonly kind: 'pause'; readonly node: number }
   | { readonly kind: 'pause-leader'; readonly fallback: number }
-  | { readonly kind: 'partition'; readonly shape: PartitionShape; readonly mode: CutMode; readonly target: number; readonly order: readonly number[]; readonly split: number };
+  | { readonly kind: 'partition'; readonly shape: PartitionShape; readonly mode: CutMode; readonly target: number; readonly order: readonly number[]; readonly split: number }
+  | { readonly kind: 'kill-client'; readonly client: number }
+  /** `members`: the members cut ('members'), the fallback when no leader is known ('leader'), or all. */
+  | { readonly kind: 'cut-client'; readonly client: number; readonly scope: ClientCutScope; readonly members: readonly number[]; readonly mode: CutMode };
+
+/** The name of client process `k` (0-based) in histories and reports. */
+export function clientName(k: number): string {
+  return `cl${k + 1}`;
+}
 
 export interface Episode {
-  readonly lane: 'process' | 'network';
+  readonly lane: 'process' | 'network' | 'clients';
   /** ms after the workload started. */
   readonly atMs: number;
   readonly durationMs: number;
@@ -59,8 +70,11 @@ function permutation(rng: Random, n: number): number[] {
   return a;
 }
 
-/** The fault schedule of `seed` for `nodes` nodes and a nemesis phase of `seconds`. */
-export function makeSchedule(seed: number, nodes: number, seconds: number): Episode[] {
+/**
+ * The fault schedule of `seed` for `nodes` nodes, `clients` client processes and a nemesis phase
+ * of `seconds`. Each lane draws from its own stream: adding clients leaves the others unchanged.
+ */
+export function makeSchedule(seed: number, nodes: number, seconds: number, clients = 0): Episode[] {
   const root = createRandom(seed);
   const endMs = seconds * 1_000 - 500;
   const episodes: Episode[] = [];
@@ -124,7 +138,36 @@ export function makeSchedule(seed: number, nodes: number, seconds: number): Epis
     episodes.push({ lane: 'network', atMs: at, durationMs, fault });
     at += durationMs + between(networkRng, 400, 2_200);
   }
-  return episodes.sort((a, b) => a.atMs - b.atMs || (a.lane < b.lane ? -1 : 1));
+
+  const clientRng = root.fork('clients');
+  for (let at = between(clientRng, 1_000, 2_000), first = true; clients > 0 && at < endMs; first = false) {
+    // The lane opens with a SIGKILL: every run, however short, loses a client mid-operation.
+    const kind = first
+      ? 'kill-client'
+      : pickWeighted(clientRng, [
+          ['kill-client', 35],
+          ['cut-leader', 25],
+          ['cut-members', 25],
+          ['cut-all', 15],
+        ] as const);
+    const client = clientRng.int(clients);
+    let fault: Fault;
+    if (kind === 'kill-client') fault = { kind, client };
+    else {
+      const scope: ClientCutScope = kind === 'cut-leader' ? 'leader' : kind === 'cut-members' ? 'members' : 'all';
+      const members = scope === 'leader' ? [clientRng.int(nodes)] : scope === 'members' ? permutation(clientRng, nodes).slice(0, between(clientRng, 1, nodes - 1)).sort((a, b) => a - b) : [];
+      const mode = pickWeighted(clientRng, [
+        ['refuse', 40],
+        ['blackhole', 35],
+        ['stall', 25],
+      ] as const);
+      fault = { kind: 'cut-client', client, scope, members, mode };
+    }
+    const durationMs = between(clientRng, kind === 'kill-client' ? 300 : 500, kind === 'kill-client' ? 3_000 : 3_500);
+    episodes.push({ lane: 'clients', atMs: at, durationMs, fault });
+    at += durationMs + between(clientRng, 300, 1_500);
+  }
+  return episodes.sort((a, b) => a.atMs - b.atMs || (a.lane < b.lane ? -1 : a.lane > b.lane ? 1 : 0));
 }
 
 /** The directed links a partition cuts, given the leader when it starts (or its fallback). */
@@ -180,6 +223,24 @@ export function describeEpisode(e: Episode, ids: readonly string[]): string {
               : id(f.target);
       return `${when}: partition ${f.shape} ${detail} (${f.mode})`;
     }
+    case 'kill-client':
+      return `${when}: SIGKILL client ${clientName(f.client)}, then restart`;
+    case 'cut-client': {
+      const whom = f.scope === 'all' ? 'every member' : f.scope === 'leader' ? `the leader (else ${id(f.members[0] as number)})` : f.members.map(id).join(' ');
+      return `${when}: cut client ${clientName(f.client)} from ${whom} (${f.mode})`;
+    }
+  }
+}
+
+/** The members a client cut reaches, given the leader when it starts (or its fallback). */
+export function clientCutMembers(fault: Extract<Fault, { kind: 'cut-client' }>, nodes: number, leader: number | undefined): number[] {
+  switch (fault.scope) {
+    case 'all':
+      return Array.from({ length: nodes }, (_, i) => i);
+    case 'leader':
+      return [leader ?? (fault.members[0] as number)];
+    case 'members':
+      return [...fault.members];
   }
 }
 
@@ -195,6 +256,12 @@ export interface NemesisTarget {
   setLink(from: number, to: number, mode: LinkMode): void;
   /** Resolves with the node that acknowledged the next publish, killed by SIGKILL as soon as its reply arrived; undefined if none within `withinMs`. */
   killAfterNextAck(withinMs: number): Promise<number | undefined>;
+  /** SIGKILL of client process `k` (its operations in flight become unknown). */
+  killClient(k: number): void;
+  /** Starts client process `k` again (a new incarnation) once the killed one is gone. */
+  restartClient(k: number): Promise<void>;
+  /** The link between client process `k` and `node` (its own proxy, both directions). */
+  setClientLink(k: number, node: number, mode: LinkMode): void;
   record(action: string): void;
 }
 
@@ -202,11 +269,13 @@ export interface NemesisCounts {
   kills: number;
   pauses: number;
   partitions: number;
+  clientKills: number;
+  clientCuts: number;
 }
 
 /** Runs a schedule against a target until `stop()`. */
 export class Nemesis {
-  readonly counts: NemesisCounts = { kills: 0, pauses: 0, partitions: 0 };
+  readonly counts: NemesisCounts = { kills: 0, pauses: 0, partitions: 0, clientKills: 0, clientCuts: 0 };
   private stopped = false;
   private readonly wakers = new Set<() => void>();
   private lanes: Promise<void>[] = [];
@@ -219,7 +288,7 @@ export class Nemesis {
 
   start(): void {
     this.t0 = performance.now();
-    this.lanes = (['process', 'network'] as const).map((lane) => this.runLane(this.schedule.filter((e) => e.lane === lane)));
+    this.lanes = (['process', 'network', 'clients'] as const).map((lane) => this.runLane(this.schedule.filter((e) => e.lane === lane)));
   }
 
   /** Stops starting and undoing faults (the caller heals everything); waits for the lanes. */
@@ -305,6 +374,28 @@ export class Nemesis {
         return async () => {
           t.record(`heal partition (${cuts.length} links)`);
           for (const [a, b] of cuts) t.setLink(a, b, 'pass');
+        };
+      }
+      case 'kill-client': {
+        const name = clientName(f.client);
+        t.record(`SIGKILL client ${name}`);
+        t.killClient(f.client);
+        this.counts.clientKills++;
+        return async () => {
+          t.record(`restart client ${name}`);
+          await t.restartClient(f.client);
+        };
+      }
+      case 'cut-client': {
+        const leader = t.leader();
+        const members = clientCutMembers(f, n, leader);
+        const name = clientName(f.client);
+        t.record(`cut client ${name} from ${members.map((i) => t.ids[i]).join(' ')}${f.scope === 'leader' ? (leader === undefined ? ' (no leader known: fallback)' : ' (the leader)') : ''} ${f.mode}`);
+        for (const i of members) t.setClientLink(f.client, i, f.mode);
+        this.counts.clientCuts++;
+        return async () => {
+          t.record(`heal client ${name} links (${members.length})`);
+          for (const i of members) t.setClientLink(f.client, i, 'pass');
         };
       }
     }

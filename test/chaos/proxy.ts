@@ -1,5 +1,6 @@
 /**
- * A fault-injecting TCP proxy for one directed peer link i -> j of the chaos harness.
+ * A fault-injecting TCP proxy for one directed peer link i -> j of the chaos harness (or for the
+ * link of one client process to one member: see clients.ts).
  *
  * Node i dials node j through this proxy (node i's `--peers` names the proxy as j's address), and
  * the TCP transport sends i's messages to j only over the connection i dialed: cutting this proxy
@@ -50,6 +51,11 @@ export class LinkProxy {
 
   get mode(): LinkMode {
     return this.modeValue;
+  }
+
+  /** The port it listens on (once `listen` resolved). */
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
   }
 
   /** Listens on 127.0.0.1:`port` (0 picks one); resolves with the port. */

@@ -1,18 +1,20 @@
 /**
- * One chaos run: start the cluster, set up topics and groups, run the workload under the nemesis
- * for `seconds`, heal everything, require a leader within 2 s, drain, require convergence, check
- * the history. Everything it starts is killed and removed before it returns.
+ * One chaos run: start the cluster, set up topics and groups, run the workload (HTTP clients and
+ * client processes) under the nemesis for `seconds`, heal everything, require a leader within
+ * 2 s, drain, require convergence, check the history. Everything it starts is killed and removed
+ * before it returns.
  */
 import { createRandom } from '../../lib/core/random.js';
 import { checkHistory, opsAround } from './checker.js';
 import type { CheckResult, Violation } from './checker.js';
+import { ClientFleet } from './clients.js';
 import { ChaosCluster } from './cluster.js';
 import { History, formatOp } from './history.js';
 import type { Op, PublishOp } from './history.js';
 import { Agents, call, sleep } from './http.js';
 import { Monitor } from './monitor.js';
 import { Nemesis, describeEpisode, makeSchedule } from './nemesis.js';
-import { Router, Workload, drainGroup, drainPops, fetchOnce, popOnce, publishOnce } from './workload.js';
+import { GROUP_CONSUMER, Router, Workload, drainGroup, drainPops, fetchOnce, popOnce, publishOnce } from './workload.js';
 import type { WorkloadConfig, WorkloadEnv } from './workload.js';
 
 export interface ChaosOptions {
@@ -25,7 +27,17 @@ export interface ChaosOptions {
   readonly log?: (line: string) => void;
   /** Bound on the leader after healing (default 2000 ms). */
   readonly leaderWithinMs?: number;
+  /** Client processes (RaftQueueClient, each behind its own proxies) in the workload; default 2. */
+  readonly clients?: number;
 }
+
+/** What each client process runs: 1 publisher, 1 popper, a consumer per client group. */
+const CLIENT_PUBLISHERS = 1;
+const CLIENT_POPPERS = 1;
+/** A publish and up to 3 retries under its publishId. */
+const CLIENT_PUBLISH_ATTEMPTS_MAX = 4;
+/** Most faults last longer: many publishes time out and are retried while the first may land. */
+const CLIENT_PUBLISH_TIMEOUT_MS = 1_500;
 
 export interface ChaosReport {
   readonly ok: boolean;
@@ -58,14 +70,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const seedText = formatSeed(o.seed);
   const history = new History();
   const rng = createRandom(o.seed).fork('workload');
-  const schedule = makeSchedule(o.seed, o.nodes, o.seconds);
+  const clients = o.clients ?? 2;
+  const schedule = makeSchedule(o.seed, o.nodes, o.seconds, clients);
   const config: WorkloadConfig =
     o.nodes >= 5
-      ? { topics: ['t0', 't1', 't2'], groups: { t0: ['ga', 'gb'], t1: ['ga'], t2: [] }, publishers: 4, poppers: 3, consumersPerGroup: 1 }
-      : { topics: ['t0', 't1'], groups: { t0: ['ga', 'gb'], t1: ['ga'] }, publishers: 3, poppers: 2, consumersPerGroup: 1 };
+      ? { topics: ['t0', 't1', 't2'], groups: { t0: ['ga', 'gb'], t1: ['ga'], t2: [] }, clientGroups: { t0: ['ga'], t2: ['gc'] }, publishers: 4, poppers: 3, consumersPerGroup: 1 }
+      : { topics: ['t0', 't1'], groups: { t0: ['ga', 'gb'], t1: ['ga'] }, clientGroups: { t0: ['ga'], t1: ['gc'] }, publishers: 3, poppers: 2, consumersPerGroup: 1 };
+  // Every group that exists: set up before the first publish, drained, checked.
+  const groups = clients > 0 ? unionGroups(config.groups, config.clientGroups) : config.groups;
   const runViolations: RunViolation[] = [];
   const agents = new Agents();
   const cluster = await ChaosCluster.create(o.nodes, { verbose: o.verbose === true, now: () => history.now() });
+  let fleet: ClientFleet | undefined;
   const monitor = new Monitor(
     cluster.nodes.map((n) => n.url),
     cluster.ids,
@@ -92,6 +108,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     pause: (i) => cluster.pause(i),
     resume: (i) => cluster.resume(i),
     setLink: (a, b, mode) => cluster.setLink(a, b, mode),
+    killClient: (k) => fleet?.kill(k),
+    restartClient: async (k) => fleet?.restart(k),
+    setClientLink: (k, node, mode) => fleet?.setLink(k, node, mode),
     record,
     killAfterNextAck: (withinMs) =>
       new Promise((resolve) => {
@@ -111,13 +130,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   let membersUpMs: number | undefined;
   let check: CheckResult | undefined;
   try {
-    log(`chaos: seed ${seedText}, ${o.nodes} nodes, ${o.seconds} s; ${schedule.length} faults scheduled`);
+    log(`chaos: seed ${seedText}, ${o.nodes} nodes, ${clients} client processes, ${o.seconds} s; ${schedule.length} faults scheduled`);
     if (o.verbose) for (const e of schedule) log(`  ${describeEpisode(e, cluster.ids)}`);
+    if (clients > 0) fleet = await createFleet(o.seed, clients, cluster, config, history, o.verbose === true);
     cluster.startAll();
     monitor.start();
-    await setup(env, config, runViolations, log);
+    // The client processes load the library meanwhile.
+    const launching = fleet?.launchAll();
+    await setup(env, config.topics, groups, runViolations, log);
+    await launching;
     if (runViolations.length === 0) {
       log(`chaos: workload and nemesis for ${o.seconds} s`);
+      fleet?.begin();
       workload.start();
       record(`nemesis phase starts (schedule times are counted from here)`);
       nemesis.start();
@@ -129,7 +153,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       // recovered its storage); from then a leader must be there within 2 s.
       record('heal everything');
       const healStarted = performance.now();
-      await cluster.healAll();
+      await Promise.all([cluster.healAll(), fleet?.healAll()]);
       const upAt = await waitForMembersUp(env, 15_000);
       if (upAt === undefined) runViolations.push({ property: 'restart', message: 'a restarted node did not serve its member within 15 s', details: nodeViews(env) });
       const healedAt = upAt ?? performance.now();
@@ -146,34 +170,41 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         });
       }
       log(`chaos: healed; ${leaderAfterHealMs === undefined ? 'no leader' : `leader after ${leaderAfterHealMs} ms`}; stopping clients`);
-      await workload.stop();
+      const stopStarted = performance.now();
+      await Promise.all([workload.stop(), fleet?.stop()]);
+      log(`chaos: clients stopped in ${Math.round(performance.now() - stopStarted)} ms; draining`);
 
       // Drain every topic and every group through the leader.
-      const drainDeadline = performance.now() + 30_000;
+      const drainStarted = performance.now();
+      const drainDeadline = drainStarted + 30_000;
       for (const topic of config.topics) {
         if (!(await drainPops(env, rng.fork(`drain ${topic}`), topic, drainDeadline))) {
           runViolations.push({ property: 'drain', message: `the pops of ${topic} never reached "empty" on a leader within 30 s after healing` });
         }
       }
       for (const topic of config.topics) {
-        for (const group of config.groups[topic] ?? []) {
+        for (const group of groups[topic] ?? []) {
           const missing = (): number => missingForGroup(history.ops, topic, group);
           if (!(await drainGroup(env, rng.fork(`drain ${group} ${topic}`), topic, group, missing, drainDeadline))) {
             log(`chaos: group ${group} of ${topic} still misses ${missing()} message(s) at the drain deadline`);
           }
         }
       }
+      log(`chaos: drained in ${Math.round(performance.now() - drainStarted)} ms`);
       const converged = await waitForConvergence(env, config.topics, 10_000);
       if (converged !== undefined) runViolations.push({ property: 'convergence', message: converged, details: nodeViews(env) });
     }
     for (const e of cluster.unexpectedExits) {
       runViolations.push({ property: 'crash', message: `node ${e.node.id} exited on its own at ${(e.atMs / 1000).toFixed(3)} s (code ${e.code ?? '-'}, signal ${e.signal ?? '-'})`, details: e.logTail });
     }
-    check = checkHistory(history.ops, { groups: config.groups });
+    for (const p of fleet?.problems ?? []) runViolations.push({ property: 'client-process', message: p.message, details: p.details });
+    check = checkHistory(history.ops, { groups });
     if (check.stats.publishes.ok === 0) runViolations.push({ property: 'progress', message: 'no publish was acknowledged during the whole run' });
+    else if (fleet !== undefined && check.stats.client.publishes.ok === 0) runViolations.push({ property: 'progress', message: 'no publish of a client process was acknowledged during the whole run' });
   } finally {
     await nemesis.stop();
     await workload.stop();
+    await fleet?.shutdown();
     await monitor.stop();
     agents.destroy();
     await cluster.shutdown();
@@ -182,9 +213,15 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const durationMs = Math.round(performance.now() - started);
   const ok = check !== undefined && check.ok && runViolations.length === 0;
   const s = check?.stats;
-  const faults = `faults: ${nemesis.counts.kills} kills, ${nemesis.counts.pauses} pauses, ${nemesis.counts.partitions} partitions`;
+  const nc = nemesis.counts;
+  const faults = `faults: ${nc.kills} kills, ${nc.pauses} pauses, ${nc.partitions} partitions${clients > 0 ? `, ${nc.clientKills} client kills, ${nc.clientCuts} client link cuts` : ''}`;
+  const c = s?.client;
+  const clientNumbers =
+    c !== undefined && fleet !== undefined
+      ? `; of which ${clients} client processes (${fleet.incarnations} started): publishes ${c.publishes.ok} ok / ${c.publishes.unknown} unknown / ${c.publishes.fail} failed (${c.retries} retries under the same publishId), pops ${c.pops.messages} (${c.pops.unknown} unknown), group deliveries ${c.groupDeliveries}`
+      : '';
   const numbers = s
-    ? `publishes ${s.publishes.ok} ok / ${s.publishes.unknown} unknown / ${s.publishes.fail} failed, pops ${s.pops.messages} (${s.pops.unknown} unknown${s.excusedMissing > 0 ? `, ${s.excusedMissing} acknowledged message(s) unseen, possibly taken by those` : ''}), group deliveries ${s.groupDeliveries} (redeliveries ${s.redeliveries})`
+    ? `publishes ${s.publishes.ok} ok / ${s.publishes.unknown} unknown / ${s.publishes.fail} failed, pops ${s.pops.messages} (${s.pops.unknown} unknown${s.excusedMissing > 0 ? `, ${s.excusedMissing} acknowledged message(s) unseen, possibly taken by those` : ''}), group deliveries ${s.groupDeliveries} (redeliveries ${s.redeliveries})${clientNumbers}`
     : 'no history';
   const leaderText = `${leaderAfterHealMs === undefined ? 'no leader after heal' : `leader after heal ${leaderAfterHealMs} ms`}${membersUpMs === undefined ? '' : ` (restarts took ${membersUpMs} ms)`}`;
   if (ok) {
@@ -207,12 +244,46 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     for (const op of history.ops.filter((x) => x.kind === 'nemesis').slice(-12)) details.push(`  ${formatOp(op)}`);
     details.push('', 'node logs (last lines):');
     for (const n of cluster.nodes) for (const line of n.log.slice(-12)) details.push(`  ${line}`);
+    if (fleet !== undefined) {
+      details.push('', 'client process logs (last lines):');
+      for (const line of fleet.logTail(12)) details.push(`  ${line}`);
+    }
   }
   return { ok: false, verdict: `chaos: FAIL seed ${seedText} : ${first?.message ?? 'no verdict'}`, details, check, leaderAfterHealMs, durationMs, history: history.ops };
 }
 
+/** The client processes, each behind a proxy of its own to every member (not started yet). */
+function createFleet(seed: number, count: number, cluster: ChaosCluster, config: WorkloadConfig, history: History, verbose: boolean): Promise<ClientFleet> {
+  const clientGroups = Object.entries(config.clientGroups).flatMap(([topic, gs]) => gs.map((group) => ({ topic, group })));
+  return ClientFleet.create({
+    count,
+    seed,
+    nodeIds: cluster.ids,
+    raftPorts: cluster.nodes.map((n) => n.raftPort),
+    aliases: cluster.nodes.map((n) => cluster.peerAddressesOf(n.index)),
+    plan: {
+      topics: [...config.topics],
+      // Both ways of consuming a group: settling each delivery, and a handler.
+      groups: clientGroups.map((g, i) => ({ ...g, style: i % 2 === 0 ? ('messages' as const) : ('subscribe' as const) })),
+      publishers: CLIENT_PUBLISHERS,
+      poppers: CLIENT_POPPERS,
+      publishAttemptsMax: CLIENT_PUBLISH_ATTEMPTS_MAX,
+      publishTimeoutMs: CLIENT_PUBLISH_TIMEOUT_MS,
+      consumer: { ...GROUP_CONSUMER },
+    },
+    history,
+    verbose,
+  });
+}
+
+function unionGroups(a: Readonly<Record<string, readonly string[]>>, b: Readonly<Record<string, readonly string[]>>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [topic, gs] of [...Object.entries(a), ...Object.entries(b)]) out[topic] = [...new Set([...(out[topic] ?? []), ...gs])];
+  return out;
+}
+
 /** Topics, groups, and a first message through each group, so every group exists before the workload. */
-async function setup(env: WorkloadEnv, config: WorkloadConfig, violations: RunViolation[], log: (line: string) => void): Promise<void> {
+async function setup(env: WorkloadEnv, topics: readonly string[], allGroups: Readonly<Record<string, readonly string[]>>, violations: RunViolation[], log: (line: string) => void): Promise<void> {
   const deadline = performance.now() + 30_000;
   const rng = createRandom(1).fork('setup');
   const r = new Router(env, rng);
@@ -222,7 +293,7 @@ async function setup(env: WorkloadEnv, config: WorkloadConfig, violations: RunVi
     return;
   }
   r.node = leader.node;
-  for (const topic of config.topics) {
+  for (const topic of topics) {
     for (;;) {
       if (performance.now() > deadline) {
         violations.push({ property: 'setup', message: `could not create topic ${topic} within 30 s` });
@@ -234,8 +305,8 @@ async function setup(env: WorkloadEnv, config: WorkloadConfig, violations: RunVi
       await sleep(50);
     }
   }
-  for (const topic of config.topics) {
-    const groups = config.groups[topic] ?? [];
+  for (const topic of topics) {
+    const groups = allGroups[topic] ?? [];
     // The group exists once a fetch of it delivered the sentinel: everything later reaches it.
     const sentinel = `setup-${topic}`;
     while ((await publishOnce(env, 'setup', r, topic, `${sentinel}-${env.history.ops.length}`)) !== 'ok') {
@@ -263,7 +334,7 @@ async function setup(env: WorkloadEnv, config: WorkloadConfig, violations: RunVi
       await sleep(50);
     }
   }
-  log(`chaos: cluster up (leader ${env.ids[leader.node] as string}), topics ${config.topics.join(' ')} and groups ready`);
+  log(`chaos: cluster up (leader ${env.ids[leader.node] as string}), topics ${topics.join(' ')} and groups ready`);
 }
 
 /** Acknowledged publishes of `topic` that `group` was never seen to get. */

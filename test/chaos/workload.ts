@@ -21,8 +21,13 @@ export const GROUP_CONSUMER = { ackTimeoutMs: 2_000, maxInFlight: 8, maxDeliveri
 
 export interface WorkloadConfig {
   readonly topics: readonly string[];
-  /** topic -> subscriber groups consuming it. */
+  /** topic -> subscriber groups the HTTP consumers consume. */
   readonly groups: Readonly<Record<string, readonly string[]>>;
+  /**
+   * topic -> subscriber groups the client processes consume (clients.ts): one shared with the
+   * HTTP consumers, one of the clients alone. Not used by this module.
+   */
+  readonly clientGroups: Readonly<Record<string, readonly string[]>>;
   readonly publishers: number;
   readonly poppers: number;
   readonly consumersPerGroup: number;
