@@ -178,6 +178,11 @@ interface PendingRead {
 /** Reconnect backoff bounds: the first retry is quick, then it doubles up to the max. */
 const BACKOFF_MS_MIN = 50;
 const BACKOFF_MS_MAX = 1_000;
+/**
+ * How long one reconnect attempt waits for a member's handshake: a member that does not answer
+ * (stopped, blackholed) must not hold up trying the next one for long.
+ */
+const RECONNECT_DIAL_MS = 2_000;
 /** A move to the leader is tried at most this often. */
 const LEADER_MOVE_INTERVAL_MS = 1_000;
 /**
@@ -547,7 +552,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
           if (this.#state !== 'running' || this.#link !== undefined) return;
           const address = addresses[(start + i) % addresses.length] as string;
           if (address === lost && addresses.length > 1 && i === 0) continue;
-          if ((await this.#dial(address, 5_000)) === undefined) return;
+          if ((await this.#dial(address, RECONNECT_DIAL_MS)) === undefined) return;
         }
         this.#reconnect(Math.min(BACKOFF_MS_MAX, backoff * 2), '');
       })();

@@ -5,6 +5,7 @@
  * requests. A test names a request by its `rid`; the driver maps each rid to a sequence number of
  * one session, so the same rid is a retry of the same request.
  */
+import { MSGPACK_OPTIONS } from '../../lib/contracts/msgpack-options.js';
 import { Packr, Unpackr } from 'msgpackr';
 import { EntryType } from '../../lib/core/types.js';
 import { imageBytes } from '../../lib/contracts/state-machine.js';
@@ -25,8 +26,11 @@ import {
   type TopicOptions,
 } from '../../lib/queue/index.js';
 
-export const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
-export const text = (payload: Uint8Array): string => new TextDecoder().decode(payload);
+const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
+/** A payload as members store it: one msgpack value (here a string). */
+export const bytes = (text: string): Uint8Array => payloadPackr.pack(text);
+/** The string a `bytes` payload holds. */
+export const text = (payload: Uint8Array): string => payloadPackr.unpack(payload) as string;
 
 /** A command with the test's name for its request (retries reuse it). */
 export type DriverCommand = Command & { rid: string };

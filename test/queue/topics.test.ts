@@ -63,13 +63,14 @@ test('queue: publish assigns offsets 0,1,2 and emits published', (t) => {
   t.is(q.pub('a', 'm1'), 1);
   t.is(q.pub('a', 'm2'), 2);
   t.is(q.sm.depth('a'), 3);
-  t.like(q.sm.stats(), { topics: 1, messages: 3, bytes: 6, groups: 1, inFlight: 0 });
+  t.like(q.sm.stats(), { topics: 1, messages: 3, bytes: 9, groups: 1, inFlight: 0 }); // msgpack strings: 1 + 2 bytes each
 });
 
 test('queue: publish over messageBytesMax is PAYLOAD_TOO_LARGE (machine default and topic override)', (t) => {
-  const q = new QueueDriver({ messageBytesMax: 4 });
+  // Payloads are msgpack strings: one header byte, then the characters.
+  const q = new QueueDriver({ messageBytesMax: 5 });
   q.createTopic('small');
-  q.createTopic('big', { messageBytesMax: 10 });
+  q.createTopic('big', { messageBytesMax: 11 });
   t.like(q.publish('small', '12345').result, { ok: false, code: 'PAYLOAD_TOO_LARGE' });
   t.true(q.publish('small', '1234').result.ok);
   t.true(q.publish('big', '1234567890').result.ok);
@@ -80,7 +81,7 @@ test('queue: publish over messageBytesMax is PAYLOAD_TOO_LARGE (machine default 
 test('queue: retention reject refuses with TOPIC_FULL and changes nothing', (t) => {
   const q = new QueueDriver();
   q.createTopic('a', { maxMessages: 2 });
-  q.createTopic('b', { maxBytes: 5 });
+  q.createTopic('b', { maxBytes: 7 }); // msgpack strings: 1 + length bytes
   q.pub('a', 'x');
   q.pub('a', 'y');
   const full = q.publish('a', 'z');
@@ -108,12 +109,12 @@ test('queue: retention dropOldest removes the oldest and moves every group past 
   t.deepEqual(texts([q.consume('a')!, q.consume('a')!, q.consume('a')!]), ['m2', 'm3', 'm4']);
   t.is(q.consume('a'), null);
 
-  q.createTopic('b', { maxBytes: 6, overflow: 'dropOldest' });
+  q.createTopic('b', { maxBytes: 8, overflow: 'dropOldest' }); // msgpack strings: 1 + length bytes
   q.pub('b', 'aa');
   q.pub('b', 'bb');
-  q.pub('b', 'cccc'); // 4 + 4 > 6 bytes: drops aa only
+  q.pub('b', 'cccc'); // 3 + 3 + 5 > 8 bytes: drops aa only
   t.deepEqual(texts([q.consume('b')!, q.consume('b')!]), ['bb', 'cccc']);
-  t.like(q.publish('b', 'x'.repeat(7)).result, { ok: false, code: 'TOPIC_FULL' });
+  t.like(q.publish('b', 'x'.repeat(8)).result, { ok: false, code: 'TOPIC_FULL' });
 });
 
 test('queue: deleteTopic drops its messages, groups and deliveries; a re-created topic starts fresh', (t) => {

@@ -403,7 +403,7 @@ class TcpClientConnection implements ClientConnection {
   private onSocketEnd(): void {
     if (this.phase === 'open') return this.closeWith('memberClosed');
     const who = this.memberId === '' ? `the member at ${this.o.address}` : `member ${this.memberId} at ${this.o.address}`;
-    this.fail('protocol', `${who} closed the connection during the handshake (a raftqueue version without clients, or not a raftqueue member)`);
+    this.fail('protocol', `${who} closed the connection during the handshake (it may have stopped, something between may have cut the connection, or it is a raftqueue version without clients)`);
   }
 
   private scheduleFlush(): void {
