@@ -383,8 +383,9 @@ export class ClientServer implements ClientHandlers, ClientSink {
     this.dirty.push(c);
     if (!this.flushQueued) {
       this.flushQueued = true;
-      // Results of one apply run go out together, once the node's turn is done.
-      setImmediate(() => this.flush());
+      // Results of one apply run go out together, as soon as the task that applied them ends
+      // (a microtask: a setImmediate here would cost the reply a whole event-loop turn).
+      queueMicrotask(() => this.flush());
     }
   }
 
