@@ -1,0 +1,197 @@
+/**
+ * raftqueue as `npm run bench:compare` drives it, two ways, each on a fresh three-member cluster
+ * (bench/cluster-harness.ts: three processes, TCP, FileStorage with fsync on, default options):
+ *
+ * - embedded: the load runs inside the leader's process (RaftQueue), as an embedding application
+ *   would; no client hop, but the load shares the leader's CPU.
+ * - client process: the load runs in the benchmark's own process through RaftQueueClient (one
+ *   connection, moved to the leader before measuring), exactly where the NATS and RabbitMQ
+ *   clients run: the like-for-like comparison.
+ */
+import * as fs from 'node:fs';
+import { RaftQueueClient } from '../lib/index.js';
+import type { Subscription } from '../lib/index.js';
+import { Cluster } from './cluster-harness.js';
+import { LOAD_COUNT_MAX, PAYLOAD_RAW_BYTES, closedLoop, type LoadResult } from './cluster-shared.js';
+import type { Broker } from './compare-brokers.js';
+
+/** Topic bounds well above any figure's count, as the embedded load's createTopic sets them. */
+const TOPIC_OPTIONS = { maxMessages: 10_000_000, maxBytes: 4 * 2 ** 30 } as const;
+/** Bound on the client reaching the leader after connect() (it moves at most once a second). */
+const ON_LEADER_TIMEOUT_MS = 15_000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+let topicSeq = 0;
+
+function packageVersion(): string {
+  // dist/bench/compare-raftqueue.js -> the package's own package.json
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** What a raftqueue publish figure adds to LoadResult: CPU per message, where it was spent. */
+export type RaftqueueLoadResult = LoadResult & {
+  /** Summed over the three members, µs per message completed (warm-up included). */
+  readonly membersCpuMicrosPerMessage: number;
+  /** The benchmark's own process (the client), µs per message; 0 for the embedded load. */
+  readonly clientCpuMicrosPerMessage: number;
+};
+
+async function withCpu(cluster: Cluster, inThisProcess: boolean, load: () => Promise<LoadResult>): Promise<RaftqueueLoadResult> {
+  const members0 = await cluster.cpuMicros();
+  const self0 = process.cpuUsage();
+  const r = await load();
+  const self = process.cpuUsage(self0);
+  const members = (await cluster.cpuMicros()) - members0;
+  const n = Math.max(1, r.total);
+  return { ...r, membersCpuMicrosPerMessage: members / n, clientCpuMicrosPerMessage: inThisProcess ? (self.user + self.system) / n : 0 };
+}
+
+/** raftqueue with the load inside the leader's process (no client hop). */
+export async function startRaftqueueEmbedded(): Promise<Broker> {
+  const cluster = await Cluster.start();
+  const leaderNow = () => cluster.waitForLeader();
+  return {
+    name: 'raftqueue embedded',
+    version: packageVersion(),
+    nodes: 3,
+    durability: 'resolved once committed: written and fdatasynced by 2 of 3 members',
+    notes: ["3 members (FileStorage, fsync on, default options), the load inside the leader's process (RaftQueue, no client hop)"],
+    async publish(inFlight, seconds, warmupSeconds, latency) {
+      const leader = await leaderNow();
+      const topic = `compare-pub-${++topicSeq}`;
+      await cluster.proc(leader).request({ op: 'createTopic', topic });
+      try {
+        return await withCpu(cluster, false, () =>
+          cluster.proc(leader).request<LoadResult>(
+            { op: 'publish', topic, inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency },
+            (seconds + warmupSeconds) * 1000 + 60_000,
+          ),
+        );
+      } finally {
+        await cluster.proc(await leaderNow()).request({ op: 'deleteTopic', topic }, 30_000);
+      }
+    },
+    async consume(messages, unacked, boundSeconds) {
+      const leader = await leaderNow();
+      const topic = `compare-sub-${++topicSeq}`;
+      await cluster.proc(leader).request({ op: 'createTopic', topic });
+      try {
+        const fill = await cluster
+          .proc(leader)
+          .request<LoadResult>({ op: 'publish', topic, inFlight: 256, seconds: boundSeconds, warmupSeconds: 0, countMax: messages, latency: false }, boundSeconds * 1000 + 60_000);
+        const r = await cluster
+          .proc(leader)
+          .request<LoadResult>({ op: 'subscribe', topic, group: 'bench', maxInFlight: unacked, seconds: boundSeconds, countMax: fill.total }, boundSeconds * 1000 + 60_000);
+        return { ...r, prefillPerSecond: fill.perSecond };
+      } finally {
+        await cluster.proc(await leaderNow()).request({ op: 'deleteTopic', topic }, 30_000);
+      }
+    },
+    stop: () => cluster.stop(),
+  };
+}
+
+/** Waits (bounded) until `client` is connected to the member the cluster agrees leads. */
+async function waitOnLeader(client: RaftQueueClient, cluster: Cluster): Promise<string> {
+  const end = performance.now() + ON_LEADER_TIMEOUT_MS;
+  for (;;) {
+    const leader = await cluster.waitForLeader();
+    if (client.connectedTo?.memberId === leader) return leader;
+    if (performance.now() > end) throw new Error(`the client is on ${client.connectedTo?.memberId ?? 'no member'}, not on the leader ${leader}, after ${ON_LEADER_TIMEOUT_MS} ms`);
+    await sleep(20);
+  }
+}
+
+/**
+ * raftqueue through RaftQueueClient from this (the benchmark's) process: one client, given every
+ * member's address, on the leader before each figure.
+ */
+export async function startRaftqueueClient(log: (line: string) => void): Promise<Broker> {
+  const cluster = await Cluster.start();
+  const payload = Buffer.alloc(PAYLOAD_RAW_BYTES, 0x61);
+  const client = new RaftQueueClient({ members: Object.values(cluster.peers), clientId: 'bench-compare', logger: (line) => log(line) });
+  try {
+    await client.connect();
+    log(`raftqueue client on ${await waitOnLeader(client, cluster)} (the leader)`);
+  } catch (error) {
+    await client.close();
+    await cluster.stop();
+    throw error;
+  }
+  const freshTopic = async (kind: string): Promise<string> => {
+    await waitOnLeader(client, cluster);
+    const topic = `compare-${kind}-${++topicSeq}`;
+    await client.createTopic(topic, TOPIC_OPTIONS);
+    return topic;
+  };
+  return {
+    name: 'raftqueue client process',
+    version: packageVersion(),
+    nodes: 3,
+    durability: 'resolved once committed: written and fdatasynced by 2 of 3 members',
+    notes: ["3 members as above; the load in the benchmark's process through RaftQueueClient (one TCP connection to the leader), as the NATS and RabbitMQ clients"],
+    async publish(inFlight, seconds, warmupSeconds, latency) {
+      const topic = await freshTopic('pub');
+      try {
+        return await withCpu(cluster, true, () =>
+          closedLoop({ inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency, op: () => client.publish(topic, payload), stopOn: 'CLOSED' }),
+        );
+      } finally {
+        await client.deleteTopic(topic, { timeoutMs: 30_000 });
+      }
+    },
+    async consume(messages, unacked, boundSeconds) {
+      const topic = await freshTopic('sub');
+      try {
+        const fill = await closedLoop({ inFlight: 256, seconds: boundSeconds, warmupSeconds: 0, countMax: messages, latency: false, op: () => client.publish(topic, payload), stopOn: 'CLOSED' });
+        const r = await subscribeLoad(client, topic, unacked, boundSeconds, fill.total);
+        return { ...r, prefillPerSecond: fill.perSecond };
+      } finally {
+        await client.deleteTopic(topic, { timeoutMs: 30_000 });
+      }
+    },
+    async stop() {
+      await client.close();
+      await cluster.stop();
+    },
+  };
+}
+
+/**
+ * A subscriber group (`maxInFlight` = `unacked`) acknowledging each message by resolving, until
+ * `countMax` were delivered or `boundSeconds` passed: from subscribing to the last delivery, as
+ * the embedded load measures it (bench/cluster-node.ts).
+ */
+function subscribeLoad(client: RaftQueueClient, topic: string, unacked: number, boundSeconds: number, countMax: number): Promise<LoadResult> {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let count = 0;
+    let lastDone = started;
+    let done = false;
+    let sub: Subscription | undefined;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      const windowMs = Math.max(1, lastDone - started);
+      const result: LoadResult = { count, windowMs, perSecond: (count * 1000) / windowMs, total: count, errors: {} };
+      // Unsubscribing waits for the last acks (bounded by its own drain timeout).
+      void (sub as Subscription).unsubscribe().then(
+        () => resolve(result),
+        () => resolve(result),
+      );
+    };
+    const timer = setTimeout(finish, boundSeconds * 1000);
+    sub = client.subscribe(
+      topic,
+      () => {
+        count++;
+        lastDone = performance.now();
+        if (count >= countMax) setImmediate(finish);
+      },
+      { group: 'bench', maxInFlight: unacked },
+    );
+  });
+}
