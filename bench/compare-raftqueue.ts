@@ -7,12 +7,19 @@
  * - client process: the load runs in the benchmark's own process through RaftQueueClient (one
  *   connection, moved to the leader before measuring), exactly where the NATS and RabbitMQ
  *   clients run: the like-for-like comparison.
+ *
+ * With a `profile` request, the members run with --cpu-prof and the publish figure at
+ * `profile.inFlight` is profiled: the leader's samples inside that figure's window and, for the
+ * client process, this process's own (the inspector's profiler, started for that figure only).
  */
 import * as fs from 'node:fs';
+import { Session } from 'node:inspector';
+import { join } from 'node:path';
 import { RaftQueueClient } from '../lib/index.js';
 import type { Subscription } from '../lib/index.js';
 import { Cluster } from './cluster-harness.js';
-import { LOAD_COUNT_MAX, PAYLOAD_RAW_BYTES, closedLoop, type LoadResult } from './cluster-shared.js';
+import { summarizeProfile, type ProfileSummary } from './cluster-profile.js';
+import { LOAD_COUNT_MAX, PAYLOAD_RAW_BYTES, closedLoop, monoUs, type LoadResult } from './cluster-shared.js';
 import type { Broker } from './compare-brokers.js';
 
 /** Topic bounds well above any figure's count, as the embedded load's createTopic sets them. */
@@ -48,10 +55,66 @@ async function withCpu(cluster: Cluster, inThisProcess: boolean, load: () => Pro
   return { ...r, membersCpuMicrosPerMessage: members / n, clientCpuMicrosPerMessage: inThisProcess ? (self.user + self.system) / n : 0 };
 }
 
+// ----------------------------------------------------------------------------------- profiles
+
+/** Profile one publish figure of a run (`npm run bench:compare -- --profile DIR`). */
+export interface ProfileRequest {
+  readonly dir: string;
+  readonly run: number;
+  readonly inFlight: number;
+  /** Receives the summaries once the cluster has stopped (--cpu-prof writes at exit). */
+  readonly onProfile: (p: ProfiledFigure) => void;
+}
+
+export interface ProfiledFigure {
+  readonly system: 'embedded' | 'client';
+  readonly run: number;
+  readonly inFlight: number;
+  readonly perSecond: number;
+  readonly leader: ProfileSummary;
+  /** This process (the client), for the client system. */
+  readonly client?: ProfileSummary;
+}
+
+function profiledCluster(profile: ProfileRequest | undefined, system: ProfiledFigure['system']): Promise<Cluster> {
+  if (profile === undefined) return Cluster.start();
+  const dir = join(profile.dir, `${system}-run${profile.run}`);
+  return Cluster.start({ execArgvFor: (id) => ['--cpu-prof', '--cpu-prof-dir', join(dir, id)] });
+}
+
+/** The summary of the .cpuprofile member `id` wrote in its profile dir, within `windowUs`. */
+function memberProfile(profile: ProfileRequest, system: ProfiledFigure['system'], id: string, windowUs: readonly [number, number] | undefined): ProfileSummary {
+  const dir = join(profile.dir, `${system}-run${profile.run}`, id);
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')) : [];
+  if (files.length === 0) throw new Error(`no .cpuprofile written in ${dir}`);
+  return summarizeProfile(join(dir, files[0] as string), 25, windowUs);
+}
+
+/** Runs `load` under this process's CPU profiler (node:inspector); the profile goes to `file`. */
+async function profiled<T>(file: string, load: () => Promise<T>): Promise<T> {
+  const session = new Session();
+  session.connect();
+  const post = (method: string): Promise<unknown> =>
+    new Promise((resolve, reject) => session.post(method, (error, result) => (error ? reject(error) : resolve(result))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  try {
+    return await load();
+  } finally {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown };
+    session.disconnect();
+    fs.mkdirSync(join(file, '..'), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(profile));
+  }
+}
+
+// ------------------------------------------------------------------------------------ embedded
+
 /** raftqueue with the load inside the leader's process (no client hop). */
-export async function startRaftqueueEmbedded(): Promise<Broker> {
-  const cluster = await Cluster.start();
+export async function startRaftqueueEmbedded(profile?: ProfileRequest): Promise<Broker> {
+  const cluster = await profiledCluster(profile, 'embedded');
   const leaderNow = () => cluster.waitForLeader();
+  let profiledLoad: { leader: string; result: LoadResult } | undefined;
   return {
     name: 'raftqueue embedded',
     version: packageVersion(),
@@ -63,12 +126,14 @@ export async function startRaftqueueEmbedded(): Promise<Broker> {
       const topic = `compare-pub-${++topicSeq}`;
       await cluster.proc(leader).request({ op: 'createTopic', topic });
       try {
-        return await withCpu(cluster, false, () =>
+        const r = await withCpu(cluster, false, () =>
           cluster.proc(leader).request<LoadResult>(
             { op: 'publish', topic, inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency },
             (seconds + warmupSeconds) * 1000 + 60_000,
           ),
         );
+        if (inFlight === profile?.inFlight) profiledLoad = { leader, result: r };
+        return r;
       } finally {
         await cluster.proc(await leaderNow()).request({ op: 'deleteTopic', topic }, 30_000);
       }
@@ -89,9 +154,17 @@ export async function startRaftqueueEmbedded(): Promise<Broker> {
         await cluster.proc(await leaderNow()).request({ op: 'deleteTopic', topic }, 30_000);
       }
     },
-    stop: () => cluster.stop(),
+    async stop() {
+      await cluster.stop(); // graceful: --cpu-prof writes the profiles at exit
+      if (profile && profiledLoad) {
+        const { leader, result } = profiledLoad;
+        profile.onProfile({ system: 'embedded', run: profile.run, inFlight: profile.inFlight, perSecond: result.perSecond, leader: memberProfile(profile, 'embedded', leader, result.monoWindowUs) });
+      }
+    },
   };
 }
+
+// ------------------------------------------------------------------------------ client process
 
 /** Waits (bounded) until `client` is connected to the member the cluster agrees leads. */
 async function waitOnLeader(client: RaftQueueClient, cluster: Cluster): Promise<string> {
@@ -108,10 +181,11 @@ async function waitOnLeader(client: RaftQueueClient, cluster: Cluster): Promise<
  * raftqueue through RaftQueueClient from this (the benchmark's) process: one client, given every
  * member's address, on the leader before each figure.
  */
-export async function startRaftqueueClient(log: (line: string) => void): Promise<Broker> {
-  const cluster = await Cluster.start();
+export async function startRaftqueueClient(log: (line: string) => void, profile?: ProfileRequest): Promise<Broker> {
+  const cluster = await profiledCluster(profile, 'client');
   const payload = Buffer.alloc(PAYLOAD_RAW_BYTES, 0x61);
   const client = new RaftQueueClient({ members: Object.values(cluster.peers), clientId: 'bench-compare', logger: (line) => log(line) });
+  let profiledLoad: { leader: string; result: LoadResult; clientFile: string } | undefined;
   try {
     await client.connect();
     log(`raftqueue client on ${await waitOnLeader(client, cluster)} (the leader)`);
@@ -120,11 +194,11 @@ export async function startRaftqueueClient(log: (line: string) => void): Promise
     await cluster.stop();
     throw error;
   }
-  const freshTopic = async (kind: string): Promise<string> => {
-    await waitOnLeader(client, cluster);
+  const freshTopic = async (kind: string): Promise<{ topic: string; leader: string }> => {
+    const leader = await waitOnLeader(client, cluster);
     const topic = `compare-${kind}-${++topicSeq}`;
     await client.createTopic(topic, TOPIC_OPTIONS);
-    return topic;
+    return { topic, leader };
   };
   return {
     name: 'raftqueue client process',
@@ -133,17 +207,22 @@ export async function startRaftqueueClient(log: (line: string) => void): Promise
     durability: 'resolved once committed: written and fdatasynced by 2 of 3 members',
     notes: ["3 members as above; the load in the benchmark's process through RaftQueueClient (one TCP connection to the leader), as the NATS and RabbitMQ clients"],
     async publish(inFlight, seconds, warmupSeconds, latency) {
-      const topic = await freshTopic('pub');
+      const { topic, leader } = await freshTopic('pub');
       try {
-        return await withCpu(cluster, true, () =>
-          closedLoop({ inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency, op: () => client.publish(topic, payload), stopOn: 'CLOSED' }),
-        );
+        const load = () => closedLoop({ inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency, op: () => client.publish(topic, payload), stopOn: 'CLOSED' });
+        if (inFlight !== profile?.inFlight) return await withCpu(cluster, true, load);
+        const monoWarmEnd = monoUs() + warmupSeconds * 1e6;
+        const clientFile = join(profile.dir, `client-run${profile.run}`, `bench-process-${inFlight}.cpuprofile`);
+        const r = await withCpu(cluster, true, () => profiled(clientFile, load));
+        const result = { ...r, monoWindowUs: [monoWarmEnd, monoWarmEnd + r.windowMs * 1000] as const };
+        profiledLoad = { leader, result, clientFile };
+        return result;
       } finally {
         await client.deleteTopic(topic, { timeoutMs: 30_000 });
       }
     },
     async consume(messages, unacked, boundSeconds) {
-      const topic = await freshTopic('sub');
+      const { topic } = await freshTopic('sub');
       try {
         const fill = await closedLoop({ inFlight: 256, seconds: boundSeconds, warmupSeconds: 0, countMax: messages, latency: false, op: () => client.publish(topic, payload), stopOn: 'CLOSED' });
         const r = await subscribeLoad(client, topic, unacked, boundSeconds, fill.total);
@@ -154,7 +233,18 @@ export async function startRaftqueueClient(log: (line: string) => void): Promise
     },
     async stop() {
       await client.close();
-      await cluster.stop();
+      await cluster.stop(); // graceful: --cpu-prof writes the profiles at exit
+      if (profile && profiledLoad) {
+        const { leader, result, clientFile } = profiledLoad;
+        profile.onProfile({
+          system: 'client',
+          run: profile.run,
+          inFlight: profile.inFlight,
+          perSecond: result.perSecond,
+          leader: memberProfile(profile, 'client', leader, result.monoWindowUs),
+          client: summarizeProfile(clientFile, 25, result.monoWindowUs),
+        });
+      }
     },
   };
 }

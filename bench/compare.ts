@@ -28,14 +28,18 @@
  *        --rabbitmq-nodes N (3; 1 to skip clustering)
  *        --nats-server PATH|none --rabbitmq-server PATH|none (instead of looking on PATH)
  *        --quick (1 run of 2 s, 20000 messages)
+ *        --profile DIR (raftqueue's members run with --cpu-prof into DIR; the publish figure at
+ *        --profile-in-flight N (256) is summarized: the leader's samples in its window, and for
+ *        the client process this process's own; printed after the table, files kept in DIR)
  */
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { fsyncLoop, rttLoop, type FsyncBaseline } from './bare-baselines.js';
 import { cleanupAll, installCleanup } from './cluster-proc.js';
+import { formatProfile } from './cluster-profile.js';
 import { median, type LatencySummary, type LoadResult } from './cluster-shared.js';
 import { findExecutable, startNats, startRabbitmq, type Broker } from './compare-brokers.js';
-import { startRaftqueueClient, startRaftqueueEmbedded } from './compare-raftqueue.js';
+import { startRaftqueueClient, startRaftqueueEmbedded, type ProfiledFigure, type ProfileRequest } from './compare-raftqueue.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,6 +52,8 @@ const { values: args } = parseArgs({
     'nats-server': { type: 'string' },
     'rabbitmq-server': { type: 'string' },
     quick: { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    'profile-in-flight': { type: 'string' },
   },
 });
 const quick = args.quick === true;
@@ -74,6 +80,8 @@ const IN_FLIGHT = [1, 256, 1024] as const;
 const UNACKED = 256;
 /** Bound on a consume phase (prefill, then drain), whatever the count. */
 const CONSUME_BOUND_SECONDS = 120;
+const PROFILE_IN_FLIGHT = Math.round(num(args['profile-in-flight'], 256, 256));
+if (args.profile !== undefined && !(IN_FLIGHT as readonly number[]).includes(PROFILE_IN_FLIGHT)) throw new Error(`--profile-in-flight must be one of ${IN_FLIGHT.join(', ')}`);
 /** Issue 16: the client process at 256 in flight against the faster broker of the same run. */
 const TARGET_256_TIMES_FASTER_BROKER = 2;
 
@@ -113,12 +121,12 @@ const cpuNote = (r: LoadResult): string => {
   return c.membersCpuMicrosPerMessage === undefined ? '' : ` CPU µs/msg members ${f2(c.membersCpuMicrosPerMessage, 1)} client ${f2(c.clientCpuMicrosPerMessage, 1)}`;
 };
 
-function startSystem(key: SystemKey, natsServer: string | undefined, rabbitmqServer: string | undefined): Promise<Broker> {
+function startSystem(key: SystemKey, natsServer: string | undefined, rabbitmqServer: string | undefined, profile: ProfileRequest | undefined): Promise<Broker> {
   switch (key) {
     case 'embedded':
-      return startRaftqueueEmbedded();
+      return startRaftqueueEmbedded(profile);
     case 'client':
-      return startRaftqueueClient(log);
+      return startRaftqueueClient(log, profile);
     case 'nats':
       return startNats(natsServer as string, log);
     case 'rabbitmq':
@@ -174,11 +182,13 @@ async function main(): Promise<void> {
   const runs: Record<SystemKey, SystemRun[]> = { embedded: [], client: [], nats: [], rabbitmq: [] };
   const info: Partial<Record<SystemKey, SystemInfo>> = {};
   const failures: string[] = [];
+  const profiles: ProfiledFigure[] = [];
   for (let run = 1; run <= RUNS; run++) {
+    const profile: ProfileRequest | undefined = args.profile === undefined ? undefined : { dir: args.profile, run, inFlight: PROFILE_IN_FLIGHT, onProfile: (p) => profiles.push(p) };
     for (const key of systems) {
       let broker: Broker | undefined;
       try {
-        broker = await startSystem(key, natsServer, rabbitmqServer);
+        broker = await startSystem(key, natsServer, rabbitmqServer, profile);
         info[key] = { name: broker.name, version: broker.version, nodes: broker.nodes, durability: broker.durability, notes: broker.notes };
         const r: SystemRun = { publish: {} };
         for (const inFlight of IN_FLIGHT) {
@@ -269,6 +279,11 @@ async function main(): Promise<void> {
   ];
   if (missing.length > 0) lines.push('', `Not installed, so not compared: ${missing.join(', ')} (Debian: \`apt-get install -y ${missing.join(' ')}\`).`);
   if (failures.length > 0) lines.push('', `Failures: ${failures.map((f) => f.split('\n')[0]).join('; ')}`);
+  for (const p of profiles) {
+    const title = `### raftqueue ${p.system === 'client' ? 'client process' : 'embedded'}, run ${p.run}, ${p.inFlight} in flight (${f0(p.perSecond)} publishes/s with --cpu-prof)`;
+    lines.push('', title, '', '#### the leader', '', formatProfile(p.leader));
+    if (p.client) lines.push('', '#### the client process (this benchmark)', '', formatProfile(p.client));
+  }
   console.log(lines.join('\n'));
   console.log(
     JSON.stringify({
@@ -295,6 +310,7 @@ async function main(): Promise<void> {
         ]),
       ),
       targets: goal,
+      profiles: profiles.map((p) => ({ system: p.system, run: p.run, inFlight: p.inFlight, perSecond: p.perSecond, leader: { busyMs: p.leader.busyMs, areas: p.leader.areas }, client: p.client ? { busyMs: p.client.busyMs, areas: p.client.areas } : undefined })),
       failures,
       runs,
     }),
