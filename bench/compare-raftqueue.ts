@@ -8,6 +8,9 @@
  *   connection, moved to the leader before measuring), exactly where the NATS and RabbitMQ
  *   clients run: the like-for-like comparison.
  *
+ * At 1 in flight the client system also traces its frames (bench/client-trace.ts): how long the
+ * member took to say it had the publish in the leader's log, and to send its result.
+ *
  * With a `profile` request, the members run with --cpu-prof and the publish figure at
  * `profile.inFlight` is profiled: the leader's samples inside that figure's window and, for the
  * client process, this process's own (the inspector's profiler, started for that figure only).
@@ -17,15 +20,19 @@ import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { RaftQueueClient } from '../lib/index.js';
 import type { Subscription } from '../lib/index.js';
+import { FrameTrace, type TraceSummary } from './client-trace.js';
 import { Cluster } from './cluster-harness.js';
 import { summarizeProfile, type ProfileSummary } from './cluster-profile.js';
-import { LOAD_COUNT_MAX, PAYLOAD_RAW_BYTES, closedLoop, monoUs, type LoadResult } from './cluster-shared.js';
+import { LOAD_COUNT_MAX, PAYLOAD_RAW_BYTES, closedLoop, monoUs, summarize, type LatencySummary, type LoadResult } from './cluster-shared.js';
 import type { Broker } from './compare-brokers.js';
 
 /** Topic bounds well above any figure's count, as the embedded load's createTopic sets them. */
 const TOPIC_OPTIONS = { maxMessages: 10_000_000, maxBytes: 4 * 2 ** 30 } as const;
 /** Bound on the client reaching the leader after connect() (it moves at most once a second). */
 const ON_LEADER_TIMEOUT_MS = 15_000;
+/** The hop probe: sequential round trips to the leader, at most this many and this long. */
+const HOP_PROBE_COUNT_MAX = 2_000;
+const HOP_PROBE_MS = 2_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -43,16 +50,24 @@ export type RaftqueueLoadResult = LoadResult & {
   readonly membersCpuMicrosPerMessage: number;
   /** The benchmark's own process (the client), µs per message; 0 for the embedded load. */
   readonly clientCpuMicrosPerMessage: number;
+  /** Storage persists (WAL write + fdatasync) per message, the most of any member. */
+  readonly persistsPerMessage: number;
 };
 
 async function withCpu(cluster: Cluster, inThisProcess: boolean, load: () => Promise<LoadResult>): Promise<RaftqueueLoadResult> {
-  const members0 = await cluster.cpuMicros();
+  const [members0, persists0] = await Promise.all([cluster.cpuMicros(), cluster.persists()]);
   const self0 = process.cpuUsage();
   const r = await load();
   const self = process.cpuUsage(self0);
-  const members = (await cluster.cpuMicros()) - members0;
+  const [members1, persists1] = await Promise.all([cluster.cpuMicros(), cluster.persists()]);
   const n = Math.max(1, r.total);
-  return { ...r, membersCpuMicrosPerMessage: members / n, clientCpuMicrosPerMessage: inThisProcess ? (self.user + self.system) / n : 0 };
+  const persists = Math.max(...Object.entries(persists1).map(([id, count]) => count - (persists0[id] ?? count)));
+  return {
+    ...r,
+    membersCpuMicrosPerMessage: (members1 - members0) / n,
+    clientCpuMicrosPerMessage: inThisProcess ? (self.user + self.system) / n : 0,
+    persistsPerMessage: persists / n,
+  };
 }
 
 // ----------------------------------------------------------------------------------- profiles
@@ -178,17 +193,36 @@ async function waitOnLeader(client: RaftQueueClient, cluster: Cluster): Promise<
 }
 
 /**
+ * The client's hop alone: sequential `fetchStatus()` calls, which the member answers itself (no
+ * log entry, no fsync), so a publish's latency less this is what the cluster took.
+ */
+async function hopProbe(client: RaftQueueClient): Promise<LatencySummary> {
+  const samples: number[] = [];
+  const end = performance.now() + HOP_PROBE_MS;
+  while (samples.length < HOP_PROBE_COUNT_MAX && performance.now() < end) {
+    const t0 = performance.now();
+    await client.fetchStatus();
+    samples.push(performance.now() - t0);
+  }
+  return summarize(samples);
+}
+
+/**
  * raftqueue through RaftQueueClient from this (the benchmark's) process: one client, given every
  * member's address, on the leader before each figure.
  */
 export async function startRaftqueueClient(log: (line: string) => void, profile?: ProfileRequest): Promise<Broker> {
   const cluster = await profiledCluster(profile, 'client');
   const payload = Buffer.alloc(PAYLOAD_RAW_BYTES, 0x61);
-  const client = new RaftQueueClient({ members: Object.values(cluster.peers), clientId: 'bench-compare', logger: (line) => log(line) });
+  const trace = new FrameTrace();
+  const client = new RaftQueueClient({ members: Object.values(cluster.peers), clientId: 'bench-compare', logger: (line) => log(line) }, { connect: trace.connect });
   let profiledLoad: { leader: string; result: LoadResult; clientFile: string } | undefined;
+  let hop: LatencySummary;
   try {
     await client.connect();
-    log(`raftqueue client on ${await waitOnLeader(client, cluster)} (the leader)`);
+    const leader = await waitOnLeader(client, cluster);
+    hop = await hopProbe(client);
+    log(`raftqueue client on ${leader} (the leader); round trip without the log (fetchStatus): p50 ${hop.p50Ms.toFixed(3)} p99 ${hop.p99Ms.toFixed(3)} ms over ${hop.samples}`);
   } catch (error) {
     await client.close();
     await cluster.stop();
@@ -205,11 +239,26 @@ export async function startRaftqueueClient(log: (line: string) => void, profile?
     version: packageVersion(),
     nodes: 3,
     durability: 'resolved once committed: written and fdatasynced by 2 of 3 members',
-    notes: ["3 members as above; the load in the benchmark's process through RaftQueueClient (one TCP connection to the leader), as the NATS and RabbitMQ clients"],
+    notes: [
+      "3 members as above; the load in the benchmark's process through RaftQueueClient (one TCP connection to the leader), as the NATS and RabbitMQ clients",
+      `the client's round trip to the leader without the log (fetchStatus, one at a time, this run): p50 ${hop.p50Ms.toFixed(3)} / p99 ${hop.p99Ms.toFixed(3)} ms`,
+    ],
     async publish(inFlight, seconds, warmupSeconds, latency) {
       const { topic, leader } = await freshTopic('pub');
       try {
         const load = () => closedLoop({ inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency, op: () => client.publish(topic, payload), stopOn: 'CLOSED' });
+        if (inFlight === 1) {
+          trace.start();
+          try {
+            const r = await withCpu(cluster, true, load);
+            const frames: TraceSummary = trace.stop();
+            const ms = (l: LatencySummary) => `p50 ${l.p50Ms.toFixed(3)} p99 ${l.p99Ms.toFixed(3)} ms`;
+            log(`raftqueue client at 1 in flight, from sending a publish: accepted (in the leader's log) ${ms(frames.accepted)}; result ${ms(frames.results)} (${frames.results.samples} traced)`);
+            return { ...r, frames };
+          } finally {
+            trace.enabled = false;
+          }
+        }
         if (inFlight !== profile?.inFlight) return await withCpu(cluster, true, load);
         const monoWarmEnd = monoUs() + warmupSeconds * 1e6;
         const clientFile = join(profile.dir, `client-run${profile.run}`, `bench-process-${inFlight}.cpuprofile`);

@@ -117,8 +117,10 @@ const f0 = (x: number | undefined): string => (x === undefined || !Number.isFini
 const f2 = (x: number | undefined, d = 2): string => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
 const ratio = (a: number, b: number): string => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
 const cpuNote = (r: LoadResult): string => {
-  const c = r as LoadResult & { membersCpuMicrosPerMessage?: number; clientCpuMicrosPerMessage?: number };
-  return c.membersCpuMicrosPerMessage === undefined ? '' : ` CPU µs/msg members ${f2(c.membersCpuMicrosPerMessage, 1)} client ${f2(c.clientCpuMicrosPerMessage, 1)}`;
+  const c = r as LoadResult & { membersCpuMicrosPerMessage?: number; clientCpuMicrosPerMessage?: number; persistsPerMessage?: number };
+  return c.membersCpuMicrosPerMessage === undefined
+    ? ''
+    : ` CPU µs/msg members ${f2(c.membersCpuMicrosPerMessage, 1)} client ${f2(c.clientCpuMicrosPerMessage, 1)}; persists/msg (most of any member) ${f2(c.persistsPerMessage, 2)}`;
 };
 
 function startSystem(key: SystemKey, natsServer: string | undefined, rabbitmqServer: string | undefined, profile: ProfileRequest | undefined): Promise<Broker> {
