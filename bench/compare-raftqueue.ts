@@ -246,23 +246,27 @@ export async function startRaftqueueClient(log: (line: string) => void, profile?
     async publish(inFlight, seconds, warmupSeconds, latency) {
       const { topic, leader } = await freshTopic('pub');
       try {
-        const load = () => closedLoop({ inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency, op: () => client.publish(topic, payload), stopOn: 'CLOSED' });
+        const loop = () => closedLoop({ inFlight, seconds, warmupSeconds, countMax: LOAD_COUNT_MAX, latency, op: () => client.publish(topic, payload), stopOn: 'CLOSED' });
+        const profiling = inFlight === profile?.inFlight;
+        const clientFile = profiling ? join(profile.dir, `client-run${profile.run}`, `bench-process-${inFlight}.cpuprofile`) : '';
+        const load = profiling ? () => profiled(clientFile, loop) : loop;
+        const monoWarmEnd = monoUs() + warmupSeconds * 1e6;
+        let r: RaftqueueLoadResult & { frames?: TraceSummary };
         if (inFlight === 1) {
           trace.start();
           try {
-            const r = await withCpu(cluster, true, load);
-            const frames: TraceSummary = trace.stop();
+            r = await withCpu(cluster, true, load);
+            const frames = trace.stop();
             const ms = (l: LatencySummary) => `p50 ${l.p50Ms.toFixed(3)} p99 ${l.p99Ms.toFixed(3)} ms`;
             log(`raftqueue client at 1 in flight, from sending a publish: accepted (in the leader's log) ${ms(frames.accepted)}; result ${ms(frames.results)} (${frames.results.samples} traced)`);
-            return { ...r, frames };
+            r = { ...r, frames };
           } finally {
             trace.enabled = false;
           }
+        } else {
+          r = await withCpu(cluster, true, load);
         }
-        if (inFlight !== profile?.inFlight) return await withCpu(cluster, true, load);
-        const monoWarmEnd = monoUs() + warmupSeconds * 1e6;
-        const clientFile = join(profile.dir, `client-run${profile.run}`, `bench-process-${inFlight}.cpuprofile`);
-        const r = await withCpu(cluster, true, () => profiled(clientFile, load));
+        if (!profiling) return r;
         const result = { ...r, monoWindowUs: [monoWarmEnd, monoWarmEnd + r.windowMs * 1000] as const };
         profiledLoad = { leader, result, clientFile };
         return result;
