@@ -26,7 +26,7 @@ import type { CpuUsage } from './bare-baselines.js';
 import type { SwarmBatchResult, SwarmMemory, SwarmState } from './client-swarm.js';
 import { Cluster } from './cluster-harness.js';
 import { Proc } from './cluster-proc.js';
-import type { ClientTraffic, MemoryReport } from './cluster-shared.js';
+import type { ClientTraffic, DiagReport, MemoryReport } from './cluster-shared.js';
 
 const CLIENT_SWARM = fileURLToPath(new URL('./client-swarm.js', import.meta.url));
 /** Connects in progress per swarm: the member holds at most 128 unauthenticated sockets. */
@@ -62,6 +62,10 @@ export interface IdleWindow {
   readonly memberLed: boolean;
   /** The machine's 1-minute load average at the end of the window. */
   readonly loadAverage: number;
+  /** Each member's worst event-loop delay in the window, ms (a member blocked for an election timeout loses its leader or its followers). */
+  readonly loopDelayMaxMs: Readonly<Record<string, number>>;
+  /** Leader changes seen in the window ('+s term T leader X'), empty when none. */
+  readonly leaderChanges: string;
 }
 
 export interface IdleClientsResult {
@@ -118,14 +122,23 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
     const traffic = () => cluster.proc(member).request<ClientTraffic>({ op: 'clientTraffic' });
     const swarmAll = <T>(command: Record<string, unknown>, timeoutMs = 30_000): Promise<T[]> => Promise.all(swarms.map((s) => s.request<T>(command, timeoutMs)));
 
+    const diagAll = async (): Promise<Record<string, DiagReport>> => {
+      const ids = cluster.live();
+      const reports = await Promise.all(ids.map((id) => cluster.proc(id).request<DiagReport>({ op: 'diag' })));
+      return Object.fromEntries(ids.map((id, i) => [id, reports[i] as DiagReport]));
+    };
     const window = async (): Promise<IdleWindow> => {
       const elections0 = cluster.elections();
+      const events0 = cluster.leaderEvents.length;
+      await diagAll(); // resets each member's loop-delay histogram
       const [c0, f0, t0, s0] = await Promise.all([cpu(member), cpu(control), traffic(), swarmAll<CpuUsage>({ op: 'cpu' })]);
       const w0 = performance.now();
       await sleep(o.idleSeconds * 1000);
       const [c1, f1, t1, s1] = await Promise.all([cpu(member), cpu(control), traffic(), swarmAll<CpuUsage>({ op: 'cpu' })]);
       const seconds = (performance.now() - w0) / 1000;
       const status = await cluster.proc(member).request<{ role: string }>({ op: 'status' });
+      const diag = await diagAll();
+      const changes = cluster.leaderEvents.slice(events0).map((e) => `${e.node} saw term ${e.term} leader ${String(e.leaderId)}`);
       return {
         seconds,
         cpuMsPerSecond: (cpuMs(c1) - cpuMs(c0)) / seconds,
@@ -137,11 +150,13 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
         connected: t1.connected,
         memberLed: status.role === 'leader' && cluster.elections() === elections0,
         loadAverage: Math.round((os.loadavg()[0] as number) * 100) / 100,
+        loopDelayMaxMs: Object.fromEntries(Object.entries(diag).map(([id, d]) => [id, Math.round(d.loopDelayMaxMs * 10) / 10])),
+        leaderChanges: [...new Set(changes)].join('; '),
       };
     };
     const describe = (w: IdleWindow) =>
       `${w.cpuMsPerSecond.toFixed(2)} CPU ms/s (follower ${w.followerCpuMsPerSecond.toFixed(2)}), ${(w.framesInPerSecond + w.framesOutPerSecond).toFixed(1)} frames/s` +
-      `${w.memberLed ? '' : `, ${member} NO LONGER LEADS`} (load ${w.loadAverage})`;
+      `${w.memberLed ? '' : `, ${member} NO LONGER LEADS (${w.leaderChanges})`}; worst event-loop delay ms ${JSON.stringify(w.loopDelayMaxMs)} (load ${w.loadAverage})`;
 
     // ---- without clients
     for (let i = 0; i < o.processes; i++) {
