@@ -76,6 +76,8 @@ export interface IdleClientsResult {
   readonly connect: { readonly ok: number; readonly failed: number; readonly ms: number; readonly errors: Readonly<Record<string, number>> };
   /** metrics().clients.connected on the member once every client connected. */
   readonly connectedReported: number;
+  /** While the clients connected (each handshake, and each session registered through the log): each member's worst event-loop delay (ms) and the leader changes seen. */
+  readonly connectPhase: { readonly loopDelayMaxMs: Readonly<Record<string, number>>; readonly leaderChanges: string; readonly memberLed: boolean };
   /** Connections lost while measuring (should be 0). */
   readonly disconnects: number;
   readonly memberMemory: { readonly before: MemoryReport; readonly connected: MemoryReport };
@@ -127,6 +129,8 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
       const reports = await Promise.all(ids.map((id) => cluster.proc(id).request<DiagReport>({ op: 'diag' })));
       return Object.fromEntries(ids.map((id, i) => [id, reports[i] as DiagReport]));
     };
+    const worstDelays = (diag: Record<string, DiagReport>) => Object.fromEntries(Object.entries(diag).map(([id, d]) => [id, Math.round(d.loopDelayMaxMs * 10) / 10]));
+    const changesSince = (events0: number) => [...new Set(cluster.leaderEvents.slice(events0).map((e) => `${e.node} saw term ${e.term} leader ${String(e.leaderId)}`))].join('; ');
     const window = async (): Promise<IdleWindow> => {
       const elections0 = cluster.elections();
       const events0 = cluster.leaderEvents.length;
@@ -138,7 +142,6 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
       const seconds = (performance.now() - w0) / 1000;
       const status = await cluster.proc(member).request<{ role: string }>({ op: 'status' });
       const diag = await diagAll();
-      const changes = cluster.leaderEvents.slice(events0).map((e) => `${e.node} saw term ${e.term} leader ${String(e.leaderId)}`);
       return {
         seconds,
         cpuMsPerSecond: (cpuMs(c1) - cpuMs(c0)) / seconds,
@@ -150,8 +153,8 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
         connected: t1.connected,
         memberLed: status.role === 'leader' && cluster.elections() === elections0,
         loadAverage: Math.round((os.loadavg()[0] as number) * 100) / 100,
-        loopDelayMaxMs: Object.fromEntries(Object.entries(diag).map(([id, d]) => [id, Math.round(d.loopDelayMaxMs * 10) / 10])),
-        leaderChanges: [...new Set(changes)].join('; '),
+        loopDelayMaxMs: worstDelays(diag),
+        leaderChanges: changesSince(events0),
       };
     };
     const describe = (w: IdleWindow) =>
@@ -172,6 +175,8 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
 
     // ---- with clients: connect, settle, an idle window, then memory
     const perSwarm = swarms.map((_, i) => Math.floor(o.clients / o.processes) + (i < o.clients % o.processes ? 1 : 0));
+    const connectEvents0 = cluster.leaderEvents.length;
+    await diagAll(); // resets each member's loop-delay histogram
     const t0 = performance.now();
     const connects = await Promise.all(
       swarms.map((s, i) => s.request<SwarmBatchResult>({ op: 'connect', count: perSwarm[i], concurrency: CONNECT_CONCURRENCY, timeoutMs: CONNECT_TIMEOUT_MS }, CONNECT_TIMEOUT_MS + 60_000)),
@@ -186,7 +191,12 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
       }, {}),
     };
     const why = connects.find((r) => r.firstError !== undefined)?.firstError;
-    o.log(`clients: ${connect.ok} of ${o.clients} connected in ${connect.ms.toFixed(0)} ms ${JSON.stringify(connect.errors)}${why ? ` (first failure: ${why})` : ''}`);
+    const connectStatus = await cluster.proc(member).request<{ role: string }>({ op: 'status' });
+    const connectPhase = { loopDelayMaxMs: worstDelays(await diagAll()), leaderChanges: changesSince(connectEvents0), memberLed: connectStatus.role === 'leader' && cluster.leaderEvents.length === connectEvents0 };
+    o.log(
+      `clients: ${connect.ok} of ${o.clients} connected in ${connect.ms.toFixed(0)} ms ${JSON.stringify(connect.errors)}${why ? ` (first failure: ${why})` : ''}; ` +
+        `worst event-loop delay ms ${JSON.stringify(connectPhase.loopDelayMaxMs)}${connectPhase.memberLed ? '' : `; ${member} NO LONGER LEADS (${connectPhase.leaderChanges})`}`,
+    );
     if (connect.ok === 0) throw new Error(`no client connected to ${member} at ${address}${why ? `: ${why}` : ''}`);
     // The sessions the clients registered are on every member before the followers are measured.
     await cluster.waitCaughtUp(control);
@@ -221,6 +231,7 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
       member,
       connect,
       connectedReported,
+      connectPhase,
       disconnects,
       memberMemory: { before, connected },
       followerMemory: { before: followerBefore, connected: followerConnected },
