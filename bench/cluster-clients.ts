@@ -107,6 +107,8 @@ export interface IdleClientsResult {
   };
   /** Elections during the section (1: none after the first). */
   readonly elections: number;
+  /** Each leader as first seen, with the time of day (UTC), to place an election among the phases logged. */
+  readonly leaderTimeline: string;
 }
 
 const cpuMs = (u: CpuUsage): number => (u.user + u.system) / 1000;
@@ -252,6 +254,14 @@ export async function idleClientsRun(o: IdleClientsOptions): Promise<IdleClients
         clientCpuMicrosPerSecondPerClient: (windowWith.swarmCpuMsPerSecond * 1000) / n,
       },
       elections: cluster.elections(),
+      leaderTimeline: [
+        ...new Set(cluster.leaderEvents.filter((e) => e.leaderId !== undefined).map((e) => `term ${e.term} leader ${String(e.leaderId)}`)),
+      ]
+        .map((key) => {
+          const first = cluster.leaderEvents.find((e) => `term ${e.term} leader ${String(e.leaderId)}` === key);
+          return `${new Date(first?.atMs ?? 0).toISOString().slice(11, 23)} ${key}`;
+        })
+        .join('; '),
     };
   } finally {
     await Promise.all(swarms.map((s) => s.stop(10_000)));

@@ -343,7 +343,7 @@ async function idleClientsFigure(): Promise<IdleClientsResult & { attempts: numb
     const r = await idleClientsRun({ clients: IDLE_CLIENTS, processes: CLIENT_PROCESSES, idleSeconds: IDLE_SECONDS, log });
     const spoiled = r.elections > 1 || !r.connectPhase.memberLed || [r.windows.before, r.windows.with, r.windows.after].some((w) => !w.memberLed);
     if (!spoiled || attempt >= IDLE_CLIENTS_ATTEMPTS_MAX) return { ...r, attempts: attempt };
-    log(`clients: attempt ${attempt} saw ${r.elections - 1} election(s); again on a fresh cluster`);
+    log(`clients: attempt ${attempt} saw ${r.elections - 1} election(s) (${r.leaderTimeline}); again on a fresh cluster`);
   }
 }
 
