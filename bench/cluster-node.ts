@@ -25,6 +25,7 @@ import {
   type FailoverResult,
   type LoadResult,
   type MemoryReport,
+  type ClientTraffic,
   type NodeCommand,
   type WaitAppliedResult,
   type DiagReport,
@@ -320,6 +321,12 @@ async function handle(c: NodeCommand): Promise<unknown> {
       return diag();
     case 'members':
       return queue.members();
+    case 'clientTraffic': {
+      const m = queue.metrics();
+      const t = m.transport;
+      const traffic: ClientTraffic = { ...m.clients, framesIn: t?.framesIn ?? Number.NaN, framesOut: t?.framesOut ?? Number.NaN, bytesIn: t?.bytesIn ?? Number.NaN, bytesOut: t?.bytesOut ?? Number.NaN };
+      return traffic;
+    }
     case 'latencyWindow':
       return latencyWindow(c.fromMs, c.toMs) ?? null;
     case 'createTopic':

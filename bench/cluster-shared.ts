@@ -112,6 +112,8 @@ export type NodeCommand =
   | { readonly op: 'publishSized'; readonly topic: string; readonly bytes: number; readonly count: number; readonly inFlight: number; readonly seconds: number }
   /** This member's view of the membership (queue.members()). */
   | { readonly op: 'members' }
+  /** Client processes connected now and the transport's frame and byte counters (`ClientTraffic`). */
+  | { readonly op: 'clientTraffic' }
   /** Latency of the last `series` publish load's samples issued at or after `fromMs` and done by `toMs` (wallMs). */
   | { readonly op: 'latencyWindow'; readonly fromMs: number; readonly toMs: number }
   | { readonly op: 'createTopic'; readonly topic: string }
@@ -153,6 +155,17 @@ export interface FailoverResult {
   readonly newLeader: string | undefined;
   readonly newTerm: number;
   readonly errors: Readonly<Record<string, number>>;
+}
+
+/** What a member reports for `clientTraffic`: metrics().clients and metrics().transport counters. */
+export interface ClientTraffic {
+  readonly connected: number;
+  readonly refused: number;
+  /** Frames and bytes in and out on every link (members and clients), since the member started. */
+  readonly framesIn: number;
+  readonly framesOut: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
 }
 
 export interface MemoryReport {

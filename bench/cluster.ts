@@ -14,9 +14,12 @@
  *        --memory-messages N messages waiting for the memory and recovery figures (1000000)
  *        --profile (also profile the leader at 1024 in flight with --cpu-prof)
  *        --profile-dir DIR (keep the .cpuprofile files there; default: a temp dir, removed)
- *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,memory,recovery,join,profile)
+ *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,memory,recovery,join,clients,profile)
+ *        --clients N idle RaftQueueClients for the clients section (1000), --client-processes N (4),
+ *        --idle-seconds S per idle window (30; the section takes about 3 windows + 1 minute)
  *        --snapshot-every N (diagnosis: members snapshot every N entries instead of the default)
- *        --quick (1 run of 1 s, 2 failovers, 5 s steady, 20000 prefill, 100000 waiting: a smoke run)
+ *        --quick (1 run of 1 s, 2 failovers, 5 s steady, 20000 prefill, 100000 waiting, 200 clients
+ *        idle for 5 s: a smoke run)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -24,6 +27,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BarePipeline, fsyncLoop, rttLoop, type FsyncBaseline } from './bare-baselines.js';
 import { backlogRun, type BacklogResult, type BacklogVariant, type JoinFigures } from './cluster-backlog.js';
+import { idleClientsRun, type IdleClientsResult } from './cluster-clients.js';
 import { Cluster } from './cluster-harness.js';
 import { benchProcesses, cleanupAll, installCleanup } from './cluster-proc.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cluster-profile.js';
@@ -42,6 +46,9 @@ const { values: args } = parseArgs({
     'profile-dir': { type: 'string' },
     only: { type: 'string' },
     'snapshot-every': { type: 'string' },
+    clients: { type: 'string' },
+    'client-processes': { type: 'string' },
+    'idle-seconds': { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -59,8 +66,11 @@ const FAILOVERS = Math.round(num(args.failovers, 10, 2));
 const STEADY_SECONDS = num(args['steady-seconds'], 60, 5);
 const PREFILL = Math.round(num(args.prefill, 200_000, 20_000));
 const MEMORY_MESSAGES = Math.max(1, Math.round(num(args['memory-messages'], 1_000_000, 100_000)));
-const ALL_SECTIONS = ['baselines', 'publish', 'consume', 'steady', 'failover', 'memory', 'recovery', 'join', 'profile'];
-const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover,memory,recovery,join').split(',').map((s) => s.trim()));
+const IDLE_CLIENTS = Math.max(1, Math.round(num(args.clients, 1000, 200)));
+const CLIENT_PROCESSES = Math.max(1, Math.min(IDLE_CLIENTS, Math.round(num(args['client-processes'], 4, 4))));
+const IDLE_SECONDS = Math.max(1, num(args['idle-seconds'], 30, 5));
+const ALL_SECTIONS = ['baselines', 'publish', 'consume', 'steady', 'failover', 'memory', 'recovery', 'join', 'clients', 'profile'];
+const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover,memory,recovery,join,clients').split(',').map((s) => s.trim()));
 for (const section of SECTIONS) if (!ALL_SECTIONS.includes(section)) throw new Error(`unknown section ${section} (known: ${ALL_SECTIONS.join(',')})`);
 if (args.profile) SECTIONS.add('profile');
 if (args['snapshot-every'] !== undefined) Cluster.snapshotEveryEntries = Math.round(Number(args['snapshot-every']));
@@ -320,6 +330,46 @@ function latencyMedian(runs: readonly (LatencySummary | undefined)[]): { p50Ms: 
 
 let loadAtStart: number[] = [];
 
+/** Attempts at the clients section: an election spoils its windows (the leader's role changes). */
+const IDLE_CLIENTS_ATTEMPTS_MAX = 3;
+
+/**
+ * The clients section, again on a fresh cluster (at most IDLE_CLIENTS_ATTEMPTS_MAX times in all)
+ * while an election happened during it; the last attempt's figures are kept, with the elections
+ * they saw in the table.
+ */
+async function idleClientsFigure(): Promise<IdleClientsResult & { attempts: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await idleClientsRun({ clients: IDLE_CLIENTS, processes: CLIENT_PROCESSES, idleSeconds: IDLE_SECONDS, log });
+    const spoiled = r.elections > 1 || !r.connectPhase.memberLed || [r.windows.before, r.windows.with, r.windows.after].some((w) => !w.memberLed);
+    if (!spoiled || attempt >= IDLE_CLIENTS_ATTEMPTS_MAX) return { ...r, attempts: attempt };
+    log(`clients: attempt ${attempt} saw ${r.elections - 1} election(s) (${r.leaderTimeline}); again on a fresh cluster`);
+  }
+}
+
+/** The table rows of the clients section (bench/cluster-clients.ts). */
+function idleClientsRows(c: IdleClientsResult & { attempts: number }): string[] {
+  const w = c.windows;
+  const spread = `${c.processes} process${c.processes === 1 ? '' : 'es'}`;
+  const troubles = [
+    ...(c.disconnects > 0 ? [`${c.disconnects} connections lost while measuring`] : []),
+    ...(c.elections > 1 ? [`${c.elections - 1} election(s) meanwhile`] : []),
+    ...(c.attempts > 1 ? [`attempt ${c.attempts} (earlier ones saw elections)`] : []),
+    ...(!c.connectPhase.memberLed ? [`${c.member} stopped leading while they connected`] : []),
+    ...([w.before, w.with, w.after].some((x) => !x.memberLed) ? [`${c.member} stopped leading in an idle window`] : []),
+  ];
+  const window = (x: IdleClientsResult['windows']['with']) => `${f2(x.cpuMsPerSecond, 1)} (${f2(x.followerCpuMsPerSecond, 1)}), ${x.loadAverage}`;
+  return [
+    `| idle clients: RaftQueueClients connected to the leader from ${spread} (failed), ms to connect them all; the leader's metrics().clients.connected | ${f0(c.connect.ok)} (${f0(c.connect.failed)}), ${f0(c.connect.ms)} ms; ${f0(c.connectedReported)}${troubles.length > 0 ? `; ${troubles.join('; ')}` : ''} | | | | |`,
+    `| idle clients: worst event-loop delay of any member while they connected, ms | ${f2(Math.max(...Object.values(c.connectPhase.loopDelayMaxMs)), 1)} | | | | |`,
+    `| idle clients: leader memory per client after GC, bytes: RSS (JS heap; external + ArrayBuffers) | ${f0(c.rssBytesPerClient)} (${f0(c.heapBytesPerClient)}; ${f0(c.externalBytesPerClient)}) | | | | |`,
+    `| idle clients: follower memory per client after GC (its session only), bytes: RSS (JS heap) | ${f0(c.followerRssBytesPerClient)} (${f0(c.followerHeapBytesPerClient)}) | | | | |`,
+    `| idle clients: CPU ms/s over ${f0(w.with.seconds)} s idle windows, leader (a follower), load average: without clients / with ${f0(c.connect.ok)} / without again | ${window(w.before)} / ${window(w.with)} / ${window(w.after)} | | | | |`,
+    `| idle clients: heartbeat cost on the leader, CPU ms/s in all (less the follower's drift); per client: CPU µs/s, frames/s (in + out), bytes/s | ${f2(c.heartbeat.cpuMsPerSecond, 2)} (${f2(c.heartbeat.cpuMsPerSecondAdjusted, 2)}); ${f2(c.heartbeat.cpuMicrosPerSecondPerClient, 2)}, ${f2(c.heartbeat.framesPerSecondPerClient, 3)}, ${f2(c.heartbeat.bytesPerSecondPerClient, 1)} | | | | |`,
+    `| idle clients: the client processes, per client: CPU µs/s; memory after GC, bytes: RSS (JS heap) | ${f2(c.heartbeat.clientCpuMicrosPerSecondPerClient, 2)}; ${f0(c.clientProcessRssBytesPerClient)} (${f0(c.clientProcessHeapBytesPerClient)}) | | | | |`,
+  ];
+}
+
 async function main(): Promise<void> {
   installCleanup();
   const started = new Date();
@@ -351,6 +401,7 @@ async function main(): Promise<void> {
   if (steady) log(`steady ${steady.seconds} s: ${steady.elections} election(s), ${steady.published} published, ${steady.acked} acked`);
   const failover = SECTIONS.has('failover') && FAILOVERS > 0 ? await failoverRun() : undefined;
   const profile = SECTIONS.has('profile') ? await profileRun() : undefined;
+  const idleClients = SECTIONS.has('clients') ? await idleClientsFigure() : undefined;
   const backlog: BacklogResult[] = [];
   if (SECTIONS.has('memory') || SECTIONS.has('recovery') || SECTIONS.has('join')) {
     // Snapshots bound the log, so with the defaults most of the backlog is in a snapshot; the
@@ -511,6 +562,7 @@ async function main(): Promise<void> {
       `| join: elections meanwhile; messages the new member holds / the leader holds | ${joins.map((j) => j.elections).join(', ')}; ${f0(first.joinerWaiting)} / ${f0(first.leaderWaiting)} | | | | 0; equal |`,
     );
   }
+  if (idleClients) lines.push(...idleClientsRows(idleClients));
   if (fsync) {
     lines.push(
       `| raw: append ${fsync.appendBytes} B + fdatasync, p50 / p99 ms | ${f2(fsync.append.p50Ms, 3)} / ${f2(fsync.append.p99Ms, 3)} | | | | |`,
@@ -547,6 +599,7 @@ async function main(): Promise<void> {
       failover,
       memory: backlogDefault ? { default: backlogDefault, snapshotsOff: backlogNoSnap } : undefined,
       backlogRuns: backlog,
+      idleClients,
       profile: profile ? { leaderPublishPerSecond: profile.leaderPublish.perSecond, busyMs: profile.summary.busyMs, top: profile.summary.top, areas: profile.summary.areas, kept: profile.kept } : undefined,
       runs,
     }),
