@@ -257,7 +257,10 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
       log: (line) => this.#log(line),
     });
     const port: QueuePort = {
-      submit: (body, timeoutMs, cb) => this.#requests.submit(body, timeoutMs, cb),
+      submit: (body, timeoutMs, cb) => {
+        this.#armRetrier();
+        this.#requests.submit(body, timeoutMs, cb);
+      },
       read: (query, timeoutMs, cb) => this.#read(query, timeoutMs, cb),
     };
     this.#calls = new QueueCalls({
@@ -297,7 +300,7 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
   async connect(): Promise<void> {
     if (this.#state !== 'new') throw new RaftQueueError('CLOSED', `connect() called twice (state ${this.#state})`);
     this.#state = 'connecting';
-    this.#retrier = systemClock.every(Math.max(10, Math.floor(this.#o.retryIntervalMs / 4)), () => this.#requests.retryStale());
+    this.#armRetrier();
     const deadline = Date.now() + this.#o.connectTimeoutMs;
     const failures = new Map<string, string>();
     let backoff = BACKOFF_MS_MIN;
@@ -443,6 +446,21 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
   /** @internal What JSON.stringify shows. */
   toJSON(): Record<string, unknown> {
     return { clientId: this.#o.clientId, state: this.#state, connectedTo: this.connectedTo, leaderId: this.#view?.leaderId ?? undefined, members: [...this.#o.members] };
+  }
+
+  /**
+   * The retry sweep runs only while something waits (a request, or the session's registration):
+   * an idle client must not wake four times a second for nothing.
+   */
+  #armRetrier(): void {
+    if (this.#retrier !== undefined || this.#state === 'closing' || this.#state === 'closed') return;
+    this.#retrier = systemClock.every(Math.max(10, Math.floor(this.#o.retryIntervalMs / 4)), () => {
+      this.#requests.retryStale();
+      if (this.#requests.pending === 0 && this.#requests.currentSession !== undefined) {
+        this.#retrier?.cancel();
+        this.#retrier = undefined;
+      }
+    });
   }
 
   // ---------------------------------------------------------------------------------------------
