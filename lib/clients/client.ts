@@ -478,8 +478,8 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
     let conn: ClientConnectionLike | undefined;
     let first: ((v: View | string) => void) | undefined;
     const firstView = new Promise<View | string>((resolve) => (first = resolve));
+    // Ref'd, like the socket being dialled: a process awaiting connect() must not exit under it.
     const timer = setTimeout(() => first?.(`no answer within ${timeoutMs} ms`), timeoutMs);
-    timer.unref();
     try {
       conn = await this.#connect(
         {
@@ -783,8 +783,9 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
   }
 }
 
+/** Ref'd: connect() is awaited, and the process must stay up until it settles. */
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function errorCode(code: string): RaftQueueError['code'] {

@@ -125,3 +125,15 @@ test('client server: a client over TCP with the wrong secret is refused', async 
   const leader = await cluster.leader();
   t.true(leader.metrics().clients.connected + (await Promise.all(cluster.ids.map(async (id) => cluster.q(id).metrics().clients.connected))).reduce((s, n) => s + n, 0) >= 1);
 });
+
+test('client server: connect() to members that are all down rejects in a process with nothing else to do', async (t) => {
+  // A child process whose only work is the connect: it must not exit before connect() settles.
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const entry = fileURLToPath(new URL('../../lib/index.js', import.meta.url));
+  const script = `import { RaftQueueClient } from ${JSON.stringify(entry)};
+const c = new RaftQueueClient({ members: ['127.0.0.1:1'], connectTimeoutMs: 800 });
+try { await c.connect(); console.log('connected'); } catch (e) { console.log('rejected', e.code); }`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  t.is(r.stdout.trim(), 'rejected TRANSPORT_FAILED', r.stderr);
+});
