@@ -111,6 +111,8 @@ export interface NodeStatus extends CoreStatus {
   readonly session: number | undefined;
   readonly sessions: number;
   readonly persists: number;
+  /** Entries applied while this node's own write of them was still running (committed by the others). */
+  readonly appliedEarly: number;
   readonly snapshotsTaken: number;
   /** Chunked snapshot transfers, both directions. */
   readonly snapshotTransfer: SnapshotTransferStats;
@@ -281,6 +283,7 @@ export class RaftNode<Event = unknown> {
           this.clientSink?.afterRestore();
         },
         sendSnapshot: (m) => this.snapshots.send(m),
+        afterApply: () => this.reads.serve(),
         afterAdvance: () => {
           this.onConfigMaybeCommitted();
           this.reads.serve();
@@ -572,6 +575,7 @@ export class RaftNode<Event = unknown> {
       session: this.requests.currentSession,
       sessions: stats.sessions,
       persists: this.loop.counters.persists,
+      appliedEarly: this.loop.counters.appliedEarly,
       snapshotsTaken: this.loop.counters.snapshotsTaken,
       snapshotTransfer: { ...this.snapshots.stats },
     };

@@ -11,15 +11,19 @@
  *    index comes from the leader), except that a received snapshot is restored only once stored;
  * 4. once persisted: sends `messagesAfterPersist` (votes and acknowledgements promise durable
  *    state), hands read states over, `advance()`s, and takes the next Ready.
- * While a persist runs no new Ready is taken, but messages that are safe before persisting still
- * leave (`takeMessages`), so a slow fsync never delays heartbeats.
+ * While a persist runs no new Ready is taken, but the work that does not wait for this node's
+ * disk goes on: messages that are safe before persisting leave (`takeMessages`: heartbeats, and
+ * a leader's appends of entries proposed meanwhile), and entries the other members' acks
+ * committed are applied (`takeCommitted`). So a slow fsync never delays heartbeats, and a leader
+ * whose own disk is the slowest of a majority does not hold the commit back: in a 3-member
+ * cluster its two followers' writes commit an entry (thesis §10.2.1).
  *
  * It also owns compaction: a snapshot of the applied state, amortized so that encoding a deep
  * backlog costs at most about as much as writing the log did.
  */
 import type { Message } from '../core/messages.js';
 import type { RaftCore, ReadState, Ready, SoftState } from '../core/raft-core.js';
-import type { HardState, PersistRequest, Snapshot } from '../core/types.js';
+import type { Entry, HardState, PersistRequest, Snapshot } from '../core/types.js';
 import type { Storage } from '../storage/storage.js';
 import type { Transport } from '../contracts/transport.js';
 import type { Applier } from './applier.js';
@@ -45,6 +49,8 @@ export interface ReadyHooks {
   sendSnapshot(message: Extract<Message, { type: 'snapshot' }>): void;
   /** After every `advance()`. */
   afterAdvance(): void;
+  /** After committed entries were applied while a persist was running (no `advance()` yet). */
+  afterApply(): void;
   /** Runs `fn`; an exception fail-stops the node (undefined then). */
   guard<T>(fn: () => T): T | undefined;
   fail(error: unknown): void;
@@ -87,9 +93,14 @@ export class ReadyLoop {
   private logBytesSinceSnapshot = 0;
   private lastSnapshotBytes: number;
   /** Counters for status and metrics. */
-  readonly counters = { readies: 0, persists: 0, snapshotsTaken: 0 };
+  readonly counters = { readies: 0, persists: 0, snapshotsTaken: 0, appliedEarly: 0 };
   /** The hard state last handed to storage, and a newer one (commit index only) not yet. */
   private syncedHardState: HardState;
+  /**
+   * The last log index handed to storage (persisted or queued there). Entries applied while a
+   * persist runs may be past it; a snapshot of them waits until storage has them queued.
+   */
+  private handedThrough: number;
   private unsyncedHardState: HardState | undefined;
 
   constructor(private readonly opts: ReadyLoopOptions) {
@@ -101,6 +112,7 @@ export class ReadyLoop {
     this.hooks = opts.hooks;
     this.lastSnapshotBytes = opts.initialSnapshotBytes;
     this.syncedHardState = opts.storage.hardState();
+    this.handedThrough = opts.storage.lastIndex();
   }
 
   private termOrVoteChanged(hs: HardState): boolean {
@@ -143,8 +155,19 @@ export class ReadyLoop {
     this.hooks.beforeReady();
     if (this.persisting) {
       // Heartbeats and their answers must not wait behind a slow fsync.
+      // (A leader's new entries go too: see RaftCore.takeMessages.)
       const msgs = this.hooks.guard(() => this.core.takeMessages());
-      if (msgs) this.send(msgs);
+      if (msgs && msgs.length > 0) {
+        this.hooks.beforeSend();
+        this.send(msgs);
+      }
+      // Nor must what a majority already holds: entries committed on the other members'
+      // acknowledgements apply now, not once this node's own write of them is done.
+      const committed = this.hooks.guard(() => this.core.takeCommitted());
+      if (committed !== undefined && committed.length > 0) {
+        this.counters.appliedEarly += committed.length;
+        if (this.applyEntries(committed)) this.hooks.afterApply();
+      }
       return;
     }
     while (!this.closed && !this.persisting) {
@@ -166,6 +189,9 @@ export class ReadyLoop {
         const hardState = this.unsyncedHardState;
         this.persisting = true;
         this.counters.persists++;
+        if (rd.snapshot !== undefined) this.handedThrough = rd.snapshot.meta.index;
+        const lastEntry = rd.entries[rd.entries.length - 1];
+        if (lastEntry !== undefined) this.handedThrough = lastEntry.index;
         if (hardState !== undefined) this.syncedHardState = hardState;
         this.unsyncedHardState = undefined;
         const request: PersistRequest = {
@@ -194,9 +220,13 @@ export class ReadyLoop {
 
   /** Applies the Ready's committed entries; false when the node fail-stopped doing so. */
   private applyCommitted(rd: Ready): boolean {
-    if (rd.committedEntries.length === 0) return true;
+    return this.applyEntries(rd.committedEntries);
+  }
+
+  private applyEntries(entries: readonly Entry[]): boolean {
+    if (entries.length === 0) return true;
     const applied = this.hooks.guard(() => {
-      for (const e of rd.committedEntries) {
+      for (const e of entries) {
         this.logBytesSinceSnapshot += e.data.length;
         this.applier.apply(e);
       }
@@ -292,6 +322,17 @@ export class ReadyLoop {
         const took = this.clock.monoMs() - started;
         if (took >= 1) this.clock.after(took, slice);
         else this.clock.soon(slice);
+        return;
+      }
+      finish();
+    };
+    const finish = (): void => {
+      if (this.closed || generation !== this.snapshotGeneration) return;
+      // Applied entries may not be queued in storage yet (applied while a persist ran, on the
+      // other members' acknowledgements); the storage refuses a snapshot past its log. They are
+      // in the next Ready, which the pump takes right after this: wait a turn for it.
+      if (applied > this.handedThrough) {
+        this.clock.soon(finish);
         return;
       }
       const snapshot: Snapshot = { meta: { index: applied, term, conf }, data: out };

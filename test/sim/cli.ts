@@ -82,6 +82,7 @@ let commits = 0;
 let acked = 0;
 let simulatedMs = 0;
 let events = 0;
+let appliedEarly = 0;
 let confChanges = 0;
 let membershipRuns = 0;
 for (let i = 0; i < args.seeds; i++) {
@@ -96,6 +97,7 @@ for (let i = 0; i < args.seeds; i++) {
   acked += r.acked;
   simulatedMs += r.simulatedMs;
   events += r.events;
+  appliedEarly += r.appliedEarly;
   confChanges += r.confChanges;
   if (r.confChanges > 0) membershipRuns++;
   if (!r.ok) {
@@ -111,6 +113,6 @@ const wallS = (performance.now() - startedMs) / 1000;
 console.log(
   `sim${args.queue ? ' (queue workload)' : ''}: ${args.seeds} seeds from ${formatSeed(args.start)}: ${failures} failures; ` +
     `${elections} elections, ${commits} entries applied (max per run, summed), ${acked} proposals acknowledged, ` +
-    `${confChanges} configuration changes in ${membershipRuns} runs, ${events} events, ${(simulatedMs / 1000).toFixed(0)} s simulated in ${wallS.toFixed(1)} s wall`,
+    `${confChanges} configuration changes in ${membershipRuns} runs, ${appliedEarly} entries applied before their own node's write completed, ${events} events, ${(simulatedMs / 1000).toFixed(0)} s simulated in ${wallS.toFixed(1)} s wall`,
 );
 process.exit(failures === 0 ? 0 : 1);

@@ -212,6 +212,8 @@ export class Cluster implements Scheduler {
     unknownOutcomes: 0,
     /** Removed members told so by a leader (each then stops; the simulator restarts it later). */
     removedTold: 0,
+    /** Entries nodes applied while their own write of them was still running (of nodes since stopped). */
+    appliedEarly: 0,
   };
   private traceHash1 = 0x811c9dc5;
   private traceHash2 = 0x01000193;
@@ -612,6 +614,13 @@ export class Cluster implements Scheduler {
     return this.nodes.get(id)?.node;
   }
 
+  /** Entries applied while the applying node's own write of them was still running, all nodes. */
+  appliedEarly(): number {
+    let total = this.stats.appliedEarly;
+    for (const n of this.nodes.values()) total += n.node?.status().appliedEarly ?? 0;
+    return total;
+  }
+
   appliedIndex(id: NodeId): number {
     const n = this.nodes.get(id) as SimNode;
     return n.node?.status().appliedIndex ?? 0;
@@ -634,6 +643,7 @@ export class Cluster implements Scheduler {
     const inFlight = n.storage.inFlightEntries();
     const torn = inFlight > 0 && this.rnd.chance(this.opts.tornWriteRate) ? 1 + this.rnd.int(inFlight) : 0;
     n.storage.crash(torn);
+    this.stats.appliedEarly += n.node?.status().appliedEarly ?? 0;
     const lost = new RaftQueueError('CLOSED', `${id} crashed`);
     for (const w of [...n.waiters]) w({ ok: false, error: lost });
     n.node = undefined;

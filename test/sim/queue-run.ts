@@ -354,6 +354,7 @@ export function runQueueSeed(seed: number, options: { trace?: boolean } = {}): R
     confChanges: cluster.stats.confChanges,
     forwardedAcked: cluster.stats.forwardedAcked,
     events: cluster.stats.events,
+    appliedEarly: cluster.appliedEarly(),
     traceLines: cluster.traceLines,
   };
 }

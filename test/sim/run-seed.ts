@@ -32,6 +32,7 @@ export interface RunResult {
   /** Requests acknowledged that were submitted on a follower (forwarded to the leader). */
   readonly forwardedAcked: number;
   readonly events: number;
+  readonly appliedEarly: number;
   readonly traceLines: readonly string[];
 }
 
@@ -142,6 +143,7 @@ export function runSeed(seed: number, options: RunOptions = {}): RunResult {
     confChanges: cluster.stats.confChanges,
     forwardedAcked: cluster.stats.forwardedAcked,
     events: cluster.stats.events,
+    appliedEarly: cluster.appliedEarly(),
     traceLines: cluster.traceLines,
   };
 }
