@@ -526,3 +526,73 @@ test('bootstrap: a fresh node writes its configuration as entry 1 of term 1, onc
   const joiner = new RaftCore({ ...config, voters: [], storage: new SimStorage() });
   t.is(joiner.ready().entries.length, 0);
 });
+
+/** Followers take every Ready (write, then answer), and their answers go back to `leader`. */
+function followersAnswer(h: Harness, leader: string, messages: readonly Message[]): void {
+  for (const m of messages) h.core(m.to).step(m);
+  const back: Message[] = [];
+  for (const id of h.ids) {
+    if (id === leader) continue;
+    const n = h.node(id);
+    while (n.core.hasReady()) {
+      const rd = n.core.ready();
+      n.storage.write({ entries: rd.entries, ...(rd.hardState ? { hardState: rd.hardState } : {}) });
+      back.push(...rd.messages, ...rd.messagesAfterPersist);
+      n.applied.push(...rd.committedEntries);
+      n.core.advance();
+    }
+  }
+  for (const m of back) if (m.to === leader) h.core(leader).step(m);
+}
+
+test('write in flight: a leader sends what is proposed meanwhile, and applies what its followers committed (§10.2.1)', (t) => {
+  const h = new Harness(3);
+  h.elect('n1');
+  const n1 = h.node('n1');
+  const leader = n1.core;
+  t.deepEqual(leader.takeCommitted(), [], 'nothing is handed out without an outstanding Ready');
+  t.true(leader.propose(enc('x')).ok);
+  const rd = leader.ready(); // The leader's own write of x is running: not written, not advanced.
+  t.deepEqual(rd.entries.map((e) => dec(e.data)), ['x']);
+  followersAnswer(h, 'n1', rd.messages);
+  // Both followers hold x: it is committed without the leader's copy, and applies now.
+  const x = rd.entries[0] as { index: number };
+  t.is(leader.status().commitIndex, x.index);
+  t.deepEqual(leader.takeCommitted().map((e) => dec(e.data)), ['x']);
+  t.deepEqual(leader.takeCommitted(), [], 'each entry is handed out once');
+  // y, proposed while the write runs, goes to the idle followers at once.
+  t.true(leader.propose(enc('y')).ok);
+  const now = leader.takeMessages().filter((m): m is AppendRequest => m.type === 'append' && m.entries.length > 0);
+  t.deepEqual(now.map((m) => m.to).sort(), ['n2', 'n3']);
+  t.deepEqual(now.map((m) => m.entries.map((e) => dec(e.data)).join()), ['y', 'y']);
+  followersAnswer(h, 'n1', now);
+  t.deepEqual(leader.takeCommitted().map((e) => dec(e.data)), ['y'], 'committed by the followers, the leader still writing x');
+  // The write completes. The next Ready writes y, applies nothing twice, and does not send y again.
+  n1.storage.write({ entries: rd.entries, ...(rd.hardState ? { hardState: rd.hardState } : {}) });
+  leader.advance();
+  const rd2 = leader.ready();
+  t.deepEqual(rd2.entries.map((e) => dec(e.data)), ['y']);
+  t.deepEqual(rd2.committedEntries, []);
+  t.false(rd2.messages.some((m) => m.type === 'append' && m.entries.length > 0), 'y is not sent twice');
+  n1.storage.write({ entries: rd2.entries, ...(rd2.hardState ? { hardState: rd2.hardState } : {}) });
+  leader.advance();
+  followersAnswer(h, 'n1', rd2.messages); // The commit notices.
+  h.settle();
+  t.deepEqual(h.node('n2').applied.filter((e) => e.type === EntryType.Normal).map((e) => dec(e.data)), ['x', 'y']);
+});
+
+test('write in flight: nothing is handed out early while a snapshot is being installed', (t) => {
+  const storage = new SimStorage();
+  const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
+  const snapshot: Snapshot = { meta: { index: 5, term: 1, conf: { voters: ['n1', 'n2', 'n3'], learners: [] } }, data: new Uint8Array([1]) };
+  core.step({ type: 'snapshot', from: 'n1', to: 'n2', term: 1, snapshot });
+  const rd = core.ready();
+  t.is(rd.snapshot?.meta.index, 5);
+  // While the snapshot is being written, the leader commits entries after it.
+  core.step({ type: 'append', from: 'n1', to: 'n2', term: 1, prevLogIndex: 5, prevLogTerm: 1, entries: [{ index: 6, term: 1, type: EntryType.Normal, data: enc('a') }], commit: 6 });
+  t.deepEqual(core.takeCommitted(), [], 'entries after a snapshot apply only once it is restored');
+  storage.write({ entries: rd.entries, ...(rd.snapshot ? { snapshot: rd.snapshot } : {}), ...(rd.hardState ? { hardState: rd.hardState } : {}) });
+  core.advance();
+  const rd2 = core.ready();
+  t.deepEqual(rd2.committedEntries.map((e) => dec(e.data)), ['a']);
+});

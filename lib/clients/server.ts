@@ -51,6 +51,8 @@ const REGISTRATIONS_PER_SECOND_MAX = 200;
 const RESULTS_FRAME_BYTES = 1 << 20;
 /** Results are sent while less than this waits in the client's queue (below the transport's bound). */
 const SEND_BUDGET_BYTES = 4 << 20;
+/** How long a block's `accepted` is held back (sent only if a call of it is still unanswered). */
+const ACCEPTED_DELAY_MS = 5;
 /** How soon a client's results waiting for its queue to drain are tried again. */
 const DRAIN_RETRY_MS = 5;
 
@@ -70,6 +72,9 @@ interface Client {
   rows: Row[];
   wakes: Set<string> | undefined;
   queued: boolean;
+  /** `accepted` answers held back (see propose), sent by `acceptedTimer` if still of use. */
+  accepted: { readonly reply: ToClient; readonly seqs: readonly number[] }[];
+  acceptedTimer: NodeJS.Timeout | undefined;
 }
 
 export class ClientServer implements ClientHandlers, ClientSink {
@@ -108,6 +113,8 @@ export class ClientServer implements ClientHandlers, ClientSink {
       rows: [],
       wakes: undefined,
       queued: false,
+      accepted: [],
+      acceptedTimer: undefined,
     };
     this.clients.set(link, c);
     link.send(encodeToClient(this.view()));
@@ -121,6 +128,9 @@ export class ClientServer implements ClientHandlers, ClientSink {
     for (const nonce of c.registering) if (this.byNonce.get(nonce)?.c === c) this.byNonce.delete(nonce);
     this.unwatch(c);
     c.rows = [];
+    c.accepted = [];
+    if (c.acceptedTimer !== undefined) clearTimeout(c.acceptedTimer);
+    c.acceptedTimer = undefined;
   }
 
   onFrame(link: ClientLink, bytes: Uint8Array): void {
@@ -193,7 +203,22 @@ export class ClientServer implements ClientHandlers, ClientSink {
 
   private propose(c: Client, b: number, recs: Uint8Array): void {
     const answer: BlockAnswer = (reply) => {
-      if (!c.link.closed) c.link.send(encodeToClient(reply));
+      if (c.link.closed) return;
+      if (reply.k !== 'accepted') {
+        c.link.send(encodeToClient(reply));
+        return;
+      }
+      // The block is in the leader's log. The client only notes the term, so that it does not
+      // re-send a call a current leader holds (after its retry interval, a second or so). So
+      // it waits ACCEPTED_DELAY_MS here and goes only if some call of the block is still
+      // unanswered: at low load the results come first and it never goes. Written at once, it
+      // woke the client while the followers were writing, and a third busy process on 2 cores
+      // delayed them by up to a few hundred µs.
+      c.accepted.push({ reply, seqs: blockSeqs });
+      if (c.acceptedTimer === undefined) {
+        c.acceptedTimer = setTimeout(() => this.sendAccepted(c), ACCEPTED_DELAY_MS);
+        c.acceptedTimer.unref();
+      }
     };
     const count = checkBlock(recs, RECORDS_PER_BLOCK_MAX, this.host.bodyBytesMax);
     if (typeof count === 'string') {
@@ -237,8 +262,11 @@ export class ClientServer implements ClientHandlers, ClientSink {
       c.outstanding.delete(seq);
     }
     const seqs: number[] = [];
+    const blockSeqs: number[] = [];
     forEachRecord(recs, (session, seq) => {
-      if (session !== REGISTER_SESSION && !c.outstanding.has(seq)) seqs.push(seq);
+      if (session === REGISTER_SESSION) return true;
+      blockSeqs.push(seq);
+      if (!c.outstanding.has(seq)) seqs.push(seq);
       return true;
     });
     if (c.outstanding.size + seqs.length > this.host.requestsMax) {
@@ -253,6 +281,18 @@ export class ClientServer implements ClientHandlers, ClientSink {
     }
     const bad = this.host.node.relay(answer, b, recs);
     if (bad !== undefined) this.refuse(c, `a block the node refused (${bad})`);
+  }
+
+  /** The `accepted` answers held back, of blocks with a call still unanswered. */
+  private sendAccepted(c: Client): void {
+    c.acceptedTimer = undefined;
+    const held = c.accepted;
+    c.accepted = [];
+    if (c.link.closed) return;
+    for (const { reply, seqs } of held) {
+      // A registration alone has no calls: its answer goes as it is.
+      if (seqs.length === 0 || seqs.some((seq) => c.outstanding.has(seq))) c.link.send(encodeToClient(reply));
+    }
   }
 
   /** At most REGISTRATIONS_PER_SECOND_MAX registrations a second for all clients together. */

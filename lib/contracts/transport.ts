@@ -145,4 +145,10 @@ export interface Transport {
    * it, or never given handlers, refuses client hellos (reason 'clientsDisabled').
    */
   acceptClients?(handlers: ClientHandlers): void;
+  /**
+   * Optional: write what is queued now instead of at the end of the turn. The node calls it
+   * once per Ready whose entries it is about to write, so that a leader's appends are on the
+   * wire before its own write and the apply of earlier entries, not after them.
+   */
+  flushNow?(): void;
 }

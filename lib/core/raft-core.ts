@@ -496,9 +496,11 @@ export class RaftCore {
   /**
    * Committed entries not yet handed out, taken while a Ready is outstanding (its persist still
    * running); apply them now. They are durable on a majority, so this node may apply them
-   * before its own write of them completes (thesis §10.2.1; etcd applies committed entries that
-   * are not yet stable locally with asynchronous storage writes): a leader whose own fsync is the
-   * slowest of three then commits and answers on the two followers' acknowledgements. None while
+   * before its own write of them completes (thesis §10.2.1; committed entries never change).
+   * etcd does not do this with asynchronous storage writes (it applies only locally stable
+   * entries there); what it guards against, a state ahead of the local log, matters here only to
+   * compaction, which the Ready loop holds back until the log has caught up. A leader whose own
+   * fsync is the slowest of three then commits and answers on the two followers' acks. None while
    * a snapshot is being installed (entries after it apply only once it is restored), and none
    * without an outstanding Ready (take a Ready then).
    */

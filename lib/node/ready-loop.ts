@@ -101,6 +101,14 @@ export class ReadyLoop {
    * persist runs may be past it; a snapshot of them waits until storage has them queued.
    */
   private handedThrough: number;
+  /**
+   * Entries were applied early and no Ready has been taken since. Storage may then hold other
+   * copies of them: a follower's write of a deposed leader's entries can still be running when
+   * the new leader's entries at those indexes commit and apply. The next Ready hands the whole
+   * unstable tail (the new copies), so a snapshot waits for it. (Found in review: a snapshot
+   * of the new term checked against the old copy in storage fail-stopped the follower.)
+   */
+  private appliedUnhanded = false;
   private unsyncedHardState: HardState | undefined;
 
   constructor(private readonly opts: ReadyLoopOptions) {
@@ -166,6 +174,7 @@ export class ReadyLoop {
       const committed = this.hooks.guard(() => this.core.takeCommitted());
       if (committed !== undefined && committed.length > 0) {
         this.counters.appliedEarly += committed.length;
+        this.appliedUnhanded = true;
         if (this.applyEntries(committed)) this.hooks.afterApply();
       }
       return;
@@ -173,6 +182,7 @@ export class ReadyLoop {
     while (!this.closed && !this.persisting) {
       const rd = this.hooks.guard(() => (this.core.hasReady() ? this.core.ready() : undefined));
       if (!rd) return;
+      this.appliedUnhanded = false;
       this.counters.readies++;
       if (rd.softState) this.hooks.onSoftState(rd.softState);
       if (this.closed) return;
@@ -186,6 +196,10 @@ export class ReadyLoop {
       if (rd.hardState !== undefined) this.unsyncedHardState = rd.hardState;
       const mustSync = rd.entries.length > 0 || rd.snapshot !== undefined || (rd.hardState !== undefined && this.termOrVoteChanged(rd.hardState));
       if (mustSync) {
+        // The Ready's messages (a leader's appends) leave before this node's own write is issued
+        // and before the apply below: followers write in parallel with it, and with entries
+        // applied early (takeCommitted) two followers commit without it.
+        this.transport.flushNow?.();
         const hardState = this.unsyncedHardState;
         this.persisting = true;
         this.counters.persists++;
@@ -329,9 +343,10 @@ export class ReadyLoop {
     const finish = (): void => {
       if (this.closed || generation !== this.snapshotGeneration) return;
       // Applied entries may not be queued in storage yet (applied while a persist ran, on the
-      // other members' acknowledgements); the storage refuses a snapshot past its log. They are
-      // in the next Ready, which the pump takes right after this: wait a turn for it.
-      if (applied > this.handedThrough) {
+      // other members' acknowledgements), or storage may hold other copies of them (see
+      // appliedUnhanded); it refuses a snapshot past its log or of another term. They are in
+      // the next Ready, which the pump takes right after this: wait a turn for it.
+      if (applied > this.handedThrough || this.appliedUnhanded) {
         this.clock.soon(finish);
         return;
       }

@@ -19,7 +19,7 @@ import type { TestCluster } from '../helpers/queue-cluster.js';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A client of `member` on the memory network; `sniff` sees every frame, `drop` may hide one. */
-function memoryClient(t: ExecutionContext, cluster: TestCluster, member: string, options: { requestTimeoutMs?: number; sniff?: (f: ToClient) => void; drop?: (f: ToClient) => boolean; onConn?: (c: { close(): void }) => void } = {}): RaftQueueClient {
+function memoryClient(t: ExecutionContext, cluster: TestCluster, member: string, options: { requestTimeoutMs?: number; retryIntervalMs?: number; sniff?: (f: ToClient) => void; drop?: (f: ToClient) => boolean; onConn?: (c: { close(): void }) => void } = {}): RaftQueueClient {
   const network = cluster.network as MemoryNetwork;
   const connect: ClientConnector = async (p, handlers) => {
     const conn = await network.connectClient(member, p.clientId, {
@@ -36,7 +36,7 @@ function memoryClient(t: ExecutionContext, cluster: TestCluster, member: string,
     options.onConn?.(conn);
     return conn;
   };
-  const c = new RaftQueueClient({ members: [cluster.address(member)], preferLeader: false, requestTimeoutMs: options.requestTimeoutMs ?? 4_000, retryIntervalMs: 300 }, { connect });
+  const c = new RaftQueueClient({ members: [cluster.address(member)], preferLeader: false, requestTimeoutMs: options.requestTimeoutMs ?? 4_000, retryIntervalMs: options.retryIntervalMs ?? 300 }, { connect });
   t.teardown(() => c.close());
   return c;
 }
@@ -74,7 +74,10 @@ test('review: a pop whose result was lost, then its session forgotten, is TIMEOU
   await leader.publish('t', 'b');
   let drop = false;
   let conn: { close(): void } | undefined;
-  const c = memoryClient(t, cluster, follower, { requestTimeoutMs: 15_000, drop: (f) => drop && f.k === 'results', onConn: (x) => (conn = x) });
+  // The member holds a block's accepted back and skips it once the block is answered, so this
+  // client never learns that its pop was appended; a retry interval longer than the wait keeps
+  // it from re-sending (which would keep the session alive) until the connection is cut.
+  const c = memoryClient(t, cluster, follower, { requestTimeoutMs: 15_000, retryIntervalMs: 10_000, drop: (f) => drop && f.k === 'results', onConn: (x) => (conn = x) });
   await c.connect();
   await c.publish('tick', 'registered');
   drop = true;

@@ -206,11 +206,8 @@ function fastWireMessage(value: unknown, limits: CodecSchemas['limits']): WireMe
 /** Validates an unpacked wire value and fills in `to`. */
 export function validateWireMessage(value: unknown, self: string, schemas: CodecSchemas): DecodeResult<PeerMessage> {
   const fast = fastWireMessage(value, schemas.limits);
-  if (fast !== undefined) {
-    // Fresh from msgpack: completing it mutates nothing the sender holds.
-    (fast as { to?: string }).to = self;
-    return { ok: true, value: fast as unknown as PeerMessage };
-  }
+  // A copy, as zod's output is: the caller's value is never changed.
+  if (fast !== undefined) return { ok: true, value: { ...fast, to: self } as PeerMessage };
   const parsed = schemas.wireMessage.safeParse(value);
   if (!parsed.success) return { ok: false, reason: 'schema', error: parsed.error };
   // The object is fresh from zod, so completing it mutates nothing the sender holds. `to` is
