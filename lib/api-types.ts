@@ -131,7 +131,7 @@ export interface QueueMetrics {
    */
   readonly topics: readonly { readonly topic: string; readonly depth: number }[];
   /**
-   * Latency of each storage persist (one WAL write plus one fdatasync per batch) as a cumulative
+   * Latency of each storage persist (one durable WAL write per batch) as a cumulative
    * histogram: each bucket counts the persists that took at most `le` seconds.
    */
   readonly persist: {

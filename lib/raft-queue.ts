@@ -274,7 +274,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
 
   /**
    * Counters and gauges of this member for monitoring: elections (new terms) since start, leader
-   * changes, publishes and consumes made through it, per-topic depth, persist (fdatasync) latency and transport stats.
+   * changes, publishes and consumes made through it, per-topic depth, persist (durable WAL write) latency and transport stats.
    * Local and synchronous, like {@link status}; safe to call in any state.
    */
   metrics(): QueueMetrics {

@@ -24,7 +24,7 @@ export function formatMetrics(s: QueueStatus, m: QueueMetrics): string {
   family('raftqueue_topic_depth', 'gauge', 'Messages waiting in a topic for its default group.', m.topics.map((t) => [{ topic: t.topic }, t.depth]));
   const buckets: Sample[] = m.persist.buckets.map((b) => [{ le: String(b.le) }, b.count]);
   buckets.push([{ le: '+Inf' }, m.persist.count]);
-  out.push('# HELP raftqueue_persist_seconds Duration of one storage persist: a WAL write and its fdatasync (one per batch).', '# TYPE raftqueue_persist_seconds histogram');
+  out.push('# HELP raftqueue_persist_seconds Duration of one storage persist: a durable WAL write (one per batch).', '# TYPE raftqueue_persist_seconds histogram');
   for (const [labels, value] of buckets) out.push(`raftqueue_persist_seconds_bucket${formatLabels(labels)} ${value}`);
   out.push(`raftqueue_persist_seconds_sum ${formatValue(m.persist.secondsSum)}`, `raftqueue_persist_seconds_count ${m.persist.count}`);
   const st = m.snapshotTransfer;

@@ -10,7 +10,8 @@ import { promisify } from 'node:util';
 
 /** The file-system operations FileStorage performs. Every one may reject with an errno error. */
 export interface StorageFs {
-  open(path: string, flags: string): Promise<number>;
+  /** `flags` as node:fs takes them: a string ('r+') or O_* constants or'ed together. */
+  open(path: string, flags: string | number): Promise<number>;
   close(fd: number): Promise<void>;
   /** Writes `length` bytes of `buffer` from `offset` at file `position`; resolves bytes written. */
   write(fd: number, buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;

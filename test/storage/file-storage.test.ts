@@ -2,7 +2,7 @@
  * FileStorage beyond the conformance suite: layout, lock, version, fs failures, repair.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { constants, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { isRaftQueueError, type RaftQueueError } from '../../lib/contracts/errors.js';
@@ -125,17 +125,22 @@ test('storage: a directory with files but no VERSION is refused (file)', async (
   t.true(isRaftQueueError(error, 'STORAGE_VERSION'));
 });
 
-/** The fs steps a persist takes, each failed in turn with a typical errno. */
+/**
+ * The fs steps a persist takes, each failed in turn with a typical errno, in both ways of making
+ * a record durable (an O_DSYNC write, or a write and fdatasync).
+ */
 const failurePoints = [
-  ['write', 'ENOSPC'],
-  ['fdatasync', 'EIO'],
-  ['open', 'EACCES'],
-  ['rename', 'ENOSPC'],
-  ['fsync', 'EIO'],
+  ['write', 'ENOSPC', 'dsync'],
+  ['write', 'EIO', 'fdatasync'],
+  ['fdatasync', 'EIO', 'fdatasync'],
+  ['open', 'EACCES', 'dsync'],
+  ['open', 'EACCES', 'fdatasync'],
+  ['rename', 'ENOSPC', 'dsync'],
+  ['fsync', 'EIO', 'dsync'],
 ] as const;
 
-for (const [operation, code] of failurePoints) {
-  test(`storage: ${code} in ${operation} surfaces as STORAGE_FAILED, fail-stops, and loses nothing acknowledged (file)`, async (t) => {
+for (const [operation, code, walSync] of failurePoints) {
+  test(`storage: ${code} in ${operation} surfaces as STORAGE_FAILED, fail-stops, and loses nothing acknowledged (file, ${walSync})`, async (t) => {
     const dataDir = tempDir(t);
     let armed = false;
     let failedCalls = 0;
@@ -144,7 +149,7 @@ for (const [operation, code] of failurePoints) {
       failedCalls++;
       return code;
     });
-    const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096, fs });
+    const storage = await FileStorage.open({ dataDir, segmentBytesMax: 4096, fs, walSync });
     t.teardown(() => storage.close());
     let acknowledged = 0;
     let failure: RaftQueueError | undefined;
@@ -545,4 +550,50 @@ test('storage: a staged snapshot given up after it was received whole is removed
   t.regex(String(error?.message), /EMFILE/);
   failing.discard();
   t.false(storage.status().failed, 'a staging failure does not stop the storage');
+});
+
+test('storage: with walSync dsync a record is one write through an O_DSYNC descriptor, no fdatasync (file)', async (t) => {
+  const dataDir = tempDir(t);
+  const calls: string[] = [];
+  const dsyncFds = new Set<number>();
+  const walFds = new Set<number>();
+  const base = nodeStorageFs;
+  // The calls on WAL segments (the hard-state file, written when the vote changes, aside).
+  const fs = {
+    ...base,
+    open: async (path: string, flags: string | number) => {
+      const fd = await base.open(path, flags);
+      dsyncFds.delete(fd);
+      walFds.delete(fd);
+      if (typeof flags === 'number' && (flags & constants.O_DSYNC) !== 0) dsyncFds.add(fd);
+      if (path.endsWith('.wal') || path.includes('.wal.')) walFds.add(fd);
+      return fd;
+    },
+    write: (fd: number, buffer: Uint8Array, offset: number, length: number, position: number) => {
+      if (walFds.has(fd)) calls.push(dsyncFds.has(fd) ? 'dsync write' : 'write');
+      return base.write(fd, buffer, offset, length, position);
+    },
+    fdatasync: (fd: number) => {
+      if (walFds.has(fd)) calls.push('fdatasync');
+      return base.fdatasync(fd);
+    },
+  };
+  const storage = await FileStorage.open({ dataDir, fs, preallocate: false });
+  t.teardown(() => storage.close());
+  calls.length = 0;
+  for (let lo = 1; lo <= 50; lo += 10) await persist(storage, { entries: entries(lo, lo + 9, 1, 100), hardState: hardState(1, 'n1', lo - 1) });
+  t.deepEqual(calls, Array(5).fill('dsync write'));
+  await storage.close();
+  const reopened = await FileStorage.open({ dataDir, walSync: 'fdatasync' });
+  t.teardown(() => reopened.close());
+  t.is(reopened.lastIndex(), 50);
+  t.true(allEntries(reopened).every(isIntact));
+  // The other way: a write and an fdatasync per record.
+  const other = tempDir(t);
+  const plain = await FileStorage.open({ dataDir: other, fs, walSync: 'fdatasync', preallocate: false });
+  t.teardown(() => plain.close());
+  calls.length = 0;
+  await persist(plain, { entries: entries(1, 10, 1, 100) });
+  t.deepEqual(calls, ['write', 'fdatasync']);
+  await t.throwsAsync(FileStorage.open({ dataDir: tempDir(t), walSync: 'sometimes' as never }), { message: /walSync must be 'dsync' or 'fdatasync'/ });
 });
