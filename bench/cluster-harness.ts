@@ -153,7 +153,7 @@ export class Cluster {
     return usages.reduce((sum, u) => sum + u.user + u.system, 0);
   }
 
-  /** Each live member's persist count (WAL write + fdatasync), by id. */
+  /** Each live member's persist count (durable WAL writes), by id. */
   async persists(): Promise<Record<string, number>> {
     const ids = this.live();
     const counts = await Promise.all(ids.map((id) => this.proc(id).request<number>({ op: 'persists' })));

@@ -50,7 +50,7 @@ export type RaftqueueLoadResult = LoadResult & {
   readonly membersCpuMicrosPerMessage: number;
   /** The benchmark's own process (the client), µs per message; 0 for the embedded load. */
   readonly clientCpuMicrosPerMessage: number;
-  /** Storage persists (WAL write + fdatasync) per message, the most of any member. */
+  /** Storage persists (durable WAL writes) per message, the most of any member. */
   readonly persistsPerMessage: number;
 };
 
