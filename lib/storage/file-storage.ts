@@ -81,7 +81,7 @@ export interface FileStorageOptions {
   /** The file-system layer; tests inject failures through it. Default node:fs. */
   readonly fs?: StorageFs;
   /**
-   * How a WAL record is made durable (default 'dsync' where the platform has O_DSYNC):
+   * How a WAL record is made durable (default 'dsync' on Linux; elsewhere always 'fdatasync'):
    * - 'dsync': one write through a descriptor opened with O_DSYNC, which returns once the data
    *   (and the metadata needed to read it back) is on disk, as fdatasync would make it;
    * - 'fdatasync': a write, then fdatasync.
@@ -91,8 +91,12 @@ export interface FileStorageOptions {
   readonly walSync?: 'dsync' | 'fdatasync';
 }
 
-/** O_DSYNC where the platform has it (Linux, macOS); undefined elsewhere (then fdatasync). */
-const O_DSYNC: number | undefined = nodeFsConstants.O_DSYNC;
+/**
+ * O_DSYNC on Linux, where an O_DSYNC write and fdatasync make the same promise (both flush the
+ * range and the drive's cache). Undefined elsewhere, which then uses write + fdatasync: on macOS
+ * node's fdatasync is F_FULLFSYNC (it flushes the drive's cache) and an O_DSYNC write does not.
+ */
+const O_DSYNC: number | undefined = process.platform === 'linux' ? nodeFsConstants.O_DSYNC : undefined;
 
 interface SegmentInfo {
   readonly seq: number;
