@@ -18,6 +18,7 @@ import { Packr } from 'msgpackr';
 import { z } from 'zod';
 import { ERROR_MESSAGE_CHARS_MAX, MEMBER_ID_CHARS_MAX, TOPIC_NAME_CHARS_MAX } from '../contracts/limits.js';
 import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
+import { isUint, ownKeyCount } from '../contracts/shape-checks.js';
 
 const packr = new Packr({ ...MSGPACK_OPTIONS });
 
@@ -118,18 +119,6 @@ function decode<T>(schema: z.ZodType<T>, bytes: Uint8Array): T | string {
   return parsed.success ? parsed.data : `invalid: ${parsed.error.issues[0]?.message ?? 'schema'} at ${parsed.error.issues[0]?.path.join('.') ?? ''}`;
 }
 
-/** What `uint` accepts. */
-function isUint(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-/** Whether `o` has exactly `n` own enumerable keys (the strict objects' "no other keys"). */
-function hasKeys(o: object, n: number): boolean {
-  let count = 0;
-  for (const key in o) if (Object.hasOwn(o, key)) count++;
-  return count === n;
-}
-
 /**
  * The bodies of every publish, by hand: `propose` (client -> member), `accepted` and `results`
  * (member -> client). A schema check cost as much as the rest of a client's work on a publish
@@ -141,12 +130,12 @@ function fastBody(raw: unknown): ToMember | ToClient | undefined {
   const o = raw as Record<string, unknown>;
   switch (o.k) {
     case 'propose':
-      return isUint(o.b) && o.recs instanceof Uint8Array && hasKeys(o, 3) ? (o as ToMember) : undefined;
+      return isUint(o.b) && o.recs instanceof Uint8Array && ownKeyCount(o) === 3 ? (o as ToMember) : undefined;
     case 'accepted':
-      return isUint(o.b) && isUint(o.term) && hasKeys(o, 3) ? (o as ToClient) : undefined;
+      return isUint(o.b) && isUint(o.term) && ownKeyCount(o) === 3 ? (o as ToClient) : undefined;
     case 'results': {
       const rs = o.rs;
-      if (!isUint(o.session) || !Array.isArray(rs) || !hasKeys(o, 3)) return undefined;
+      if (!isUint(o.session) || !Array.isArray(rs) || ownKeyCount(o) !== 3) return undefined;
       for (const row of rs as unknown[]) {
         if (!Array.isArray(row) || row.length !== 4 || !isUint(row[0]) || !isUint(row[1]) || !isUint(row[2])) return undefined;
       }

@@ -3,6 +3,7 @@
  */
 import { Packr, type Options } from 'msgpackr';
 import { MSGPACK_OPTIONS } from '../../lib/contracts/msgpack-options.js';
+import { isUint, ownKeyCount } from '../../lib/contracts/shape-checks.js';
 import type { Entry } from '../../lib/core/types.js';
 import type { PeerMessage } from '../../lib/contracts/transport.js';
 import type { CodecLimits } from './limits.js';
@@ -162,17 +163,6 @@ export function decodeMessageBody(body: Uint8Array, self: string, schemas: Codec
   return validateWireMessage(raw.value, self, schemas);
 }
 
-function isUint(v: unknown): v is number {
-  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-}
-
-/** Exactly `n` own enumerable keys (zod's strict objects refuse any other). */
-function keyCount(o: object): number {
-  let n = 0;
-  for (const key in o) if (Object.hasOwn(o, key)) n++;
-  return n;
-}
-
 /**
  * The answers to appends and the heartbeats, checked by hand (exactly as the wire schema does):
  * after the appends, which have their own reader, they are most of the frames, and zod cost
@@ -191,13 +181,13 @@ function fastWireMessage(value: unknown, limits: CodecSchemas['limits']): WireMe
         isUint(o.rejectedIndex) &&
         isUint(o.conflictIndex) &&
         isUint(o.conflictTerm) &&
-        keyCount(o) === 9
+        ownKeyCount(o) === 9
         ? (o as unknown as WireMessage)
         : undefined;
     case 'heartbeat':
-      return isUint(o.commit) && isUint(o.readSeq) && isUint(o.lastIndex) && keyCount(o) === 6 ? (o as unknown as WireMessage) : undefined;
+      return isUint(o.commit) && isUint(o.readSeq) && isUint(o.lastIndex) && ownKeyCount(o) === 6 ? (o as unknown as WireMessage) : undefined;
     case 'heartbeatResponse':
-      return isUint(o.readSeq) && keyCount(o) === 4 ? (o as unknown as WireMessage) : undefined;
+      return isUint(o.readSeq) && ownKeyCount(o) === 4 ? (o as unknown as WireMessage) : undefined;
     default:
       return undefined;
   }
