@@ -581,6 +581,37 @@ test('write in flight: a leader sends what is proposed meanwhile, and applies wh
   t.deepEqual(h.node('n2').applied.filter((e) => e.type === EntryType.Normal).map((e) => dec(e.data)), ['x', 'y']);
 });
 
+test('commit: a commit notice goes only to a follower whose commit index it advances', (t) => {
+  const h = new Harness(3);
+  h.elect('n1');
+  const n1 = h.node('n1');
+  const leader = n1.core;
+  t.true(leader.propose(enc('x')).ok);
+  const rd = leader.ready();
+  followersAnswer(h, 'n1', rd.messages); // x commits on the followers' acks.
+  // y, proposed while the leader still writes x, goes out now and carries x's commit.
+  t.true(leader.propose(enc('y')).ok);
+  const ys = leader.takeMessages().filter((m): m is AppendRequest => m.type === 'append');
+  const x = rd.entries[0] as { index: number };
+  t.deepEqual(ys.map((m) => [m.to, m.entries.length, m.commit]).sort(), [['n2', 1, x.index], ['n3', 1, x.index]]);
+  n1.storage.write({ entries: rd.entries, ...(rd.hardState ? { hardState: rd.hardState } : {}) });
+  leader.advance();
+  // The notice of x's commit would tell the followers nothing y's append did not: none is sent.
+  const rd2 = leader.ready();
+  t.deepEqual(rd2.messages.filter((m) => m.type === 'append'), [], 'no commit notice the followers already had');
+  n1.storage.write({ entries: rd2.entries, ...(rd2.hardState ? { hardState: rd2.hardState } : {}) });
+  leader.advance();
+  // y commits: that is news, and each follower is told.
+  followersAnswer(h, 'n1', ys);
+  const rd3 = leader.ready();
+  const notices = rd3.messages.filter((m): m is AppendRequest => m.type === 'append');
+  t.deepEqual(notices.map((m) => [m.to, m.entries.length, m.commit]).sort(), [['n2', 0, x.index + 1], ['n3', 0, x.index + 1]]);
+  leader.advance();
+  followersAnswer(h, 'n1', notices);
+  h.settle();
+  t.deepEqual(h.node('n3').applied.filter((e) => e.type === EntryType.Normal).map((e) => dec(e.data)), ['x', 'y']);
+});
+
 test('write in flight: nothing is handed out early while a snapshot is being installed', (t) => {
   const storage = new SimStorage();
   const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });

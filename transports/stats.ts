@@ -10,6 +10,8 @@ export interface TransportStatsDetail extends TransportStats {
   connectionsClosed: Record<string, number>;
   /** Append bodies reused for a second follower instead of encoded again. */
   appendBodiesReused: number;
+  /** Commit notices not sent because an append to the same peer in the same turn carried the commit. */
+  noticesCoalesced?: number;
   /**
    * Client links open now (a gauge, not cumulative). Their frames and bytes count in
    * framesIn/framesOut/bytesIn/bytesOut, their closes in connectionsClosed.

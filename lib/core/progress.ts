@@ -60,6 +60,12 @@ export class Progress {
   recentActive = false;
   /** Highest read-index round the follower has echoed (§6.4). */
   readSeqAcked = 0;
+  /**
+   * The highest commit index an append sent to the follower let it reach (the leader's commit,
+   * capped at the last index the append covers, §5.3). A commit notice that would say no more is
+   * not sent: at low load the next request's append already carried it.
+   */
+  commitSent = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, inflightAppendsMax: number) {

@@ -1031,8 +1031,12 @@ export class RaftCore {
     this.releaseReads();
   }
 
-  /** Sends one append (or a snapshot) to `to`; false when nothing was sent. */
-  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+  /**
+   * Sends one append (or a snapshot) to `to`; false when nothing was sent. With nothing new to
+   * send, `sendIfEmpty` sends an empty append (a probe), and `'commit'` one only if it lets the
+   * follower's commit index advance (a commit notice).
+   */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean | 'commit'): boolean {
     const pr = this.progressOf(to);
     if (pr.isPaused()) return false;
     const prevLogIndex = pr.next - 1;
@@ -1041,10 +1045,18 @@ export class RaftCore {
     const hi = Math.min(last + 1, pr.next + this.cfg.entriesPerAppendMax);
     const entries = pr.next <= last ? this.log.slice(pr.next, hi, this.cfg.appendBytesMax) : [];
     if (prevLogTerm === undefined || entries === undefined) return this.sendSnapshot(to, pr);
-    if (entries.length === 0 && !sendIfEmpty) return false;
-    this.send({ type: 'append', from: this.id, to, term: this.term, prevLogIndex, prevLogTerm, entries, commit: this.log.committed });
     const lastSent = entries[entries.length - 1];
-    pr.sentEntries(lastSent ? lastSent.index : prevLogIndex, entries.length);
+    const lastIndex = lastSent ? lastSent.index : prevLogIndex;
+    const commitReached = Math.min(this.log.committed, lastIndex);
+    if (entries.length === 0) {
+      if (!sendIfEmpty) return false;
+      // A commit notice to a follower in replicate state that an earlier append already brought
+      // this far says nothing new. (A lost one is made good by the next heartbeat's commit.)
+      if (sendIfEmpty === 'commit' && pr.state === 'replicate' && commitReached <= pr.commitSent) return false;
+    }
+    this.send({ type: 'append', from: this.id, to, term: this.term, prevLogIndex, prevLogTerm, entries, commit: this.log.committed });
+    if (commitReached > pr.commitSent) pr.commitSent = commitReached;
+    pr.sentEntries(lastIndex, entries.length);
     return true;
   }
 
@@ -1056,10 +1068,11 @@ export class RaftCore {
     return false;
   }
 
-  private bcastAppend(sendIfEmpty: boolean): void {
+  /** Sends each follower what it lacks; with `commitNotice`, at least the commit index. */
+  private bcastAppend(commitNotice: boolean): void {
     for (const to of this.peers) {
       let first = true;
-      while (this.sendAppend(to, first && sendIfEmpty)) first = false;
+      while (this.sendAppend(to, first && commitNotice ? 'commit' : false)) first = false;
     }
   }
 

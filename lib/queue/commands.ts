@@ -17,6 +17,7 @@ import {
   TOPIC_NAME_CHARS_MAX,
 } from '../contracts/limits.js';
 import { MSGPACK_OPTIONS } from '../contracts/msgpack-options.js';
+import { fastCommand } from './command-fast.js';
 
 export { CLAIM_MESSAGES_MAX, DEAD_LETTER_NAME_CHARS_MAX, PUBLISH_ID_CHARS_MAX, TOPIC_NAME_CHARS_MAX };
 
@@ -242,6 +243,15 @@ export type DecodedCommand = { command: Command } | { error: string };
  * payload is a view into `data` (no copy).
  */
 export function decodeCommand(data: Uint8Array): DecodedCommand {
+  return decodeWith(data, true);
+}
+
+/** decodeCommand with the schema alone (for the test that compares the hand checks with it). */
+export function decodeCommandBySchema(data: Uint8Array): DecodedCommand {
+  return decodeWith(data, false);
+}
+
+function decodeWith(data: Uint8Array, handChecks: boolean): DecodedCommand {
   if (data.length === 0) return { error: 'empty command' };
   if (data[0] === KIND_PUBLISH) return decodePublish(data);
   if (data[0] !== KIND_MSGPACK) return { error: `unknown command kind ${data[0]}` };
@@ -251,6 +261,8 @@ export function decodeCommand(data: Uint8Array): DecodedCommand {
   } catch (error) {
     return { error: `command is not msgpack: ${error instanceof Error ? error.message : String(error)}` };
   }
+  const fast = handChecks ? fastCommand(raw) : undefined;
+  if (fast !== undefined) return { command: fast };
   const parsed = otherCommandSchema.safeParse(raw);
   if (parsed.success) return { command: parsed.data as Command };
   const issue = parsed.error.issues[0];

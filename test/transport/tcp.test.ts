@@ -186,6 +186,32 @@ test('tcp: an append to two followers in one turn is encoded once', async (t) =>
   t.is(cluster.node('c').received[0]?.to, 'c');
 });
 
+test('tcp: a commit notice followed in the same turn by an append that carries its commit is not sent', async (t) => {
+  const cluster = tcpCluster(['a', 'b', 'c']);
+  t.teardown(() => cluster.close());
+  await cluster.start();
+  await waitAllConnected(cluster);
+  const a = cluster.tcp('a');
+  const notice = (to: string, commit: number) => ({ type: 'append' as const, from: 'a', to, term: 1, prevLogIndex: 0, prevLogTerm: 0, commit, entries: [] });
+  const entries = makeEntries(1, 1, 10);
+  // To b: the notice says nothing the append does not. To c: the append is of a later term,
+  // so the notice still goes, and goes first.
+  a.send(notice('b', 3));
+  a.send(notice('c', 3));
+  a.send({ type: 'append', from: 'a', to: 'b', term: 1, prevLogIndex: 0, prevLogTerm: 0, commit: 3, entries });
+  a.send({ type: 'append', from: 'a', to: 'c', term: 2, prevLogIndex: 0, prevLogTerm: 0, commit: 3, entries });
+  // A notice alone is sent at the end of the turn.
+  a.send(notice('b', 4));
+  await waitUntil(() => cluster.node('b').received.length === 2 && cluster.node('c').received.length === 2);
+  const shape = (m: unknown) => {
+    const x = m as { term: number; commit: number; entries: unknown[] };
+    return [x.term, x.commit, x.entries.length];
+  };
+  t.deepEqual(cluster.node('b').received.map(shape), [[1, 3, 1], [1, 4, 0]]);
+  t.deepEqual(cluster.node('c').received.map(shape), [[1, 3, 0], [2, 3, 1]]);
+  t.is(a.stats().noticesCoalesced, 1);
+});
+
 test('tcp: rejects invalid options with INVALID_OPTIONS', (t) => {
   const error = t.throws(() => new TcpTransport({ ...TEST_CLUSTER, id: 'a', peers: { b: '127.0.0.1:1' } }));
   t.is((error as { code?: string }).code, 'INVALID_OPTIONS');

@@ -71,6 +71,14 @@ export class TcpTransport implements Transport {
   private clientSeq = 0;
   private server: net.Server | null = null;
   private flushScheduled = false;
+  /**
+   * Commit notices (a leader's appends without entries) not yet queued, by peer. One is held
+   * until the turn's flush: when the same turn sends that peer an append with entries (the next
+   * request's, at low load usually), that append carries the commit index and the notice is
+   * dropped, which spares the follower a frame to decode and an answer to write.
+   */
+  private readonly notices = new Map<NodeId, Extract<PeerMessage, { type: 'append' }>>();
+  private noticesCoalesced = 0;
   private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
   private closing: Promise<void> | null = null;
   /** The last message the codec refused to encode (a caller bug), for debugging. */
@@ -166,6 +174,34 @@ export class TcpTransport implements Transport {
 
   /** Queues `message` for `message.to`. Never throws; drops and counts when it cannot send. */
   send(message: PeerMessage): void {
+    if (message.type === 'append') {
+      if (message.entries.length === 0) {
+        // A commit notice: held until this turn's flush, in case an append with entries follows.
+        const held = this.notices.get(message.to);
+        if (held !== undefined) this.enqueue(held);
+        this.notices.set(message.to, message);
+        this.scheduleFlush();
+        return;
+      }
+      const held = this.notices.get(message.to);
+      if (held !== undefined) {
+        this.notices.delete(message.to);
+        // The append says all the notice said (same term and log position, a commit index at
+        // least as high): the notice is not sent, nor answered.
+        if (held.term === message.term && held.prevLogIndex === message.prevLogIndex && message.commit >= held.commit) this.noticesCoalesced++;
+        else this.enqueue(held);
+      }
+    } else if (this.notices.size > 0) {
+      const held = this.notices.get(message.to);
+      if (held !== undefined) {
+        this.notices.delete(message.to);
+        this.enqueue(held);
+      }
+    }
+    this.enqueue(message);
+  }
+
+  private enqueue(message: PeerMessage): void {
     const link = this.links.get(message.to);
     if (this.state !== 'running' || link === undefined) {
       this.counters.messagesDropped++;
@@ -236,6 +272,7 @@ export class TcpTransport implements Transport {
     for (const [peer, link] of this.links) if (link.state === 'open') connected.push(peer);
     const out = this.counters.snapshot(connected);
     out.appendBodiesReused = this.encoder.reusedBodies;
+    out.noticesCoalesced = this.noticesCoalesced;
     return out;
   }
 
@@ -463,6 +500,11 @@ export class TcpTransport implements Transport {
    * `accepted` of its block, is held back for the same reason: lib/clients/server.ts.)
    */
   private flush(): void {
+    if (this.notices.size > 0) {
+      const held = [...this.notices.values()];
+      this.notices.clear();
+      for (const m of held) this.enqueue(m);
+    }
     this.flushScheduled = false;
     this.encoder.endTurn();
     if (this.state !== 'running') return;
