@@ -68,11 +68,6 @@ export class SubscriptionImpl implements Subscription {
   readonly group: string;
   private readonly consumer: string;
   private inFlight = 0;
-  private pullQueued = false;
-  private readonly queuedPull = (): void => {
-    this.pullQueued = false;
-    this.pull();
-  };
   /** Acks and nacks submitted and not yet committed (or failed). */
   private settling = 0;
   private claiming = false;
@@ -95,6 +90,11 @@ export class SubscriptionImpl implements Subscription {
     this.pull();
   }
 
+  /** Claims with the credit free now (after a turn's acks were sent). */
+  pullNow(): void {
+    this.pull();
+  }
+
   /** New messages may be claimable. */
   wake(topic: string): void {
     if (topic === this.topic) this.pull();
@@ -107,15 +107,13 @@ export class SubscriptionImpl implements Subscription {
    * (Credit freed only once the ack committed cost every subscriber two round trips per batch
    * of `maxInFlight` deliveries.)
    */
-  release(): () => void {
+  release(settling: SettleScheduler): () => void {
     this.inFlight--;
     this.settling++;
-    // Claims once the deliveries settled in this cascade of microtasks are counted: handlers of
-    // one claim finish together, and one claim for all their credit beats a claim of 1 first.
-    if (!this.pullQueued) {
-      this.pullQueued = true;
-      queueMicrotask(this.queuedPull);
-    }
+    // Claims once every delivery settled in this turn is counted, right after this turn's acks
+    // are sent (one claim for all the freed credit, not a claim of 1 first; the acks and that
+    // claim are proposed in one task, so they share a log entry).
+    settling.pullAfterAcks(this);
     let done = false;
     return () => {
       if (done) return;
@@ -226,7 +224,7 @@ export class SubscriptionImpl implements Subscription {
 }
 
 // -----------------------------------------------------------------------------------------------
-// Acknowledgements: every ack of one topic and group made in one cascade of microtasks is one entry
+// Acknowledgements: every ack of one topic and group made in one event-loop turn is one entry
 
 /** Most acks sent in one `ackMany` command (the rest go in the next). */
 const ACK_BATCH_MAX = 1_000;
@@ -238,9 +236,44 @@ interface AckBatch {
   readonly waiters: ((outcome: true | RaftQueueError) => void)[];
 }
 
-export class AckBatcher {
+/** Where a subscription whose credit was freed asks to claim again: after the turn's acks. */
+export interface SettleScheduler {
+  pullAfterAcks(sub: SubscriptionImpl): void;
+}
+
+export class AckBatcher implements SettleScheduler {
   private readonly batches = new Map<string, AckBatch>();
+  /** Subscriptions to claim again once this turn's acks are sent. */
+  private readonly pulls = new Set<SubscriptionImpl>();
   private flushScheduled = false;
+
+  pullAfterAcks(sub: SubscriptionImpl): void {
+    this.pulls.add(sub);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flush);
+  }
+
+  /**
+   * At the end of the turn: every ack of a topic and group made in it becomes one command, and
+   * the subscriptions whose credit they freed claim right after, in the same task, so the acks
+   * and the claims are proposed together and share a log entry. (Handlers that finish in
+   * different I/O callbacks of one turn still share one ackMany.)
+   */
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const batches = [...this.batches.values()];
+    this.batches.clear();
+    for (const b of batches) this.send(b);
+    if (this.pulls.size === 0) return;
+    const subs = [...this.pulls];
+    this.pulls.clear();
+    for (const sub of subs) sub.pullNow();
+  };
 
   constructor(private readonly host: Pick<SubscriptionHost, 'run'>) {}
 
@@ -262,16 +295,8 @@ export class AckBatcher {
       if (batch.waiters.length >= ACK_BATCH_MAX) {
         this.batches.delete(key);
         this.send(batch);
-      } else if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // At the end of this cascade of microtasks: the handlers of one claim settle together,
-        // and their acks then share a log entry with the claim their freed credit makes.
-        queueMicrotask(() => {
-          this.flushScheduled = false;
-          const batches = [...this.batches.values()];
-          this.batches.clear();
-          for (const b of batches) this.send(b);
-        });
+      } else {
+        this.scheduleFlush();
       }
     });
   }
@@ -322,7 +347,7 @@ export function toDelivery<T>(host: SubscriptionHost, acks: AckBatcher, sub: Sub
   const settle = async (cmd: Command): Promise<void> => {
     if (settled) throw staleError();
     settled = cmd.t !== 'extend' ? true : settled;
-    const done = cmd.t !== 'extend' ? sub.release() : undefined;
+    const done = cmd.t !== 'extend' ? sub.release(acks) : undefined;
     try {
       await host.run(cmd);
     } finally {
@@ -335,7 +360,7 @@ export function toDelivery<T>(host: SubscriptionHost, acks: AckBatcher, sub: Sub
       if (settled) throw staleError();
       settled = true;
       const pending = acks.ack(d);
-      const done = sub.release();
+      const done = sub.release(acks);
       try {
         await pending;
       } finally {
@@ -366,7 +391,7 @@ export async function runHandler<T>(host: SubscriptionHost, acks: AckBatcher, su
     host.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);
   }
   const pending = ok ? acks.ack(d) : host.run({ t: 'nack', topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs });
-  const done = sub.release();
+  const done = sub.release(acks);
   try {
     await pending;
   } catch (error) {

@@ -49,10 +49,7 @@ const REGISTRATIONS_PER_LINK_MAX = 16;
 const REGISTRATIONS_PER_SECOND_MAX = 200;
 /** A results frame holds about this many bytes (one larger result goes alone). */
 const RESULTS_FRAME_BYTES = 1 << 20;
-/**
- * Results are sent while they fit in this, with what waits in the client's queue already (half the
- * transport's default bound, so that one frame into an empty queue always fits too).
- */
+/** Results are sent while less than this waits in the client's queue (below the transport's bound). */
 const SEND_BUDGET_BYTES = 4 << 20;
 /** How long a block's `accepted` is held back (sent only if a call of it is still unanswered). */
 const ACCEPTED_DELAY_MS = 5;
@@ -440,15 +437,18 @@ export class ClientServer implements ClientHandlers, ClientSink {
     for (const c of dirty) {
       c.queued = false;
       if (c.link.closed) continue;
-      if (c.wakes !== undefined) {
-        c.link.send(encodeToClient({ k: 'wake', topics: [...c.wakes] }));
-        c.wakes = undefined;
-      }
       if (!this.sendRows(c)) {
-        // The client's queue is full: the rest goes once it drains.
+        // The client's queue is full: the rest goes once it drains. Wakes wait too: a frame
+        // queued ahead of a large result on every retry could hold it back for as long as
+        // someone publishes (found in review), and the result answers the client's claim anyway.
         c.queued = true;
         this.dirty.push(c);
         waiting = true;
+        continue;
+      }
+      if (c.wakes !== undefined) {
+        c.link.send(encodeToClient({ k: 'wake', topics: [...c.wakes] }));
+        c.wakes = undefined;
       }
     }
     if (waiting && this.drainTimer === undefined) {
@@ -481,13 +481,13 @@ export class ClientServer implements ClientHandlers, ClientSink {
         n = Math.ceil(n / 2);
         bytes = encodeToClient({ k: 'results', session, rs: c.rows.slice(0, n) });
       }
-      // Only a frame that fits the budget with what is queued already, or any one frame into an
-      // empty queue: a claim's result may be a few MiB (it ends with the message that reaches its
-      // byte bound), and on top of a nearly full budget it overflowed the transport's bound,
-      // which closes the link as a slow client. (Seen on a loaded machine: a 5 MB claim result
-      // sent with 4 MB still queued.)
+      // Only a frame that fits the link's bound with what is queued already, or any one frame
+      // into an empty queue: a claim's result may be a few MiB (it ends with the message that
+      // reaches its byte bound), and on top of a nearly full budget it overflowed the bound, which
+      // closes the link as a slow client. (Seen on a loaded machine: a 5 MB claim result sent with
+      // 4 MB still queued.)
       const queued = c.link.bufferedBytes;
-      if (queued > 0 && queued + bytes.length > SEND_BUDGET_BYTES) return false;
+      if (queued > 0 && queued + bytes.length > (c.link.outboundBytesMax ?? Number.MAX_SAFE_INTEGER)) return false;
       c.rows = n === c.rows.length ? [] : c.rows.slice(n);
       c.link.send(bytes);
     }

@@ -90,6 +90,11 @@ export interface ClientLink {
    */
   readonly bufferedBytes: number;
   /**
+   * The most bytes `bufferedBytes` may reach before `send` closes the link (an empty queue takes
+   * any one body); undefined: unbounded.
+   */
+  readonly outboundBytesMax?: number;
+  /**
    * Queues one body (msgpack bytes) for the client; bodies queued in one event-loop turn are
    * written together. Returns false, and closes the link ('slowClient'), when the client's queue
    * would exceed its bound: a client that does not read must not grow the member's memory.

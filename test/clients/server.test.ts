@@ -9,6 +9,8 @@ import { RaftQueueClient as TcpRaftQueueClient } from '../../lib/index.js';
 import { RaftQueueClient } from '../../lib/clients/client.js';
 import type { RaftQueueClientOptions } from '../../lib/clients/client.js';
 import { decodeToClient, encodeToMember } from '../../lib/clients/protocol.js';
+import { ClientServer, type ClientServerHost } from '../../lib/clients/server.js';
+import type { ClientLink } from '../../lib/contracts/transport.js';
 import type { ToClient } from '../../lib/clients/protocol.js';
 import { RaftQueueError } from '../../lib/contracts/errors.js';
 import { encodeBlock } from '../../lib/node/envelope.js';
@@ -186,4 +188,57 @@ test('client server: a block\'s accepted is held back and sent only while a call
   // Either committed after the heal, or an unknown outcome reported as the docs say.
   if (outcome instanceof RaftQueueError) t.true(['TIMEOUT', 'NO_LEADER'].includes(outcome.code), outcome.code);
   else t.is(typeof (outcome as { offset: number }).offset, 'number');
+});
+
+test('client server: a result larger than the send budget goes out while wakes keep coming', async (t) => {
+  // White-box: one client with a session, watching topic t, whose link drains 1 MiB per 2 ms and
+  // holds at most 8 MiB. A 4.5 MiB result waits behind 3 MiB already queued while a publish to t
+  // wakes the client every 3 ms. (Found in review: a wake queued ahead of the result on every
+  // retry kept the queue non-empty, and the result waited as long as the publishing lasted.)
+  const host = {
+    node: { status: () => ({ role: 'leader', term: 1, leaderId: 'n1', config: { conf: { voters: ['n1'], learners: [], addresses: {} } } }) },
+    memberId: 'n1',
+    requestsMax: 100,
+    messageBytesMax: 1 << 20,
+    bodyBytesMax: 2 << 20,
+    log: () => undefined,
+  } as unknown as ClientServerHost;
+  const server = new ClientServer(host);
+  const bound = 8 << 20;
+  let buffered = 0;
+  let overflowed = false;
+  const frames: number[] = [];
+  const link: ClientLink = {
+    linkId: 'c1',
+    clientId: 'client',
+    remoteAddress: 'test',
+    closed: false,
+    get bufferedBytes() {
+      return buffered;
+    },
+    outboundBytesMax: bound,
+    send(body) {
+      if (buffered > 0 && buffered + body.length > bound) overflowed = true;
+      buffered += body.length;
+      frames.push(body.length);
+      return true;
+    },
+    close: () => undefined,
+  };
+  server.onOpen(link);
+  const internal = server as unknown as { clients: Map<ClientLink, { session: number | undefined; rows: unknown[] }>; watchers: Map<string, Set<unknown>>; markDirty(c: unknown): void };
+  const c = internal.clients.get(link)!;
+  c.session = 7;
+  internal.watchers.set('t', new Set([c]));
+  buffered = 3 << 20;
+  c.rows = [[1, 1, 0, new Uint8Array(4.5 * (1 << 20))]];
+  internal.markDirty(c);
+  const drain = setInterval(() => (buffered = Math.max(0, buffered - (1 << 20))), 2);
+  const wakes = setInterval(() => server.onNodeEvent({ type: 'machine', event: { type: 'published', topic: 't' } } as never), 3);
+  const deadline = Date.now() + 2_000;
+  while (!frames.some((n) => n > 4 << 20) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  clearInterval(drain);
+  clearInterval(wakes);
+  t.true(frames.some((n) => n > 4 << 20), 'the large result was sent while the wakes went on');
+  t.false(overflowed, 'nothing was sent over the link\'s bound');
 });

@@ -63,6 +63,11 @@ export class TcpClientLink implements ClientLink {
     return this.connection.closed;
   }
 
+  /** The bound on outboundBytes (clientOutboundBytesMax). */
+  get outboundBytesMax(): number {
+    return this.bounds.outboundBytesMax;
+  }
+
   /** Bytes on their way to the client: queued here and still in the socket's buffer (see outboundBytes). */
   get bufferedBytes(): number {
     return this.outboundBytes;
