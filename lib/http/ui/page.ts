@@ -30,9 +30,10 @@ export const UI_HTML = `<!doctype html>
     <h2>Cluster</h2>
     <p class="leader-line">Leader: <strong id="leader">unknown</strong> <span class="muted">term <span id="term">0</span> · elections seen <span id="elections">-</span> · leader changes seen <span id="leader-changes-count">-</span></span></p>
     <table id="members">
-      <thead><tr><th>member</th><th>address</th><th>vote</th><th>raft role</th><th>reachable</th><th>match</th><th>lag</th><th>needs repair</th></tr></thead>
+      <thead><tr><th>member</th><th>address</th><th>vote</th><th>role</th><th>reachable</th><th>match</th><th>lag</th><th>repair</th></tr></thead>
       <tbody></tbody>
     </table>
+    <p class="muted small">match and lag: known when the leader serves this page · repair: this member's log needs repair from the leader (other members' is not reported here)</p>
     <h3>Recent leader changes</h3>
     <ol id="leader-changes" class="compact"></ol>
     <div id="actions-members" class="actions" hidden></div>
@@ -62,21 +63,24 @@ export const UI_HTML = `<!doctype html>
 /** The page's style. */
 export const UI_CSS = `:root { color-scheme: light; --fg: #1d232b; --muted: #66707c; --line: #d9dee4; --bg: #f6f8fa; --ok: #1a7f37; --bad: #c62828; --warn: #9a6700; --publish: #0969da; --consume: #8250df; --latency: #bc4c00; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; font: 14px/1.4 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
 header { display: flex; flex-wrap: wrap; gap: 12px; align-items: center; padding: 10px 20px; background: #fff; border-bottom: 1px solid var(--line); }
 h1 { font-size: 18px; margin: 0; }
 h2 { font-size: 15px; margin: 0 0 8px; }
 h3 { font-size: 13px; margin: 12px 0 4px; color: var(--muted); }
-main { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 16px; padding: 16px 20px; }
+main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 16px; padding: 16px 20px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 14px; }
 #topics { grid-column: 1 / -1; }
 .result { grid-column: 1 / -1; margin: 0; min-height: 1.4em; white-space: pre-wrap; overflow-wrap: anywhere; }
 .result.bad { color: var(--bad); }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
+th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+td:first-child, #members td:nth-child(2), #members td:nth-child(5), #topics-table td:last-child { white-space: normal; overflow-wrap: anywhere; }
 th { font-weight: 600; color: var(--muted); font-size: 12px; }
 tr.group td:first-child { padding-left: 22px; color: var(--muted); }
 .muted { color: var(--muted); }
+.small { font-size: 12px; margin: 6px 0 0; }
 .badge { padding: 2px 8px; border-radius: 10px; font-size: 12px; background: #eaeef2; }
 .badge.ok { background: #dafbe1; color: var(--ok); }
 .badge.bad { background: #ffebe9; color: var(--bad); }
