@@ -59,7 +59,8 @@ test('raftqueue/http: createGateway serves the routes, the metrics and the page 
   t.deepEqual((await httpJson('GET', `${base}/queue/status`)).body, { role: 'Leader', term: queue.status().term });
   const metrics = await httpJson('GET', `${base}/queue/metrics`);
   t.regex(metrics.text, /^raftqueue_topic_depth\{topic="orders"\} 1$/m);
-  t.is(typeof http.formatMetrics(queue.status(), queue.metrics()), 'string');
+  t.regex(http.formatMetrics(queue), /^raftqueue_topic_depth\{topic="orders"\} 1$/m, 'formatMetrics(queue)');
+  t.regex(http.formatMetrics(queue.status(), queue.metrics()), /^raftqueue_role\{role="leader"\} 1$/m, 'formatMetrics(status, metrics)');
   const page = await httpJson('GET', `${base}/queue/ui`);
   t.is(page.status, 200);
   t.regex(String(page.headers['content-type']), /^text\/html/);
