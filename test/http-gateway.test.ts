@@ -247,3 +247,29 @@ test('RaftQueue.topicStats: size, published count, dead-letter source and per-gr
   t.true(await eventually(() => queue.topicStats().some((x) => x.deadLetterOf === 'orders')));
   t.is(queue.topicStats().find((x) => x.deadLetterOf === 'orders')?.topic, 'orders.dlq');
 });
+
+test('dashboard: event streams are bounded (STREAMS_MAX, then 503 NO_CAPACITY) and do not hold a closing gateway', async (t) => {
+  const queue = await member(t);
+  const gateway = new Gateway(queue);
+  const { port } = await gateway.listen('127.0.0.1', 0);
+  const { STREAMS_MAX } = await import('../lib/http/dashboard.js');
+  const open = async (): Promise<{ status: number; closed: Promise<void> }> =>
+    new Promise((resolve, reject) => {
+      const req = request(`http://127.0.0.1:${port}/ui/events`, { agent: false }, (res) => {
+        const closed = new Promise<void>((done) => res.on('close', () => done()));
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, closed });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const streams = [];
+  for (let i = 0; i < STREAMS_MAX; i++) streams.push(await open());
+  t.true(streams.every((s) => s.status === 200));
+  const refused = await open();
+  t.is(refused.status, 503);
+  const started = Date.now();
+  await gateway.close(5_000);
+  await Promise.all(streams.map((s) => s.closed));
+  t.true(Date.now() - started < 2_500, `closed after ${Date.now() - started} ms: the streams were ended, not waited for`);
+});
