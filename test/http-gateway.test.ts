@@ -135,6 +135,7 @@ test('dashboard actions: loopback clients may act without a token; bad input get
     ['createTopic', { ...json, origin: 'http://evil.example' }, '{"topic": "b"}', 403, 'FORBIDDEN'],
     ['createTopic', { ...json, origin: 'null' }, '{"topic": "b"}', 403, 'FORBIDDEN'],
     ['createTopic', { ...json, host: 'rebound.example' }, '{"topic": "b"}', 403, 'FORBIDDEN'],
+    ['createTopic', { ...json, host: 'rebound.example', authorization: 'Bearer anything-at-all-000000' }, '{"topic": "b"}', 403, 'FORBIDDEN'],
     ['publish', json, '{"topic": "nope", "message": "m"}', 404, 'TOPIC_NOT_FOUND'],
     ['deleteTopics', json, '{}', 404, 'UNKNOWN_ACTION'],
     ['%E0%A4%A', json, '{}', 400, 'BAD_REQUEST'],

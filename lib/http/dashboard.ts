@@ -46,6 +46,8 @@ export interface DashboardHost {
   queue(): GatewayQueue | undefined;
   /** Why a request may not act (401/403), or undefined when it may. */
   adminRefusal(req: IncomingMessage): { status: number; body: Json } | undefined;
+  /** True when requests are admitted by the admin token; false: by a loopback address. */
+  hasAdminToken(): boolean;
   readJson(req: IncomingMessage): Promise<Json>;
   callOptions(): { timeoutMs?: number };
   errorReply(error: unknown): Reply;
@@ -310,9 +312,10 @@ export class Dashboard {
     } else if (origin === 'null') {
       return { status: 403, body: { success: false, code: 'FORBIDDEN', error: 'a request from an opaque origin may not act' } };
     }
-    // Admitted as a loopback client (no token): the Host must be loopback too, or a page of any
-    // site whose name resolves to 127.0.0.1 (DNS rebinding) could act.
-    if (req.headers.authorization === undefined && !isLoopbackHost(hostHeader)) {
+    // Admitted as a loopback client (no token configured): the Host must be loopback too, or a
+    // page of any site whose name resolves to 127.0.0.1 (DNS rebinding) could act; such a page
+    // can send any Authorization header, so only a configured token lifts this.
+    if (!this.host.hasAdminToken() && !isLoopbackHost(hostHeader)) {
       return { status: 403, body: { success: false, code: 'FORBIDDEN', error: `without the admin token, actions need a loopback Host (got ${JSON.stringify(hostHeader)})` } };
     }
     return undefined;

@@ -110,6 +110,7 @@ class GatewayRoutes {
         : new Dashboard({
             queue: () => this.queue,
             adminRefusal: (req) => this.adminRefusal(req),
+            hasAdminToken: () => this.options.adminToken !== undefined,
             readJson: (req) => readJson(req, this.bodyBytesMax),
             callOptions: () => this.callOptions(),
             errorReply: (error) => this.errorReply(error),
