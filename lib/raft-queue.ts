@@ -39,7 +39,7 @@ import type { MemberOp } from './node/membership.js';
 import { PersistTimer } from './metrics.js';
 import { redactOptions, resolveOptions } from './options.js';
 import type { RaftQueueOptions, ResolvedOptions } from './options.js';
-import type { QueueEvent, QueueQuery } from './queue/index.js';
+import type { QueueEvent, QueueQuery, TopicStats } from './queue/index.js';
 import { QueueCalls } from './queue-calls.js';
 import { ClientServer } from './clients/server.js';
 
@@ -292,6 +292,19 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       snapshotTransfer: member?.node.status().snapshotTransfer ?? { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0, receivedToFile: 0 },
       clients: { connected: this.#clients?.connected ?? 0, refused: this.#clients?.rejected ?? 0 },
     };
+  }
+
+  /**
+   * @internal For the dashboard (lib/http), not part of the published API (yet).
+   * Every topic in creation order with its size and each consumer group's backlog: retained
+   * messages and bytes, messages ever published, the source of a dead-letter topic, and per
+   * group the messages waiting, in flight and awaiting redelivery, and when the oldest waiting
+   * one was published (entry time, ms). Local state (what this member has applied), like
+   * {@link metrics}; an empty list before start.
+   */
+  topicStats(): TopicStats[] {
+    const query: QueueQuery = { q: 'topicStats' };
+    return this.#member ? (this.#member.node.queryLocal(query) as TopicStats[]) : [];
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * The gateway's subscriber-group routes (lib/cli/gateway-groups.ts): fetch / ack / nack over
+ * The gateway's subscriber-group routes (lib/http/groups.ts): fetch / ack / nack over
  * `queue.messages()`, redelivery with a counted attempt, fan-out to groups, followers' refusals,
  * and bad input answered with 400 `{"success": false, "error"}` changing nothing.
  */

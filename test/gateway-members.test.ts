@@ -1,5 +1,5 @@
 /**
- * The gateway's membership routes in-process (lib/cli/gateway-members.ts): GET/POST /members,
+ * The gateway's membership routes in-process (lib/http/members.ts): GET/POST /members,
  * DELETE /members/<id>, POST /leader, with bad requests answered 400/405/409 and nothing changed.
  */
 import test from 'ava';

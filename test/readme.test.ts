@@ -10,7 +10,8 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import ts from 'typescript';
-import { freePorts } from '../lib/cli/process-harness.js';
+import { ProcessHarness, freePorts, waitUntil } from '../lib/cli/process-harness.js';
+import { httpJson } from '../lib/cli/http-client.js';
 import { NODE_FLAGS, SERVE_FLAGS } from '../lib/cli/commands.js';
 import { MEMBERS_FLAGS } from '../lib/cli/members-command.js';
 import { parseServeConfig } from '../lib/cli/serve-config.js';
@@ -169,4 +170,33 @@ test('readme: the embedding snippet runs as written (three members in one proces
   writeFileSync(file, js);
   const { stdout } = await promisify(execFile)(process.execPath, [file], { cwd: dir, timeout: 60_000 });
   t.is(stdout.trim(), '0 25');
+});
+
+test('readme: the raftqueue/http snippet runs as written: the app serves its page, the gateway under /queue and the metrics', async (t) => {
+  const block = blocks.find((b) => b.lang === 'ts' && b.code.includes("from 'raftqueue/http'"));
+  if (block === undefined) return t.fail('the raftqueue/http snippet is missing');
+  const dir = join(repoRoot, '.tmp', `readme-http-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const harness = new ProcessHarness();
+  t.teardown(async () => {
+    await harness.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  // Only the ports and the data dir change; the code runs as the README shows it.
+  const [raftPort, httpPort] = await freePorts(2);
+  const code = block.code
+    .replace('127.0.0.1:7001', `127.0.0.1:${raftPort as number}`)
+    .replace('server.listen(8080', `server.listen(${httpPort as number}`)
+    .replace("'./data/n1'", JSON.stringify(join(dir, 'data').replace(/\\/g, '/')));
+  const js = ts.transpileModule(code, { compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext } }).outputText;
+  const file = join(dir, 'app.mjs');
+  writeFileSync(file, js);
+  const app = harness.spawn({ name: 'readme http app', script: file, args: [], cwd: dir, stderr: 'capture', capturedCharsMax: 100_000 });
+  const base = `http://127.0.0.1:${httpPort as number}`;
+  await waitUntil(`the README's app serving on ${base}\n${app.stderr}`, async () => (await httpJson('GET', `${base}/queue/status`, undefined, { timeoutMs: 500 }).catch(() => undefined))?.status === 200, 20_000, 50);
+  t.is((await httpJson('GET', `${base}/`)).text, 'the app');
+  const page = await httpJson('GET', `${base}/queue/ui`);
+  t.is(page.status, 200);
+  t.regex(page.text, /raftqueue dashboard/);
+  t.regex((await httpJson('GET', `${base}/app-metrics`)).text, /^raftqueue_role\{role="(leader|follower|candidate)"\} 1$/m);
 });

@@ -122,3 +122,18 @@ test('tidy: no empty catch blocks anywhere', (t) => {
   const bad = files.filter((f) => /catch\s*(?:\([^)]*\))?\s*\{\s*\}/.test(code(f)));
   t.deepEqual(bad, []);
 });
+
+test('tidy: browser globals only in the dashboard script, which never parses HTML or evaluates code', (t) => {
+  // The dashboard script's `/// <reference lib="dom" />` puts DOM types in the whole program's
+  // scope: this scan, not the compiler, keeps them out of server code.
+  const script = 'lib/http/ui/app.ts';
+  const browser = /\b(?:document|window|sessionStorage|localStorage|EventSource|HTMLElement)\b/;
+  const bad = ['lib', 'transports'].flatMap((d) => sources(d)).filter((f) => f !== script && browser.test(code(f)));
+  t.deepEqual(bad, [], 'browser globals outside the dashboard script');
+  const text = code(script);
+  const unsafe = [/\.innerHTML\b/, /\.outerHTML\b/, /\binsertAdjacentHTML\b/, /\bdocument\.write\b/, /\beval\s*\(/, /\bnew Function\b/].filter((re) => re.test(text)).map(String);
+  // Attributes that run code or load things are never set (strings kept for this one).
+  if (/setAttribute\(\s*['"](?:on\w+|style|href|src|srcdoc|action|formaction)['"]/i.test(readFileSync(join(root, script), 'utf8'))) unsafe.push('setAttribute of an event handler, style or URL');
+  t.deepEqual(unsafe, [], 'the dashboard renders with textContent and DOM calls only');
+  t.regex(readFileSync(join(root, script), 'utf8'), /^\/\/\/ <reference lib="dom" \/>/);
+});

@@ -90,7 +90,8 @@ export function validateTopicOrDeadLetterName(name: string): string | undefined 
   return validateTopicName(base);
 }
 
-const DEAD_LETTER_SUFFIX = '.dlq';
+/** What a dead-letter topic adds to its source topic's name. */
+export const DEAD_LETTER_SUFFIX = '.dlq';
 
 /** The dead-letter topic of `topic`: `${topic}.dlq`. */
 export function deadLetterTopicName(topic: string): string {

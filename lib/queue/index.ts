@@ -30,4 +30,4 @@ export { QueueStateMachine } from './state-machine.js';
 
 export type { Command, CommandKind, DecodedCommand, TopicOptions } from './commands.js';
 export type { ApplyErrorCode, ApplyResult, DeadLetterHeader, Delivery, QueueEvent, StoredMessage } from './state.js';
-export type { ApplyOutput, QueueQuery, QueueStateMachineOptions } from './state-machine.js';
+export type { ApplyOutput, GroupStats, QueueQuery, QueueStateMachineOptions, TopicStats } from './state-machine.js';

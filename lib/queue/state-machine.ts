@@ -11,6 +11,7 @@ import { assert, RaftInvariantError, unreachable } from '../core/assert.js';
 import { imageBytes, type ApplyContext, type SnapshotImage, type StateMachine } from '../contracts/state-machine.js';
 import { checkMsgpack } from './msgpack-check.js';
 import {
+  DEAD_LETTER_SUFFIX,
   deadLetterTopicName,
   decodeCommand,
   readPublish,
@@ -63,7 +64,41 @@ export type QueueQuery =
   | { q: 'depth'; topic: string; group?: string }
   /** Every topic in creation order with its default group's depth. */
   | { q: 'depths' }
-  | { q: 'stats' };
+  | { q: 'stats' }
+  /** Every topic in creation order with its size and each group's backlog (TopicStats). */
+  | { q: 'topicStats' };
+
+/** One group of a topic as `topicStats` reports it. */
+export interface GroupStats {
+  readonly group: string;
+  /** Messages waiting for the group (what a claim could take now or after a nack delay). */
+  readonly waiting: number;
+  /** Deliveries claimed and not yet settled. */
+  readonly inFlight: number;
+  /** Messages returned to the group (nack, expiry, release) that wait for another attempt. */
+  readonly redeliveries: number;
+  /**
+   * Entry time (ms) at which the oldest waiting message was published; null when none waits or
+   * it lies beyond the first OLDEST_SCAN_SLOTS_MAX slots (holes) after the group's cursor.
+   */
+  readonly oldestWaitingPublishedAt: number | null;
+}
+
+/** One topic as `topicStats` reports it. */
+export interface TopicStats {
+  readonly topic: string;
+  /** Retained messages and their payload bytes. */
+  readonly messages: number;
+  readonly bytes: number;
+  /** Messages ever published to this topic (its next offset). */
+  readonly published: number;
+  /** For a dead-letter topic (`<name>.dlq` of an existing topic): that topic. */
+  readonly deadLetterOf: string | null;
+  readonly groups: readonly GroupStats[];
+}
+
+/** Slots past a group's cursor that `topicStats` looks at for the oldest waiting message. */
+const OLDEST_SCAN_SLOTS_MAX = 1024;
 
 /** Dedup value of a claim: which deliveries it made, re-read on a repeat. */
 interface ClaimRecord {
@@ -164,6 +199,8 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
         return this.topics().map((topic) => ({ topic, depth: this.depth(topic) }));
       case 'stats':
         return this.stats();
+      case 'topicStats':
+        return this.topicStats();
       default:
         return unreachable(query);
     }
@@ -248,6 +285,48 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       for (const g of t.groups.values()) inFlight += g.pending.size;
     }
     return { topics: this.topicsByName.size, messages, bytes, groups, inFlight, dedupEntries: this.dedup.size };
+  }
+
+  /** Every topic in creation order: size, and per group its backlog (for dashboards). */
+  topicStats(): TopicStats[] {
+    const out: TopicStats[] = [];
+    for (const t of this.topicsByName.values()) {
+      const source = t.name.endsWith(DEAD_LETTER_SUFFIX) ? t.name.slice(0, -DEAD_LETTER_SUFFIX.length) : undefined;
+      const groups: GroupStats[] = [];
+      for (const g of t.groups.values()) {
+        groups.push({
+          group: g.name,
+          waiting: this.depth(t.name, g.name),
+          inFlight: g.pending.size,
+          redeliveries: g.redeliver.size,
+          oldestWaitingPublishedAt: this.oldestWaiting(t, g),
+        });
+      }
+      out.push({
+        topic: t.name,
+        messages: t.ring.liveCount,
+        bytes: t.ring.liveBytes,
+        published: t.ring.tailOffset,
+        deadLetterOf: source !== undefined && this.topicsByName.has(source) ? source : null,
+        groups,
+      });
+    }
+    return out;
+  }
+
+  /** Entry time of the oldest message waiting for `g`: a ready redelivery or the next new one. */
+  private oldestWaiting(t: TopicState, g: GroupState): number | null {
+    let best: number | null = null;
+    const r = g.ready.peek();
+    if (r !== undefined && t.ring.isLive(r)) best = t.ring.publishedAtOf(r);
+    const end = Math.min(t.ring.tailOffset, g.next + OLDEST_SCAN_SLOTS_MAX);
+    for (let offset = Math.max(g.next, t.ring.headOffset); offset < end; offset++) {
+      if (!t.ring.isLive(offset)) continue;
+      const at = t.ring.publishedAtOf(offset);
+      if (best === null || at < best) best = at;
+      break;
+    }
+    return best;
   }
 
   /** The current entry time (monotonic max of applied `at`). */

@@ -61,11 +61,12 @@ export class ProcessCluster {
 
   /**
    * Starts `id`: with `peers` (the initial members, each knowing all), or with `join` (the raft
-   * address of a member) and `--listen`. A restart reuses the data dir.
+   * address of a member) and `--listen`, and `extraArgs` (e.g. `--admin-token-file F`). A
+   * restart reuses the data dir.
    */
-  start(id: string, how: { peers: readonly string[] } | { join: string }): void {
+  start(id: string, how: { peers: readonly string[] } | { join: string }, extraArgs: readonly string[] = []): void {
     const n = this.node(id);
-    const args = ['node', '--id', id, '--data-dir', n.dataDir, '--http', `127.0.0.1:${n.httpPort}`];
+    const args = ['node', '--id', id, '--data-dir', n.dataDir, '--http', `127.0.0.1:${n.httpPort}`, ...extraArgs];
     if ('peers' in how) args.push('--peers', how.peers.map((p) => `${p}=${this.node(p).raft}`).join(','));
     else args.push('--join', how.join, '--listen', n.raft);
     n.proc = this.harness.spawn({ name: id, script: cliMain, args, cwd: repoRoot, stderr: 'capture', capturedCharsMax: STDERR_CHARS_MAX });

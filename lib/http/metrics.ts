@@ -1,12 +1,24 @@
 /**
- * Prometheus text exposition (format 0.0.4) of one member's status() and metrics().
+ * Prometheus text exposition (format 0.0.4) of one member's status() and metrics() (exported
+ * as `raftqueue/http`'s formatMetrics).
  */
 import type { QueueMetrics, QueueStatus } from '../raft-queue.js';
 
 type Sample = readonly [labels: Readonly<Record<string, string>>, value: number];
 
-/** The text `GET /metrics` serves. Every family has HELP and TYPE lines. */
-export function formatMetrics(s: QueueStatus, m: QueueMetrics): string {
+/**
+ * The text `GET /metrics` serves, of a member (`formatMetrics(queue)`) or of its `status()` and
+ * `metrics()`. Every family has HELP and TYPE lines.
+ */
+export function formatMetrics(queue: { status(): QueueStatus; metrics(): QueueMetrics }): string;
+export function formatMetrics(status: QueueStatus, metrics: QueueMetrics): string;
+export function formatMetrics(first: QueueStatus | { status(): QueueStatus; metrics(): QueueMetrics }, second?: QueueMetrics): string {
+  if ('metrics' in first && typeof first.metrics === 'function') return formatMetricsOf(first.status(), first.metrics());
+  if (second === undefined) throw new TypeError('formatMetrics(status, metrics): metrics missing (or pass the queue alone)');
+  return formatMetricsOf(first as QueueStatus, second);
+}
+
+function formatMetricsOf(s: QueueStatus, m: QueueMetrics): string {
   const out: string[] = [];
   const family = (name: string, type: 'gauge' | 'counter' | 'histogram', help: string, samples: readonly Sample[]): void => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

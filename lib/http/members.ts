@@ -12,14 +12,19 @@
  * Guarded by the gateway: with an admin token every request needs `Authorization: Bearer
  * <token>` (401 otherwise); without one only loopback clients are served (403 otherwise).
  *
+ * Over a RaftQueueClient (an app's embedded gateway), `GET /members` asks the connected member;
+ * the changes answer 501 `NOT_A_MEMBER` (a client cannot change the membership).
+ *
  * Optional `"timeoutMs"` in a POST body bounds the wait (default: the library's, 60 s for
  * membership changes). Errors: 400 for a malformed request, 409 when the change cannot apply
  * (`INVALID_MEMBERSHIP`: already a member elsewhere, not a voter, the last voter), 503 when no
  * leader answered in time; every body is `{"success": false, "error": "CODE: message"}`.
  */
 import type { RaftQueue } from '../raft-queue.js';
-import { BadRequest, stringField } from './gateway-body.js';
-import type { Json } from './gateway-body.js';
+import { isMember, notAMember } from './queue-kind.js';
+import type { GatewayQueue } from './queue-kind.js';
+import { BadRequest, stringField } from './body.js';
+import type { Json } from './body.js';
 
 export interface MembersReply {
   readonly status: number;
@@ -29,7 +34,7 @@ export interface MembersReply {
 
 /** Routes `/members`, `/members/<id>` and `/leader`; undefined for any other path. */
 export function routeMembers(
-  queue: RaftQueue | undefined,
+  queue: GatewayQueue | undefined,
   method: string,
   path: string,
   readBody: () => Promise<Json>,
@@ -39,6 +44,10 @@ export function routeMembers(
   const refused = refusal();
   if (refused !== undefined) return Promise.resolve(refused);
   if (queue === undefined) return Promise.resolve({ status: 503, body: { success: false, error: 'NO_LEADER: the member is still starting' } });
+  if (!isMember(queue)) {
+    if (path === '/members' && method === 'GET') return queue.fetchMembers().then((members) => ({ status: 200, body: { success: true, leaderId: queue.status().leaderId ?? null, members } }));
+    return Promise.resolve(notAMember(`${method} ${path}`));
+  }
   if (path === '/members') {
     if (method === 'GET') return Promise.resolve(list(queue));
     if (method === 'POST') return readBody().then((body) => add(queue, body));

@@ -17,8 +17,9 @@
 import { randomUUID } from 'node:crypto';
 import { RaftQueueError } from '../contracts/errors.js';
 import type { Delivery } from '../events.js';
-import type { RaftQueue } from '../raft-queue.js';
-import { jsonMessage } from './gateway-messages.js';
+import { jsonMessage } from './messages.js';
+import { isMember } from './queue-kind.js';
+import type { GatewayQueue } from './queue-kind.js';
 
 type Json = Record<string, unknown>;
 
@@ -31,7 +32,7 @@ export interface GroupReply {
 /** What the gateway lends the group routes. */
 export interface GroupRoutesContext {
   /** The queue when this member leads; otherwise the refusal (with a leader hint when known). */
-  leaderQueue(): RaftQueue | GroupReply;
+  leaderQueue(): GatewayQueue | GroupReply;
 }
 
 /** Bounds of the fetch body's fields. */
@@ -82,7 +83,7 @@ class GroupConsumer {
 
   constructor(
     readonly key: string,
-    queue: RaftQueue,
+    queue: GatewayQueue,
     readonly topic: string,
     readonly group: string,
     readonly options: ConsumerOptions,
@@ -256,7 +257,8 @@ export class GatewayGroups {
     const queue = this.ctx.leaderQueue();
     if (!('messages' in queue)) return queue;
     if (this.closed) return { status: 503, body: { success: false, error: 'CLOSED: the gateway is closing' } };
-    if (!queue.metrics().topics.some((t) => t.topic === topic)) return { status: 200, body: { success: false, error: `TOPIC_NOT_FOUND: no topic ${JSON.stringify(topic)}` } };
+    const exists = isMember(queue) ? queue.metrics().topics.some((t) => t.topic === topic) : (await queue.topics()).includes(topic);
+    if (!exists) return { status: 200, body: { success: false, error: `TOPIC_NOT_FOUND: no topic ${JSON.stringify(topic)}` } };
     const options: ConsumerOptions = { ackTimeoutMs, maxInFlight, maxDeliveries };
     const key = JSON.stringify([group, topic, ackTimeoutMs, maxInFlight, maxDeliveries]);
     let consumer = this.consumers.get(key);

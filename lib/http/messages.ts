@@ -17,14 +17,16 @@
 import type { IncomingMessage } from 'node:http';
 import { PUBLISH_ID_CHARS_MAX } from '../contracts/limits.js';
 import type { QueueMessage } from '../events.js';
-import { BadRequest, readBytes, readJson, stringField } from './gateway-body.js';
-import type { Json } from './gateway-body.js';
+import { BadRequest, readBytes, readJson, stringField } from './body.js';
+import type { Json } from './body.js';
 
 /** A gateway answer: a JSON object, text, or raw bytes, with extra response headers. */
 export interface Reply {
   readonly status: number;
   readonly body: Json | string | Uint8Array;
   readonly headers?: Readonly<Record<string, string>>;
+  /** Content-Type when not the default of the body's kind (JSON, Prometheus text, bytes). */
+  readonly contentType?: string;
 }
 
 /** A checked `PUT /message`. */
