@@ -65,7 +65,8 @@ function topicHeader(t: TopicState, capture: RingCapture): unknown {
     const redeliver: RedeliverRow[] = [];
     for (const [o, r] of g.redeliver) redeliver.push([o, r.attempts, r.notBeforeMs, r.token, r.ready]);
     const keys: KeyRow[] = [];
-    for (const [key, ks] of g.keys) keys.push([key, ks.head, ks.waiting.slice(ks.w)]);
+    // Waiting messages that went meanwhile (expired, dropped) are skipped lazily: not written.
+    for (const [key, ks] of g.keys) keys.push([key, ks.head, ks.waiting.slice(ks.w).filter((o) => g.parked.has(o))]);
     return { name: g.name, next: g.next, holes: g.holesAhead, pending, redeliver, parked: [...g.parked], delayed: g.delayedPassed, keys, skip: [...g.skipAhead] };
   });
   return { id: t.id, name: t.name, opts: { ...t.options }, prio: t.priorityMode, tail: t.ring.tailOffset, count: capture.count, bytes: capture.bytes, headers, meta, groups };

@@ -257,8 +257,10 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   private advanceTo(ctx: ApplyContext): void {
     this.entryIndex = ctx.index;
     if (ctx.atMs > this.nowMs) this.nowMs = ctx.atMs;
-    if (this.timers.nextAtMs <= this.nowMs) this.fireTimers();
+    // Due messages first: whatever runs after (a key passed on by an expiry or dead letter) then
+    // sees every message due by now as promoted, exactly as a restored machine does.
     if (this.due.nextAtMs <= this.nowMs) this.promoteDue();
+    if (this.timers.nextAtMs <= this.nowMs) this.fireTimers();
     if (this.expiries.nextAtMs <= this.nowMs) this.expireDue();
     this.dedup.evictExpired(this.nowMs);
   }
