@@ -209,7 +209,8 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       case 'stats':
         return this.stats();
       case 'peek':
-        return this.peek(query.topic, query.group ?? DEFAULT_GROUP, query.limit ?? 100);
+        // null: no such topic (the facade says TOPIC_NOT_FOUND).
+        return this.topicsByName.has(query.topic) ? this.peek(query.topic, query.group ?? DEFAULT_GROUP, query.limit ?? 100) : null;
       default:
         return unreachable(query);
     }
