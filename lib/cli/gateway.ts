@@ -19,6 +19,7 @@ import { GatewayGroups } from './gateway-groups.js';
 import { BadRequest, readJson, stringField } from './gateway-body.js';
 import type { Json } from './gateway-body.js';
 import { routeMembers } from './gateway-members.js';
+import { routeDlq } from './gateway-dlq.js';
 import { popReply, publishReply, readPublish } from './gateway-messages.js';
 import type { PublishRequest, Reply } from './gateway-messages.js';
 import { formatMetrics } from './metrics.js';
@@ -124,6 +125,8 @@ export class Gateway {
     const admin = (): { status: number; body: Json } | undefined => this.adminRefusal(req);
     const membersReply = routeMembers(this.queue, method, path, () => readJson(req, this.bodyBytesMax), admin);
     if (membersReply !== undefined) return membersReply;
+    const dlqReply = routeDlq(this.queue, method, path, (req.url ?? '').split('?')[1] ?? '', () => readJson(req, this.bodyBytesMax), admin);
+    if (dlqReply !== undefined) return dlqReply;
     const groupReply = this.groups.route(method, path, () => readJson(req, this.bodyBytesMax));
     if (groupReply !== undefined) return groupReply;
     return { status: 404, body: { success: false, error: `no route ${method} ${path}` } };
@@ -151,7 +154,7 @@ export class Gateway {
         commitIndex: s.commitIndex,
         appliedIndex: s.appliedIndex,
         forward: this.options.forward === true,
-        routes: ['PUT /topic', 'GET /topic', 'PUT /message', 'GET /message/<topic>', 'GET /status', 'GET /metrics', 'GET /', 'GET /members', 'POST /members', 'DELETE /members/<id>', 'POST /leader'],
+        routes: ['PUT /topic', 'GET /topic', 'PUT /message', 'GET /message/<topic>', 'GET /status', 'GET /metrics', 'GET /', 'GET /members', 'POST /members', 'DELETE /members/<id>', 'POST /leader', 'GET /dlq/<topic>', 'POST /dlq/<topic>/redrive', 'DELETE /dlq/<topic>', 'GET /peek/<topic>'],
       },
     };
   }
