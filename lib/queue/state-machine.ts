@@ -286,6 +286,12 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     return t.ring.tailOffset - g.next - g.holesAhead - g.skipAhead.size + g.redeliver.size + g.parked.size + g.delayedPassed;
   }
 
+  /** The live message at `offset` of `topic` (tools, checkers), or undefined. Changes nothing. */
+  messageAt(topic: string, offset: number): StoredMessage | undefined {
+    const t = this.topicsByName.get(topic);
+    return t === undefined || !t.ring.isLive(offset) ? undefined : this.message(t, offset, 0);
+  }
+
   /** See QueueQuery 'peek'. */
   peek(topic: string, group: string, limit: number): PeekedMessage[] {
     const t = this.topicsByName.get(topic);
