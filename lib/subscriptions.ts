@@ -281,11 +281,12 @@ export function toMessage<T>(m: StoredMessage, group: string): QueueMessage<T> {
     deliveryCount: m.deliveryCount,
     group,
   };
-  // Only messages published with options (or dead letters) carry these.
-  if (m.headers !== undefined) message.headers = m.headers;
+  // Only messages published with options (or dead letters) carry these. Copies: on a member the
+  // stored message shares these objects with the replicated state, which the app must not reach.
+  if (m.headers !== undefined) message.headers = { ...m.headers };
   if (m.key !== undefined) message.key = m.key;
   if (m.priority !== undefined) message.priority = m.priority;
-  if (m.deadLetter !== undefined) message.deadLetter = m.deadLetter;
+  if (m.deadLetter !== undefined) message.deadLetter = { ...m.deadLetter };
   return message;
 }
 
