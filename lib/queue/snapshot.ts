@@ -49,7 +49,6 @@ export interface SnapshotInput {
 export type RestoredState = SnapshotInput;
 
 type HeaderRow = [offset: number, topic: string, sourceOffset: number, attempts: number, group: string, reason: DeadLetterHeader['reason']];
-type MetaRow = [offset: number, dueMs: number, key: string | null, priority: number, expiresAtMs: number, headers: Record<string, string> | null];
 type KeyRow = [key: string, head: number, waiting: number[]];
 type PendingRow = [offset: number, consumer: string, token: number, attempt: number, deadlineMs: number, ackTimeoutMs: number, maxDeliveries: number];
 type RedeliverRow = [offset: number, attempts: number, notBeforeMs: number, token: number, ready: boolean];
@@ -57,8 +56,7 @@ type RedeliverRow = [offset: number, attempts: number, notBeforeMs: number, toke
 function topicHeader(t: TopicState, capture: RingCapture): unknown {
   const headers: HeaderRow[] = [];
   for (const [offset, h] of t.ring.headers) headers.push([offset, h.topic, h.offset, h.attempts, h.group, h.reason]);
-  const meta: MetaRow[] = [];
-  for (const [offset, m] of t.ring.meta) meta.push([offset, m.dueMs, m.key ?? null, m.priority, m.expiresAtMs, m.headers === undefined ? null : { ...m.headers }]);
+  const meta = metaColumns(t);
   const groups = [...t.groups.values()].map((g) => {
     const pending: PendingRow[] = [];
     for (const [o, p] of g.pending) pending.push([o, p.consumer, p.token, p.attempt, p.deadlineMs, p.ackTimeoutMs, p.maxDeliveries]);
@@ -69,7 +67,42 @@ function topicHeader(t: TopicState, capture: RingCapture): unknown {
     for (const [key, ks] of g.keys) keys.push([key, ks.head, ks.waiting.slice(ks.w).filter((o) => g.parked.has(o))]);
     return { name: g.name, next: g.next, holes: g.holesAhead, pending, redeliver, parked: [...g.parked], delayed: g.delayedPassed, keys, skip: [...g.skipAhead] };
   });
-  return { id: t.id, name: t.name, opts: { ...t.options }, prio: t.priorityMode, tail: t.ring.tailOffset, count: capture.count, bytes: capture.bytes, headers, meta, groups };
+  return { id: t.id, name: t.name, opts: { ...t.options }, prio: t.priorityMode, tail: t.ring.tailOffset, count: capture.count, bytes: capture.bytes, headers, ...(meta !== undefined ? { meta } : {}), groups };
+}
+
+/**
+ * The topic's message options as columns: offsets, due and expiry times (f64, little-endian)
+ * and priorities (u8) as bytes, keys as one array (null where none), headers sparse. A million
+ * delayed messages are one pass and a few copies here, not a million msgpack arrays, so taking
+ * a snapshot stays short however many wait.
+ */
+function metaColumns(t: TopicState): unknown {
+  const meta = t.ring.meta;
+  const n = meta.size;
+  if (n === 0) return undefined;
+  const off = new Uint8Array(8 * n);
+  const due = new Uint8Array(8 * n);
+  const exp = new Uint8Array(8 * n);
+  const prio = new Uint8Array(n);
+  const vo = new DataView(off.buffer);
+  const vd = new DataView(due.buffer);
+  const ve = new DataView(exp.buffer);
+  let keys: (string | null)[] | undefined;
+  const hdrs: [number, Record<string, string>][] = [];
+  let i = 0;
+  for (const [offset, m] of meta) {
+    vo.setFloat64(8 * i, offset, true);
+    vd.setFloat64(8 * i, m.dueMs, true);
+    ve.setFloat64(8 * i, m.expiresAtMs, true);
+    prio[i] = m.priority;
+    if (m.key !== undefined) {
+      keys ??= new Array<string | null>(n).fill(null);
+      keys[i] = m.key;
+    }
+    if (m.headers !== undefined) hdrs.push([i, { ...m.headers }]);
+    i++;
+  }
+  return { n, off, due, exp, prio, ...(keys !== undefined ? { keys } : {}), hdrs };
 }
 
 /**
@@ -235,7 +268,7 @@ const topicSchema = z.object({
   bytes: uint,
   headers: z.array(z.union([z.tuple([uint, str, uint, uint, str]), z.tuple([uint, str, uint, uint, str, reasonSchema])])),
   meta: z
-    .array(z.tuple([uint, time, str.nullable(), z.number().int().min(0).max(PRIORITY_MAX), time, z.record(str, str).nullable()]))
+    .object({ n: uint, off: bytes, due: bytes, exp: bytes, prio: bytes, keys: z.array(str.nullable()).optional(), hdrs: z.array(z.tuple([uint, z.record(str, str)])) })
     .optional(),
   groups: z.array(groupSchema).min(1).max(GROUPS_PER_TOPIC_MAX),
 });
@@ -364,6 +397,30 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
   }
 }
 
+/** Restores the option columns written by metaColumns into `t`'s ring (whose messages are restored). */
+function decodeMeta(t: TopicState, raw: NonNullable<z.infer<typeof topicSchema>['meta']>): void {
+  const { n, off, due, exp, prio, keys, hdrs } = raw;
+  check(off.length === 8 * n && due.length === 8 * n && exp.length === 8 * n && prio.length === n && (keys === undefined || keys.length === n), `topic ${t.name}: option columns of the wrong length`);
+  const headers = new Map<number, Record<string, string>>();
+  for (const [i, h] of hdrs) {
+    check(i < n && !headers.has(i), `topic ${t.name}: bad headers row ${i}`);
+    headers.set(i, h);
+  }
+  const vo = new DataView(off.buffer, off.byteOffset, off.byteLength);
+  const vd = new DataView(due.buffer, due.byteOffset, due.byteLength);
+  const ve = new DataView(exp.buffer, exp.byteOffset, exp.byteLength);
+  for (let i = 0; i < n; i++) {
+    const offset = vo.getFloat64(8 * i, true);
+    const dueMs = vd.getFloat64(8 * i, true);
+    const expiresAtMs = ve.getFloat64(8 * i, true);
+    const priority = prio[i] as number;
+    check(Number.isSafeInteger(offset) && t.ring.isLive(offset) && !t.ring.meta.has(offset), `topic ${t.name}: options of a missing message ${offset}`);
+    check(dueMs >= 0 && dueMs <= Number.MAX_SAFE_INTEGER && expiresAtMs >= 0 && expiresAtMs <= Number.MAX_SAFE_INTEGER && priority <= PRIORITY_MAX, `topic ${t.name}: bad options of message ${offset}`);
+    const meta: MessageMeta = { dueMs, key: keys?.[i] ?? undefined, priority, expiresAtMs, headers: headers.get(i) };
+    t.ring.meta.set(offset, meta);
+  }
+}
+
 interface TopicColumns {
   readonly offsets: Float64Array;
   readonly publishedAt: Float64Array;
@@ -404,11 +461,7 @@ function decodeTopic(raw: z.infer<typeof topicSchema>, columns: TopicColumns, pa
     const header: DeadLetterHeader = { topic, offset: sourceOffset, reason: reason ?? 'maxDeliveries', attempts, group };
     t.ring.headers.set(offset, header);
   }
-  for (const [offset, dueMs, key, priority, expiresAtMs, headers] of raw.meta ?? []) {
-    check(t.ring.isLive(offset) && !t.ring.meta.has(offset), `topic ${raw.name}: options of a missing message ${offset}`);
-    const meta: MessageMeta = { dueMs, key: key ?? undefined, priority, expiresAtMs, headers: headers ?? undefined };
-    t.ring.meta.set(offset, meta);
-  }
+  if (raw.meta !== undefined) decodeMeta(t, raw.meta);
   for (const rg of raw.groups) {
     check(!t.groups.has(rg.name) && rg.next <= raw.tail, `topic ${raw.name}: group ${rg.name} is duplicated or past the tail`);
     const g = new GroupState(t, rg.name, rg.next, rg.holes);

@@ -110,13 +110,14 @@ function recountWithOptions(sm: QueueStateMachine): string[] {
   const headerBytes = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(4, true);
   const header = queuePackr.unpack(bytes.subarray(8, 8 + headerBytes)) as {
     nowMs: number;
-    topics: { name: string; meta: [number, number, string | null, number, number, unknown][]; groups: RawGroupV3[] }[];
+    topics: { name: string; groups: RawGroupV3[] }[];
   };
   const topics = snapshotTopics(sm);
+  const restored = decodeSnapshot(bytes).topics;
   header.topics.forEach((h, ti) => {
     const t = topics[ti] as RawTopic;
-    const meta = new Map(h.meta.map((m) => [m[0], m]));
-    const delayedNow = (o: number): boolean => (meta.get(o)?.[1] ?? 0) > header.nowMs;
+    const meta = (restored[ti] as TopicState).ring.meta;
+    const delayedNow = (o: number): boolean => (meta.get(o)?.dueMs ?? 0) > header.nowMs;
     for (const g of h.groups) {
       const pending = new Set(g.pending.map((p) => p[0]));
       const redeliver = new Set(g.redeliver.map((r) => r[0]));
@@ -128,8 +129,8 @@ function recountWithOptions(sm: QueueStateMachine): string[] {
       if (sm.depth(h.name, g.name) !== expected) bad.push(`depth ${h.name}/${g.name}: ${sm.depth(h.name, g.name)} != ${expected}`);
       const keysInFlight = new Map<string, number>();
       for (const o of [...pending, ...redeliver]) {
-        const key = meta.get(o)?.[2];
-        if (key === null || key === undefined) continue;
+        const key = meta.get(o)?.key;
+        if (key === undefined) continue;
         keysInFlight.set(key, (keysInFlight.get(key) ?? 0) + 1);
         const row = g.keys.find((k) => k[0] === key);
         if (row?.[1] !== o) bad.push(`${h.name}/${g.name}@${o} is delivered but not its key ${key}'s head`);

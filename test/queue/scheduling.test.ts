@@ -7,7 +7,7 @@ import test from 'ava';
 import type { MessageOptions } from '../../lib/queue/commands.js';
 import { QueueStateMachine, encodeCommand, type Delivery, type StoredMessage, type TopicOptions } from '../../lib/queue/index.js';
 import { SNAPSHOT_V2_BASE64, SNAPSHOT_V2_FOLLOW_UP, SNAPSHOT_V2_RESULTS } from './fixtures/snapshot-v2.js';
-import { bytes, QueueDriver, queueState, text, texts } from './queue-driver.js';
+import { bytes, QueueDriver, queueState, snapshotParts, text, texts, withSnapshotHeader } from './queue-driver.js';
 
 function topic(opts?: TopicOptions): QueueDriver {
   const q = new QueueDriver();
@@ -142,7 +142,7 @@ test('options: a plain publish stores no options; a publish with only defaults s
   const q = topic();
   q.pub('a', 'plain');
   pub(q, 'defaults', { priority: 4 });
-  t.true(queueState(q.sm.snapshotBytes()).includes('"meta":[]'));
+  t.false(queueState(q.sm.snapshotBytes()).includes('"meta"'), 'no option columns at all');
 });
 
 // ---- keys -----------------------------------------------------------------------------------
@@ -367,4 +367,26 @@ test('snapshot: a machine restored at any step of a mixed workload behaves the s
   t.is(queueState(b.sm.snapshotBytes()), queueState(a.sm.snapshotBytes()));
   t.true(outputs.length > 0);
   void (undefined as unknown as Delivery);
+});
+
+test('snapshot: option columns that do not add up are refused with STORAGE_FAILED, the state kept', (t) => {
+  const q = topic();
+  pub(q, 'x', { delayMs: 100, key: 'K', headers: { h: 'v' } });
+  const bytes = q.sm.snapshotBytes();
+  const { header } = snapshotParts(bytes);
+  const topics = header['topics'] as { meta: { prio: Uint8Array; off: Uint8Array } }[];
+  const bad = (change: (meta: { prio: Uint8Array; off: Uint8Array }) => void): Uint8Array => {
+    const copy = structuredClone(header) as typeof header;
+    change((copy['topics'] as typeof topics)[0]!.meta);
+    return withSnapshotHeader(bytes, copy);
+  };
+  const sm = new QueueStateMachine();
+  sm.applyCommandBytes(encodeCommand({ t: 'createTopic', topic: 'keep' }), { index: 1, atMs: 1 });
+  for (const data of [bad((m) => (m.prio = new Uint8Array(0))), bad((m) => (m.prio = Uint8Array.of(12))), bad((m) => (m.off = new Uint8Array(8).fill(0xff)))]) {
+    t.throws(() => sm.restore(data), { message: /queue snapshot/ });
+    t.deepEqual(sm.topics(), ['keep']);
+  }
+  sm.restore(bytes);
+  t.deepEqual(sm.topics(), ['a']);
+  t.is(topics[0]!.meta.prio.length, 1);
 });
