@@ -140,3 +140,24 @@ test('client process: publish options, headers, peek, purge and redrive through 
   t.is(await c.purge('jobs'), 1);
   t.is(code(await c.redrive('jobs.dlq').catch((e: unknown) => e)), 'TOPIC_NOT_FOUND');
 });
+
+test('restart: delayed, keyed and prioritized messages survive a restart from disk, due by the log time', async (t) => {
+  const c = await startCluster(t, { size: 1, storage: 'file' });
+  const q = c.q('n1');
+  await q.waitForLeader();
+  await q.createTopic('later');
+  // The entry is stamped after this, by this process's clock: the message is due after before + 1.5 s.
+  const before = Date.now();
+  await q.publish('later', 'delayed', { delayMs: 1_500, headers: { traceparent: TRACEPARENT } });
+  await q.publish('later', 'k1', { key: 'K' });
+  await q.publish('later', 'k2', { key: 'K', priority: 9 });
+  await q.stop();
+  const q2 = await c.restart('n1');
+  await q2.waitForLeader();
+  t.is((await q2.consume('later'))?.payload, 'k1', 'key order over priority');
+  t.is((await q2.consume('later'))?.payload, 'k2');
+  if (Date.now() - before < 1_400) t.is(await q2.consume('later'), undefined, 'not due yet');
+  const m = await until(async () => q2.consume<string>('later'), { timeoutMs: 6_000 });
+  t.true(Date.now() - before >= 1_500, `delivered ${Date.now() - before} ms after the publish was issued`);
+  t.like(m, { payload: 'delayed', headers: { traceparent: TRACEPARENT } });
+});
