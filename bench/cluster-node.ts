@@ -80,6 +80,9 @@ function bump(errors: Record<string, number>, error: unknown): string {
   return code;
 }
 
+/** The next key of a keyed publish load. */
+let keyTurn = 0;
+
 async function publishLoad(c: Extract<NodeCommand, { op: 'publish' }>): Promise<LoadResult> {
   const monoWarmEnd = monoUs() + c.warmupSeconds * 1e6;
   const result = await closedLoop({
@@ -89,7 +92,7 @@ async function publishLoad(c: Extract<NodeCommand, { op: 'publish' }>): Promise<
     countMax: c.countMax,
     latency: c.latency,
     series: c.series === true,
-    op: () => queue.publish(c.topic, payload),
+    op: c.keys === undefined ? () => queue.publish(c.topic, payload) : () => queue.publish(c.topic, payload, { key: `k${keyTurn++ % (c.keys as number)}` }),
     stopOn: 'CLOSED',
   });
   // The samples stay here (sending hundreds of thousands over IPC would stall this member).
@@ -151,7 +154,7 @@ function subscribeLoad(c: Extract<NodeCommand, { op: 'subscribe' }>): Promise<Lo
     let count = 0;
     let lastDone = started;
     let done = false;
-    let sub: Subscription | undefined;
+    const subs: Subscription[] = [];
     const finish = (): void => {
       if (done) return;
       done = true;
@@ -159,22 +162,26 @@ function subscribeLoad(c: Extract<NodeCommand, { op: 'subscribe' }>): Promise<Lo
       const windowMs = Math.max(1, lastDone - started);
       const result: LoadResult = { count, windowMs, perSecond: (count * 1000) / windowMs, total: count, errors: {} };
       // Unsubscribing waits for the last acks (bounded by its own 5 s drain timeout).
-      void (sub as Subscription).unsubscribe().then(
+      void Promise.all(subs.map((s) => s.unsubscribe())).then(
         () => resolve(result),
         () => resolve(result),
       );
     };
     const timer = setTimeout(finish, c.seconds * 1000);
-    sub = queue.subscribe(
-      c.topic,
-      () => {
-        // Resolving acknowledges: the ack is one more replicated command per message.
-        count++;
-        lastDone = performance.now();
-        if (count >= countMax) setImmediate(finish);
-      },
-      { group: c.group, maxInFlight: c.maxInFlight },
-    );
+    for (let i = 0; i < (c.consumers ?? 1); i++) {
+      subs.push(
+        queue.subscribe(
+          c.topic,
+          () => {
+            // Resolving acknowledges: the ack is one more replicated command per message.
+            count++;
+            lastDone = performance.now();
+            if (count >= countMax) setImmediate(finish);
+          },
+          { group: c.group, maxInFlight: c.maxInFlight },
+        ),
+      );
+    }
   });
 }
 

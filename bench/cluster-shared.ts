@@ -128,6 +128,8 @@ export type NodeCommand =
       readonly latency: boolean;
       /** Keep every latency sample with its issue time, for `latencyWindow` (a window known only afterwards). */
       readonly series?: boolean;
+      /** Publish with a message key, `k0` to `k<keys-1>` in turn (FIFO per key); none: no key. */
+      readonly keys?: number;
     }
   | { readonly op: 'consume'; readonly topic: string; readonly concurrency: number; readonly seconds: number; readonly countMax: number }
   | {
@@ -137,6 +139,8 @@ export type NodeCommand =
       readonly maxInFlight: number;
       readonly seconds: number;
       readonly countMax: number;
+      /** Subscriptions in the group, each with `maxInFlight` (default 1). */
+      readonly consumers?: number;
     }
   /** Publishes until told the leader was killed, then reports when publishing works again. */
   | { readonly op: 'failoverLoad'; readonly topic: string; readonly inFlight: number; readonly seconds: number }

@@ -14,7 +14,9 @@
  *        --memory-messages N messages waiting for the memory and recovery figures (1000000)
  *        --profile (also profile the leader at 1024 in flight with --cpu-prof)
  *        --profile-dir DIR (keep the .cpuprofile files there; default: a temp dir, removed)
- *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,memory,recovery,join,clients,profile)
+ *        --only LIST (comma-separated: baselines,publish,consume,steady,failover,memory,recovery,join,clients,scheduling,profile)
+ *        --delayed-messages N delayed messages for the scheduling section (1000000), --keyed-messages N
+ *        messages over 1,000 keys for its keyed group figure (200000)
  *        --clients N idle RaftQueueClients for the clients section (1000), --client-processes N (4),
  *        --idle-seconds S per idle window (30; the section takes about 3 windows + 1 minute)
  *        --snapshot-every N (diagnosis: members snapshot every N entries instead of the default)
@@ -28,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { BarePipeline, fsyncLoop, rttLoop, type FsyncBaseline } from './bare-baselines.js';
 import { backlogRun, type BacklogResult, type BacklogVariant, type JoinFigures } from './cluster-backlog.js';
 import { idleClientsRun, type IdleClientsResult } from './cluster-clients.js';
+import { delayedFigures, keyedFigures, schedulingRows } from './cluster-scheduling.js';
 import { Cluster } from './cluster-harness.js';
 import { benchProcesses, cleanupAll, installCleanup } from './cluster-proc.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from './cluster-profile.js';
@@ -49,6 +52,8 @@ const { values: args } = parseArgs({
     clients: { type: 'string' },
     'client-processes': { type: 'string' },
     'idle-seconds': { type: 'string' },
+    'delayed-messages': { type: 'string' },
+    'keyed-messages': { type: 'string' },
     quick: { type: 'boolean', default: false },
   },
 });
@@ -69,8 +74,13 @@ const MEMORY_MESSAGES = Math.max(1, Math.round(num(args['memory-messages'], 1_00
 const IDLE_CLIENTS = Math.max(1, Math.round(num(args.clients, 1000, 200)));
 const CLIENT_PROCESSES = Math.max(1, Math.min(IDLE_CLIENTS, Math.round(num(args['client-processes'], 4, 4))));
 const IDLE_SECONDS = Math.max(1, num(args['idle-seconds'], 30, 5));
-const ALL_SECTIONS = ['baselines', 'publish', 'consume', 'steady', 'failover', 'memory', 'recovery', 'join', 'clients', 'profile'];
-const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover,memory,recovery,join,clients').split(',').map((s) => s.trim()));
+const DELAYED_MESSAGES = Math.max(1, Math.round(num(args['delayed-messages'], 1_000_000, 100_000)));
+const KEYED_MESSAGES = Math.max(1, Math.round(num(args['keyed-messages'], 200_000, 20_000)));
+const KEYS = 1_000;
+const KEYED_CONSUMERS = 16;
+const KEYED_MAX_IN_FLIGHT = 64;
+const ALL_SECTIONS = ['baselines', 'publish', 'consume', 'steady', 'failover', 'memory', 'recovery', 'join', 'clients', 'scheduling', 'profile'];
+const SECTIONS = new Set((args.only ?? 'baselines,publish,consume,steady,failover,memory,recovery,join,clients,scheduling').split(',').map((s) => s.trim()));
 for (const section of SECTIONS) if (!ALL_SECTIONS.includes(section)) throw new Error(`unknown section ${section} (known: ${ALL_SECTIONS.join(',')})`);
 if (args.profile) SECTIONS.add('profile');
 if (args['snapshot-every'] !== undefined) Cluster.snapshotEveryEntries = Math.round(Number(args['snapshot-every']));
@@ -427,6 +437,11 @@ async function main(): Promise<void> {
   const failover = SECTIONS.has('failover') && FAILOVERS > 0 ? await failoverRun() : undefined;
   const profile = SECTIONS.has('profile') ? await profileRun() : undefined;
   const idleClients = SECTIONS.has('clients') ? await idleClientsFigure() : undefined;
+  const delayed = SECTIONS.has('scheduling') ? await delayedFigures(DELAYED_MESSAGES) : undefined;
+  if (delayed) log(`scheduling: ${JSON.stringify(delayed)}`);
+  const keyed = SECTIONS.has('scheduling')
+    ? await keyedFigures({ messages: KEYED_MESSAGES, keys: KEYS, consumers: KEYED_CONSUMERS, maxInFlight: KEYED_MAX_IN_FLIGHT, seconds: Math.max(SECONDS, 30), log })
+    : undefined;
   const backlog: BacklogResult[] = [];
   if (SECTIONS.has('memory') || SECTIONS.has('recovery') || SECTIONS.has('join')) {
     // Snapshots bound the log, so with the defaults most of the backlog is in a snapshot; the
@@ -591,6 +606,7 @@ async function main(): Promise<void> {
     );
   }
   if (idleClients) lines.push(...idleClientsRows(idleClients));
+  lines.push(...schedulingRows(delayed, keyed));
   if (fsync) {
     lines.push(
       `| raw: append ${fsync.appendBytes} B + fdatasync, p50 / p99 ms | ${f2(fsync.append.p50Ms, 3)} / ${f2(fsync.append.p99Ms, 3)} | | | | |`,
@@ -629,6 +645,7 @@ async function main(): Promise<void> {
       memory: backlogDefault ? { default: backlogDefault, snapshotsOff: backlogNoSnap } : undefined,
       backlogRuns: backlog,
       idleClients,
+      scheduling: delayed || keyed ? { delayed, keyed } : undefined,
       profile: profile ? { leaderPublishPerSecond: profile.leaderPublish.perSecond, busyMs: profile.summary.busyMs, top: profile.summary.top, areas: profile.summary.areas, kept: profile.kept } : undefined,
       runs,
     }),

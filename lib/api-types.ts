@@ -20,6 +20,58 @@ export interface PublishOptions extends CallOptions {
    * receipt with duplicate: true.
    */
   readonly publishId?: string;
+  /**
+   * Deliver no sooner than this many ms (0 to 31,536,000,000: a year) after the publish, by the
+   * leader's clock (the time it stamps on the publish's log entry). Stored at once; invisible to
+   * `consume` and every group until then. Not with `deliverAt`.
+   */
+  readonly delayMs?: number;
+  /** Deliver no sooner than this time (ms since the epoch, leader's clock). Not with `delayMs`. */
+  readonly deliverAt?: number;
+  /**
+   * Message group key (1 to 256 characters): within a consumer group, at most one message of a
+   * key is in flight at a time, and a key's messages are delivered in publish order.
+   */
+  readonly key?: string;
+  /** 0 (lowest) to 9 (highest), default 4: a group takes higher priorities first, FIFO within one. */
+  readonly priority?: number;
+  /**
+   * Time to live (1 ms to a year), counted from when the message can first be delivered: a
+   * message not delivered in time (see the topic's `expireUnacked`) becomes a dead letter with
+   * reason 'expired', or is dropped (the topic's `onExpire`). Default: the topic's `ttlMs`.
+   */
+  readonly ttlMs?: number;
+  /**
+   * String headers delivered with the message (`message.headers`), untouched: at most 32, keys
+   * and values together at most 2,048 bytes of UTF-8. A W3C `traceparent` passes through as is.
+   */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** Options of `peek`. */
+export interface PeekOptions extends CallOptions {
+  /** The consumer group whose waiting messages to list (default 'default'). */
+  readonly group?: string;
+  /** Most messages returned, 1 to 1,000; default 100. */
+  readonly limit?: number;
+}
+
+/** Options of `redrive`. */
+export interface RedriveOptions extends CallOptions {
+  /** Where the dead letters go (default: the topic each came from). */
+  readonly to?: string;
+  /** Most messages moved by this call, 1 to 10,000; default 10,000. */
+  readonly max?: number;
+}
+
+/** What `redrive` did. */
+export interface RedriveResult {
+  /** Dead letters moved (each leaves the dead-letter topic as it is appended to its target). */
+  readonly moved: number;
+  /** Messages still waiting in the dead-letter topic. */
+  readonly remaining: number;
+  /** Why it stopped before `max` with messages left (a target missing or full), if it did. */
+  readonly stopped?: string;
 }
 
 /** Options of `createTopic`: the topic's limits, fixed at creation, and the call's deadline. */

@@ -10,7 +10,17 @@
  */
 import { z } from 'zod';
 import { RaftQueueError } from './contracts/errors.js';
-import { CLAIM_MESSAGES_MAX, PUBLISH_ID_CHARS_MAX } from './contracts/limits.js';
+import {
+  CLAIM_MESSAGES_MAX,
+  HEADER_BYTES_MAX,
+  HEADERS_MAX,
+  MESSAGE_DELAY_MS_MAX,
+  MESSAGE_KEY_CHARS_MAX,
+  PEEK_MESSAGES_MAX,
+  PRIORITY_MAX,
+  PUBLISH_ID_CHARS_MAX,
+  REDRIVE_MESSAGES_MAX,
+} from './contracts/limits.js';
 import type { PublishOptions } from './api-types.js';
 import { validateTopicName } from './queue/index.js';
 
@@ -27,10 +37,32 @@ const count = integer(1, Number.MAX_SAFE_INTEGER);
 
 export const callOptionsSchema = z.strictObject({ timeoutMs: timeoutMs.optional() });
 
-export const publishOptionsSchema = z.strictObject({
-  timeoutMs: timeoutMs.optional(),
-  publishId: z.string({ error: `a string of 1 to ${PUBLISH_ID_CHARS_MAX} characters` }).min(1).max(PUBLISH_ID_CHARS_MAX).optional(),
-});
+const utf8 = new TextEncoder();
+
+/** Message headers: the bounds the state machine enforces (lib/contracts/limits.ts), with messages. */
+const headers = z
+  .record(z.string(), z.string({ error: 'header values are strings' }), { error: 'an object of string keys to string values' })
+  .superRefine((h, ctx) => {
+    const keys = Object.keys(h);
+    if (keys.length > HEADERS_MAX) ctx.addIssue({ code: 'custom', message: `at most ${HEADERS_MAX} headers, got ${keys.length}` });
+    if (keys.includes('')) ctx.addIssue({ code: 'custom', message: 'a header name is empty' });
+    let bytes = 0;
+    for (const k of keys) bytes += utf8.encode(k).length + utf8.encode(h[k] as string).length;
+    if (bytes > HEADER_BYTES_MAX) ctx.addIssue({ code: 'custom', message: `headers take at most ${HEADER_BYTES_MAX} bytes (names and values, UTF-8), got ${bytes}` });
+  });
+
+export const publishOptionsSchema = z
+  .strictObject({
+    timeoutMs: timeoutMs.optional(),
+    publishId: z.string({ error: `a string of 1 to ${PUBLISH_ID_CHARS_MAX} characters` }).min(1).max(PUBLISH_ID_CHARS_MAX).optional(),
+    delayMs: integer(0, MESSAGE_DELAY_MS_MAX, ' number of milliseconds').optional(),
+    deliverAt: integer(0, Number.MAX_SAFE_INTEGER, ' time in ms since the epoch').optional(),
+    key: z.string({ error: `a string of 1 to ${MESSAGE_KEY_CHARS_MAX} characters` }).min(1).max(MESSAGE_KEY_CHARS_MAX).optional(),
+    priority: integer(0, PRIORITY_MAX).optional(),
+    ttlMs: integer(1, MESSAGE_DELAY_MS_MAX, ' number of milliseconds').optional(),
+    headers: headers.optional(),
+  })
+  .refine((o) => o.delayMs === undefined || o.deliverAt === undefined, { message: 'give delayMs or deliverAt, not both', path: ['deliverAt'] });
 
 /** Bounds as the queue's command schema has them, so a value accepted here is never refused there. */
 export const createTopicOptionsSchema = z.strictObject({
@@ -39,6 +71,9 @@ export const createTopicOptionsSchema = z.strictObject({
   maxBytes: count.optional(),
   overflow: z.enum(['reject', 'dropOldest'], { error: "'reject' or 'dropOldest'" }).optional(),
   messageBytesMax: count.optional(),
+  ttlMs: integer(1, MESSAGE_DELAY_MS_MAX, ' number of milliseconds').optional(),
+  onExpire: z.enum(['deadLetter', 'drop'], { error: "'deadLetter' or 'drop'" }).optional(),
+  expireUnacked: z.boolean({ error: 'a boolean' }).optional(),
 });
 
 const group = z.string({ error: 'a group name (a string)' }).superRefine((g, ctx) => {
@@ -61,6 +96,18 @@ export const subscribeOptionsSchema = z.strictObject({
 });
 
 export const nackOptionsSchema = z.strictObject({ delayMs: integer(0, TIMEOUT_MS_MAX, ' number of milliseconds').optional() });
+
+export const peekOptionsSchema = z.strictObject({
+  timeoutMs: timeoutMs.optional(),
+  group: group.optional(),
+  limit: integer(1, PEEK_MESSAGES_MAX).optional(),
+});
+
+export const redriveOptionsSchema = z.strictObject({
+  timeoutMs: timeoutMs.optional(),
+  to: z.string({ error: 'a topic name (a string)' }).optional(),
+  max: integer(1, REDRIVE_MESSAGES_MAX).optional(),
+});
 
 /** Options that are valid for another call than the one given, with what to use instead. */
 const ELSEWHERE: Readonly<Record<string, string>> = {

@@ -45,6 +45,26 @@ export interface QueueMessage<T = unknown> {
   readonly deliveryCount: number;
   /** The consumer group this delivery belongs to ('default' for consume). */
   readonly group: string;
+  /** The headers it was published with (absent when it had none). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Its message group key (absent when it had none). */
+  readonly key?: string;
+  /** Its priority when not the default 4. */
+  readonly priority?: number;
+  /** In a dead-letter topic: where it came from and why ('maxDeliveries' or 'expired'). */
+  readonly deadLetter?: {
+    readonly topic: string;
+    readonly offset: number;
+    readonly reason: 'maxDeliveries' | 'expired';
+    readonly attempts: number;
+    readonly group: string;
+  };
+}
+
+/** A message as `peek` lists it. */
+export interface PeekedMessage<T = unknown> extends QueueMessage<T> {
+  /** Present while it is delayed: when it becomes deliverable (ms since the epoch, leader's clock). */
+  readonly deliverAt?: number;
 }
 
 /** A message delivered by `subscribe` or `messages`: settle it exactly once. */

@@ -68,6 +68,7 @@ export type {
   MemberInfo,
   MessagesOptions,
   NackOptions,
+  PeekOptions,
   PeerLink,
   PeerStatus,
   PublishOptions,
@@ -75,10 +76,12 @@ export type {
   QueueMetrics,
   QueueStatus,
   RaftQueueDependencies,
+  RedriveOptions,
+  RedriveResult,
   SubscribeOptions,
   Subscription,
 } from './raft-queue.js';
-export type { DeadLettered, Delivery, LeaderChange, MembersChange, PublicRole, QueueMessage, RaftQueueEvents, Removed, RoleChange } from './events.js';
+export type { DeadLettered, Delivery, LeaderChange, MembersChange, PeekedMessage, PublicRole, QueueMessage, RaftQueueEvents, Removed, RoleChange } from './events.js';
 export type { TopicOptions } from './queue/index.js';
 export type { ClientConnected, ClientDisconnected, RaftQueueClientDependencies, RaftQueueClientEvents, RaftQueueClientOptions } from './clients/client.js';
 export type { Transport, TransportHandlers, TransportStats, PeerMessage, AppMessage } from './contracts/transport.js';

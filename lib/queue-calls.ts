@@ -7,15 +7,27 @@
  * Input is checked here, before anything is sent: every call's options strictly
  * (lib/call-options.ts) and every payload for a faithful msgpack round trip (lib/payload.ts).
  */
-import type { CallOptions, CreateTopicOptions, MessagesOptions, PublishOptions, PublishReceipt, SubscribeOptions, Subscription } from './api-types.js';
-import { callOptionsSchema, checkPublishOptions, createTopicOptionsSchema, parseOptions } from './call-options.js';
+import type {
+  CallOptions,
+  CreateTopicOptions,
+  MessagesOptions,
+  PeekOptions,
+  PublishOptions,
+  PublishReceipt,
+  RedriveOptions,
+  RedriveResult,
+  SubscribeOptions,
+  Subscription,
+} from './api-types.js';
+import { callOptionsSchema, checkPublishOptions, createTopicOptionsSchema, parseOptions, peekOptionsSchema, redriveOptionsSchema } from './call-options.js';
+import { REDRIVE_MESSAGES_MAX } from './contracts/limits.js';
 import { RaftQueueError } from './contracts/errors.js';
 import type { ErrorCode } from './contracts/errors.js';
-import type { Delivery, QueueMessage } from './events.js';
+import type { Delivery, PeekedMessage, QueueMessage } from './events.js';
 import type { SubmitOutcome } from './node/requests.js';
 import { encodePayload } from './payload.js';
-import { binHeaderBytes, encodeCommand, encodePublish, encodePublishBytes, validateTopicName } from './queue/index.js';
-import type { ApplyResult, Command, Delivery as StoredDelivery, QueueQuery, StoredMessage } from './queue/index.js';
+import { binHeaderBytes, encodeCommand, encodePublish, encodePublishBytes, validateTopicName, validateTopicOrDeadLetterName } from './queue/index.js';
+import type { ApplyResult, Command, Delivery as StoredDelivery, MessageOptions, QueueQuery, StoredMessage } from './queue/index.js';
 import { AckBatcher, SubscriptionImpl, resolveSubscribe, runHandler, toDelivery, toMessage } from './subscriptions.js';
 import type { SubscriptionHost } from './subscriptions.js';
 
@@ -128,7 +140,8 @@ export class QueueCalls {
       const p = this.host.port();
       if (p instanceof RaftQueueError) throw p;
       port = p;
-      body = raw !== undefined ? encodePublishBytes(topic, raw, o.publishId) : encodePublish(topic, bytes as Uint8Array, o.publishId);
+      const mo = messageOptionsOf(o);
+      body = raw !== undefined ? encodePublishBytes(topic, raw, o.publishId, mo) : encodePublish(topic, bytes as Uint8Array, o.publishId, mo);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -156,6 +169,32 @@ export class QueueCalls {
     if (value === null) return undefined;
     this.counters.consumes++;
     return toMessage<T>(value, 'default');
+  }
+
+  async peek<T>(topic: string, options?: PeekOptions): Promise<PeekedMessage<T>[]> {
+    checkTopicOrDeadLetter(topic);
+    const o = parseOptions(peekOptionsSchema, options, 'peek');
+    const group = o.group ?? 'default';
+    const value = (await this.read({ q: 'peek', topic, group, limit: o.limit ?? 100 }, o.timeoutMs)) as (StoredMessage & { deliverAt?: number })[] | null;
+    if (value === null) throw new RaftQueueError('TOPIC_NOT_FOUND', `topic "${topic}" does not exist`);
+    return value.map((m) => {
+      const message = toMessage<T>(m, group);
+      return m.deliverAt === undefined ? message : { ...message, deliverAt: m.deliverAt };
+    });
+  }
+
+  async purge(topic: string, options?: CallOptions): Promise<number> {
+    checkTopicOrDeadLetter(topic);
+    const o = parseOptions(callOptionsSchema, options, 'purge');
+    return (await this.run({ t: 'purge', topic }, o.timeoutMs)).value as number;
+  }
+
+  async redrive(dlqTopic: string, options?: RedriveOptions): Promise<RedriveResult> {
+    checkTopicOrDeadLetter(dlqTopic);
+    const o = parseOptions(redriveOptionsSchema, options, 'redrive');
+    if (o.to !== undefined) checkTopicOrDeadLetter(o.to);
+    const cmd: Command = { t: 'redrive', topic: dlqTopic, max: o.max ?? REDRIVE_MESSAGES_MAX, ...(o.to !== undefined ? { to: o.to } : {}) };
+    return (await this.run(cmd, o.timeoutMs)).value as RedriveResult;
   }
 
   subscribe<T>(topic: string, handler: (message: QueueMessage<T>) => unknown, options?: SubscribeOptions): Subscription {
@@ -242,6 +281,25 @@ export class QueueCalls {
     const port = this.host.port();
     if (port instanceof RaftQueueError) throw port;
   }
+}
+
+/** A topic name, a dead-letter topic's (nested `.dlq` suffixes) included. */
+function checkTopicOrDeadLetter(topic: string): void {
+  const problem = typeof topic === 'string' ? validateTopicOrDeadLetterName(topic) : 'a topic name is a string';
+  if (problem) throw new RaftQueueError('INVALID_TOPIC', `invalid topic ${JSON.stringify(topic)}: ${problem}`);
+}
+
+/** The message options of publish's options, or undefined when it has none (the common case). */
+function messageOptionsOf(o: PublishOptions): MessageOptions | undefined {
+  if (o.delayMs === undefined && o.deliverAt === undefined && o.key === undefined && o.priority === undefined && o.ttlMs === undefined && o.headers === undefined) return undefined;
+  const mo: MessageOptions = {};
+  if (o.delayMs !== undefined) mo.delayMs = o.delayMs;
+  if (o.deliverAt !== undefined) mo.deliverAt = o.deliverAt;
+  if (o.key !== undefined) mo.key = o.key;
+  if (o.priority !== undefined) mo.priority = o.priority;
+  if (o.ttlMs !== undefined) mo.ttlMs = o.ttlMs;
+  if (o.headers !== undefined) mo.headers = { ...o.headers };
+  return mo;
 }
 
 export function checkTopic(topic: string): void {

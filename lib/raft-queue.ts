@@ -17,12 +17,15 @@ import type {
   CreateTopicOptions,
   MemberInfo,
   MessagesOptions,
+  PeekOptions,
   PeerLink,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
   QueueMetrics,
   QueueStatus,
+  RedriveOptions,
+  RedriveResult,
   SubscribeOptions,
   Subscription,
 } from './api-types.js';
@@ -33,7 +36,7 @@ import type { Member } from './compose.js';
 import { RaftQueueError } from './contracts/errors.js';
 import { ADDRESS_PATTERN, MEMBER_ID_PATTERN } from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
-import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage, RaftQueueEvents } from './events.js';
+import type { DeadLettered, Delivery, LeaderChange, PeekedMessage, PublicRole, QueueMessage, RaftQueueEvents } from './events.js';
 import type { NodeEvent } from './node/raft-node.js';
 import type { MemberOp } from './node/membership.js';
 import { PersistTimer } from './metrics.js';
@@ -49,12 +52,15 @@ export type {
   MemberInfo,
   MessagesOptions,
   NackOptions,
+  PeekOptions,
   PeerLink,
   PeerStatus,
   PublishOptions,
   PublishReceipt,
   QueueMetrics,
   QueueStatus,
+  RedriveOptions,
+  RedriveResult,
   SubscribeOptions,
   Subscription,
 } from './api-types.js';
@@ -223,6 +229,29 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
   /** Removes and returns the oldest message of `topic` (group 'default'); undefined if empty. */
   consume<T = unknown>(topic: string, options?: CallOptions): Promise<QueueMessage<T> | undefined> {
     return this.#calls.consume<T>(topic, options);
+  }
+
+  /**
+   * Up to `limit` (default 100) messages waiting for `group` (default 'default') in `topic`, oldest
+   * first, without claiming them: never delivered, returned, or delayed (with `deliverAt`). A
+   * linearizable read; it changes nothing. TOPIC_NOT_FOUND when the topic does not exist.
+   */
+  peek<T = unknown>(topic: string, options?: PeekOptions): Promise<PeekedMessage<T>[]> {
+    return this.#calls.peek<T>(topic, options);
+  }
+
+  /** Removes every message of `topic` (deliveries in flight become stale); resolves with how many. */
+  purge(topic: string, options?: CallOptions): Promise<number> {
+    return this.#calls.purge(topic, options);
+  }
+
+  /**
+   * Moves dead letters from `dlqTopic` (e.g. 'orders.dlq') back to the topic each came from, or
+   * to `to`, oldest first, at most `max` (default 10,000): each moves once, with its key,
+   * priority and headers, as a fresh message (new offset, no attempts).
+   */
+  redrive(dlqTopic: string, options?: RedriveOptions): Promise<RedriveResult> {
+    return this.#calls.redrive(dlqTopic, options);
   }
 
   /**

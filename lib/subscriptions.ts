@@ -329,7 +329,7 @@ export class AckBatcher implements SettleScheduler {
 // Messages as applications see them
 
 export function toMessage<T>(m: StoredMessage, group: string): QueueMessage<T> {
-  return {
+  const message: { -readonly [K in keyof QueueMessage<T>]: QueueMessage<T>[K] } = {
     topic: m.topic,
     offset: m.offset,
     payload: payloadPackr.unpack(m.payload) as T,
@@ -337,6 +337,13 @@ export function toMessage<T>(m: StoredMessage, group: string): QueueMessage<T> {
     deliveryCount: m.deliveryCount,
     group,
   };
+  // Only messages published with options (or dead letters) carry these. Copies: on a member the
+  // stored message shares these objects with the replicated state, which the app must not reach.
+  if (m.headers !== undefined) message.headers = { ...m.headers };
+  if (m.key !== undefined) message.key = m.key;
+  if (m.priority !== undefined) message.priority = m.priority;
+  if (m.deadLetter !== undefined) message.deadLetter = { ...m.deadLetter };
+  return message;
 }
 
 /** A delivery for `messages()`: settle it once with ack, nack or extend. */

@@ -37,7 +37,7 @@ test('call options: an unknown key is named, with the option it probably meant',
     [() => parseOptions(createTopicOptionsSchema, { maxMessage: 2 }, 'createTopic'), 'invalid option maxMessage: createTopic() has no such option (did you mean maxMessages?)'],
     [() => parseOptions(nackOptionsSchema, { delay: 2 }, 'nack'), 'invalid option delay: nack() has no such option (did you mean delayMs?)'],
     [() => parseOptions(callOptionsSchema, { group: 'g' }, 'consume'), 'invalid option group: consume() has no such option; its only option is timeoutMs'],
-    [() => parseOptions(publishOptionsSchema, { zzz: 1 }, 'publish'), 'invalid option zzz: publish() has no such option; its options are timeoutMs, publishId'],
+    [() => parseOptions(publishOptionsSchema, { zzz: 1 }, 'publish'), 'invalid option zzz: publish() has no such option; its options are timeoutMs, publishId, delayMs, deliverAt, key, priority, ttlMs, headers'],
     [
       () => parseOptions(messagesOptionsSchema, { nackDelayMs: 5 }, 'messages'),
       "invalid option nackDelayMs: messages() has no such option; it is subscribe()'s; with messages(), pass the delay to each delivery's nack({ delayMs })",

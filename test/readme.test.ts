@@ -14,6 +14,7 @@ import { ProcessHarness, freePorts, waitUntil } from '../lib/cli/process-harness
 import { httpJson } from '../lib/cli/http-client.js';
 import { NODE_FLAGS, SERVE_FLAGS } from '../lib/cli/commands.js';
 import { MEMBERS_FLAGS } from '../lib/cli/members-command.js';
+import { DLQ_FLAGS } from '../lib/cli/dlq-command.js';
 import { parseServeConfig } from '../lib/cli/serve-config.js';
 import { repoRoot } from './helpers/cli-process.js';
 
@@ -70,12 +71,13 @@ test('readme: ts blocks type-check against the package types', (t) => {
 });
 
 const scripts = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
-const ROUTES = [/^\/$/, /^\/topic$/, /^\/message$/, /^\/message\/[^/]+$/, /^\/status$/, /^\/metrics$/, /^\/members$/, /^\/members\/[^/]+$/, /^\/leader$/, /^\/groups\/[^/]+\/[^/]+\/(fetch|ack|nack)$/];
+const ROUTES = [/^\/$/, /^\/topic$/, /^\/message$/, /^\/message\/[^/]+$/, /^\/status$/, /^\/metrics$/, /^\/members$/, /^\/members\/[^/]+$/, /^\/leader$/, /^\/groups\/[^/]+\/[^/]+\/(fetch|ack|nack)$/, /^\/dlq\/[^/]+(\/redrive)?$/, /^\/peek\/[^/]+$/];
 const FLAGS: Record<string, readonly string[]> = {
   node: Object.keys(NODE_FLAGS),
   serve: Object.keys(SERVE_FLAGS),
   demo: ['messages', 'verbose'],
   members: Object.keys(MEMBERS_FLAGS),
+  dlq: Object.keys(DLQ_FLAGS),
 };
 
 /** Problems with one shell command (no pipes or redirections beyond what is checked here). */

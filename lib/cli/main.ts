@@ -12,6 +12,7 @@ commands:
   node    run one cluster member:  raftqueue node --id n1 --peers n1=127.0.0.1:7001,... --data-dir DIR
           or join a running one:    raftqueue node --id n4 --join 127.0.0.1:7001 --listen 127.0.0.1:7004 --data-dir DIR
   members list, add, remove members or move leadership:  raftqueue members list --http 127.0.0.1:8001
+  dlq     list, redrive or purge a topic's dead letters:  raftqueue dlq list orders --http 127.0.0.1:8001
   serve   run member N of a course-style config file:  raftqueue serve --config FILE --index N
   demo    start a local 3-process cluster, publish, kill the leader, check nothing was lost
 
@@ -43,7 +44,7 @@ function asksVersion(args: readonly string[]): boolean {
 
 async function main(argv: readonly string[]): Promise<void> {
   const [command, ...rest] = argv;
-  if (command === '--version' || command === '-v' || (command !== undefined && ['node', 'serve', 'members', 'demo'].includes(command) && asksVersion(rest))) {
+  if (command === '--version' || command === '-v' || (command !== undefined && ['node', 'serve', 'members', 'dlq', 'demo'].includes(command) && asksVersion(rest))) {
     process.stdout.write(`${packageVersion()}\n`);
     return;
   }
@@ -63,6 +64,11 @@ async function main(argv: readonly string[]): Promise<void> {
     case 'members': {
       const { runMembers } = await import('./members-command.js');
       process.exitCode = await runMembers(rest);
+      return;
+    }
+    case 'dlq': {
+      const { runDlq } = await import('./dlq-command.js');
+      process.exitCode = await runDlq(rest);
       return;
     }
     case 'demo': {

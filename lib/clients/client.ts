@@ -17,12 +17,26 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { inspect } from 'node:util';
 import { EventEmitter } from 'eventemitter3';
 import { z } from 'zod';
-import type { CallOptions, CreateTopicOptions, MemberInfo, MessagesOptions, PeerStatus, PublishOptions, PublishReceipt, QueueStatus, SubscribeOptions, Subscription } from '../api-types.js';
+import type {
+  CallOptions,
+  CreateTopicOptions,
+  MemberInfo,
+  MessagesOptions,
+  PeekOptions,
+  PeerStatus,
+  PublishOptions,
+  PublishReceipt,
+  QueueStatus,
+  RedriveOptions,
+  RedriveResult,
+  SubscribeOptions,
+  Subscription,
+} from '../api-types.js';
 import { callOptionsSchema, parseOptions } from '../call-options.js';
 import { createRandom } from '../core/random.js';
 import { RaftQueueError } from '../contracts/errors.js';
 import { ADDRESS_PATTERN, CLUSTER_ID_PATTERN, MEMBER_ID_PATTERN, MESSAGE_BYTES_MAX_DEFAULT, MESSAGE_BYTES_MAX_LIMIT } from '../contracts/limits.js';
-import type { DeadLettered, Delivery, LeaderChange, PublicRole, QueueMessage } from '../events.js';
+import type { DeadLettered, Delivery, LeaderChange, PeekedMessage, PublicRole, QueueMessage } from '../events.js';
 import { SESSION_EXPIRED } from '../node/applier.js';
 import { systemClock } from '../node/clock.js';
 import type { TimerHandle } from '../node/clock.js';
@@ -357,6 +371,21 @@ export class RaftQueueClient extends EventEmitter<RaftQueueClientEvents> {
   /** Removes and returns the oldest message of `topic` (group 'default'); undefined if empty. */
   consume<T = unknown>(topic: string, options?: CallOptions): Promise<QueueMessage<T> | undefined> {
     return this.#calls.consume<T>(topic, options);
+  }
+
+  /** Messages waiting for a group, without claiming them (see RaftQueue.peek). */
+  peek<T = unknown>(topic: string, options?: PeekOptions): Promise<PeekedMessage<T>[]> {
+    return this.#calls.peek<T>(topic, options);
+  }
+
+  /** Removes every message of `topic` (see RaftQueue.purge). */
+  purge(topic: string, options?: CallOptions): Promise<number> {
+    return this.#calls.purge(topic, options);
+  }
+
+  /** Moves dead letters back (see RaftQueue.redrive). */
+  redrive(dlqTopic: string, options?: RedriveOptions): Promise<RedriveResult> {
+    return this.#calls.redrive(dlqTopic, options);
   }
 
   /** Delivers messages of `topic` to `handler` (see RaftQueue.subscribe). */

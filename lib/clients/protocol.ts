@@ -41,6 +41,7 @@ const query = z.discriminatedUnion('q', [
   z.strictObject({ q: z.literal('topics') }),
   z.strictObject({ q: z.literal('depths') }),
   z.strictObject({ q: z.literal('depth'), topic, group: topic.optional() }),
+  z.strictObject({ q: z.literal('peek'), topic, group: topic.optional(), limit: uint.optional() }),
 ]);
 
 /** Client -> member. */

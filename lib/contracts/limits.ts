@@ -62,3 +62,22 @@ export function frameDerivedSizes(frameBytesMax: number): { appendBytesMax: numb
 
 /** Longest error message carried between members (forwarded membership refusals). */
 export const ERROR_MESSAGE_CHARS_MAX = 1024;
+
+/**
+ * Message headers (`publish(..., { headers })`): string keys to string values. At most
+ * HEADERS_MAX of them, and their keys and values together at most HEADER_BYTES_MAX bytes of
+ * UTF-8: they travel in the publish body beside the payload, whose room around the payload
+ * (FRAME_OVERHEAD_BYTES, and a client's 4 KiB) they must fit with the topic and publishId.
+ */
+export const HEADERS_MAX = 32;
+export const HEADER_BYTES_MAX = 2048;
+/** A message key (`publish(..., { key })`, FIFO per key within a group), in characters. */
+export const MESSAGE_KEY_CHARS_MAX = 256;
+/** Message priorities: 0 (lowest) to 9 (highest); a message without one has PRIORITY_DEFAULT. */
+export const PRIORITY_MAX = 9;
+export const PRIORITY_DEFAULT = 4;
+/** The longest delay or time to live a message may have: 1 year. */
+export const MESSAGE_DELAY_MS_MAX = 365 * 86_400_000;
+/** Most messages one `redrive` moves, and one `peek` returns. */
+export const REDRIVE_MESSAGES_MAX = 10_000;
+export const PEEK_MESSAGES_MAX = 1_000;

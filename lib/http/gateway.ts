@@ -22,6 +22,7 @@ import { GatewayGroups } from './groups.js';
 import { BadRequest, readJson, stringField } from './body.js';
 import type { Json } from './body.js';
 import { Dashboard } from './dashboard.js';
+import { routeDlq } from './dlq.js';
 import { routeMembers } from './members.js';
 import { popReply, publishReply, readPublish } from './messages.js';
 import type { PublishRequest, Reply } from './messages.js';
@@ -162,6 +163,8 @@ class GatewayRoutes {
     const admin = (): { status: number; body: Json } | undefined => this.adminRefusal(req);
     const membersReply = routeMembers(this.queue, method, path, () => readJson(req, this.bodyBytesMax), admin);
     if (membersReply !== undefined) return membersReply;
+    const dlqReply = routeDlq(this.queue, method, path, (req.url ?? '').split('?')[1] ?? '', () => readJson(req, this.bodyBytesMax), admin);
+    if (dlqReply !== undefined) return dlqReply;
     const groupReply = this.groups.route(method, path, () => readJson(req, this.bodyBytesMax));
     if (groupReply !== undefined) return groupReply;
     const uiReply = this.dashboard?.route(req, method, path);

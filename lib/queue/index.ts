@@ -28,6 +28,6 @@ export {
 } from './state.js';
 export { QueueStateMachine } from './state-machine.js';
 
-export type { Command, CommandKind, DecodedCommand, TopicOptions } from './commands.js';
+export type { Command, CommandKind, DecodedCommand, MessageOptions, TopicOptions } from './commands.js';
 export type { ApplyErrorCode, ApplyResult, DeadLetterHeader, Delivery, QueueEvent, StoredMessage } from './state.js';
-export type { ApplyOutput, GroupStats, QueueQuery, QueueStateMachineOptions, TopicStats } from './state-machine.js';
+export type { ApplyOutput, GroupStats, PeekedMessage, QueueQuery, QueueStateMachineOptions, TopicStats } from './state-machine.js';

@@ -30,9 +30,25 @@ const PAGE_SLOTS_MIN = 16;
 export interface DeadLetterHeader {
   topic: string;
   offset: number;
-  reason: 'maxDeliveries';
+  /** 'maxDeliveries': its attempts ran out; 'expired': its time to live passed. */
+  reason: 'maxDeliveries' | 'expired';
   attempts: number;
   group: string;
+}
+
+/**
+ * What a message published with options carries beyond its payload (sparse: a plain message has
+ * none). One shape for every such message (monomorphic); 0 means "none" for the times.
+ */
+export interface MessageMeta {
+  /** Entry time it becomes deliverable; 0: at once. */
+  readonly dueMs: number;
+  readonly key: string | undefined;
+  /** 0 to 9 (PRIORITY_DEFAULT when not given). */
+  readonly priority: number;
+  /** Entry time it expires; 0: never. */
+  readonly expiresAtMs: number;
+  readonly headers: Readonly<Record<string, string>> | undefined;
 }
 
 /** The arrays of one page: slot i holds offset base + i. */
@@ -140,6 +156,8 @@ export class MessageRing {
   private epoch = 0;
   /** Dead-letter headers by offset: sparse, only messages in a dead-letter topic have one. */
   readonly headers = new Map<number, DeadLetterHeader>();
+  /** Message options by offset: sparse, only messages published with options have them. */
+  readonly meta = new Map<number, MessageMeta>();
 
   /** Held slots, holes included. */
   get span(): number {
@@ -262,6 +280,20 @@ export class MessageRing {
     if (this.liveCount === 0) this.headOffset = tail;
   }
 
+  /**
+   * Removes every message at once (purge): the ring is empty from the tail on. A capture taken
+   * before keeps the pages it shares.
+   */
+  clear(): void {
+    this.liveCount = 0;
+    this.liveBytes = 0;
+    this.headOffset = this.tailOffset;
+    this.pages = [];
+    this.firstPage = Math.floor(this.tailOffset / PAGE_SLOTS);
+    this.headers.clear();
+    this.meta.clear();
+  }
+
   /** Whether `offset` holds a live message (not a hole, not outside the window). */
   isLive(offset: number): boolean {
     return this.livePage(offset) !== undefined;
@@ -314,6 +346,7 @@ export class MessageRing {
     this.liveCount--;
     this.liveBytes -= page.lengths[slot] as number;
     if (this.headers.size > 0) this.headers.delete(offset);
+    if (this.meta.size > 0) this.meta.delete(offset);
     if (page.live === 0) {
       // Every message of the page is finished: drop it (the last page stays, for the next push).
       const index = Math.floor(offset / PAGE_SLOTS) - this.firstPage;

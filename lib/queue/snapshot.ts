@@ -2,7 +2,7 @@
  * Snapshot encoding of the queue state, versioned, holding everything apply() depends on (topics
  * with their messages and groups, the dedup table, time and counters).
  *
- * Layout (format 2), all numbers little-endian (written and read through DataView):
+ * Layout (format 3; format 2, the same without message options, is still read), all numbers little-endian (written and read through DataView):
  *   u8 version | 3 zero bytes | u32 header length H | header (msgpack, H bytes) | pad to 8
  *   per topic, in header order: offsets f64[n] | published-at f64[n] | lengths u32[n] | pad to 8
  *                               | done counts u16[n] | pad to 8
@@ -21,11 +21,18 @@ import { RaftQueueError } from '../contracts/errors.js';
 import type { SnapshotImage } from '../contracts/state-machine.js';
 import { queuePackr, type CommandKind } from './commands.js';
 import type { DedupRecord } from './dedup.js';
-import { walkCapture, type DeadLetterHeader, type PageArrays, type RingCapture } from './message-ring.js';
+import { walkCapture, type DeadLetterHeader, type MessageMeta, type PageArrays, type RingCapture } from './message-ring.js';
 import { DEFAULT_GROUP, GROUPS_PER_TOPIC_MAX, GroupState, TopicState } from './state.js';
+import { PRIORITY_DEFAULT, PRIORITY_MAX } from '../contracts/limits.js';
 
-/** Version of the snapshot format; bump on any change to its shape or meaning. */
-export const QUEUE_STATE_VERSION = 2;
+/**
+ * Version of the snapshot format; bump on any change to its shape or meaning. 3 added message
+ * options (delays, keys, priorities, expiry, headers) and the group state they need; a format-2
+ * snapshot (none of them) is still read.
+ */
+export const QUEUE_STATE_VERSION = 3;
+/** The oldest format decodeSnapshot reads. */
+const QUEUE_STATE_VERSION_MIN = 2;
 
 /** Bytes before the header: version, padding, header length. */
 const PREFIX_BYTES = 8;
@@ -41,21 +48,61 @@ export interface SnapshotInput {
 
 export type RestoredState = SnapshotInput;
 
-type HeaderRow = [offset: number, topic: string, sourceOffset: number, attempts: number, group: string];
+type HeaderRow = [offset: number, topic: string, sourceOffset: number, attempts: number, group: string, reason: DeadLetterHeader['reason']];
+type KeyRow = [key: string, head: number, waiting: number[]];
 type PendingRow = [offset: number, consumer: string, token: number, attempt: number, deadlineMs: number, ackTimeoutMs: number, maxDeliveries: number];
 type RedeliverRow = [offset: number, attempts: number, notBeforeMs: number, token: number, ready: boolean];
 
 function topicHeader(t: TopicState, capture: RingCapture): unknown {
   const headers: HeaderRow[] = [];
-  for (const [offset, h] of t.ring.headers) headers.push([offset, h.topic, h.offset, h.attempts, h.group]);
+  for (const [offset, h] of t.ring.headers) headers.push([offset, h.topic, h.offset, h.attempts, h.group, h.reason]);
+  const meta = metaColumns(t);
   const groups = [...t.groups.values()].map((g) => {
     const pending: PendingRow[] = [];
     for (const [o, p] of g.pending) pending.push([o, p.consumer, p.token, p.attempt, p.deadlineMs, p.ackTimeoutMs, p.maxDeliveries]);
     const redeliver: RedeliverRow[] = [];
     for (const [o, r] of g.redeliver) redeliver.push([o, r.attempts, r.notBeforeMs, r.token, r.ready]);
-    return { name: g.name, next: g.next, holes: g.holesAhead, pending, redeliver };
+    const keys: KeyRow[] = [];
+    // Waiting messages that went meanwhile (expired, dropped) are skipped lazily: not written.
+    for (const [key, ks] of g.keys) keys.push([key, ks.head, ks.waiting.slice(ks.w).filter((o) => g.parked.has(o))]);
+    return { name: g.name, next: g.next, holes: g.holesAhead, pending, redeliver, parked: [...g.parked], delayed: g.delayedPassed, keys, skip: [...g.skipAhead] };
   });
-  return { id: t.id, name: t.name, opts: { ...t.options }, tail: t.ring.tailOffset, count: capture.count, bytes: capture.bytes, headers, groups };
+  return { id: t.id, name: t.name, opts: { ...t.options }, prio: t.priorityMode, tail: t.ring.tailOffset, count: capture.count, bytes: capture.bytes, headers, ...(meta !== undefined ? { meta } : {}), groups };
+}
+
+/**
+ * The topic's message options as columns: offsets, due and expiry times (f64, little-endian)
+ * and priorities (u8) as bytes, keys as one array (null where none), headers sparse. A million
+ * delayed messages are one pass and a few copies here, not a million msgpack arrays, so taking
+ * a snapshot stays short however many wait.
+ */
+function metaColumns(t: TopicState): unknown {
+  const meta = t.ring.meta;
+  const n = meta.size;
+  if (n === 0) return undefined;
+  const off = new Uint8Array(8 * n);
+  const due = new Uint8Array(8 * n);
+  const exp = new Uint8Array(8 * n);
+  const prio = new Uint8Array(n);
+  const vo = new DataView(off.buffer);
+  const vd = new DataView(due.buffer);
+  const ve = new DataView(exp.buffer);
+  let keys: (string | null)[] | undefined;
+  const hdrs: [number, Record<string, string>][] = [];
+  let i = 0;
+  for (const [offset, m] of meta) {
+    vo.setFloat64(8 * i, offset, true);
+    vd.setFloat64(8 * i, m.dueMs, true);
+    ve.setFloat64(8 * i, m.expiresAtMs, true);
+    prio[i] = m.priority;
+    if (m.key !== undefined) {
+      keys ??= new Array<string | null>(n).fill(null);
+      keys[i] = m.key;
+    }
+    if (m.headers !== undefined) hdrs.push([i, { ...m.headers }]);
+    i++;
+  }
+  return { n, off, due, exp, prio, ...(keys !== undefined ? { keys } : {}), hdrs };
 }
 
 /**
@@ -188,22 +235,41 @@ const time = z.number().min(0);
 const str = z.string();
 const bytes = z.instanceof(Uint8Array);
 
+const reasonSchema = z.enum(['maxDeliveries', 'expired']);
+
+// Fields marked optional are absent from format 2 (which had no message options).
 const groupSchema = z.object({
   name: str,
   next: uint,
   holes: uint,
   pending: z.array(z.tuple([uint, str, uint, uint, time, uint, uint])),
   redeliver: z.array(z.tuple([uint, uint, time, uint, z.boolean()])),
+  parked: z.array(uint).optional(),
+  delayed: uint.optional(),
+  keys: z.array(z.tuple([str, uint, z.array(uint)])).optional(),
+  skip: z.array(uint).optional(),
 });
 
 const topicSchema = z.object({
   id: uint,
   name: str,
-  opts: z.object({ maxMessages: uint, maxBytes: uint, overflow: z.enum(['reject', 'dropOldest']), messageBytesMax: uint }),
+  opts: z.object({
+    maxMessages: uint,
+    maxBytes: uint,
+    overflow: z.enum(['reject', 'dropOldest']),
+    messageBytesMax: uint,
+    ttlMs: uint.optional(),
+    onExpire: z.enum(['deadLetter', 'drop']).optional(),
+    expireUnacked: z.boolean().optional(),
+  }),
+  prio: z.boolean().optional(),
   tail: uint,
   count: uint,
   bytes: uint,
-  headers: z.array(z.tuple([uint, str, uint, uint, str])),
+  headers: z.array(z.union([z.tuple([uint, str, uint, uint, str]), z.tuple([uint, str, uint, uint, str, reasonSchema])])),
+  meta: z
+    .object({ n: uint, off: bytes, due: bytes, exp: bytes, prio: bytes, keys: z.array(str.nullable()).optional(), hdrs: z.array(z.tuple([uint, z.record(str, str)])) })
+    .optional(),
   groups: z.array(groupSchema).min(1).max(GROUPS_PER_TOPIC_MAX),
 });
 
@@ -223,7 +289,7 @@ const storedMessageSchema = z.object({
   publishedAt: time,
   deliveryCount: uint,
   deadLetter: z
-    .object({ topic: str, offset: uint, reason: z.literal('maxDeliveries'), attempts: uint, group: str })
+    .object({ topic: str, offset: uint, reason: reasonSchema, attempts: uint, group: str })
     .optional(),
 });
 
@@ -242,6 +308,8 @@ const dedupValueSchemas: Record<Exclude<CommandKind, 'tick'>, z.ZodType> = {
   nack: z.union([z.literal(true), failedSchema]),
   extend: z.union([z.literal(true), failedSchema]),
   release: z.union([z.literal(true), failedSchema]),
+  purge: z.union([uint, failedSchema]),
+  redrive: z.union([z.object({ moved: uint, remaining: uint, stopped: str.optional() }), failedSchema]),
 };
 
 function corrupt(message: string, cause?: unknown): RaftQueueError {
@@ -258,7 +326,8 @@ function check(condition: boolean, message: string): asserts condition {
  */
 export function decodeSnapshot(data: Uint8Array): RestoredState {
   check(data.length >= PREFIX_BYTES, `${data.length} bytes, shorter than the prefix`);
-  check(data[0] === QUEUE_STATE_VERSION, `version ${data[0]}, expected ${QUEUE_STATE_VERSION}`);
+  const format = data[0] as number;
+  check(format >= QUEUE_STATE_VERSION_MIN && format <= QUEUE_STATE_VERSION, `version ${format}, expected ${QUEUE_STATE_VERSION_MIN} to ${QUEUE_STATE_VERSION}`);
   const headerBytes = new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(4, true);
   check(PREFIX_BYTES + headerBytes <= data.length, 'the header overruns the snapshot');
   let raw: unknown;
@@ -268,7 +337,7 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
     throw corrupt('the header is not msgpack', error);
   }
   const version = (raw as { v?: unknown } | null)?.v;
-  check(version === QUEUE_STATE_VERSION, `header version ${String(version)}, expected ${QUEUE_STATE_VERSION}`);
+  check(version === format, `header version ${String(version)}, expected ${format}`);
   const parsed = snapshotSchema.safeParse(raw);
   if (!parsed.success) throw corrupt(`invalid shape: ${parsed.error.issues[0]?.path.join('.') ?? ''} ${parsed.error.issues[0]?.message ?? ''}`);
   const s = parsed.data;
@@ -328,6 +397,30 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
   }
 }
 
+/** Restores the option columns written by metaColumns into `t`'s ring (whose messages are restored). */
+function decodeMeta(t: TopicState, raw: NonNullable<z.infer<typeof topicSchema>['meta']>): void {
+  const { n, off, due, exp, prio, keys, hdrs } = raw;
+  check(off.length === 8 * n && due.length === 8 * n && exp.length === 8 * n && prio.length === n && (keys === undefined || keys.length === n), `topic ${t.name}: option columns of the wrong length`);
+  const headers = new Map<number, Record<string, string>>();
+  for (const [i, h] of hdrs) {
+    check(i < n && !headers.has(i), `topic ${t.name}: bad headers row ${i}`);
+    headers.set(i, h);
+  }
+  const vo = new DataView(off.buffer, off.byteOffset, off.byteLength);
+  const vd = new DataView(due.buffer, due.byteOffset, due.byteLength);
+  const ve = new DataView(exp.buffer, exp.byteOffset, exp.byteLength);
+  for (let i = 0; i < n; i++) {
+    const offset = vo.getFloat64(8 * i, true);
+    const dueMs = vd.getFloat64(8 * i, true);
+    const expiresAtMs = ve.getFloat64(8 * i, true);
+    const priority = prio[i] as number;
+    check(Number.isSafeInteger(offset) && t.ring.isLive(offset) && !t.ring.meta.has(offset), `topic ${t.name}: options of a missing message ${offset}`);
+    check(dueMs >= 0 && dueMs <= Number.MAX_SAFE_INTEGER && expiresAtMs >= 0 && expiresAtMs <= Number.MAX_SAFE_INTEGER && priority <= PRIORITY_MAX, `topic ${t.name}: bad options of message ${offset}`);
+    const meta: MessageMeta = { dueMs, key: keys?.[i] ?? undefined, priority, expiresAtMs, headers: headers.get(i) };
+    t.ring.meta.set(offset, meta);
+  }
+}
+
 interface TopicColumns {
   readonly offsets: Float64Array;
   readonly publishedAt: Float64Array;
@@ -336,7 +429,17 @@ interface TopicColumns {
 }
 
 function decodeTopic(raw: z.infer<typeof topicSchema>, columns: TopicColumns, payloads: Uint8Array, nextToken: number): TopicState {
-  const t = new TopicState(raw.id, raw.name, raw.opts);
+  const o = raw.opts;
+  const t = new TopicState(raw.id, raw.name, {
+    maxMessages: o.maxMessages,
+    maxBytes: o.maxBytes,
+    overflow: o.overflow,
+    messageBytesMax: o.messageBytesMax,
+    ttlMs: o.ttlMs ?? 0,
+    onExpire: o.onExpire ?? 'deadLetter',
+    expireUnacked: o.expireUnacked ?? false,
+  });
+  t.priorityMode = raw.prio ?? false;
   const { offsets, publishedAt, lengths, done } = columns;
   const n = offsets.length;
   const groupCount = raw.groups.length;
@@ -353,11 +456,12 @@ function decodeTopic(raw: z.infer<typeof topicSchema>, columns: TopicColumns, pa
   check(total === raw.bytes, `topic ${raw.name}: payload lengths add up to ${total}, not ${raw.bytes}`);
   check(raw.tail - (n > 0 ? (offsets[0] as number) : raw.tail) <= 2 ** 32, `topic ${raw.name}: the message window is too wide`);
   t.ring.restoreColumns(raw.tail, offsets, publishedAt, lengths, done, payloads);
-  for (const [offset, topic, sourceOffset, attempts, group] of raw.headers) {
+  for (const [offset, topic, sourceOffset, attempts, group, reason] of raw.headers) {
     check(t.ring.isLive(offset), `topic ${raw.name}: header of a missing message ${offset}`);
-    const header: DeadLetterHeader = { topic, offset: sourceOffset, reason: 'maxDeliveries', attempts, group };
+    const header: DeadLetterHeader = { topic, offset: sourceOffset, reason: reason ?? 'maxDeliveries', attempts, group };
     t.ring.headers.set(offset, header);
   }
+  if (raw.meta !== undefined) decodeMeta(t, raw.meta);
   for (const rg of raw.groups) {
     check(!t.groups.has(rg.name) && rg.next <= raw.tail, `topic ${raw.name}: group ${rg.name} is duplicated or past the tail`);
     const g = new GroupState(t, rg.name, rg.next, rg.holes);
@@ -368,7 +472,23 @@ function decodeTopic(raw: z.infer<typeof topicSchema>, columns: TopicColumns, pa
     for (const [offset, attempts, notBeforeMs, token, ready] of rg.redeliver) {
       check(offset < rg.next && t.ring.isLive(offset) && !g.pending.has(offset), `group ${rg.name}: bad redelivery ${offset}`);
       g.redeliver.set(offset, { attempts, notBeforeMs, token, ready });
-      if (ready) g.ready.push(offset);
+      if (ready) g.ready.push(offset, t.ring.meta.get(offset)?.priority ?? PRIORITY_DEFAULT);
+    }
+    // Parked messages go into the ready queue in restore(), which knows which wait for their key.
+    for (const offset of rg.parked ?? []) {
+      check(offset < rg.next && t.ring.isLive(offset) && !g.pending.has(offset) && !g.redeliver.has(offset) && !g.parked.has(offset), `group ${rg.name}: bad parked message ${offset}`);
+      g.parked.add(offset);
+    }
+    for (const [key, head, waiting] of rg.keys ?? []) {
+      check(!g.keys.has(key) && head < rg.next && t.ring.meta.get(head)?.key === key, `group ${rg.name}: bad key ${key}`);
+      for (const w of waiting) check(g.parked.has(w) && t.ring.meta.get(w)?.key === key, `group ${rg.name}: bad message ${w} waiting for key ${key}`);
+      g.keys.set(key, { head, waiting: waiting.slice(), w: 0 });
+    }
+    g.delayedPassed = rg.delayed ?? 0;
+    for (const offset of rg.skip ?? []) {
+      check(offset >= rg.next && t.ring.isLive(offset) && !g.skipAhead.has(offset), `group ${rg.name}: bad finished-ahead message ${offset}`);
+      g.skipAhead.add(offset);
+      t.skipAheadCount++;
     }
     t.groups.set(rg.name, g);
   }

@@ -10,11 +10,14 @@
 import { assert, RaftInvariantError, unreachable } from '../core/assert.js';
 import { imageBytes, type ApplyContext, type SnapshotImage, type StateMachine } from '../contracts/state-machine.js';
 import { checkMsgpack } from './msgpack-check.js';
+import { PEEK_MESSAGES_MAX, PRIORITY_DEFAULT } from '../contracts/limits.js';
 import {
   DEAD_LETTER_SUFFIX,
   deadLetterTopicName,
   decodeCommand,
+  decodeMessageOptions,
   readPublish,
+  type MessageOptions,
   type PublishFields,
   validateTopicName,
   validateTopicOrDeadLetterName,
@@ -22,8 +25,8 @@ import {
   type TopicOptions,
 } from './commands.js';
 import { DedupTable, DEDUP_WINDOW_MAX_DEFAULT, DEDUP_WINDOW_MS_DEFAULT, type DedupRecord } from './dedup.js';
-import { TimerHeap, TimerKind } from './heaps.js';
-import type { DeadLetterHeader } from './message-ring.js';
+import { MessageTimeHeap, ReadyQueue, TimerHeap, TimerKind } from './heaps.js';
+import type { DeadLetterHeader, MessageMeta } from './message-ring.js';
 import { decodeSnapshot, snapshotImage, type RestoredState } from './snapshot.js';
 import {
   DEFAULT_GROUP,
@@ -36,6 +39,7 @@ import {
   type ApplyResult,
   type Delivery,
   type GroupState,
+  type KeyState,
   type PendingDelivery,
   type QueueEvent,
   type QueueTimer,
@@ -66,7 +70,12 @@ export type QueueQuery =
   | { q: 'depths' }
   | { q: 'stats' }
   /** Every topic in creation order with its size and each group's backlog (TopicStats). */
-  | { q: 'topicStats' };
+  | { q: 'topicStats' }
+  /**
+   * Up to `limit` messages waiting for `group` (default 'default'), oldest first, without
+   * claiming them: not delivered yet, returned, or delayed (not in flight, not finished).
+   */
+  | { q: 'peek'; topic: string; group?: string; limit?: number };
 
 /** One group of a topic as `topicStats` reports it. */
 export interface GroupStats {
@@ -100,6 +109,12 @@ export interface TopicStats {
 /** Slots past a group's cursor that `topicStats` looks at for the oldest waiting message. */
 const OLDEST_SCAN_SLOTS_MAX = 1024;
 
+/** A message as `peek` lists it: a stored message, and when it becomes deliverable if delayed. */
+export interface PeekedMessage extends StoredMessage {
+  /** Present while the message is delayed: the entry time it becomes deliverable. */
+  deliverAt?: number;
+}
+
 /** Dedup value of a claim: which deliveries it made, re-read on a repeat. */
 interface ClaimRecord {
   topicId: number;
@@ -110,6 +125,19 @@ interface ClaimRecord {
 
 /** Rebuild the timer heap without stale timers once it is this large and twice its last live size. */
 const TIMER_COMPACT_MIN = 4096;
+
+/** The priority of the message at `offset` (PRIORITY_DEFAULT for a plain one). */
+function priorityOf(t: TopicState, offset: number): number {
+  return t.ring.meta.size > 0 ? (t.ring.meta.get(offset)?.priority ?? PRIORITY_DEFAULT) : PRIORITY_DEFAULT;
+}
+
+/** Copies a message's options that its receiver sees (headers, key, a non-default priority) onto it. */
+function addMetaFields(m: StoredMessage, meta: MessageMeta | undefined): void {
+  if (meta === undefined) return;
+  if (meta.headers !== undefined) m.headers = meta.headers;
+  if (meta.key !== undefined) m.key = meta.key;
+  if (meta.priority !== PRIORITY_DEFAULT) m.priority = meta.priority;
+}
 
 function ok(value: unknown): ApplyResult {
   return { ok: true, value, duplicate: false };
@@ -131,12 +159,17 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   private topicsByName = new Map<string, TopicState>();
   private timers = new TimerHeap<GroupState>();
   private timerCompactAt = TIMER_COMPACT_MIN;
+  /** Delayed messages by due time (stale entries, of removed messages, are skipped). */
+  private due = new MessageTimeHeap<TopicState>();
+  /** Messages with a time to live by expiry time (stale entries skipped, compacted in bulk). */
+  private expiries = new MessageTimeHeap<TopicState>();
+  private expiryCompactAt = TIMER_COMPACT_MIN;
   /** Events of the entry being applied. */
   private events: QueueEvent[] = [];
   /** Attempts already made of the offset takeNext() returned last (avoids a result object). */
   private takenAttempts = 0;
   /** Where readPublish puts a publish's fields (one object for all publishes). */
-  private readonly publishFields: PublishFields = { topic: '', publishId: undefined, payloadStart: 0 };
+  private readonly publishFields: PublishFields = { topic: '', publishId: undefined, payloadStart: 0, optionsStart: -1 };
 
   constructor(options: QueueStateMachineOptions = {}) {
     this.messageBytesMax = options.messageBytesMax ?? MESSAGE_BYTES_MAX_DEFAULT;
@@ -160,7 +193,18 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
         if (error !== undefined) return fail('INVALID_COMMAND', error);
         const malformed = checkMsgpack(data, p.payloadStart, end);
         if (malformed !== undefined) return fail('INVALID_COMMAND', `publish: the payload is not one msgpack value (${malformed})`);
-        return this.publishBytes(p.topic, data, p.payloadStart, end, p.publishId);
+        return this.publishBytes(p.topic, data, p.payloadStart, end, p.publishId, undefined);
+      }
+      if (data[start] === 2) {
+        // A publish with message options (delay, key, priority, ttl, headers).
+        const p = this.publishFields;
+        const error = readPublish(data, start, end, p);
+        if (error !== undefined) return fail('INVALID_COMMAND', error);
+        const opts = decodeMessageOptions(data, p.optionsStart, p.payloadStart);
+        if (typeof opts === 'string') return fail('INVALID_COMMAND', opts);
+        const malformed = checkMsgpack(data, p.payloadStart, end);
+        if (malformed !== undefined) return fail('INVALID_COMMAND', `publish: the payload is not one msgpack value (${malformed})`);
+        return this.publishBytes(p.topic, data, p.payloadStart, end, p.publishId, opts);
       }
       const decoded = decodeCommand(data.subarray(start, end));
       if ('error' in decoded) return fail('INVALID_COMMAND', decoded.error);
@@ -184,9 +228,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     this.advanceTo(ctx);
   }
 
-  /** While any delivery waits for a deadline or delay, time must keep moving. */
+  /** While any delivery waits for a deadline or delay, or a message for its due or expiry time, time must keep moving. */
   wantsTime(): boolean {
-    return this.timers.size > 0;
+    return this.timers.size > 0 || this.due.size > 0 || this.expiries.size > 0;
   }
 
   query(query: QueueQuery): unknown {
@@ -201,6 +245,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
         return this.stats();
       case 'topicStats':
         return this.topicStats();
+      case 'peek':
+        // null: no such topic (the facade says TOPIC_NOT_FOUND).
+        return this.topicsByName.has(query.topic) ? this.peek(query.topic, query.group ?? DEFAULT_GROUP, query.limit ?? 100) : null;
       default:
         return unreachable(query);
     }
@@ -248,7 +295,11 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   private advanceTo(ctx: ApplyContext): void {
     this.entryIndex = ctx.index;
     if (ctx.atMs > this.nowMs) this.nowMs = ctx.atMs;
+    // Due messages first: whatever runs after (a key passed on by an expiry or dead letter) then
+    // sees every message due by now as promoted, exactly as a restored machine does.
+    if (this.due.nextAtMs <= this.nowMs) this.promoteDue();
     if (this.timers.nextAtMs <= this.nowMs) this.fireTimers();
+    if (this.expiries.nextAtMs <= this.nowMs) this.expireDue();
     this.dedup.evictExpired(this.nowMs);
   }
 
@@ -269,7 +320,41 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     if (t === undefined) return 0;
     const g = t.groups.get(group);
     if (g === undefined) return t.ring.liveCount;
-    return t.ring.tailOffset - g.next - g.holesAhead + g.redeliver.size;
+    return t.ring.tailOffset - g.next - g.holesAhead - g.skipAhead.size + g.redeliver.size + g.parked.size + g.delayedPassed;
+  }
+
+  /** The live message at `offset` of `topic` (tools, checkers), or undefined. Changes nothing. */
+  messageAt(topic: string, offset: number): StoredMessage | undefined {
+    const t = this.topicsByName.get(topic);
+    return t === undefined || !t.ring.isLive(offset) ? undefined : this.message(t, offset, 0);
+  }
+
+  /** See QueueQuery 'peek'. */
+  peek(topic: string, group: string, limit: number): PeekedMessage[] {
+    const t = this.topicsByName.get(topic);
+    const out: PeekedMessage[] = [];
+    if (t === undefined) return out;
+    const n = Math.max(0, Math.min(limit, PEEK_MESSAGES_MAX));
+    const g = t.groups.get(group);
+    const ring = t.ring;
+    for (let offset = ring.headOffset; offset < ring.tailOffset && out.length < n; offset++) {
+      if (!ring.isLive(offset)) continue;
+      const m = ring.meta.size > 0 ? ring.meta.get(offset) : undefined;
+      let attempts = 0;
+      if (g !== undefined) {
+        if (offset >= g.next) {
+          if (g.skipAhead.has(offset)) continue;
+        } else {
+          const r = g.redeliver.get(offset);
+          if (r !== undefined) attempts = r.attempts;
+          else if (!g.parked.has(offset) && !(m !== undefined && m.dueMs > this.nowMs)) continue;
+        }
+      }
+      const message: PeekedMessage = this.message(t, offset, attempts);
+      if (m !== undefined && m.dueMs > this.nowMs) message.deliverAt = m.dueMs;
+      out.push(message);
+    }
+    return out;
   }
 
   /** Totals over all topics. `messages`/`bytes`: retained payloads; `inFlight`: pending deliveries. */
@@ -364,18 +449,36 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const dedup = new DedupTable(this.dedup.entriesMax, this.dedup.windowMs);
     for (const record of state.dedup) dedup.add(record);
     const timers = new TimerHeap<GroupState>();
+    const due = new MessageTimeHeap<TopicState>();
+    const expiries = new MessageTimeHeap<TopicState>();
     this.topicsByName = new Map();
     for (const t of state.topics) {
       this.topicsByName.set(t.name, t);
+      for (const [offset, m] of t.ring.meta) {
+        if (m.dueMs > state.nowMs) due.push(m.dueMs, t, offset);
+        if (m.expiresAtMs > state.nowMs) expiries.push(m.expiresAtMs, t, offset);
+      }
       for (const g of t.groups.values()) {
         for (const [offset, p] of g.pending) timers.push({ atMs: p.deadlineMs, token: p.token, kind: TimerKind.AckDeadline, group: g, offset });
         for (const [offset, r] of g.redeliver) {
           if (!r.ready) timers.push({ atMs: r.notBeforeMs, token: r.token, kind: TimerKind.NackDelay, group: g, offset });
         }
+        // The ready queue: ready redeliveries (decodeSnapshot pushed them) and parked messages
+        // not waiting behind their key. Heaps pop in a total order, so the push order is free.
+        if (g.parked.size > 0) {
+          const waiting = new Set<number>();
+          for (const ks of g.keys.values()) for (let i = ks.w; i < ks.waiting.length; i++) waiting.add(ks.waiting[i] as number);
+          for (const offset of g.parked) {
+            if (!waiting.has(offset)) g.ready.push(offset, t.ring.meta.get(offset)?.priority ?? PRIORITY_DEFAULT);
+          }
+        }
       }
     }
     this.dedup = dedup;
     this.timers = timers;
+    this.due = due;
+    this.expiries = expiries;
+    this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, expiries.size * 2);
     this.timerCompactAt = Math.max(TIMER_COMPACT_MIN, timers.size * 2);
     this.nowMs = state.nowMs;
     this.nextToken = state.nextToken;
@@ -387,7 +490,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   private applyCommand(command: Command): ApplyResult {
     if (command.t === 'publish') {
       const p = command.payload;
-      return this.publishBytes(command.topic, p, 0, p.length, command.publishId);
+      return this.publishBytes(command.topic, p, 0, p.length, command.publishId, command.opts);
     }
     return this.execute(command);
   }
@@ -396,13 +499,13 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
    * A publish of the payload `data[from, to)` (kept in place, not copied). A publishId seen on
    * this topic (incarnation) returns the first receipt, marked duplicate, and appends nothing.
    */
-  private publishBytes(topic: string, data: Uint8Array, from: number, to: number, publishId: string | undefined): ApplyResult {
+  private publishBytes(topic: string, data: Uint8Array, from: number, to: number, publishId: string | undefined, opts: MessageOptions | undefined): ApplyResult {
     const key = publishId === undefined ? undefined : this.publishKey(topic, publishId);
     if (key !== undefined) {
       const record = this.dedup.get(key);
       if (record !== undefined) return { ok: true, value: record.value, duplicate: true };
     }
-    const result = this.publish(topic, data, from, to);
+    const result = this.publish(topic, data, from, to, opts);
     if (result.ok && key !== undefined) this.dedup.add({ key, atMs: this.nowMs, kind: 'publish', value: result.value });
     return result;
   }
@@ -420,7 +523,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       case 'deleteTopic':
         return this.deleteTopic(command.topic);
       case 'publish':
-        return this.publishBytes(command.topic, command.payload, 0, command.payload.length, command.publishId);
+        return this.publishBytes(command.topic, command.payload, 0, command.payload.length, command.publishId, command.opts);
       case 'consume':
         return this.consume(command.topic);
       case 'claim':
@@ -433,6 +536,10 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
         return this.ackMany(command);
       case 'release':
         return this.release(command.topic, command.group, command.consumer);
+      case 'purge':
+        return this.purge(command.topic);
+      case 'redrive':
+        return this.redrive(command.topic, command.to, command.max);
       default:
         return unreachable(command);
     }
@@ -459,6 +566,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       maxBytes: opts?.maxBytes ?? TOPIC_MAX_BYTES_DEFAULT,
       overflow: opts?.overflow ?? 'reject',
       messageBytesMax: opts?.messageBytesMax ?? this.messageBytesMax,
+      ttlMs: opts?.ttlMs ?? 0,
+      onExpire: opts?.onExpire ?? 'deadLetter',
+      expireUnacked: opts?.expireUnacked ?? false,
     });
     t.addGroup(DEFAULT_GROUP);
     this.topicsByName.set(name, t);
@@ -478,7 +588,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     return ok(true);
   }
 
-  private publish(topic: string, data: Uint8Array, from: number, to: number): ApplyResult {
+  private publish(topic: string, data: Uint8Array, from: number, to: number, opts: MessageOptions | undefined): ApplyResult {
     const t = this.topicOrFail(topic);
     if (!(t instanceof TopicState)) return t;
     const size = to - from;
@@ -487,13 +597,51 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     }
     const offset = this.appendRange(t, data, from, size, undefined);
     if (offset < 0) return fail('TOPIC_FULL', `topic "${topic}" is full (${t.ring.liveCount} messages, ${t.ring.liveBytes} bytes)`);
-    // One event per topic per entry (a batch entry may hold thousands of publishes): it only
-    // tells subscribers there is something new.
+    // A plain publish to a topic without a default time to live stores nothing more.
+    const meta = opts !== undefined || t.options.ttlMs > 0 ? this.addMeta(t, offset, opts ?? {}, undefined) : undefined;
+    // A delayed message is announced when it falls due.
+    if (meta === undefined || meta.dueMs === 0) this.markPublished(t, offset);
+    return ok({ offset });
+  }
+
+  /** One 'published' event per topic per entry (a batch entry may hold thousands of publishes). */
+  private markPublished(t: TopicState, offset: number): void {
     if (t.publishedMark !== this.entryIndex) {
       t.publishedMark = this.entryIndex;
-      this.events.push({ type: 'published', topic, offset });
+      this.events.push({ type: 'published', topic: t.name, offset });
     }
-    return ok({ offset });
+  }
+
+  /**
+   * Records the options of the message at `offset` (nothing when they are all defaults) and
+   * schedules its due and expiry times. `copied`: a dead letter's or a redriven message's kept
+   * key, priority and headers (no delay, no time to live of its own).
+   */
+  private addMeta(t: TopicState, offset: number, o: MessageOptions, copied: MessageMeta | undefined): MessageMeta | undefined {
+    const now = this.nowMs;
+    let dueMs = 0;
+    if (o.delayMs !== undefined) dueMs = o.delayMs > 0 ? now + o.delayMs : 0;
+    else if (o.deliverAt !== undefined && o.deliverAt > now) dueMs = o.deliverAt;
+    const key = copied?.key ?? o.key;
+    const priority = copied?.priority ?? o.priority ?? PRIORITY_DEFAULT;
+    const headers = copied?.headers ?? o.headers;
+    const ttlMs = o.ttlMs ?? t.options.ttlMs;
+    // The time to live counts from when the message can first be delivered.
+    const expiresAtMs = ttlMs > 0 ? (dueMs > 0 ? dueMs : now) + ttlMs : 0;
+    if (dueMs === 0 && key === undefined && priority === PRIORITY_DEFAULT && expiresAtMs === 0 && headers === undefined) return undefined;
+    const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers };
+    t.ring.meta.set(offset, meta);
+    if (priority !== PRIORITY_DEFAULT) t.priorityMode = true;
+    if (dueMs > 0) this.due.push(dueMs, t, offset);
+    if (expiresAtMs > 0) {
+      this.expiries.push(expiresAtMs, t, offset);
+      if (this.expiries.size > this.expiryCompactAt) {
+        // Messages finished before they expire leave their entries behind: drop them in bulk.
+        this.expiries.filter((_at, topic, o2) => !topic.deleted && topic.ring.meta.has(o2));
+        this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, this.expiries.size * 2);
+      }
+    }
+    return meta;
   }
 
   /**
@@ -522,7 +670,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const h = ring.headOffset;
     for (const g of t.groups.values()) {
       // A pending or returned delivery just disappears: a later ack is STALE_DELIVERY.
-      if (g.pending.delete(h) || g.redeliver.delete(h)) continue;
+      this.forget(g, h);
       if (g.next <= h) {
         // Offsets in [next, h) are below the oldest live message: holes this group counted.
         g.holesAhead -= h - g.next;
@@ -533,35 +681,161 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   }
 
   /**
-   * The oldest offset `g` may take now: a ready redelivery, else the next never-delivered one.
-   * Returns -1 when there is none; sets takenAttempts.
+   * `g` stops holding `offset`, which it has not finished (the message is being removed, or has
+   * expired for it): whatever delivery, return or place in line it had goes, and its key passes
+   * on. Nothing happens when `g` had finished it.
+   */
+  private forget(g: GroupState, offset: number): void {
+    const t = g.topic;
+    if (g.next <= offset) {
+      if (t.skipAheadCount > 0 && g.skipAhead.delete(offset)) t.skipAheadCount--;
+      return;
+    }
+    const m = t.ring.meta.size > 0 ? t.ring.meta.get(offset) : undefined;
+    if (g.pending.delete(offset) || g.redeliver.delete(offset) || g.parked.delete(offset)) {
+      // A stale entry in `ready` is skipped when popped.
+    } else if (m !== undefined && m.dueMs > this.nowMs) {
+      g.delayedPassed--;
+    } else {
+      return;
+    }
+    if (m?.key !== undefined) this.releaseKey(g, m.key, offset);
+  }
+
+  /** `offset` no longer holds `key` in `g` (finished or forgotten): the key's next message gets its turn. */
+  private releaseKey(g: GroupState, key: string, offset: number): void {
+    const ks = g.keys.get(key);
+    // A waiting message that goes is skipped later (it is no longer parked).
+    if (ks === undefined || ks.head !== offset) return;
+    while (ks.w < ks.waiting.length) {
+      const next = ks.waiting[ks.w++] as number;
+      if (!g.parked.has(next)) continue;
+      if (ks.w >= 64 && ks.w * 2 >= ks.waiting.length) {
+        ks.waiting.splice(0, ks.w);
+        ks.w = 0;
+      }
+      ks.head = next;
+      const m = g.topic.ring.meta.get(next) as MessageMeta;
+      if (m.dueMs > this.nowMs) {
+        // Its delay has not ended: it is promoted when it does (as its key's head).
+        g.parked.delete(next);
+        g.delayedPassed++;
+      } else {
+        g.ready.push(next, m.priority);
+        this.markAvailable(g);
+      }
+      return;
+    }
+    g.keys.delete(key);
+  }
+
+  /**
+   * The cursor of `g` passes `offset`, a message with options: true when `g` may take it now;
+   * otherwise it is parked (behind its key), counted as delayed, or expired for `g`.
+   */
+  private admit(g: GroupState, offset: number, m: MessageMeta): boolean {
+    if (m.expiresAtMs !== 0 && m.expiresAtMs <= this.nowMs) {
+      // Expired before this group (created since) reached it.
+      this.expired(g, offset, 0);
+      return false;
+    }
+    if (m.key !== undefined) {
+      const ks = g.keys.get(m.key);
+      if (ks !== undefined) {
+        ks.waiting.push(offset);
+        g.parked.add(offset);
+        return false;
+      }
+      g.keys.set(m.key, { head: offset, waiting: [], w: 0 });
+    }
+    if (m.dueMs > this.nowMs) {
+      g.delayedPassed++;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * The offset `g` should take now: the best ready one (priority, then age), else the next
+   * never-delivered one its cursor can take. A priority topic's cursor parks every message first,
+   * so all of them are ordered by priority. Returns -1 when there is none; sets takenAttempts.
    */
   private takeNext(g: GroupState): number {
+    const t = g.topic;
+    const ring = t.ring;
+    if (t.priorityMode) {
+      while (g.next < ring.tailOffset) {
+        const offset = this.cursorStep(g);
+        if (offset >= 0) {
+          g.parked.add(offset);
+          g.ready.push(offset, priorityOf(t, offset));
+        }
+      }
+    }
     while (g.ready.size > 0) {
       const offset = g.ready.pop() as number;
       const r = g.redeliver.get(offset);
-      if (r === undefined || !r.ready) continue;
-      g.redeliver.delete(offset);
-      this.takenAttempts = r.attempts;
-      return offset;
-    }
-    const ring = g.topic.ring;
-    while (g.next < ring.tailOffset) {
-      const offset = g.next++;
-      if (!ring.isLive(offset)) {
-        g.holesAhead--;
-        assert(g.holesAhead >= 0, 'a group skips only holes it counted');
-        continue;
+      if (r !== undefined) {
+        if (!r.ready) continue;
+        g.redeliver.delete(offset);
+        this.takenAttempts = r.attempts;
+        return offset;
       }
-      this.takenAttempts = 0;
-      return offset;
+      if (g.parked.size > 0 && g.parked.delete(offset)) {
+        this.takenAttempts = 0;
+        return offset;
+      }
+    }
+    while (g.next < ring.tailOffset) {
+      const offset = this.cursorStep(g);
+      if (offset >= 0) {
+        this.takenAttempts = 0;
+        return offset;
+      }
     }
     return -1;
   }
 
-  /** The group finished `offset` (ack, consume, dead-letter); the message goes once all groups have. */
+  /** Moves the cursor of `g` one offset: that offset when `g` may take it, else -1. */
+  private cursorStep(g: GroupState): number {
+    const t = g.topic;
+    const ring = t.ring;
+    const offset = g.next++;
+    if (!ring.isLive(offset)) {
+      g.holesAhead--;
+      assert(g.holesAhead >= 0, 'a group skips only holes it counted');
+      return -1;
+    }
+    if (t.skipAheadCount > 0 && g.skipAhead.delete(offset)) {
+      t.skipAheadCount--;
+      return -1;
+    }
+    if (ring.meta.size > 0) {
+      const m = ring.meta.get(offset);
+      if (m !== undefined && !this.admit(g, offset, m)) return -1;
+    }
+    return offset;
+  }
+
+  /** The group finished `offset` (ack, consume, dead-letter, expiry); the message goes once all groups have. */
   private finish(g: GroupState, offset: number): void {
-    g.topic.ring.markDone(offset, g.topic.groups.size);
+    const t = g.topic;
+    const ring = t.ring;
+    if (ring.meta.size > 0) {
+      const key = ring.meta.get(offset)?.key;
+      if (key !== undefined) this.releaseKey(g, key, offset);
+    }
+    if (ring.markDone(offset, t.groups.size) && t.skipAheadCount > 0) this.removedAhead(t, offset);
+  }
+
+  /** A removed message some groups had finished before reaching it: for them it is a hole now. */
+  private removedAhead(t: TopicState, offset: number): void {
+    for (const g of t.groups.values()) {
+      if (g.skipAhead.delete(offset)) {
+        t.skipAheadCount--;
+        g.holesAhead++;
+      }
+    }
   }
 
   private message(t: TopicState, offset: number, deliveryCount: number): StoredMessage {
@@ -571,6 +845,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const m: StoredMessage = { topic: t.name, offset, payload, publishedAt: ring.publishedAtOf(offset), deliveryCount };
     const header = ring.headers.size > 0 ? ring.headers.get(offset) : undefined;
     if (header !== undefined) m.deadLetter = header;
+    if (ring.meta.size > 0) addMetaFields(m, ring.meta.get(offset));
     return m;
   }
 
@@ -593,6 +868,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     };
     const header = ring.headers.size > 0 ? ring.headers.get(offset) : undefined;
     if (header !== undefined) d.deadLetter = header;
+    if (ring.meta.size > 0) addMetaFields(d, ring.meta.get(offset));
     return d;
   }
 
@@ -711,14 +987,14 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
 
   /** A failed attempt (nack or expiry): dead-letter it when attempts are used up, else return it. */
   private returnOrDeadLetter(g: GroupState, offset: number, p: PendingDelivery, delayMs: number): void {
-    if (p.attempt >= p.maxDeliveries && this.deadLetter(g, offset, p.attempt)) return;
+    if (p.attempt >= p.maxDeliveries && this.deadLetter(g, offset, p.attempt, 'maxDeliveries')) return;
     this.redeliver(g, offset, p.attempt, p.token, delayMs);
   }
 
   private redeliver(g: GroupState, offset: number, attempts: number, token: number, delayMs: number): void {
     if (delayMs <= 0) {
       g.redeliver.set(offset, { attempts, notBeforeMs: this.nowMs, token, ready: true });
-      g.ready.push(offset);
+      g.ready.push(offset, priorityOf(g.topic, offset));
       this.markAvailable(g);
       return;
     }
@@ -733,7 +1009,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
    * dead-letter topic refuses it (full under 'reject', payload over its limit, name too long):
    * the message then stays redeliverable rather than being lost.
    */
-  private deadLetter(g: GroupState, offset: number, attempts: number): boolean {
+  private deadLetter(g: GroupState, offset: number, attempts: number, reason: DeadLetterHeader['reason']): boolean {
     const src = g.topic;
     const dlqName = deadLetterTopicName(src.name);
     if (validateTopicOrDeadLetterName(dlqName) !== undefined) return false;
@@ -741,22 +1017,164 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     assert(payload !== undefined, 'a dead-lettered offset is live');
     const dlq = this.topicsByName.get(dlqName) ?? this.addTopic(dlqName, undefined);
     if (payload.length > dlq.options.messageBytesMax) return false;
-    const header: DeadLetterHeader = { topic: src.name, offset, reason: 'maxDeliveries', attempts, group: g.name };
+    const header: DeadLetterHeader = { topic: src.name, offset, reason, attempts, group: g.name };
     const dlqOffset = this.append(dlq, payload, header);
     if (dlqOffset < 0) return false;
+    // The dead letter keeps its key, priority and headers (a redrive restores them).
+    const meta = src.ring.meta.size > 0 ? src.ring.meta.get(offset) : undefined;
+    if (meta !== undefined) this.addMeta(dlq, dlqOffset, {}, meta);
     this.finish(g, offset);
-    this.events.push({ type: 'published', topic: dlqName, offset: dlqOffset });
+    this.markPublished(dlq, dlqOffset);
     this.events.push({
       type: 'deadLettered',
       topic: src.name,
       offset,
       deadLetterTopic: dlqName,
       deadLetterOffset: dlqOffset,
-      reason: 'maxDeliveries',
+      reason,
       attempts,
       group: g.name,
     });
     return true;
+  }
+
+  /**
+   * `offset` expired in `g` (which held it, or had not reached it): a dead letter with reason
+   * 'expired', or dropped when its topic says so or its dead-letter topic refuses it; then
+   * finished for `g`. The caller removed any hold `g` had on it but its key.
+   */
+  private expired(g: GroupState, offset: number, attempts: number): void {
+    const t = g.topic;
+    if (t.options.onExpire === 'deadLetter' && this.deadLetter(g, offset, attempts, 'expired')) return;
+    this.events.push({ type: 'expired', topic: t.name, offset, group: g.name });
+    this.finish(g, offset);
+  }
+
+  /** Delayed messages whose time came: each group that passed it may take it now (its key permitting). */
+  private promoteDue(): void {
+    const due = this.due;
+    while (due.nextAtMs <= this.nowMs) {
+      const t = due.topOwner;
+      const offset = due.topOffset;
+      due.pop();
+      if (t.deleted) continue;
+      const m = t.ring.meta.get(offset);
+      // Removed meanwhile (purged, dropped by retention, a topic re-created).
+      if (m === undefined || m.dueMs === 0 || m.dueMs > this.nowMs) continue;
+      for (const g of t.groups.values()) {
+        if (g.next <= offset) continue;
+        // A later message of a busy key stays parked behind it.
+        if (m.key !== undefined && g.keys.get(m.key)?.head !== offset) continue;
+        g.delayedPassed--;
+        g.parked.add(offset);
+        g.ready.push(offset, m.priority);
+        this.markAvailable(g);
+      }
+      this.markPublished(t, offset);
+    }
+  }
+
+  /** Messages whose time to live ended: expired in every group that has not finished it (see TopicOptions.expireUnacked). */
+  private expireDue(): void {
+    const expiries = this.expiries;
+    while (expiries.nextAtMs <= this.nowMs) {
+      const t = expiries.topOwner;
+      const offset = expiries.topOffset;
+      expiries.pop();
+      if (t.deleted) continue;
+      const m = t.ring.meta.get(offset);
+      if (m === undefined || m.expiresAtMs === 0 || m.expiresAtMs > this.nowMs) continue;
+      for (const g of [...t.groups.values()]) {
+        if (!t.ring.isLive(offset)) break;
+        this.expireIn(g, offset);
+      }
+    }
+  }
+
+  private expireIn(g: GroupState, offset: number): void {
+    const t = g.topic;
+    let attempts = 0;
+    if (g.next <= offset) {
+      // Not reached yet: finished now, skipped when the cursor gets there (a hole once removed).
+      if (g.skipAhead.has(offset)) return;
+      g.skipAhead.add(offset);
+      t.skipAheadCount++;
+    } else {
+      const p = g.pending.get(offset);
+      const r = p === undefined ? g.redeliver.get(offset) : undefined;
+      if (p !== undefined || r !== undefined) {
+        // Delivered: it expires only when unacknowledged ones do; its delivery becomes stale.
+        if (!t.options.expireUnacked) return;
+        attempts = p !== undefined ? p.attempt : (r as { attempts: number }).attempts;
+        g.pending.delete(offset);
+        g.redeliver.delete(offset);
+      } else if (!g.parked.delete(offset)) {
+        return;
+      }
+    }
+    this.expired(g, offset, attempts);
+  }
+
+  /** purge: every message of the topic goes (pending deliveries become stale); the value is how many. */
+  private purge(topic: string): ApplyResult {
+    const t = this.topicOrFail(topic);
+    if (!(t instanceof TopicState)) return t;
+    const ring = t.ring;
+    const removed = ring.liveCount;
+    ring.clear();
+    for (const g of t.groups.values()) {
+      g.pending.clear();
+      g.redeliver.clear();
+      g.parked.clear();
+      g.keys.clear();
+      g.skipAhead.clear();
+      g.ready = new ReadyQueue();
+      g.delayedPassed = 0;
+      g.next = ring.tailOffset;
+      g.holesAhead = 0;
+    }
+    t.skipAheadCount = 0;
+    return ok(removed);
+  }
+
+  /**
+   * redrive: moves up to `max` dead letters from the dead-letter topic `topic` (taken as its
+   * default group takes them, so each moves once) to `to` or the topic each came from, with its
+   * key, priority and headers. Stops early, leaving the message in place, at one whose target is
+   * missing or refuses it.
+   */
+  private redrive(topic: string, to: string | undefined, max: number): ApplyResult {
+    const t = this.topicOrFail(topic);
+    if (!(t instanceof TopicState)) return t;
+    if (to !== undefined) {
+      const target = this.topicOrFail(to);
+      if (!(target instanceof TopicState)) return target;
+    }
+    const g = t.groups.get(DEFAULT_GROUP) as GroupState;
+    let moved = 0;
+    let stopped: string | undefined;
+    while (moved < max) {
+      const offset = this.takeNext(g);
+      if (offset < 0) break;
+      const attempts = this.takenAttempts;
+      const header = t.ring.headers.get(offset);
+      const targetName = to ?? header?.topic;
+      const target = targetName === undefined ? undefined : this.topicsByName.get(targetName);
+      const payload = t.ring.payloadAt(offset) as Uint8Array;
+      const newOffset = target === undefined || payload.length > target.options.messageBytesMax ? -1 : this.append(target, payload, undefined);
+      if (target === undefined || newOffset < 0) {
+        stopped = target === undefined ? `no target topic for ${topic}@${offset}` : `topic "${target.name}" refused ${topic}@${offset}`;
+        // Back in line, first again: nothing was moved.
+        this.redeliver(g, offset, attempts, 0, 0);
+        break;
+      }
+      const meta = t.ring.meta.size > 0 ? t.ring.meta.get(offset) : undefined;
+      const newMeta = meta === undefined && target.options.ttlMs === 0 ? undefined : this.addMeta(target, newOffset, {}, meta);
+      if (newMeta === undefined || newMeta.dueMs === 0) this.markPublished(target, newOffset);
+      this.finish(g, offset);
+      moved++;
+    }
+    return ok(stopped === undefined ? { moved, remaining: this.depth(topic) } : { moved, remaining: this.depth(topic), stopped });
   }
 
   private markAvailable(g: GroupState): void {
@@ -802,7 +1220,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
         const r = g.redeliver.get(timer.offset);
         assert(r !== undefined, 'a live delay timer has its redelivery');
         r.ready = true;
-        g.ready.push(timer.offset);
+        g.ready.push(timer.offset, priorityOf(g.topic, timer.offset));
         this.markAvailable(g);
       }
     }

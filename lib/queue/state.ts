@@ -3,10 +3,10 @@
  * result and event types of the state machine.
  */
 import type { Timer } from './heaps.js';
-import { OffsetHeap } from './heaps.js';
+import { ReadyQueue } from './heaps.js';
 import { MessageRing, type DeadLetterHeader } from './message-ring.js';
 
-export type { DeadLetterHeader } from './message-ring.js';
+export type { DeadLetterHeader, MessageMeta } from './message-ring.js';
 
 /** The group `consume` pops from; it exists in every topic. */
 export const DEFAULT_GROUP = 'default';
@@ -26,6 +26,12 @@ export interface StoredMessage {
   deliveryCount: number;
   /** Present on messages in a dead-letter topic: where they came from and why. */
   deadLetter?: DeadLetterHeader;
+  /** Present when the message was published with headers. */
+  headers?: Readonly<Record<string, string>>;
+  /** Present when the message was published with a key. */
+  key?: string;
+  /** Present when the message was published with a priority other than the default (4). */
+  priority?: number;
 }
 
 /** A claimed message: ack, nack or extend it with `token` before `ackDeadline` (entry time). */
@@ -63,10 +69,12 @@ export type QueueEvent =
       offset: number;
       deadLetterTopic: string;
       deadLetterOffset: number;
-      reason: 'maxDeliveries';
+      reason: 'maxDeliveries' | 'expired';
       attempts: number;
       group: string;
     }
+  /** An expired message was dropped (its topic's onExpire is 'drop'). */
+  | { type: 'expired'; topic: string; offset: number; group: string }
   | { type: 'topicDeleted'; topic: string };
 
 /** A topic's limits with defaults filled in. */
@@ -75,6 +83,17 @@ export interface ResolvedTopicOptions {
   maxBytes: number;
   overflow: 'reject' | 'dropOldest';
   messageBytesMax: number;
+  /** Default time to live of its messages; 0: none. */
+  ttlMs: number;
+  onExpire: 'deadLetter' | 'drop';
+  expireUnacked: boolean;
+}
+
+/** A key's turn in one group: `head` holds the key; `waiting` (from `w`) are its later messages, in order. */
+export interface KeyState {
+  head: number;
+  readonly waiting: number[];
+  w: number;
 }
 
 /** A claimed, unacknowledged delivery of one offset in one group. */
@@ -98,14 +117,30 @@ export interface Redelivery {
 }
 
 /**
- * One consumer group of one topic. Offsets below `next` were delivered at least once; those not
- * in `pending` or `redeliver` are done for this group.
+ * One consumer group of one topic. Offsets below `next` were passed by its cursor: each is done
+ * for this group unless it is in `pending`, `redeliver` or `parked`, or is a delayed message not
+ * yet due (counted in `delayedPassed`). Offsets at or above `next` are waiting, unless finished
+ * early (`skipAhead`: expired before the cursor reached them).
  */
 export class GroupState {
   readonly pending = new Map<number, PendingDelivery>();
   readonly redeliver = new Map<number, Redelivery>();
-  /** Offsets in `redeliver` that are ready, oldest first. */
-  readonly ready = new OffsetHeap();
+  /**
+   * Offsets to take before the cursor's, by priority then age: ready redeliveries, and parked
+   * messages whose turn came (a delay ended, a key freed, or any message of a priority topic).
+   */
+  ready = new ReadyQueue();
+  /**
+   * Messages the cursor passed that were never delivered and are due: in `ready`, or waiting for
+   * their key (a key's later messages, delayed or not).
+   */
+  readonly parked = new Set<number>();
+  /** Delayed messages not yet due that the cursor passed (not in `parked`). */
+  delayedPassed = 0;
+  /** Keys with a message holding them (delivered, returned, or next in line) in this group. */
+  readonly keys = new Map<string, KeyState>();
+  /** Offsets at or above `next` this group already finished (expired before it reached them). */
+  readonly skipAhead = new Set<number>();
   /** appliedIndex of the last entry that emitted `available` for this group (transient). */
   availableMark = -1;
 
@@ -129,6 +164,10 @@ export class TopicState {
   deleted = false;
   /** The entry index of the last 'published' event (one per topic per entry). */
   publishedMark = -1;
+  /** Set for good once a message with a non-default priority was published: groups then order by priority. */
+  priorityMode = false;
+  /** Sum of its groups' skipAhead sizes (removals check them only when it is not 0). */
+  skipAheadCount = 0;
 
   constructor(
     /** Unique per incarnation (a re-created topic gets a new id): namespaces publish ids. */

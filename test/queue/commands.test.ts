@@ -1,6 +1,6 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { queuePackr } from '../../lib/queue/commands.js';
+import { decodeMessageOptions, queuePackr, validShortOptions } from '../../lib/queue/commands.js';
 import { payloadPackr } from '../../lib/subscriptions.js';
 import {
   deadLetterTopicName,
@@ -25,6 +25,11 @@ const every: Command[] = [
   { t: 'nack', topic: 'orders', group: 'billing', offset: 4, token: 9, delayMs: 100 },
   { t: 'extend', topic: 'orders', group: 'billing', offset: 4, token: 9 },
   { t: 'release', topic: 'orders', group: 'billing', consumer: 'c1' },
+  { t: 'publish', topic: 'orders', payload: new Uint8Array([0xc0]), publishId: 'p-2', opts: { delayMs: 5, key: 'K', priority: 9, ttlMs: 100, headers: { traceparent: '00-x' } } },
+  { t: 'publish', topic: 'orders', payload: new Uint8Array([0xc0]), opts: { deliverAt: 1_700_000_000_000 } },
+  { t: 'purge', topic: 'orders' },
+  { t: 'redrive', topic: 'orders.dlq', max: 10 },
+  { t: 'redrive', topic: 'orders.dlq', to: 'retry', max: 1 },
 ];
 
 /** Payloads decode as Buffer views; compare them as plain bytes. */
@@ -147,4 +152,30 @@ test('queue: a bytes payload written directly is exactly its msgpack encoding (b
     t.true(same(Buffer.alloc(n, 9), 'pid'), `Buffer of ${n}`);
   }
   fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), fc.option(fc.string({ minLength: 1, maxLength: 20 }), { nil: undefined }), (raw, pid) => same(raw, pid)), { numRuns: 500, seed: 0x5eed0004 });
+});
+
+test('queue: the hand check of publish options agrees with their schema (fast-check)', (t) => {
+  const value = fc.oneof(fc.integer({ min: -2, max: 12 }), fc.constantFrom(0, 1, 9, 10, 31_536_000_000, 31_536_000_001, Number.MAX_SAFE_INTEGER, 1.5, -0, Number.NaN), fc.string({ maxLength: 3 }), fc.constant(null), fc.boolean());
+  const headers = fc.oneof(
+    fc.dictionary(fc.string({ maxLength: 4 }), fc.oneof(fc.string({ maxLength: 8 }), fc.integer()), { maxKeys: 40 }),
+    fc.constant({ big: 'x'.repeat(2_040) }),
+    fc.constant({ big: 'x'.repeat(2_050) }),
+    fc.constant([]),
+  );
+  const options = fc.record(
+    { d: value, a: value, k: fc.oneof(value, fc.string({ minLength: 250, maxLength: 260 })), p: value, t: value, h: headers, x: value },
+    { requiredKeys: [] },
+  );
+  fc.assert(
+    fc.property(options, (o) => {
+      const packed = queuePackr.pack(o);
+      const decoded = decodeMessageOptions(packed, 0, packed.length);
+      const viaSchema = typeof decoded !== 'string';
+      const raw = queuePackr.unpack(packed) as unknown;
+      // Exact agreement: the hand check is the fast path, the schema the reference.
+      return validShortOptions(raw) === viaSchema;
+    }),
+    { numRuns: 3_000 },
+  );
+  t.pass();
 });

@@ -81,8 +81,21 @@ class Workload {
     if (roll < 4) return { t: 'deleteTopic', rid, topic };
     if (roll < 40) {
       const payload = new Uint8Array(r.int(12)).map(() => r.int(256));
-      return r.chance(0.3) ? { t: 'publish', rid, topic, payload, publishId: `p${r.int(40)}` } : { t: 'publish', rid, topic, payload };
+      const cmd: DriverCommand = r.chance(0.3) ? { t: 'publish', rid, topic, payload, publishId: `p${r.int(40)}` } : { t: 'publish', rid, topic, payload };
+      if (r.chance(0.4)) {
+        // Message options: delays, keys, priorities, expiry, headers.
+        const opts: Record<string, unknown> = {};
+        if (r.chance(0.4)) opts['delayMs'] = r.int(300);
+        if (r.chance(0.4)) opts['key'] = `k${r.int(3)}`;
+        if (r.chance(0.3)) opts['priority'] = r.int(10);
+        if (r.chance(0.3)) opts['ttlMs'] = 1 + r.int(400);
+        if (r.chance(0.2)) opts['headers'] = { traceparent: `00-${rid}` };
+        (cmd as { opts?: unknown }).opts = opts;
+      }
+      return cmd;
     }
+    if (roll < 41) return { t: 'purge', rid, topic };
+    if (roll < 42) return { t: 'redrive', rid, topic: 'a.dlq', max: 1 + r.int(3) };
     if (roll < 50) return { t: 'consume', rid, topic };
     if (roll < 65) {
       return { t: 'claim', rid, topic, group, consumer: `c${r.int(3)}`, max: r.int(4), ackTimeoutMs: 20 + r.int(300), maxDeliveries: 1 + r.int(3) };

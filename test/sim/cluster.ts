@@ -19,7 +19,7 @@ import type { NodeEvent, SubmitOutcome } from '../../lib/node/raft-node.js';
 import type { MemberOp } from '../../lib/node/membership.js';
 import type { SessionLimits } from '../../lib/node/sessions.js';
 import { encodeCommand } from '../../lib/queue/index.js';
-import type { ApplyResult, QueueEvent } from '../../lib/queue/index.js';
+import type { ApplyResult, QueueEvent, QueueStateMachine } from '../../lib/queue/index.js';
 import { EventQueue } from './event-queue.js';
 import { SimClock, SimTransport } from './sim-io.js';
 import type { Scheduler } from './sim-io.js';
@@ -193,7 +193,7 @@ export class Cluster implements Scheduler {
    * Queue mode: everything applied, in log order, once (reported by whichever node applies each
    * position first; the others are checked to produce the same).
    */
-  onQueueApplied: ((index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[]) => void) | undefined;
+  onQueueApplied: ((index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[], atMs: number, machine: QueueStateMachine) => void) | undefined;
   onQueueTicked: ((index: number, events: readonly QueueEvent[]) => void) | undefined;
   private readSeq = 0;
   private readonly reads = new Map<number, PendingRead>();
@@ -346,7 +346,7 @@ export class Cluster implements Scheduler {
     n.appliedIndexes.length = 0;
     const machine = this.opts.queueMode
       ? new RecordingQueue({
-          applied: (index, command, result, events) => this.onQueueResult(n, index, command, result, events),
+          applied: (index, command, result, events, atMs, machine) => this.onQueueResult(n, index, command, result, events, atMs, machine),
           ticked: (index, events) => this.onQueueTick(n, index, events),
         })
       : new HashMachine((key, index) => this.onCommandApplied(n, key, index));
@@ -482,14 +482,14 @@ export class Cluster implements Scheduler {
   }
 
   /** Queue mode: every node produces the same result and events at each (index, position). */
-  private onQueueResult(n: SimNode, index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[]): void {
+  private onQueueResult(n: SimNode, index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[], atMs: number, machine: QueueStateMachine): void {
     const pos = n.resultIndex === index ? n.resultPos++ : 0;
     const k = `${index}:${pos}`;
     const digest = hashString(JSON.stringify([hashBytes(command), result, events], (_k, v: unknown) => (v instanceof Uint8Array ? hashBytes(v) : v)));
     const known = this.resultDigest.get(k);
     if (known === undefined) {
       this.resultDigest.set(k, digest);
-      this.onQueueApplied?.(index, command, result, events);
+      this.onQueueApplied?.(index, command, result, events, atMs, machine);
     } else if (known !== digest) this.fail(`${n.id}: queue result at ${k} differs from other nodes`);
   }
 

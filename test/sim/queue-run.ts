@@ -12,18 +12,35 @@
  * - every result a caller received is what the cluster applied at that index;
  * - after healing and draining: every published message was popped exactly once, and in the group
  *   acknowledged once or dead-lettered after maxDeliveries.
+ *
+ * Topic 'c' gets message options (delays up to 300 ms, keys, priorities) and redrives of its
+ * dead letters, checked by entry time (the leader's stamp) in log order:
+ * - never delivered (popped or claimed) before it is due;
+ * - per key and group, a message is delivered only once every earlier message of its key is
+ *   finished there (acknowledged, dead-lettered, popped): never two deliveries of a key in
+ *   flight in a group, and key order kept;
+ * - priority order among what was available at once: no message that was due, never delivered
+ *   in the group and free of its key had a higher priority, or the same priority and an older
+ *   offset, than the one delivered;
+ * - redrive moves each dead letter once: per payload, redriven plus popped from the dead-letter
+ *   topic never exceeds the times it was dead-lettered;
+ * - after draining: every message of 'c' (redriven ones included) popped once and finished in the group.
  */
 import type { Random } from '../../lib/core/random.js';
 import type { NodeId } from '../../lib/core/types.js';
 import type { SubmitOutcome } from '../../lib/node/raft-node.js';
 import { decodeCommand, encodeCommand } from '../../lib/queue/index.js';
-import type { ApplyResult, Command, Delivery, QueueEvent, StoredMessage } from '../../lib/queue/index.js';
+import type { ApplyResult, Command, Delivery, QueueEvent, QueueStateMachine, StoredMessage } from '../../lib/queue/index.js';
 import { Cluster, SimFailure } from './cluster.js';
 import { deriveOptions, formatSeed, heal, scheduleNemesis } from './run-seed.js';
 import type { RunResult } from './run-seed.js';
 import { hashBytes, hashString } from './sim-machines.js';
 
 const TOPICS = ['a', 'b'] as const;
+/** The topic with delays, keys, priorities and redrives (its own checkers). */
+const SCHED = 'c';
+const SCHED_DLQ = 'c.dlq';
+const ALL_TOPICS = [...TOPICS, SCHED] as const;
 const GROUP = 'g';
 const MAX_DELIVERIES = 3;
 const DRAIN_BOUND_MS = 30_000;
@@ -48,7 +65,25 @@ function digest(result: ApplyResult): number {
   return hashString(JSON.stringify(result, (_k, v: unknown) => (v instanceof Uint8Array ? hashBytes(v) : v)));
 }
 
+/** A message of topic 'c' as the cluster applied it. */
+interface SchedMessage {
+  readonly text: string;
+  readonly dueMs: number;
+  readonly key: string | undefined;
+  readonly priority: number;
+}
+
 class QueueModel {
+  // Topic 'c' (log order): offset -> message; key -> offsets; finished per group.
+  private readonly sched = new Map<number, SchedMessage>();
+  private readonly schedByKey = new Map<string, number[]>();
+  private readonly schedPopped = new Set<number>();
+  private readonly schedFinished = new Set<number>();
+  private readonly schedDelivered = new Set<number>();
+  /** payload text -> times dead-lettered from 'c', and times it left 'c.dlq' (popped or redriven). */
+  private readonly deadLetterCount = new Map<string, number>();
+  private readonly dlqOut = new Map<string, number>();
+
   private seq = 0;
   private outstanding = 0;
 
@@ -73,7 +108,7 @@ class QueueModel {
   private readonly callerPops = new Set<string>();
   /** Publishes a caller saw acknowledged: topic@offset -> text. */
   private readonly ackedPublishes = new Map<string, string>();
-  stats = { publishes: 0, pops: 0, acks: 0, redeliveries: 0, deadLettered: 0, unknown: 0 };
+  stats = { publishes: 0, pops: 0, acks: 0, redeliveries: 0, deadLettered: 0, unknown: 0, redrives: 0 };
 
   constructor(
     private readonly cluster: Cluster,
@@ -83,14 +118,14 @@ class QueueModel {
       this.published.set(t, new Map());
       this.popped.set(t, new Set());
     }
-    cluster.onQueueApplied = (index, command, result, events) => this.onApplied(index, command, result, events);
+    cluster.onQueueApplied = (index, command, result, events, atMs, machine) => this.onApplied(index, command, result, events, atMs, machine);
     cluster.onQueueTicked = (_index, events) => this.onEvents(events);
   }
 
   // -------------------------------------------------------------------------------------------
   // Ground truth
 
-  private onApplied(index: number, body: Uint8Array, result: ApplyResult, events: readonly QueueEvent[]): void {
+  private onApplied(index: number, body: Uint8Array, result: ApplyResult, events: readonly QueueEvent[], atMs: number, machine: QueueStateMachine): void {
     let set = this.resultsAt.get(index);
     if (set === undefined) this.resultsAt.set(index, (set = new Set()));
     set.add(digest(result));
@@ -102,7 +137,14 @@ class QueueModel {
       if (result.code === 'STALE_DELIVERY' || result.code === 'TOPIC_NOT_FOUND') return;
       this.fail(`${c.t} at ${index} rejected: ${result.code} ${result.message}`);
     }
+    if (c.t !== 'createTopic' && c.t !== 'redrive' && c.topic === SCHED) {
+      this.onSchedApplied(index, c, result.value, atMs);
+      return;
+    }
     switch (c.t) {
+      case 'redrive':
+        this.onRedrive(index, result.value as { moved: number }, machine);
+        return;
       case 'createTopic':
         this.topicsCreated.add(c.topic);
         return;
@@ -121,6 +163,10 @@ class QueueModel {
       }
       case 'consume': {
         const m = result.value as StoredMessage | null;
+        if (m !== null && m.topic === SCHED_DLQ) {
+          const text = textOf(m.payload);
+          this.leaveDlq(text, `popped from ${SCHED_DLQ}@${m.offset} at index ${index}`);
+        }
         if (m === null || m.deadLetter) return;
         const popped = this.popped.get(c.topic) as Set<number>;
         if (popped.has(m.offset)) this.fail(`consume returned ${c.topic}@${m.offset} twice (again at index ${index})`);
@@ -146,8 +192,112 @@ class QueueModel {
     }
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Topic 'c': delays, keys, priorities, redrive
+
+  private onSchedApplied(index: number, c: Command, value: unknown, atMs: number): void {
+    switch (c.t) {
+      case 'publish': {
+        const { offset } = value as { offset: number };
+        const text = textOf(c.payload);
+        if (this.texts.has(text)) this.fail(`exactly once: ${text} published twice (again at ${SCHED}@${offset}, index ${index})`);
+        this.texts.add(text);
+        const delayMs = c.opts?.delayMs ?? 0;
+        this.addSched(offset, { text, dueMs: delayMs > 0 ? atMs + delayMs : 0, key: c.opts?.key, priority: c.opts?.priority ?? 4 }, index);
+        return;
+      }
+      case 'consume': {
+        const m = value as StoredMessage | null;
+        if (m === null) return;
+        this.checkSchedDelivery('default', m.offset, textOf(m.payload), atMs, index);
+        this.schedPopped.add(m.offset);
+        return;
+      }
+      case 'claim':
+        this.groupReady.add(c.topic);
+        for (const d of value as Delivery[]) {
+          this.checkSchedDelivery('g', d.offset, textOf(d.payload), atMs, index);
+          this.schedDelivered.add(d.offset);
+        }
+        return;
+      case 'ack':
+        if (value === true && c.group === GROUP) {
+          const key = `${SCHED}@${c.offset}`;
+          if (this.groupAcked.has(key)) this.fail(`${key} acknowledged twice in group ${GROUP} (again at index ${index})`);
+          this.groupAcked.add(key);
+          this.schedFinished.add(c.offset);
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  private addSched(offset: number, m: SchedMessage, index: number): void {
+    if (offset !== this.sched.size) this.fail(`${SCHED}@${offset} appended at index ${index}; ${this.sched.size} were appended before`);
+    this.sched.set(offset, m);
+    if (m.key !== undefined) {
+      let offsets = this.schedByKey.get(m.key);
+      if (offsets === undefined) this.schedByKey.set(m.key, (offsets = []));
+      offsets.push(offset);
+    }
+  }
+
+  /** Whether every message of `key` before `offset` is finished in the group (`finished`). */
+  private keyFree(key: string | undefined, offset: number, finished: ReadonlySet<number>): boolean {
+    if (key === undefined) return true;
+    for (const o of this.schedByKey.get(key) ?? []) {
+      if (o >= offset) break;
+      if (!finished.has(o)) return false;
+    }
+    return true;
+  }
+
+  /** The checks of one delivery of 'c' in `group` at entry time `atMs` (see the header). */
+  private checkSchedDelivery(group: 'default' | 'g', offset: number, text: string, atMs: number, index: number): void {
+    const m = this.sched.get(offset);
+    const where = `${SCHED}@${offset} (group ${group}, index ${index}, entry time ${atMs})`;
+    if (m === undefined || m.text !== text) this.fail(`${where} holds ${text}, appended ${m?.text ?? 'nothing'}`);
+    if (m.dueMs > atMs) this.fail(`${where} delivered before it was due at ${m.dueMs}`);
+    const finished = group === 'default' ? this.schedPopped : this.schedFinished;
+    const delivered = group === 'default' ? this.schedPopped : this.schedDelivered;
+    if (finished.has(offset)) this.fail(`${where} delivered after it was finished`);
+    if (!this.keyFree(m.key, offset, finished)) this.fail(`${where}: an earlier message of key ${m.key ?? ''} is not finished (two of a key in flight, or key order broken)`);
+    for (const [o, x] of this.sched) {
+      if (o === offset || delivered.has(o) || x.dueMs > atMs || !this.keyFree(x.key, o, finished)) continue;
+      if (x.priority > m.priority || (x.priority === m.priority && o < offset)) {
+        this.fail(`${where} (priority ${m.priority}) delivered while ${SCHED}@${o} (priority ${x.priority}) was available`);
+      }
+    }
+  }
+
+  /** A redrive of 'c.dlq' moved `moved` messages to the end of 'c' (read from the machine that applied it). */
+  private onRedrive(index: number, value: { moved: number }, machine: QueueStateMachine): void {
+    for (let i = 0; i < value.moved; i++) {
+      const offset = this.sched.size;
+      const m = machine.messageAt(SCHED, offset);
+      if (m === undefined) this.fail(`redrive at index ${index} moved ${value.moved}, but ${SCHED}@${offset} is not there`);
+      const text = textOf(m.payload);
+      this.leaveDlq(text, `redriven to ${SCHED}@${offset} at index ${index}`);
+      this.addSched(offset, { text, dueMs: 0, key: m.key, priority: m.priority ?? 4 }, index);
+    }
+  }
+
+  private leaveDlq(text: string, what: string): void {
+    const out = (this.dlqOut.get(text) ?? 0) + 1;
+    if (out > (this.deadLetterCount.get(text) ?? 0)) this.fail(`${text} ${what}: it left ${SCHED_DLQ} ${out} times, dead-lettered ${this.deadLetterCount.get(text) ?? 0}`);
+    this.dlqOut.set(text, out);
+    this.stats.redrives += what.startsWith('redriven') ? 1 : 0;
+  }
+
   private onEvents(events: readonly QueueEvent[]): void {
     for (const e of events) {
+      if (e.type === 'deadLettered' && e.topic === SCHED && e.group === GROUP) {
+        const text = this.sched.get(e.offset)?.text;
+        if (text === undefined) this.fail(`${SCHED}@${e.offset} dead-lettered but never appended`);
+        this.deadLetterCount.set(text, (this.deadLetterCount.get(text) ?? 0) + 1);
+        this.schedFinished.add(e.offset);
+      }
       if (e.type !== 'deadLettered' || e.group !== GROUP) continue;
       const key = `${e.topic}@${e.offset}`;
       if (e.attempts < MAX_DELIVERIES) this.fail(`${key} dead-lettered after ${e.attempts} attempts`);
@@ -210,8 +360,8 @@ class QueueModel {
 
   /** One workload step at the current virtual time. */
   step(): void {
-    for (const t of TOPICS) if (!this.topicsCreated.has(t) && this.rnd.chance(0.3)) this.submit({ t: 'createTopic', topic: t });
-    const topic = TOPICS[this.rnd.int(TOPICS.length)] as string;
+    for (const t of ALL_TOPICS) if (!this.topicsCreated.has(t) && this.rnd.chance(0.3)) this.submit({ t: 'createTopic', topic: t });
+    const topic = ALL_TOPICS[this.rnd.int(ALL_TOPICS.length)] as string;
     if (!this.groupReady.has(topic)) {
       // Groups are created by their first claim and see only what is published after: make
       // the group exist before anything is published, so it must see every message.
@@ -219,7 +369,15 @@ class QueueModel {
       return;
     }
     const x = this.rnd.float();
-    if (x < 0.45) this.submit({ t: 'publish', topic, payload: payloadOf(`m${++this.seq}`) });
+    if (topic === SCHED && x < 0.45) {
+      const r = this.rnd;
+      const opts: { delayMs?: number; key?: string; priority?: number } = {};
+      if (r.chance(0.4)) opts.delayMs = r.int(300);
+      if (r.chance(0.5)) opts.key = `k${r.int(4)}`;
+      if (r.chance(0.5)) opts.priority = r.int(10);
+      this.submit({ t: 'publish', topic, payload: payloadOf(`m${++this.seq}`), ...(Object.keys(opts).length > 0 ? { opts } : {}) });
+    } else if (topic === SCHED && x < 0.5) this.submit({ t: 'redrive', topic: SCHED_DLQ, max: 1 + this.rnd.int(4) });
+    else if (x < 0.45) this.submit({ t: 'publish', topic, payload: payloadOf(`m${++this.seq}`) });
     else if (x < 0.6) this.submit({ t: 'consume', topic });
     else if (x < 0.8) this.claim(topic, 1 + this.rnd.int(4));
     else this.settleSome(false);
@@ -304,10 +462,15 @@ class QueueModel {
         if (!this.groupAcked.has(key) && !this.deadLettered.has(key)) this.fail(`group ${GROUP} never finished ${key}`);
       }
     }
+    for (const [offset, m] of this.sched) {
+      if (!this.schedPopped.has(offset)) this.fail(`${SCHED}@${offset} (${m.text}) was appended but never popped`);
+      if (!this.schedFinished.has(offset)) this.fail(`group ${GROUP} never finished ${SCHED}@${offset}`);
+    }
     // Every publish a caller saw acknowledged is in the log, with its payload.
     for (const [key, text] of this.ackedPublishes) {
       const [topic, offset] = key.split('@') as [string, string];
-      if (this.published.get(topic)?.get(Number(offset)) !== text) this.fail(`acknowledged publish ${key} (${text}) is not what the log holds`);
+      const held = topic === SCHED ? this.sched.get(Number(offset))?.text : this.published.get(topic)?.get(Number(offset));
+      if (held !== text) this.fail(`acknowledged publish ${key} (${text}) is not what the log holds`);
     }
   }
 
@@ -342,7 +505,7 @@ export function runQueueSeed(seed: number, options: { trace?: boolean } = {}): R
     seed,
     ok: failure === undefined,
     failure,
-    description: `queue workload, ${opts.description}; ${model.stats.publishes} publishes, ${model.stats.pops} pops, ${model.stats.acks} acks, ${model.stats.redeliveries} redeliveries, ${model.stats.unknown} unknown outcomes`,
+    description: `queue workload, ${opts.description}; ${model.stats.publishes} publishes, ${model.stats.pops} pops, ${model.stats.acks} acks, ${model.stats.redeliveries} redeliveries, ${model.stats.redrives} redriven, ${model.stats.unknown} unknown outcomes`,
     traceHash: cluster.traceHash(),
     simulatedMs: cluster.nowMs,
     elections: cluster.stats.elections,

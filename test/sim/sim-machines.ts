@@ -63,7 +63,8 @@ export class HashMachine implements StateMachine<HashResult, never, 'lastIndex'>
 
 /** Reports what the queue applied: each command with its result and events, and each tick. */
 export interface QueueObserver {
-  applied(index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[]): void;
+  /** `atMs`: the entry's time as the machine applied it; `machine`: its state right after. */
+  applied(index: number, command: Uint8Array, result: ApplyResult, events: readonly QueueEvent[], atMs: number, machine: QueueStateMachine): void;
   ticked(index: number, events: readonly QueueEvent[]): void;
 }
 
@@ -76,7 +77,7 @@ export class RecordingQueue implements StateMachine<ApplyResult, QueueEvent, Que
   apply(data: Uint8Array, start: number, end: number, ctx: ApplyContext, events: QueueEvent[]): ApplyResult {
     const before = events.length;
     const result = this.queue.apply(data, start, end, ctx, events);
-    this.observer.applied(ctx.index, data.subarray(start, end), result, events.slice(before));
+    this.observer.applied(ctx.index, data.subarray(start, end), result, events.slice(before), this.queue.timeMs, this.queue);
     return result;
   }
 
