@@ -156,6 +156,14 @@ function registerTests(): void {
     await s.page.waitForFunction(() => /^Create topic failed \(400 INVALID_TOPIC\)/.test(document.getElementById('result')?.textContent ?? ''), undefined, { timeout: WAIT_MS });
     t.true(((await s.page.textContent('#result')) ?? '').includes(HOSTILE));
     t.is(await s.page.locator('img').count(), 0);
+    // A payload is user data too: a peek from the page shows it as text.
+    await atLeader(s, 'PUT', '/message', { topic: 'orders', message: HOSTILE });
+    await s.page.fill('form[data-action="peek"] input[name="topic"]', 'orders');
+    await s.page.click('form[data-action="peek"] button');
+    await s.page.waitForFunction(() => /^Peek \(read without claiming\): \d+ message/.test(document.getElementById('result')?.textContent ?? ''), undefined, { timeout: WAIT_MS });
+    const peeked = await s.page.locator('#result .peeked').allTextContents();
+    t.true(peeked.some((line) => line.endsWith(`: ${HOSTILE}`)), peeked.join(' | '));
+    t.is(await s.page.locator('img').count(), 0);
     // A state that names a topic, a group and a member so (as a future name rule or another
     // server could): every one is text. The stream is replaced for this page only.
     const page = await s.context.newPage();

@@ -210,7 +210,7 @@ test('raftqueue/http over a RaftQueueClient: queue routes and the page work; mem
   }
   const state = (await httpJson('GET', `${base}/ui/state`)).body as { kind: string; actions: { name: string }[] };
   t.is(state.kind, 'client');
-  t.deepEqual(state.actions.map((a) => a.name), ['createTopic', 'publish', 'deleteTopic'], 'member actions are not offered');
+  t.deepEqual(state.actions.map((a) => a.name), ['createTopic', 'publish', 'peek', 'redrive', 'deleteTopic'], 'member actions are not offered');
   const act = await raw('POST', `${base}/ui/actions/addMember`, { 'content-type': 'application/json' }, '{"id": "n2", "address": "127.0.0.1:1"}');
   t.deepEqual([act.status, act.body['code']], [501, NOT_A_MEMBER]);
   t.deepEqual(queue.members().map((m) => m.id), ['n1'], 'nothing changed');
@@ -273,4 +273,34 @@ test('dashboard: event streams are bounded (STREAMS_MAX, then 503 NO_CAPACITY) a
   await gateway.close(5_000);
   await Promise.all(streams.map((s) => s.closed));
   t.true(Date.now() - started < 2_500, `closed after ${Date.now() - started} ms: the streams were ended, not waited for`);
+});
+
+test('guarded routes refuse another site and DNS rebinding: POST /members, POST /leader, dlq changes', async (t) => {
+  // Found in review: only the dashboard's own actions had these checks, while a page of any
+  // site could POST to the membership routes of a member without a token (a loopback client).
+  const queue = await member(t);
+  const gateway = new Gateway(queue);
+  t.teardown(() => gateway.close(0));
+  const { port } = await gateway.listen('127.0.0.1', 0);
+  const base = `http://127.0.0.1:${port}`;
+  await queue.createTopic('jobs');
+  const simple = { 'content-type': 'text/plain' };
+  const cases: [string, string, Record<string, string>, string | undefined][] = [
+    ['POST', '/members', { ...simple, origin: 'http://evil.example' }, JSON.stringify({ id: 'n9', address: '127.0.0.1:1' })],
+    ['POST', '/members', { ...simple, host: 'evil.example' }, JSON.stringify({ id: 'n9', address: '127.0.0.1:1' })],
+    ['POST', '/members', { ...simple, origin: 'null' }, JSON.stringify({ id: 'n9', address: '127.0.0.1:1' })],
+    ['POST', '/leader', { ...simple, origin: 'http://evil.example' }, '{}'],
+    ['DELETE', '/dlq/jobs', { host: 'evil.example' }, undefined],
+    ['POST', '/dlq/jobs/redrive', { ...simple, origin: 'http://evil.example' }, '{}'],
+  ];
+  for (const [method, path, headers, body] of cases) {
+    const r = await raw(method, `${base}${path}`, headers, body);
+    t.is(r.status, 403, `${method} ${path} ${JSON.stringify(headers)}`);
+    t.is(r.body['code'], 'FORBIDDEN');
+  }
+  t.deepEqual((await queue.members()).map((m) => m.id), ['n1'], 'no member was added');
+  // A command-line client (no Origin, a loopback Host) still may: past the guard, the missing
+  // dead-letter topic is the answer.
+  const ok = await raw('DELETE', `${base}/dlq/jobs`, {});
+  t.deepEqual([ok.status, String(ok.body['error']).split(':')[0]], [404, 'TOPIC_NOT_FOUND']);
 });

@@ -13,7 +13,7 @@
  * /message` also takes a publishId and binary payloads (messages.ts). `GET /ui` is the live
  * dashboard (dashboard.ts).
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RaftQueueError } from '../contracts/errors.js';
 import type { ErrorCode } from '../contracts/errors.js';
@@ -22,6 +22,7 @@ import { GatewayGroups } from './groups.js';
 import { BadRequest, readJson, stringField } from './body.js';
 import type { Json } from './body.js';
 import { Dashboard } from './dashboard.js';
+import { crossSiteRefusal } from './cross-site.js';
 import { routeDlq } from './dlq.js';
 import { routeMembers } from './members.js';
 import { popReply, publishReply, readPublish } from './messages.js';
@@ -160,7 +161,7 @@ class GatewayRoutes {
     }
     if (path === '/message') return method === 'PUT' ? this.publish(await readPublish(req, { bodyBytesMax: this.bodyBytesMax, messageBytesMax: this.messageBytesMax() })) : notAllowed('PUT');
     if (path.startsWith('/message/')) return method === 'GET' ? this.pop(req, decodeTopic(path.slice('/message/'.length))) : notAllowed('GET');
-    const admin = (): { status: number; body: Json } | undefined => this.adminRefusal(req);
+    const admin = (): { status: number; body: Json } | undefined => this.adminRefusal(req) ?? crossSiteRefusal(req, this.options.adminToken !== undefined);
     const membersReply = routeMembers(this.queue, method, path, () => readJson(req, this.bodyBytesMax), admin);
     if (membersReply !== undefined) return membersReply;
     const dlqReply = routeDlq(this.queue, method, path, (req.url ?? '').split('?')[1] ?? '', () => readJson(req, this.bodyBytesMax), admin);
@@ -249,9 +250,10 @@ class GatewayRoutes {
     const token = this.options.adminToken;
     if (token !== undefined) {
       const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
-      const a = Buffer.from(given ?? '');
-      const b = Buffer.from(token);
-      if (given === undefined || a.length !== b.length || !timingSafeEqual(a, b)) {
+      // Digests of equal length: the comparison takes the same time whatever the token's length.
+      const a = createHash('sha256').update(given ?? '').digest();
+      const b = createHash('sha256').update(token).digest();
+      if (given === undefined || !timingSafeEqual(a, b)) {
         return { status: 401, body: { success: false, error: 'membership routes need Authorization: Bearer <the admin token>' } };
       }
       return undefined;

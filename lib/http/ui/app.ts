@@ -329,7 +329,20 @@ async function act(action: Action, body: Record<string, string>, button: HTMLBut
       const { success, action: name, ...rest } = reply;
       void success;
       void name;
-      result.textContent = `${action.label}: done ${JSON.stringify(rest)}`;
+      const messages = rest['result'] !== undefined && typeof rest['result'] === 'object' && rest['result'] !== null ? (rest['result'] as Record<string, unknown>)['messages'] : rest['messages'];
+      if (Array.isArray(messages)) {
+        // A peek: one line per message, as text (payloads are user data).
+        result.textContent = `${action.label}: ${messages.length} message(s)`;
+        for (const m of messages as Record<string, unknown>[]) {
+          const line = document.createElement('div');
+          line.className = 'peeked';
+          const payload = typeof m['message'] === 'string' ? m['message'] : JSON.stringify(m['message']);
+          line.textContent = `#${String(m['offset'])} (deliveries ${String(m['deliveryCount'])}${m['key'] !== undefined ? `, key ${String(m['key'])}` : ''}): ${payload}`;
+          result.appendChild(line);
+        }
+      } else {
+        result.textContent = `${action.label}: done ${JSON.stringify(rest)}`;
+      }
     } else {
       result.className = 'result bad';
       result.textContent = `${action.label} failed (${res.status} ${String(reply['code'] ?? '')}): ${String(reply['error'] ?? 'no reason given')}`;
