@@ -22,7 +22,7 @@ import { FileStorage, MemoryStorage } from './storage/index.js';
 import type { Storage } from './storage/index.js';
 
 /** How often a leader logs a time tick while deliveries wait for deadlines. */
-const TIME_TICK_INTERVAL_MS = 250;
+export const TIME_TICK_INTERVAL_MS = 250;
 
 export interface Member {
   readonly node: RaftNode<QueueEvent>;
