@@ -39,7 +39,6 @@ import {
   type ApplyResult,
   type Delivery,
   type GroupState,
-  type KeyState,
   type PendingDelivery,
   type QueueEvent,
   type QueueTimer,
