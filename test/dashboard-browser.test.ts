@@ -239,16 +239,16 @@ function registerTests(): void {
     }
     const killing = Date.now();
     await s.cluster.kill(old);
-    // From the moment the process is gone (SIGKILL, then its exit reaped).
     const killedAt = Date.now();
     await s.page.waitForFunction((o) => {
       const text = document.getElementById('leader')?.textContent ?? '';
       return text !== '' && text !== 'none' && text !== o;
     }, old, { timeout: WAIT_MS, polling: 20 });
-    const shownMs = Date.now() - killedAt;
+    // Timed from the SIGKILL (review: from the reaped exit, the bound was more lenient).
+    const shownMs = Date.now() - killing;
     const shown = await s.page.textContent('#leader');
-    t.log(`leader ${old} killed (exit reaped in ${killedAt - killing} ms); the page showed ${shown ?? '?'} ${shownMs} ms later`);
-    t.true(shownMs <= 2_000, `the new leader showed after ${shownMs} ms`);
+    t.log(`leader ${old} killed (exit reaped in ${killedAt - killing} ms); the page showed ${shown ?? '?'} ${shownMs} ms after the kill`);
+    t.true(shownMs <= 2_000, `the new leader showed ${shownMs} ms after the kill`);
     t.is(await s.cluster.leader(), shown ?? undefined, 'the page shows the member that leads');
     // The killed member is shown unreachable, with the reason.
     await s.page.waitForFunction((o) => /^no \(/.test(document.querySelector(`#members tr[data-member="${o}"]`)?.children[4]?.textContent ?? ''), old, { timeout: WAIT_MS, polling: 100 });
