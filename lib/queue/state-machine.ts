@@ -515,6 +515,15 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     if (size > t.options.messageBytesMax) {
       return fail('PAYLOAD_TOO_LARGE', `payload of ${size} bytes is over the topic's ${t.options.messageBytesMax}`);
     }
+    const ttlMs = opts?.ttlMs ?? t.options.ttlMs;
+    if (ttlMs > 0) {
+      // The expiry counts from the due time (as addMeta computes it) and must stay a safe integer,
+      // or no snapshot holding the message would restore.
+      const fromMs = opts?.delayMs !== undefined ? this.nowMs + opts.delayMs : Math.max(opts?.deliverAt ?? 0, this.nowMs);
+      if (fromMs + ttlMs > Number.MAX_SAFE_INTEGER) {
+        return fail('INVALID_COMMAND', `publish: invalid options: the message would expire at ${fromMs} + ${ttlMs} ms, past ${Number.MAX_SAFE_INTEGER}`);
+      }
+    }
     const offset = this.appendRange(t, data, from, size, undefined);
     if (offset < 0) return fail('TOPIC_FULL', `topic "${topic}" is full (${t.ring.liveCount} messages, ${t.ring.liveBytes} bytes)`);
     // A plain publish to a topic without a default time to live stores nothing more.
@@ -547,7 +556,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const headers = copied?.headers ?? o.headers;
     const ttlMs = o.ttlMs ?? t.options.ttlMs;
     // The time to live counts from when the message can first be delivered.
-    const expiresAtMs = ttlMs > 0 ? (dueMs > 0 ? dueMs : now) + ttlMs : 0;
+    // Capped so that a snapshot restores (publish refuses such a message; a dead letter's or a
+    // redriven copy's expiry counts from the entry time and can only reach it at absurd times).
+    const expiresAtMs = ttlMs > 0 ? Math.min((dueMs > 0 ? dueMs : now) + ttlMs, Number.MAX_SAFE_INTEGER) : 0;
     if (dueMs === 0 && key === undefined && priority === PRIORITY_DEFAULT && expiresAtMs === 0 && headers === undefined) return undefined;
     const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers };
     t.ring.meta.set(offset, meta);

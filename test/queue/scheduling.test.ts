@@ -282,6 +282,21 @@ test('ttl: a message expired for a group that had not reached it is skipped ther
   t.deepEqual(texts(q.claim('a', 'late', 'c', { max: 5 })), ['y']);
 });
 
+test('ttl: an expiry past MAX_SAFE_INTEGER is refused (own or topic ttl); snapshots after it restore', (t) => {
+  const q = topic();
+  q.createTopic('b', { ttlMs: 1_000 });
+  const publish = (name: string, opts: MessageOptions) => q.run({ t: 'publish', rid: q.rid(), topic: name, payload: bytes('x'), opts }).result;
+  t.like(publish('a', { deliverAt: Number.MAX_SAFE_INTEGER, ttlMs: 1_000 }), { ok: false, code: 'INVALID_COMMAND' });
+  t.like(publish('b', { deliverAt: Number.MAX_SAFE_INTEGER - 999 }), { ok: false, code: 'INVALID_COMMAND' }, 'the topic default ttl counts too');
+  t.like(publish('b', { deliverAt: Number.MAX_SAFE_INTEGER - 1_000 }), { ok: true }, 'expiring exactly at MAX_SAFE_INTEGER is fine');
+  t.is(q.sm.depth('a'), 0);
+  t.is(q.sm.depth('b'), 1);
+  const r = restored(q);
+  t.is(r.sm.depth('a'), 0);
+  t.is(r.sm.depth('b'), 1);
+  t.is(queueState(r.sm.snapshotBytes()), queueState(q.sm.snapshotBytes()));
+});
+
 // ---- purge, redrive, peek -------------------------------------------------------------------
 
 test('purge removes every message; pending deliveries become stale', (t) => {
