@@ -560,7 +560,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     // redriven copy's expiry counts from the entry time and can only reach it at absurd times).
     const expiresAtMs = ttlMs > 0 ? Math.min((dueMs > 0 ? dueMs : now) + ttlMs, Number.MAX_SAFE_INTEGER) : 0;
     if (dueMs === 0 && key === undefined && priority === PRIORITY_DEFAULT && expiresAtMs === 0 && headers === undefined) return undefined;
-    const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers };
+    const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers, expiredDeadLettered: false };
     t.ring.meta.set(offset, meta);
     if (priority !== PRIORITY_DEFAULT) t.priorityMode = true;
     if (dueMs > 0) this.due.push(dueMs, t, offset);
@@ -972,11 +972,24 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   /**
    * `offset` expired in `g` (which held it, or had not reached it): a dead letter with reason
    * 'expired', or dropped when its topic says so or its dead-letter topic refuses it; then
-   * finished for `g`. The caller removed any hold `g` had on it but its key.
+   * finished for `g`. One dead letter per message: the first group it expires in (groups in
+   * creation order) makes it; in every other group it is finished silently. The caller removed
+   * any hold `g` had on it but its key.
    */
   private expired(g: GroupState, offset: number, attempts: number): void {
     const t = g.topic;
-    if (t.options.onExpire === 'deadLetter' && this.deadLetter(g, offset, attempts, 'expired')) return;
+    if (t.options.onExpire === 'deadLetter') {
+      const m = t.ring.meta.get(offset);
+      assert(m !== undefined, 'an expired message has options');
+      if (m.expiredDeadLettered) {
+        this.finish(g, offset);
+        return;
+      }
+      if (this.deadLetter(g, offset, attempts, 'expired')) {
+        m.expiredDeadLettered = true;
+        return;
+      }
+    }
     this.events.push({ type: 'expired', topic: t.name, offset, group: g.name });
     this.finish(g, offset);
   }
@@ -1005,7 +1018,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     }
   }
 
-  /** Messages whose time to live ended: expired in every group that has not finished it (see TopicOptions.expireUnacked). */
+  /** Messages whose time to live ended: expired in every group that has not finished it (see TopicOptions.expireUnacked), one dead letter in all. */
   private expireDue(): void {
     const expiries = this.expiries;
     while (expiries.nextAtMs <= this.nowMs) {

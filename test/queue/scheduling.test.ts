@@ -250,8 +250,9 @@ test('ttl: a delivered message does not expire by default; with expireUnacked it
     const [d] = q.claim('a', 'g', 'c', { ackTimeoutMs: 10_000 });
     q.tick(1_200);
     t.is(q.ack(d!).result.ok, !expireUnacked, `expireUnacked ${expireUnacked}`);
-    // The default group never got it: one dead letter; with expireUnacked, g's too.
-    t.is(q.sm.depth('a.dlq'), expireUnacked ? 2 : 1);
+    // The default group never got it: its dead letter is the only one (with expireUnacked g's
+    // delivery ends too, without a second copy).
+    t.is(q.sm.depth('a.dlq'), 1);
   }
 });
 
@@ -280,6 +281,46 @@ test('ttl: a message expired for a group that had not reached it is skipped ther
   t.is(q.sm.depth('a'), 0);
   t.deepEqual(texts(q.claim('a', 'early', 'c', { max: 5 })), ['y']);
   t.deepEqual(texts(q.claim('a', 'late', 'c', { max: 5 })), ['y']);
+  t.is(q.sm.depth('a.dlq'), 1, 'the default group made the one dead letter; late finished x without a copy');
+});
+
+test('ttl: one dead letter per expired message, whatever the number of groups; redrive moves one', (t) => {
+  const q = topic();
+  t.deepEqual(q.claim('a', 'g1', 'c'), []);
+  t.deepEqual(q.claim('a', 'g2', 'c'), []);
+  pub(q, 'x', { ttlMs: 100 });
+  const out = q.tick(1_200);
+  const dead = out.events.filter((e) => e.type === 'deadLettered');
+  t.is(dead.length, 1);
+  t.like(dead[0], { topic: 'a', offset: 0, reason: 'expired', group: 'default' });
+  t.is(q.sm.depth('a.dlq'), 1);
+  t.like(q.sm.stats(), { messages: 1 }, 'finished in every group: only the dead letter is left');
+  t.like(q.value(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', max: 10 })), { moved: 1, remaining: 0 });
+  for (const g of ['g1', 'g2']) t.deepEqual(texts(q.claim('a', g, 'c', { max: 5 })), ['x'], `${g} gets the redriven copy once`);
+  t.deepEqual(consumeAll(q), ['x']);
+});
+
+test('ttl: a group created after the expiry finds it dead-lettered already, also after a snapshot restore', (t) => {
+  for (const viaSnapshot of [false, true]) {
+    const q0 = topic();
+    pub(q0, 'x', { ttlMs: 100 });
+    q0.claim('a', 'early', 'c', { ackTimeoutMs: 60_000 }); // early holds x: it stays live
+    q0.tick(1_200); // expired for the default group: the one dead letter
+    t.is(q0.sm.depth('a.dlq'), 1);
+    const q = viaSnapshot ? restored(q0) : q0;
+    t.deepEqual(q.claim('a', 'late', 'c', { max: 5 }), [], `late skips x (snapshot: ${viaSnapshot})`);
+    t.is(q.sm.depth('a.dlq'), 1, `no second dead letter (snapshot: ${viaSnapshot})`);
+  }
+  // Nobody had dead-lettered it (the only group held it): the late group makes the one dead letter.
+  const q = topic();
+  pub(q, 'y', { ttlMs: 100 });
+  q.claim('a', 'default', 'c', { ackTimeoutMs: 60_000 });
+  q.tick(1_200);
+  t.false(q.sm.hasTopic('a.dlq'));
+  q.claim('a', 'late', 'c');
+  t.is(q.sm.depth('a.dlq'), 1);
+  q.claim('a', 'later', 'c');
+  t.is(q.sm.depth('a.dlq'), 1);
 });
 
 test('ttl: an expiry past MAX_SAFE_INTEGER is refused (own or topic ttl); snapshots after it restore', (t) => {
