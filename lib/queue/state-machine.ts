@@ -1091,6 +1091,8 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const t = this.topicOrFail(topic);
     if (!(t instanceof TopicState)) return t;
     if (to !== undefined) {
+      // Into itself each message would come back behind the cursor and move again, up to max times.
+      if (to === topic) return fail('INVALID_COMMAND', `redrive: the target is the topic "${topic}" itself`);
       const target = this.topicOrFail(to);
       if (!(target instanceof TopicState)) return target;
     }

@@ -383,6 +383,17 @@ test('redrive to another topic; a missing target refuses the whole command', (t)
   t.deepEqual(consumeAll(q, 'b'), ['x']);
 });
 
+test('redrive into the dead-letter topic itself is refused, nothing moved', (t) => {
+  const q = topic();
+  q.pub('a', 'x');
+  const [d] = q.claim('a', 'default', 'c', { maxDeliveries: 1 });
+  q.nack(d!);
+  t.like(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', to: 'a.dlq', max: 5 }).result, { ok: false, code: 'INVALID_COMMAND' });
+  t.is(q.sm.depth('a.dlq'), 1);
+  t.like(q.sm.stats(), { messages: 1 });
+  t.like(q.value(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', max: 5 })), { moved: 1, remaining: 0 });
+});
+
 // ---- snapshots ------------------------------------------------------------------------------
 
 test('snapshot: format 2 (written by the previous code) still restores, and answers as its writer did', (t) => {
