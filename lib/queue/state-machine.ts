@@ -69,9 +69,14 @@ export type QueueQuery =
   | { q: 'stats' }
   /**
    * Up to `limit` messages waiting for `group` (default 'default'), oldest first, without
-   * claiming them: not delivered yet, returned, or delayed (not in flight, not finished).
+   * claiming them: not delivered yet, returned, or delayed (not in flight, not finished). Scans
+   * at most PEEK_SCAN_SLOTS_MAX offsets from the group's oldest possibly waiting one, so it can
+   * list fewer than are waiting when that many finished or in-flight ones lie between.
    */
   | { q: 'peek'; topic: string; group?: string; limit?: number };
+
+/** Most ring slots one peek looks at (finished, in flight or holes included): bounds its cost. */
+export const PEEK_SCAN_SLOTS_MAX = 100_000;
 
 /** A message as `peek` lists it: a stored message, and when it becomes deliverable if delayed. */
 export interface PeekedMessage extends StoredMessage {
@@ -299,7 +304,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const n = Math.max(0, Math.min(limit, PEEK_MESSAGES_MAX));
     const g = t.groups.get(group);
     const ring = t.ring;
-    for (let offset = ring.headOffset; offset < ring.tailOffset && out.length < n; offset++) {
+    const start = this.peekStart(g, ring.headOffset);
+    const end = Math.min(ring.tailOffset, start + PEEK_SCAN_SLOTS_MAX);
+    for (let offset = start; offset < end && out.length < n; offset++) {
       if (!ring.isLive(offset)) continue;
       const m = ring.meta.size > 0 ? ring.meta.get(offset) : undefined;
       let attempts = 0;
@@ -317,6 +324,22 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       out.push(message);
     }
     return out;
+  }
+
+  /**
+   * The lowest offset that can be waiting for `g`: its cursor, or a returned, parked or passed
+   * delayed message below it (not the ring's head, past everything a lagging group keeps alive).
+   */
+  private peekStart(g: GroupState | undefined, head: number): number {
+    if (g === undefined) return head;
+    let start = g.next;
+    for (const o of g.redeliver.keys()) if (o < start) start = o;
+    for (const o of g.parked) if (o < start) start = o;
+    if (g.delayedPassed > 0) {
+      // Passed delayed messages are only counted: find them among the messages with options.
+      for (const [o, m] of g.topic.ring.meta) if (o < start && m.dueMs > this.nowMs) start = o;
+    }
+    return Math.max(start, head);
   }
 
   /** Totals over all topics. `messages`/`bytes`: retained payloads; `inFlight`: pending deliveries. */

@@ -394,6 +394,35 @@ test('redrive into the dead-letter topic itself is refused, nothing moved', (t) 
   t.like(q.value(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', max: 5 })), { moved: 1, remaining: 0 });
 });
 
+test('peek starts at the oldest offset that can wait for the group, not at a lagging group\'s head', (t) => {
+  const q = topic();
+  q.claim('a', 'slow', 'c', { max: 1 }); // a group that never takes anything: every message stays live
+  pub(q, 'delayed', { delayMs: 10_000 });
+  for (let i = 0; i < 3_000; i++) q.pub('a', `m${i}`);
+  t.is(consumeAll(q).length, 3_000, 'the default group passed the delayed message and popped the rest');
+  q.pub('a', 'x');
+  q.pub('a', 'y');
+  const [dx] = q.claim('a', 'default', 'c');
+  q.nack(dx!);
+  // Count the ring slots a peek looks at.
+  const ring = (q.sm as unknown as { topicsByName: Map<string, { ring: { isLive(o: number): boolean } }> }).topicsByName.get('a')!.ring;
+  const isLive = ring.isLive.bind(ring);
+  let looked = 0;
+  ring.isLive = (o: number) => {
+    looked++;
+    return isLive(o);
+  };
+  t.deepEqual(texts(q.sm.peek('a', 'default', 10)), ['delayed', 'x', 'y'], 'a passed delayed message, a returned one, a new one');
+  t.true(looked > 3_000, 'a passed delayed message is found where it is');
+  q.tick(20_000);
+  t.deepEqual(consumeAll(q), ['delayed', 'x', 'y']);
+  q.pub('a', 'z');
+  looked = 0;
+  t.deepEqual(texts(q.sm.peek('a', 'default', 10)), ['z']);
+  t.true(looked <= 2, `looked at ${looked} slots`);
+  t.is(q.sm.peek('a', 'slow', 10).length, 10, 'the lagging group still sees its backlog');
+});
+
 // ---- snapshots ------------------------------------------------------------------------------
 
 test('snapshot: format 2 (written by the previous code) still restores, and answers as its writer did', (t) => {
