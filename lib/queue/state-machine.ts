@@ -128,8 +128,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   private topicsByName = new Map<string, TopicState>();
   private timers = new TimerHeap<GroupState>();
   private timerCompactAt = TIMER_COMPACT_MIN;
-  /** Delayed messages by due time (stale entries, of removed messages, are skipped). */
+  /** Delayed messages by due time (stale entries, of removed messages, skipped and compacted in bulk). */
   private due = new MessageTimeHeap<TopicState>();
+  private dueCompactAt = TIMER_COMPACT_MIN;
   /** Messages with a time to live by expiry time (stale entries skipped, compacted in bulk). */
   private expiries = new MessageTimeHeap<TopicState>();
   private expiryCompactAt = TIMER_COMPACT_MIN;
@@ -422,6 +423,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     this.due = due;
     this.expiries = expiries;
     this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, expiries.size * 2);
+    this.dueCompactAt = Math.max(TIMER_COMPACT_MIN, due.size * 2);
     this.timerCompactAt = Math.max(TIMER_COMPACT_MIN, timers.size * 2);
     this.nowMs = state.nowMs;
     this.nextToken = state.nextToken;
@@ -527,6 +529,10 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     // Timers still reference the topic's groups; `deleted` makes them stale.
     t.deleted = true;
     this.topicsByName.delete(name);
+    // Its heap entries would keep the deleted topic (its payloads) alive until they came due, up
+    // to a year: drop them now (one pass over each heap; deleting a topic is rare).
+    this.compactDue();
+    this.compactExpiries();
     this.events.push({ type: 'topicDeleted', topic: name });
     return ok(true);
   }
@@ -586,16 +592,29 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers, expiredDeadLettered: false };
     t.ring.meta.set(offset, meta);
     if (priority !== PRIORITY_DEFAULT) t.priorityMode = true;
-    if (dueMs > 0) this.due.push(dueMs, t, offset);
+    if (dueMs > 0) {
+      this.due.push(dueMs, t, offset);
+      // Messages removed before they are due (dropped, purged) leave their entries behind.
+      if (this.due.size > this.dueCompactAt) this.compactDue();
+    }
     if (expiresAtMs > 0) {
       this.expiries.push(expiresAtMs, t, offset);
-      if (this.expiries.size > this.expiryCompactAt) {
-        // Messages finished before they expire leave their entries behind: drop them in bulk.
-        this.expiries.filter((_at, topic, o2) => !topic.deleted && topic.ring.meta.has(o2));
-        this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, this.expiries.size * 2);
-      }
+      // Messages finished before they expire leave their entries behind: drop them in bulk.
+      if (this.expiries.size > this.expiryCompactAt) this.compactExpiries();
     }
     return meta;
+  }
+
+  /** Drops the due-heap entries of removed messages and deleted topics (they would be skipped). */
+  private compactDue(): void {
+    this.due.filter((at, topic, o) => !topic.deleted && topic.ring.meta.get(o)?.dueMs === at);
+    this.dueCompactAt = Math.max(TIMER_COMPACT_MIN, this.due.size * 2);
+  }
+
+  /** Drops the expiry-heap entries of finished messages and deleted topics (they would be skipped). */
+  private compactExpiries(): void {
+    this.expiries.filter((_at, topic, o) => !topic.deleted && topic.ring.meta.has(o));
+    this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, this.expiries.size * 2);
   }
 
   /**
@@ -1101,6 +1120,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       g.holesAhead = 0;
     }
     t.skipAheadCount = 0;
+    // The purged messages' heap entries go too (one pass over each heap, as for deleteTopic).
+    this.compactDue();
+    this.compactExpiries();
     return ok(removed);
   }
 

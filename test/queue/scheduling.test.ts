@@ -423,6 +423,18 @@ test('peek starts at the oldest offset that can wait for the group, not at a lag
   t.is(q.sm.peek('a', 'slow', 10).length, 10, 'the lagging group still sees its backlog');
 });
 
+test('deleteTopic and purge drop the due and expiry entries of their messages at once', (t) => {
+  const q = topic();
+  pub(q, 'later', { delayMs: 300 * 86_400_000, ttlMs: 1_000 });
+  q.createTopic('b');
+  pub(q, 'later', { delayMs: 300 * 86_400_000 }, 'b');
+  pub(q, 'short', { ttlMs: 1_000 }, 'b');
+  t.true(q.sm.wantsTime());
+  q.run({ t: 'deleteTopic', rid: q.rid(), topic: 'a' });
+  t.is(q.value<number>(q.run({ t: 'purge', rid: q.rid(), topic: 'b' })), 2);
+  t.false(q.sm.wantsTime(), 'no heap entry keeps the deleted topic or the purged messages');
+});
+
 // ---- snapshots ------------------------------------------------------------------------------
 
 test('snapshot: format 2 (written by the previous code) still restores, and answers as its writer did', (t) => {
