@@ -62,7 +62,11 @@ export const publishOptionsSchema = z
     ttlMs: integer(1, MESSAGE_DELAY_MS_MAX, ' number of milliseconds').optional(),
     headers: headers.optional(),
   })
-  .refine((o) => o.delayMs === undefined || o.deliverAt === undefined, { message: 'give delayMs or deliverAt, not both', path: ['deliverAt'] });
+  .refine((o) => o.delayMs === undefined || o.deliverAt === undefined, { message: 'give delayMs or deliverAt, not both', path: ['deliverAt'] })
+  .refine((o) => o.deliverAt === undefined || o.ttlMs === undefined || o.deliverAt + o.ttlMs <= Number.MAX_SAFE_INTEGER, {
+    message: `deliverAt + ttlMs must be at most ${Number.MAX_SAFE_INTEGER}`,
+    path: ['ttlMs'],
+  });
 
 /** Bounds as the queue's command schema has them, so a value accepted here is never refused there. */
 export const createTopicOptionsSchema = z.strictObject({

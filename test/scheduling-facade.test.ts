@@ -116,12 +116,16 @@ test('publish options: bad values are INVALID_OPTIONS naming the option', async 
     [{ headers: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`h${i}`, 'v'])) }, 'headers'],
     [{ headers: { big: 'x'.repeat(2_048) } }, 'headers'],
     [{ prority: 1 }, 'prority'],
+    [{ deliverAt: Number.MAX_SAFE_INTEGER, ttlMs: 1_000 }, 'ttlMs'],
   ];
   for (const [options, name] of cases) {
     const error = await t.throwsAsync(q.publish('x', 1, options as never));
     t.is(code(error), 'INVALID_OPTIONS', name);
     t.true(error?.message.includes(name), `${error?.message} names ${name}`);
   }
+  // The topic's default ttl from a far deliverAt: the state machine refuses it (its snapshots would not restore).
+  await q.createTopic('ttl', { ttlMs: 1_000 });
+  t.is(code(await q.publish('ttl', 1, { deliverAt: Number.MAX_SAFE_INTEGER }).catch((e: unknown) => e)), 'INVALID_OPTIONS');
   t.is(code(await q.peek('x', { limit: 0 }).catch((e: unknown) => e)), 'INVALID_OPTIONS');
   t.is(code(await q.redrive('x.dlq', { max: 0 }).catch((e: unknown) => e)), 'INVALID_OPTIONS');
   t.is(code(await q.createTopic('y', { onExpire: 'bounce' as never }).catch((e: unknown) => e)), 'INVALID_OPTIONS');

@@ -181,8 +181,8 @@ export const headersSchema = z
     return n <= HEADER_BYTES_MAX;
   }, `headers take at most ${HEADER_BYTES_MAX} bytes (keys and values, UTF-8)`);
 
-/** The options of a publish as the body carries them (short keys). */
-const messageOptionsSchema = z.strictObject({
+/** The options of a publish as the body carries them (short keys). Exported for the test that holds validShortOptions to it. */
+export const messageOptionsSchema = z.strictObject({
   d: z.number().int().min(0).max(MESSAGE_DELAY_MS_MAX).optional(),
   a: uint.optional(),
   k: z.string().min(1).max(MESSAGE_KEY_CHARS_MAX).optional(),

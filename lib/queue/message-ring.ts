@@ -49,6 +49,11 @@ export interface MessageMeta {
   /** Entry time it expires; 0: never. */
   readonly expiresAtMs: number;
   readonly headers: Readonly<Record<string, string>> | undefined;
+  /**
+   * Expired, and one group already made its dead letter: every other group finishes it without
+   * a copy (one dead letter per message). Kept in snapshots.
+   */
+  expiredDeadLettered: boolean;
 }
 
 /** The arrays of one page: slot i holds offset base + i. */

@@ -72,7 +72,8 @@ function topicHeader(t: TopicState, capture: RingCapture): unknown {
 
 /**
  * The topic's message options as columns: offsets, due and expiry times (f64, little-endian)
- * and priorities (u8) as bytes, keys as one array (null where none), headers sparse. A million
+ * and priorities (u8) as bytes, keys as one array (null where none), headers sparse, and the
+ * rows of expired messages a group already dead-lettered (dl, sparse, absent when none). A million
  * delayed messages are one pass and a few copies here, not a million msgpack arrays, so taking
  * a snapshot stays short however many wait.
  */
@@ -89,6 +90,7 @@ function metaColumns(t: TopicState): unknown {
   const ve = new DataView(exp.buffer);
   let keys: (string | null)[] | undefined;
   const hdrs: [number, Record<string, string>][] = [];
+  const dl: number[] = [];
   let i = 0;
   for (const [offset, m] of meta) {
     vo.setFloat64(8 * i, offset, true);
@@ -100,9 +102,10 @@ function metaColumns(t: TopicState): unknown {
       keys[i] = m.key;
     }
     if (m.headers !== undefined) hdrs.push([i, { ...m.headers }]);
+    if (m.expiredDeadLettered) dl.push(i);
     i++;
   }
-  return { n, off, due, exp, prio, ...(keys !== undefined ? { keys } : {}), hdrs };
+  return { n, off, due, exp, prio, ...(keys !== undefined ? { keys } : {}), hdrs, ...(dl.length > 0 ? { dl } : {}) };
 }
 
 /**
@@ -268,7 +271,7 @@ const topicSchema = z.object({
   bytes: uint,
   headers: z.array(z.union([z.tuple([uint, str, uint, uint, str]), z.tuple([uint, str, uint, uint, str, reasonSchema])])),
   meta: z
-    .object({ n: uint, off: bytes, due: bytes, exp: bytes, prio: bytes, keys: z.array(str.nullable()).optional(), hdrs: z.array(z.tuple([uint, z.record(str, str)])) })
+    .object({ n: uint, off: bytes, due: bytes, exp: bytes, prio: bytes, keys: z.array(str.nullable()).optional(), hdrs: z.array(z.tuple([uint, z.record(str, str)])), dl: z.array(uint).optional() })
     .optional(),
   groups: z.array(groupSchema).min(1).max(GROUPS_PER_TOPIC_MAX),
 });
@@ -399,12 +402,18 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
 
 /** Restores the option columns written by metaColumns into `t`'s ring (whose messages are restored). */
 function decodeMeta(t: TopicState, raw: NonNullable<z.infer<typeof topicSchema>['meta']>): void {
-  const { n, off, due, exp, prio, keys, hdrs } = raw;
+  const { n, off, due, exp, prio, keys, hdrs, dl } = raw;
   check(off.length === 8 * n && due.length === 8 * n && exp.length === 8 * n && prio.length === n && (keys === undefined || keys.length === n), `topic ${t.name}: option columns of the wrong length`);
   const headers = new Map<number, Record<string, string>>();
   for (const [i, h] of hdrs) {
     check(i < n && !headers.has(i), `topic ${t.name}: bad headers row ${i}`);
     headers.set(i, h);
+  }
+  // Rows of expired messages one group already dead-lettered (absent: none).
+  const deadLettered = new Set<number>();
+  for (const i of dl ?? []) {
+    check(i < n && !deadLettered.has(i), `topic ${t.name}: bad dead-lettered row ${i}`);
+    deadLettered.add(i);
   }
   const vo = new DataView(off.buffer, off.byteOffset, off.byteLength);
   const vd = new DataView(due.buffer, due.byteOffset, due.byteLength);
@@ -416,7 +425,7 @@ function decodeMeta(t: TopicState, raw: NonNullable<z.infer<typeof topicSchema>[
     const priority = prio[i] as number;
     check(Number.isSafeInteger(offset) && t.ring.isLive(offset) && !t.ring.meta.has(offset), `topic ${t.name}: options of a missing message ${offset}`);
     check(dueMs >= 0 && dueMs <= Number.MAX_SAFE_INTEGER && expiresAtMs >= 0 && expiresAtMs <= Number.MAX_SAFE_INTEGER && priority <= PRIORITY_MAX, `topic ${t.name}: bad options of message ${offset}`);
-    const meta: MessageMeta = { dueMs, key: keys?.[i] ?? undefined, priority, expiresAtMs, headers: headers.get(i) };
+    const meta: MessageMeta = { dueMs, key: keys?.[i] ?? undefined, priority, expiresAtMs, headers: headers.get(i), expiredDeadLettered: deadLettered.has(i) };
     t.ring.meta.set(offset, meta);
   }
 }

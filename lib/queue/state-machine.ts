@@ -72,7 +72,9 @@ export type QueueQuery =
   | { q: 'topicStats' }
   /**
    * Up to `limit` messages waiting for `group` (default 'default'), oldest first, without
-   * claiming them: not delivered yet, returned, or delayed (not in flight, not finished).
+   * claiming them: not delivered yet, returned, or delayed (not in flight, not finished). Scans
+   * at most PEEK_SCAN_SLOTS_MAX offsets from the group's oldest possibly waiting one, so it can
+   * list fewer than are waiting when that many finished or in-flight ones lie between.
    */
   | { q: 'peek'; topic: string; group?: string; limit?: number };
 
@@ -107,6 +109,9 @@ export interface TopicStats {
 
 /** Slots past a group's cursor that `topicStats` looks at for the oldest waiting message. */
 const OLDEST_SCAN_SLOTS_MAX = 1024;
+
+/** Most ring slots one peek looks at (finished, in flight or holes included): bounds its cost. */
+export const PEEK_SCAN_SLOTS_MAX = 100_000;
 
 /** A message as `peek` lists it: a stored message, and when it becomes deliverable if delayed. */
 export interface PeekedMessage extends StoredMessage {
@@ -158,8 +163,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   private topicsByName = new Map<string, TopicState>();
   private timers = new TimerHeap<GroupState>();
   private timerCompactAt = TIMER_COMPACT_MIN;
-  /** Delayed messages by due time (stale entries, of removed messages, are skipped). */
+  /** Delayed messages by due time (stale entries, of removed messages, skipped and compacted in bulk). */
   private due = new MessageTimeHeap<TopicState>();
+  private dueCompactAt = TIMER_COMPACT_MIN;
   /** Messages with a time to live by expiry time (stale entries skipped, compacted in bulk). */
   private expiries = new MessageTimeHeap<TopicState>();
   private expiryCompactAt = TIMER_COMPACT_MIN;
@@ -336,7 +342,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const n = Math.max(0, Math.min(limit, PEEK_MESSAGES_MAX));
     const g = t.groups.get(group);
     const ring = t.ring;
-    for (let offset = ring.headOffset; offset < ring.tailOffset && out.length < n; offset++) {
+    const start = this.peekStart(g, ring.headOffset);
+    const end = Math.min(ring.tailOffset, start + PEEK_SCAN_SLOTS_MAX);
+    for (let offset = start; offset < end && out.length < n; offset++) {
       if (!ring.isLive(offset)) continue;
       const m = ring.meta.size > 0 ? ring.meta.get(offset) : undefined;
       let attempts = 0;
@@ -354,6 +362,22 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       out.push(message);
     }
     return out;
+  }
+
+  /**
+   * The lowest offset that can be waiting for `g`: its cursor, or a returned, parked or passed
+   * delayed message below it (not the ring's head, past everything a lagging group keeps alive).
+   */
+  private peekStart(g: GroupState | undefined, head: number): number {
+    if (g === undefined) return head;
+    let start = g.next;
+    for (const o of g.redeliver.keys()) if (o < start) start = o;
+    for (const o of g.parked) if (o < start) start = o;
+    if (g.delayedPassed > 0) {
+      // Passed delayed messages are only counted: find them among the messages with options.
+      for (const [o, m] of g.topic.ring.meta) if (o < start && m.dueMs > this.nowMs) start = o;
+    }
+    return Math.max(start, head);
   }
 
   /** Totals over all topics. `messages`/`bytes`: retained payloads; `inFlight`: pending deliveries. */
@@ -478,6 +502,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     this.due = due;
     this.expiries = expiries;
     this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, expiries.size * 2);
+    this.dueCompactAt = Math.max(TIMER_COMPACT_MIN, due.size * 2);
     this.timerCompactAt = Math.max(TIMER_COMPACT_MIN, timers.size * 2);
     this.nowMs = state.nowMs;
     this.nextToken = state.nextToken;
@@ -583,6 +608,10 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     // Timers still reference the topic's groups; `deleted` makes them stale.
     t.deleted = true;
     this.topicsByName.delete(name);
+    // Its heap entries would keep the deleted topic (its payloads) alive until they came due, up
+    // to a year: drop them now (one pass over each heap; deleting a topic is rare).
+    this.compactDue();
+    this.compactExpiries();
     this.events.push({ type: 'topicDeleted', topic: name });
     return ok(true);
   }
@@ -593,6 +622,15 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const size = to - from;
     if (size > t.options.messageBytesMax) {
       return fail('PAYLOAD_TOO_LARGE', `payload of ${size} bytes is over the topic's ${t.options.messageBytesMax}`);
+    }
+    const ttlMs = opts?.ttlMs ?? t.options.ttlMs;
+    if (ttlMs > 0) {
+      // The expiry counts from the due time (as addMeta computes it) and must stay a safe integer,
+      // or no snapshot holding the message would restore.
+      const fromMs = opts?.delayMs !== undefined ? this.nowMs + opts.delayMs : Math.max(opts?.deliverAt ?? 0, this.nowMs);
+      if (fromMs + ttlMs > Number.MAX_SAFE_INTEGER) {
+        return fail('INVALID_COMMAND', `publish: invalid options: the message would expire at ${fromMs} + ${ttlMs} ms, past ${Number.MAX_SAFE_INTEGER}`);
+      }
     }
     const offset = this.appendRange(t, data, from, size, undefined);
     if (offset < 0) return fail('TOPIC_FULL', `topic "${topic}" is full (${t.ring.liveCount} messages, ${t.ring.liveBytes} bytes)`);
@@ -626,21 +664,36 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const headers = copied?.headers ?? o.headers;
     const ttlMs = o.ttlMs ?? t.options.ttlMs;
     // The time to live counts from when the message can first be delivered.
-    const expiresAtMs = ttlMs > 0 ? (dueMs > 0 ? dueMs : now) + ttlMs : 0;
+    // Capped so that a snapshot restores (publish refuses such a message; a dead letter's or a
+    // redriven copy's expiry counts from the entry time and can only reach it at absurd times).
+    const expiresAtMs = ttlMs > 0 ? Math.min((dueMs > 0 ? dueMs : now) + ttlMs, Number.MAX_SAFE_INTEGER) : 0;
     if (dueMs === 0 && key === undefined && priority === PRIORITY_DEFAULT && expiresAtMs === 0 && headers === undefined) return undefined;
-    const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers };
+    const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers, expiredDeadLettered: false };
     t.ring.meta.set(offset, meta);
     if (priority !== PRIORITY_DEFAULT) t.priorityMode = true;
-    if (dueMs > 0) this.due.push(dueMs, t, offset);
+    if (dueMs > 0) {
+      this.due.push(dueMs, t, offset);
+      // Messages removed before they are due (dropped, purged) leave their entries behind.
+      if (this.due.size > this.dueCompactAt) this.compactDue();
+    }
     if (expiresAtMs > 0) {
       this.expiries.push(expiresAtMs, t, offset);
-      if (this.expiries.size > this.expiryCompactAt) {
-        // Messages finished before they expire leave their entries behind: drop them in bulk.
-        this.expiries.filter((_at, topic, o2) => !topic.deleted && topic.ring.meta.has(o2));
-        this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, this.expiries.size * 2);
-      }
+      // Messages finished before they expire leave their entries behind: drop them in bulk.
+      if (this.expiries.size > this.expiryCompactAt) this.compactExpiries();
     }
     return meta;
+  }
+
+  /** Drops the due-heap entries of removed messages and deleted topics (they would be skipped). */
+  private compactDue(): void {
+    this.due.filter((at, topic, o) => !topic.deleted && topic.ring.meta.get(o)?.dueMs === at);
+    this.dueCompactAt = Math.max(TIMER_COMPACT_MIN, this.due.size * 2);
+  }
+
+  /** Drops the expiry-heap entries of finished messages and deleted topics (they would be skipped). */
+  private compactExpiries(): void {
+    this.expiries.filter((_at, topic, o) => !topic.deleted && topic.ring.meta.has(o));
+    this.expiryCompactAt = Math.max(TIMER_COMPACT_MIN, this.expiries.size * 2);
   }
 
   /**
@@ -1040,11 +1093,24 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
   /**
    * `offset` expired in `g` (which held it, or had not reached it): a dead letter with reason
    * 'expired', or dropped when its topic says so or its dead-letter topic refuses it; then
-   * finished for `g`. The caller removed any hold `g` had on it but its key.
+   * finished for `g`. One dead letter per message: the first group it expires in (groups in
+   * creation order) makes it; in every other group it is finished silently. The caller removed
+   * any hold `g` had on it but its key.
    */
   private expired(g: GroupState, offset: number, attempts: number): void {
     const t = g.topic;
-    if (t.options.onExpire === 'deadLetter' && this.deadLetter(g, offset, attempts, 'expired')) return;
+    if (t.options.onExpire === 'deadLetter') {
+      const m = t.ring.meta.get(offset);
+      assert(m !== undefined, 'an expired message has options');
+      if (m.expiredDeadLettered) {
+        this.finish(g, offset);
+        return;
+      }
+      if (this.deadLetter(g, offset, attempts, 'expired')) {
+        m.expiredDeadLettered = true;
+        return;
+      }
+    }
     this.events.push({ type: 'expired', topic: t.name, offset, group: g.name });
     this.finish(g, offset);
   }
@@ -1073,7 +1139,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     }
   }
 
-  /** Messages whose time to live ended: expired in every group that has not finished it (see TopicOptions.expireUnacked). */
+  /** Messages whose time to live ended: expired in every group that has not finished it (see TopicOptions.expireUnacked), one dead letter in all. */
   private expireDue(): void {
     const expiries = this.expiries;
     while (expiries.nextAtMs <= this.nowMs) {
@@ -1133,6 +1199,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
       g.holesAhead = 0;
     }
     t.skipAheadCount = 0;
+    // The purged messages' heap entries go too (one pass over each heap, as for deleteTopic).
+    this.compactDue();
+    this.compactExpiries();
     return ok(removed);
   }
 
@@ -1146,6 +1215,8 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     const t = this.topicOrFail(topic);
     if (!(t instanceof TopicState)) return t;
     if (to !== undefined) {
+      // Into itself each message would come back behind the cursor and move again, up to max times.
+      if (to === topic) return fail('INVALID_COMMAND', `redrive: the target is the topic "${topic}" itself`);
       const target = this.topicOrFail(to);
       if (!(target instanceof TopicState)) return target;
     }

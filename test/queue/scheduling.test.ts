@@ -250,8 +250,9 @@ test('ttl: a delivered message does not expire by default; with expireUnacked it
     const [d] = q.claim('a', 'g', 'c', { ackTimeoutMs: 10_000 });
     q.tick(1_200);
     t.is(q.ack(d!).result.ok, !expireUnacked, `expireUnacked ${expireUnacked}`);
-    // The default group never got it: one dead letter; with expireUnacked, g's too.
-    t.is(q.sm.depth('a.dlq'), expireUnacked ? 2 : 1);
+    // The default group never got it: its dead letter is the only one (with expireUnacked g's
+    // delivery ends too, without a second copy).
+    t.is(q.sm.depth('a.dlq'), 1);
   }
 });
 
@@ -280,6 +281,61 @@ test('ttl: a message expired for a group that had not reached it is skipped ther
   t.is(q.sm.depth('a'), 0);
   t.deepEqual(texts(q.claim('a', 'early', 'c', { max: 5 })), ['y']);
   t.deepEqual(texts(q.claim('a', 'late', 'c', { max: 5 })), ['y']);
+  t.is(q.sm.depth('a.dlq'), 1, 'the default group made the one dead letter; late finished x without a copy');
+});
+
+test('ttl: one dead letter per expired message, whatever the number of groups; redrive moves one', (t) => {
+  const q = topic();
+  t.deepEqual(q.claim('a', 'g1', 'c'), []);
+  t.deepEqual(q.claim('a', 'g2', 'c'), []);
+  pub(q, 'x', { ttlMs: 100 });
+  const out = q.tick(1_200);
+  const dead = out.events.filter((e) => e.type === 'deadLettered');
+  t.is(dead.length, 1);
+  t.like(dead[0], { topic: 'a', offset: 0, reason: 'expired', group: 'default' });
+  t.is(q.sm.depth('a.dlq'), 1);
+  t.like(q.sm.stats(), { messages: 1 }, 'finished in every group: only the dead letter is left');
+  t.like(q.value(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', max: 10 })), { moved: 1, remaining: 0 });
+  for (const g of ['g1', 'g2']) t.deepEqual(texts(q.claim('a', g, 'c', { max: 5 })), ['x'], `${g} gets the redriven copy once`);
+  t.deepEqual(consumeAll(q), ['x']);
+});
+
+test('ttl: a group created after the expiry finds it dead-lettered already, also after a snapshot restore', (t) => {
+  for (const viaSnapshot of [false, true]) {
+    const q0 = topic();
+    pub(q0, 'x', { ttlMs: 100 });
+    q0.claim('a', 'early', 'c', { ackTimeoutMs: 60_000 }); // early holds x: it stays live
+    q0.tick(1_200); // expired for the default group: the one dead letter
+    t.is(q0.sm.depth('a.dlq'), 1);
+    const q = viaSnapshot ? restored(q0) : q0;
+    t.deepEqual(q.claim('a', 'late', 'c', { max: 5 }), [], `late skips x (snapshot: ${viaSnapshot})`);
+    t.is(q.sm.depth('a.dlq'), 1, `no second dead letter (snapshot: ${viaSnapshot})`);
+  }
+  // Nobody had dead-lettered it (the only group held it): the late group makes the one dead letter.
+  const q = topic();
+  pub(q, 'y', { ttlMs: 100 });
+  q.claim('a', 'default', 'c', { ackTimeoutMs: 60_000 });
+  q.tick(1_200);
+  t.false(q.sm.hasTopic('a.dlq'));
+  q.claim('a', 'late', 'c');
+  t.is(q.sm.depth('a.dlq'), 1);
+  q.claim('a', 'later', 'c');
+  t.is(q.sm.depth('a.dlq'), 1);
+});
+
+test('ttl: an expiry past MAX_SAFE_INTEGER is refused (own or topic ttl); snapshots after it restore', (t) => {
+  const q = topic();
+  q.createTopic('b', { ttlMs: 1_000 });
+  const publish = (name: string, opts: MessageOptions) => q.run({ t: 'publish', rid: q.rid(), topic: name, payload: bytes('x'), opts }).result;
+  t.like(publish('a', { deliverAt: Number.MAX_SAFE_INTEGER, ttlMs: 1_000 }), { ok: false, code: 'INVALID_COMMAND' });
+  t.like(publish('b', { deliverAt: Number.MAX_SAFE_INTEGER - 999 }), { ok: false, code: 'INVALID_COMMAND' }, 'the topic default ttl counts too');
+  t.like(publish('b', { deliverAt: Number.MAX_SAFE_INTEGER - 1_000 }), { ok: true }, 'expiring exactly at MAX_SAFE_INTEGER is fine');
+  t.is(q.sm.depth('a'), 0);
+  t.is(q.sm.depth('b'), 1);
+  const r = restored(q);
+  t.is(r.sm.depth('a'), 0);
+  t.is(r.sm.depth('b'), 1);
+  t.is(queueState(r.sm.snapshotBytes()), queueState(q.sm.snapshotBytes()));
 });
 
 // ---- purge, redrive, peek -------------------------------------------------------------------
@@ -325,6 +381,58 @@ test('redrive to another topic; a missing target refuses the whole command', (t)
   t.like(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', to: 'nope', max: 5 }).result, { ok: false, code: 'TOPIC_NOT_FOUND' });
   t.like(q.value(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', to: 'b', max: 5 })), { moved: 1 });
   t.deepEqual(consumeAll(q, 'b'), ['x']);
+});
+
+test('redrive into the dead-letter topic itself is refused, nothing moved', (t) => {
+  const q = topic();
+  q.pub('a', 'x');
+  const [d] = q.claim('a', 'default', 'c', { maxDeliveries: 1 });
+  q.nack(d!);
+  t.like(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', to: 'a.dlq', max: 5 }).result, { ok: false, code: 'INVALID_COMMAND' });
+  t.is(q.sm.depth('a.dlq'), 1);
+  t.like(q.sm.stats(), { messages: 1 });
+  t.like(q.value(q.run({ t: 'redrive', rid: q.rid(), topic: 'a.dlq', max: 5 })), { moved: 1, remaining: 0 });
+});
+
+test('peek starts at the oldest offset that can wait for the group, not at a lagging group\'s head', (t) => {
+  const q = topic();
+  q.claim('a', 'slow', 'c', { max: 1 }); // a group that never takes anything: every message stays live
+  pub(q, 'delayed', { delayMs: 10_000 });
+  for (let i = 0; i < 3_000; i++) q.pub('a', `m${i}`);
+  t.is(consumeAll(q).length, 3_000, 'the default group passed the delayed message and popped the rest');
+  q.pub('a', 'x');
+  q.pub('a', 'y');
+  const [dx] = q.claim('a', 'default', 'c');
+  q.nack(dx!);
+  // Count the ring slots a peek looks at.
+  const ring = (q.sm as unknown as { topicsByName: Map<string, { ring: { isLive(o: number): boolean } }> }).topicsByName.get('a')!.ring;
+  const isLive = ring.isLive.bind(ring);
+  let looked = 0;
+  ring.isLive = (o: number) => {
+    looked++;
+    return isLive(o);
+  };
+  t.deepEqual(texts(q.sm.peek('a', 'default', 10)), ['delayed', 'x', 'y'], 'a passed delayed message, a returned one, a new one');
+  t.true(looked > 3_000, 'a passed delayed message is found where it is');
+  q.tick(20_000);
+  t.deepEqual(consumeAll(q), ['delayed', 'x', 'y']);
+  q.pub('a', 'z');
+  looked = 0;
+  t.deepEqual(texts(q.sm.peek('a', 'default', 10)), ['z']);
+  t.true(looked <= 2, `looked at ${looked} slots`);
+  t.is(q.sm.peek('a', 'slow', 10).length, 10, 'the lagging group still sees its backlog');
+});
+
+test('deleteTopic and purge drop the due and expiry entries of their messages at once', (t) => {
+  const q = topic();
+  pub(q, 'later', { delayMs: 300 * 86_400_000, ttlMs: 1_000 });
+  q.createTopic('b');
+  pub(q, 'later', { delayMs: 300 * 86_400_000 }, 'b');
+  pub(q, 'short', { ttlMs: 1_000 }, 'b');
+  t.true(q.sm.wantsTime());
+  q.run({ t: 'deleteTopic', rid: q.rid(), topic: 'a' });
+  t.is(q.value<number>(q.run({ t: 'purge', rid: q.rid(), topic: 'b' })), 2);
+  t.false(q.sm.wantsTime(), 'no heap entry keeps the deleted topic or the purged messages');
 });
 
 // ---- snapshots ------------------------------------------------------------------------------
