@@ -12,7 +12,10 @@
  * capture takes references to the pages' arrays and starts a new epoch; the first write to a page
  * of an older epoch copies that page's arrays first (copy-on-write, at most PAGE_SLOTS slots), so
  * the capture keeps seeing the state it took. Pages hold the offsets [n*PAGE_SLOTS, (n+1)*PAGE_SLOTS);
- * the last page's arrays grow as it fills, so a small topic costs a few hundred bytes.
+ * the last page's arrays grow as it fills, so a small topic costs a few hundred bytes. Message
+ * options (MessageMeta) live in the pages too, in a sparse per-page array (absent from a page
+ * none of whose messages has any), so a capture holds them as they were, and a meta is never
+ * changed in place (a changed copy is set instead).
  *
  * Offsets [headOffset, tailOffset) are held; inside that window a slot whose buffer is undefined
  * is a hole: a message every group finished out of order. The head is always a live message (or
@@ -22,7 +25,7 @@
 import { assert } from '../core/assert.js';
 
 /** Slots per page (a power of two). */
-const PAGE_SLOTS = 1024;
+export const PAGE_SLOTS = 1024;
 /** Slots of a new last page; it doubles up to PAGE_SLOTS as it fills. */
 const PAGE_SLOTS_MIN = 16;
 
@@ -51,10 +54,29 @@ export interface MessageMeta {
   readonly headers: Readonly<Record<string, string>> | undefined;
   /**
    * Expired, and one group already made its dead letter: every other group finishes it without
-   * a copy (one dead letter per message). Kept in snapshots.
+   * a copy (one dead letter per message). Kept in snapshots. A meta is never changed in place
+   * (a snapshot capture may share it): set a changed copy with ring.meta.set.
    */
-  expiredDeadLettered: boolean;
+  readonly expiredDeadLettered: boolean;
 }
+
+/**
+ * Bytes of a meta's record in a snapshot (see lib/queue/snapshot.ts): offset, due and expiry
+ * times f64, priority u8, flags u8, then the key (u32 length, UTF-8) and the headers (u32 count,
+ * then per header u32 length + UTF-8 name, u32 length + UTF-8 value) when present.
+ */
+export function metaRecordBytes(m: MessageMeta): number {
+  let n = META_RECORD_FIXED_BYTES;
+  if (m.key !== undefined) n += 4 + Buffer.byteLength(m.key, 'utf8');
+  if (m.headers !== undefined) {
+    n += 4;
+    for (const name in m.headers) n += 8 + Buffer.byteLength(name, 'utf8') + Buffer.byteLength(m.headers[name] as string, 'utf8');
+  }
+  return n;
+}
+
+/** The fixed part of a meta record: offset, due, expiry (f64 each), priority, flags (u8 each). */
+export const META_RECORD_FIXED_BYTES = 26;
 
 /** The arrays of one page: slot i holds offset base + i. */
 export interface PageArrays {
@@ -65,9 +87,14 @@ export interface PageArrays {
   readonly lengths: Uint32Array;
   readonly publishedAt: Float64Array;
   readonly doneCounts: Uint16Array;
+  /** Message options by slot; undefined when no message of the page has any (the usual case). */
+  readonly metas: readonly (MessageMeta | undefined)[] | undefined;
 }
 
 interface Page extends PageArrays {
+  metas: (MessageMeta | undefined)[] | undefined;
+  /** Slots of `metas` holding one (metas is undefined when 0). */
+  metaCount: number;
   /** The ring epoch these arrays belong to: an older one is shared with a snapshot capture. */
   epoch: number;
   /** Live messages in the page. */
@@ -88,6 +115,9 @@ export interface RingCapture {
   /** Pages by page number minus firstPage; undefined where every message was finished. */
   readonly pages: readonly (PageArrays | undefined)[];
   readonly firstPage: number;
+  /** Messages with options among them, and the bytes of their snapshot records (metaRecordBytes). */
+  readonly metaCount: number;
+  readonly metaBytes: number;
 }
 
 /**
@@ -127,6 +157,8 @@ function newPage(base: number, slots: number, epoch: number): Page {
     lengths: new Uint32Array(slots),
     publishedAt: new Float64Array(slots),
     doneCounts: new Uint16Array(slots),
+    metas: undefined,
+    metaCount: 0,
     epoch,
     live: 0,
   };
@@ -142,6 +174,8 @@ function copyPage(page: Page, slots: number, epoch: number): Page {
   copy.publishedAt.set(page.publishedAt.subarray(0, n));
   copy.doneCounts.set(page.doneCounts.subarray(0, n));
   copy.live = page.live;
+  if (page.metas !== undefined) copy.metas = page.metas.slice(0, n);
+  copy.metaCount = page.metaCount;
   return copy;
 }
 
@@ -161,8 +195,14 @@ export class MessageRing {
   private epoch = 0;
   /** Dead-letter headers by offset: sparse, only messages in a dead-letter topic have one. */
   readonly headers = new Map<number, DeadLetterHeader>();
-  /** Message options by offset: sparse, only messages published with options have them. */
-  readonly meta = new Map<number, MessageMeta>();
+  /**
+   * Message options by offset: sparse, only messages published with options have them. Held in
+   * the pages (copied on write with them), so a capture sees the options as they were.
+   */
+  readonly meta = new MetaStore(this);
+  /** Messages with options, and the bytes of their snapshot records. */
+  metaCount = 0;
+  metaBytes = 0;
 
   /** Held slots, holes included. */
   get span(): number {
@@ -244,6 +284,8 @@ export class MessageRing {
       tailOffset: this.tailOffset,
       pages: this.pages.slice(),
       firstPage: this.firstPage,
+      metaCount: this.metaCount,
+      metaBytes: this.metaBytes,
     };
     this.epoch++;
     return capture;
@@ -296,7 +338,8 @@ export class MessageRing {
     this.pages = [];
     this.firstPage = Math.floor(this.tailOffset / PAGE_SLOTS);
     this.headers.clear();
-    this.meta.clear();
+    this.metaCount = 0;
+    this.metaBytes = 0;
   }
 
   /** Whether `offset` holds a live message (not a hole, not outside the window). */
@@ -351,13 +394,65 @@ export class MessageRing {
     this.liveCount--;
     this.liveBytes -= page.lengths[slot] as number;
     if (this.headers.size > 0) this.headers.delete(offset);
-    if (this.meta.size > 0) this.meta.delete(offset);
+    if (page.metas !== undefined) this.dropMeta(page, slot);
     if (page.live === 0) {
       // Every message of the page is finished: drop it (the last page stays, for the next push).
       const index = Math.floor(offset / PAGE_SLOTS) - this.firstPage;
       if (index < this.pages.length - 1) this.pages[index] = undefined;
     }
     if (offset === this.headOffset) this.advanceHead();
+  }
+
+  /** The options of the live message at `offset`, if it has any. */
+  metaOf(offset: number): MessageMeta | undefined {
+    if (this.metaCount === 0) return undefined;
+    const page = this.livePage(offset);
+    return page?.metas?.[offset - page.base];
+  }
+
+  /** Sets the options of the live message at `offset` (copying its page if a capture shares it). */
+  setMeta(offset: number, m: MessageMeta): void {
+    assert(this.livePage(offset) !== undefined, 'options belong to a live message');
+    const page = this.writablePage(offset, false);
+    const slot = offset - page.base;
+    if (page.metas?.[slot] !== undefined) this.dropMeta(page, slot);
+    const metas = (page.metas ??= new Array<MessageMeta | undefined>(page.buffers.length).fill(undefined));
+    while (metas.length <= slot) metas.push(undefined);
+    metas[slot] = m;
+    page.metaCount++;
+    this.metaCount++;
+    this.metaBytes += metaRecordBytes(m);
+  }
+
+  /** Removes the options of the live message at `offset`; whether it had any. */
+  deleteMeta(offset: number): boolean {
+    if (this.metaOf(offset) === undefined) return false;
+    const page = this.writablePage(offset, false);
+    this.dropMeta(page, offset - page.base);
+    return true;
+  }
+
+  /** Clears a slot's options in a writable page. */
+  private dropMeta(page: Page, slot: number): void {
+    const m = page.metas?.[slot];
+    if (m === undefined) return;
+    this.metaCount--;
+    this.metaBytes -= metaRecordBytes(m);
+    if (--page.metaCount === 0) page.metas = undefined;
+    else (page.metas as (MessageMeta | undefined)[])[slot] = undefined;
+  }
+
+  /** The messages with options, oldest first (pages without any are skipped whole). */
+  *metaEntries(): Generator<[number, MessageMeta]> {
+    if (this.metaCount === 0) return;
+    for (const page of this.pages) {
+      if (page?.metas === undefined) continue;
+      const { base, metas } = page;
+      for (let slot = 0; slot < metas.length; slot++) {
+        const m = metas[slot];
+        if (m !== undefined) yield [base + slot, m];
+      }
+    }
   }
 
   /** Moves the head past holes and dropped pages to a live message or the tail; drops pages behind it. */
@@ -385,5 +480,38 @@ export class MessageRing {
       this.pages.splice(0, drop);
       this.firstPage += drop;
     }
+  }
+}
+
+/**
+ * The options of a ring's messages by offset, with the part of Map's interface the queue uses;
+ * stored in the ring's pages (see MessageRing.meta).
+ */
+export class MetaStore {
+  constructor(private readonly ring: MessageRing) {}
+
+  get size(): number {
+    return this.ring.metaCount;
+  }
+
+  get(offset: number): MessageMeta | undefined {
+    return this.ring.metaOf(offset);
+  }
+
+  has(offset: number): boolean {
+    return this.ring.metaOf(offset) !== undefined;
+  }
+
+  set(offset: number, m: MessageMeta): this {
+    this.ring.setMeta(offset, m);
+    return this;
+  }
+
+  delete(offset: number): boolean {
+    return this.ring.deleteMeta(offset);
+  }
+
+  [Symbol.iterator](): Generator<[number, MessageMeta]> {
+    return this.ring.metaEntries();
   }
 }

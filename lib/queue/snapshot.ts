@@ -6,11 +6,20 @@
  *   u8 version | 3 zero bytes | u32 header length H | header (msgpack, H bytes) | pad to 8
  *   per topic, in header order: offsets f64[n] | published-at f64[n] | lengths u32[n] | pad to 8
  *                               | done counts u16[n] | pad to 8
+ *                               | meta records (meta.bytes bytes, absent without options) | pad to 8
  *   per topic, in header order: the n payloads back to back
+ * A meta record (one per message with options, oldest first; writeMetaRecords, decodeMeta):
+ *   offset f64 | due f64 | expires f64 | priority u8 | flags u8 (1 key, 2 headers, 4 expired and
+ *   dead-lettered) | [key: u32 length, UTF-8] | [headers: u32 count, then per header u32 length,
+ *   UTF-8 name, u32 length, UTF-8 value]
  * The header holds everything but the messages; the messages are columns and raw bytes, so a
  * million waiting messages encode and decode as a few memory copies instead of a million msgpack
- * values. Taking a snapshot captures the columns (one pass over the ring, payloads referenced,
- * not copied) and returns an image whose bytes are copied out in slices (SnapshotImage).
+ * values. For the options the header holds only their count and byte size (`meta: { n, bytes }`,
+ * kept up to date by the ring), so its size does not grow with the messages. Taking a snapshot
+ * captures the ring (its page list: the pages, options included, are copied on write; see
+ * message-ring.ts), O(topics + pages), and returns an image whose bytes, columns and option
+ * records included, are copied out in slices (SnapshotImage), each slice work in proportion to
+ * its bytes.
  *
  * Timers and ready heaps are not stored: they are rebuilt from the pending and returned
  * deliveries, and pop in a total order, so a restored machine behaves exactly like the original.
@@ -21,7 +30,7 @@ import { RaftQueueError } from '../contracts/errors.js';
 import type { SnapshotImage } from '../contracts/state-machine.js';
 import { queuePackr, type CommandKind } from './commands.js';
 import type { DedupRecord } from './dedup.js';
-import { walkCapture, type DeadLetterHeader, type MessageMeta, type PageArrays, type RingCapture } from './message-ring.js';
+import { META_RECORD_FIXED_BYTES, PAGE_SLOTS, walkCapture, type DeadLetterHeader, type MessageMeta, type PageArrays, type RingCapture } from './message-ring.js';
 import { DEFAULT_GROUP, GROUPS_PER_TOPIC_MAX, GroupState, TopicState } from './state.js';
 import { PRIORITY_DEFAULT, PRIORITY_MAX } from '../contracts/limits.js';
 
@@ -56,7 +65,6 @@ type RedeliverRow = [offset: number, attempts: number, notBeforeMs: number, toke
 function topicHeader(t: TopicState, capture: RingCapture): unknown {
   const headers: HeaderRow[] = [];
   for (const [offset, h] of t.ring.headers) headers.push([offset, h.topic, h.offset, h.attempts, h.group, h.reason]);
-  const meta = metaColumns(t);
   const groups = [...t.groups.values()].map((g) => {
     const pending: PendingRow[] = [];
     for (const [o, p] of g.pending) pending.push([o, p.consumer, p.token, p.attempt, p.deadlineMs, p.ackTimeoutMs, p.maxDeliveries]);
@@ -67,45 +75,7 @@ function topicHeader(t: TopicState, capture: RingCapture): unknown {
     for (const [key, ks] of g.keys) keys.push([key, ks.head, ks.waiting.slice(ks.w).filter((o) => g.parked.has(o))]);
     return { name: g.name, next: g.next, holes: g.holesAhead, pending, redeliver, parked: [...g.parked], delayed: g.delayedPassed, keys, skip: [...g.skipAhead] };
   });
-  return { id: t.id, name: t.name, opts: { ...t.options }, prio: t.priorityMode, tail: t.ring.tailOffset, count: capture.count, bytes: capture.bytes, headers, ...(meta !== undefined ? { meta } : {}), groups };
-}
-
-/**
- * The topic's message options as columns: offsets, due and expiry times (f64, little-endian)
- * and priorities (u8) as bytes, keys as one array (null where none), headers sparse, and the
- * rows of expired messages a group already dead-lettered (dl, sparse, absent when none). A million
- * delayed messages are one pass and a few copies here, not a million msgpack arrays, so taking
- * a snapshot stays short however many wait.
- */
-function metaColumns(t: TopicState): unknown {
-  const meta = t.ring.meta;
-  const n = meta.size;
-  if (n === 0) return undefined;
-  const off = new Uint8Array(8 * n);
-  const due = new Uint8Array(8 * n);
-  const exp = new Uint8Array(8 * n);
-  const prio = new Uint8Array(n);
-  const vo = new DataView(off.buffer);
-  const vd = new DataView(due.buffer);
-  const ve = new DataView(exp.buffer);
-  let keys: (string | null)[] | undefined;
-  const hdrs: [number, Record<string, string>][] = [];
-  const dl: number[] = [];
-  let i = 0;
-  for (const [offset, m] of meta) {
-    vo.setFloat64(8 * i, offset, true);
-    vd.setFloat64(8 * i, m.dueMs, true);
-    ve.setFloat64(8 * i, m.expiresAtMs, true);
-    prio[i] = m.priority;
-    if (m.key !== undefined) {
-      keys ??= new Array<string | null>(n).fill(null);
-      keys[i] = m.key;
-    }
-    if (m.headers !== undefined) hdrs.push([i, { ...m.headers }]);
-    if (m.expiredDeadLettered) dl.push(i);
-    i++;
-  }
-  return { n, off, due, exp, prio, ...(keys !== undefined ? { keys } : {}), hdrs, ...(dl.length > 0 ? { dl } : {}) };
+  return { id: t.id, name: t.name, opts: { ...t.options }, prio: t.priorityMode, tail: t.ring.tailOffset, count: capture.count, bytes: capture.bytes, headers, ...(capture.metaCount > 0 ? { meta: { n: capture.metaCount, bytes: capture.metaBytes } } : {}), groups };
 }
 
 /**
@@ -139,15 +109,84 @@ export function snapshotImage(input: SnapshotInput): SnapshotImage {
   for (const c of captures) {
     steps.push({ kind: 'offset', c }, { kind: 'publishedAt', c }, { kind: 'length', c }, { kind: 'bytes', bytes: zeros.subarray(0, align8(c.count * 4) - c.count * 4) });
     steps.push({ kind: 'done', c }, { kind: 'bytes', bytes: zeros.subarray(0, align8(c.count * 2) - c.count * 2) });
+    if (c.metaCount > 0) steps.push({ kind: 'meta', c }, { kind: 'bytes', bytes: zeros.subarray(0, align8(c.metaBytes) - c.metaBytes) });
   }
   for (const c of captures) steps.push({ kind: 'payload', c });
   let byteLength = prefix.length;
-  for (const c of captures) byteLength += 16 * c.count + align8(4 * c.count) + align8(2 * c.count) + c.bytes;
+  for (const c of captures) byteLength += 16 * c.count + align8(4 * c.count) + align8(2 * c.count) + align8(c.metaBytes) + c.bytes;
   return new QueueImage(steps, byteLength);
 }
 
 /** One piece of the image: fixed bytes, a column of one topic's messages, or its payloads. */
-type Step = { readonly kind: 'bytes'; readonly bytes: Uint8Array } | { readonly kind: 'offset' | 'publishedAt' | 'length' | 'done' | 'payload'; readonly c: RingCapture };
+type Step = { readonly kind: 'bytes'; readonly bytes: Uint8Array } | { readonly kind: 'offset' | 'publishedAt' | 'length' | 'done' | 'meta' | 'payload'; readonly c: RingCapture };
+
+/** Flags of a meta record. */
+const META_KEY = 1;
+const META_HEADERS = 2;
+const META_DEAD_LETTERED = 4;
+
+/**
+ * Slots a meta step looks at in one writeNext before it stops (once it wrote something): a slice
+ * of a topic whose messages mostly have no options stays short.
+ */
+const META_SCAN_SLOTS_MAX = 16_384;
+
+/**
+ * Writes the meta records of `c`'s messages from offset `from` on into `out` at `w` until `limit`
+ * (a record is written whole). Returns the new write position and the offset to resume from
+ * (c.tailOffset when done). Pages without options are skipped whole.
+ */
+function writeMetaRecords(c: RingCapture, from: number, out: Uint8Array, view: DataView, w: number, limit: number): { w: number; next: number } {
+  const start = w;
+  const text = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  let scanned = 0;
+  let offset = Math.max(from, c.headOffset);
+  while (offset < c.tailOffset) {
+    if (w > start && (w >= limit || scanned >= META_SCAN_SLOTS_MAX)) break;
+    const pageNumber = Math.floor(offset / PAGE_SLOTS);
+    const pageEnd = Math.min((pageNumber + 1) * PAGE_SLOTS, c.tailOffset);
+    const metas = c.pages[pageNumber - c.firstPage]?.metas;
+    scanned++;
+    if (metas === undefined) {
+      offset = pageEnd;
+      continue;
+    }
+    const base = pageNumber * PAGE_SLOTS;
+    const end = Math.min(pageEnd - base, metas.length);
+    let slot = offset - base;
+    for (; slot < end && (w === start || (w < limit && scanned < META_SCAN_SLOTS_MAX)); slot++, scanned++) {
+      const m = metas[slot];
+      if (m === undefined) continue;
+      view.setFloat64(w, base + slot, true);
+      view.setFloat64(w + 8, m.dueMs, true);
+      view.setFloat64(w + 16, m.expiresAtMs, true);
+      out[w + 24] = m.priority;
+      out[w + 25] = (m.key !== undefined ? META_KEY : 0) | (m.headers !== undefined ? META_HEADERS : 0) | (m.expiredDeadLettered ? META_DEAD_LETTERED : 0);
+      w += META_RECORD_FIXED_BYTES;
+      if (m.key !== undefined) w = writeString(text, view, w, m.key);
+      if (m.headers !== undefined) {
+        const countAt = w;
+        w += 4;
+        let count = 0;
+        for (const name in m.headers) {
+          w = writeString(text, view, w, name);
+          w = writeString(text, view, w, m.headers[name] as string);
+          count++;
+        }
+        view.setUint32(countAt, count, true);
+      }
+    }
+    offset = slot < end ? base + slot : pageEnd;
+  }
+  return { w, next: offset };
+}
+
+/** A u32 byte length and the UTF-8 bytes of `s` at `w`; returns the position after them. */
+function writeString(text: Buffer, view: DataView, w: number, s: string): number {
+  const n = text.write(s, w + 4, 'utf8');
+  view.setUint32(w, n, true);
+  return w + 4 + n;
+}
 
 /** Writes the steps in order, a slice at a time; a column walks the capture's messages. */
 class QueueImage implements SnapshotImage {
@@ -155,6 +194,8 @@ class QueueImage implements SnapshotImage {
   private step = 0;
   /** Within the current step: a byte position, or the offset to resume the walk from. */
   private cursor = 0;
+  /** Bytes written by the current meta step (checked against the capture's count at its end). */
+  private metaWritten = 0;
 
   constructor(
     private readonly steps: readonly Step[],
@@ -169,7 +210,16 @@ class QueueImage implements SnapshotImage {
     while (w < limit && this.step < this.steps.length) {
       const step = this.steps[this.step] as Step;
       let finished: boolean;
-      if (step.kind === 'bytes') {
+      if (step.kind === 'meta') {
+        const from = this.cursor;
+        const r = writeMetaRecords(step.c, this.cursor, out, view, w, limit);
+        this.metaWritten += r.w - w;
+        w = r.w;
+        this.cursor = r.next;
+        finished = r.next >= step.c.tailOffset;
+        if (finished && this.metaWritten !== step.c.metaBytes) throw new RaftInvariantError(`snapshot meta records of ${this.metaWritten} bytes, expected ${step.c.metaBytes} (from ${from})`);
+        if (finished) this.metaWritten = 0;
+      } else if (step.kind === 'bytes') {
         const n = Math.min(step.bytes.length - this.cursor, limit - w);
         out.set(step.bytes.subarray(this.cursor, this.cursor + n), w);
         w += n;
@@ -270,9 +320,8 @@ const topicSchema = z.object({
   count: uint,
   bytes: uint,
   headers: z.array(z.union([z.tuple([uint, str, uint, uint, str]), z.tuple([uint, str, uint, uint, str, reasonSchema])])),
-  meta: z
-    .object({ n: uint, off: bytes, due: bytes, exp: bytes, prio: bytes, keys: z.array(str.nullable()).optional(), hdrs: z.array(z.tuple([uint, z.record(str, str)])), dl: z.array(uint).optional() })
-    .optional(),
+  // Messages with options and the bytes of their records (absent: none, and in format 2).
+  meta: z.object({ n: uint.min(1), bytes: uint }).optional(),
   groups: z.array(groupSchema).min(1).max(GROUPS_PER_TOPIC_MAX),
 });
 
@@ -350,7 +399,8 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
     const columns = s.topics.map((rt) => {
       const n = rt.count;
       const end = at + 16 * n + align8(4 * n) + align8(2 * n);
-      check(end <= data.length, `topic ${rt.name}: columns overrun the snapshot`);
+      const metaBytes = rt.meta?.bytes ?? 0;
+      check(end + align8(metaBytes) <= data.length, `topic ${rt.name}: columns overrun the snapshot`);
       const offsets = new Float64Array(n);
       const publishedAt = new Float64Array(n);
       const lengths = new Uint32Array(n);
@@ -366,8 +416,9 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
         lengths[i] = view.getUint32(len + 4 * i, true);
         done[i] = view.getUint16(dn + 2 * i, true);
       }
-      at = end;
-      return { offsets, publishedAt, lengths, done };
+      const metas = data.subarray(end, end + metaBytes);
+      at = end + align8(metaBytes);
+      return { offsets, publishedAt, lengths, done, metas };
     });
     const names = new Set<string>();
     const ids = new Set<number>();
@@ -400,34 +451,50 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
   }
 }
 
-/** Restores the option columns written by metaColumns into `t`'s ring (whose messages are restored). */
-function decodeMeta(t: TopicState, raw: NonNullable<z.infer<typeof topicSchema>['meta']>): void {
-  const { n, off, due, exp, prio, keys, hdrs, dl } = raw;
-  check(off.length === 8 * n && due.length === 8 * n && exp.length === 8 * n && prio.length === n && (keys === undefined || keys.length === n), `topic ${t.name}: option columns of the wrong length`);
-  const headers = new Map<number, Record<string, string>>();
-  for (const [i, h] of hdrs) {
-    check(i < n && !headers.has(i), `topic ${t.name}: bad headers row ${i}`);
-    headers.set(i, h);
-  }
-  // Rows of expired messages one group already dead-lettered (absent: none).
-  const deadLettered = new Set<number>();
-  for (const i of dl ?? []) {
-    check(i < n && !deadLettered.has(i), `topic ${t.name}: bad dead-lettered row ${i}`);
-    deadLettered.add(i);
-  }
-  const vo = new DataView(off.buffer, off.byteOffset, off.byteLength);
-  const vd = new DataView(due.buffer, due.byteOffset, due.byteLength);
-  const ve = new DataView(exp.buffer, exp.byteOffset, exp.byteLength);
+/**
+ * Restores the `n` meta records (see writeMetaRecords) into `t`'s ring, whose messages are
+ * restored. Every record must name a distinct live message and be well formed, and the records
+ * must fill `rec` exactly.
+ */
+function decodeMeta(t: TopicState, n: number, rec: Uint8Array): void {
+  const view = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+  const text = Buffer.from(rec.buffer, rec.byteOffset, rec.byteLength);
+  let at = 0;
+  const string = (): string => {
+    check(at + 4 <= rec.length, `topic ${t.name}: a meta record overruns its column`);
+    const length = view.getUint32(at, true);
+    check(at + 4 + length <= rec.length, `topic ${t.name}: a meta record overruns its column`);
+    const s = text.toString('utf8', at + 4, at + 4 + length);
+    at += 4 + length;
+    return s;
+  };
   for (let i = 0; i < n; i++) {
-    const offset = vo.getFloat64(8 * i, true);
-    const dueMs = vd.getFloat64(8 * i, true);
-    const expiresAtMs = ve.getFloat64(8 * i, true);
-    const priority = prio[i] as number;
+    check(at + META_RECORD_FIXED_BYTES <= rec.length, `topic ${t.name}: ${n} meta records overrun their column`);
+    const offset = view.getFloat64(at, true);
+    const dueMs = view.getFloat64(at + 8, true);
+    const expiresAtMs = view.getFloat64(at + 16, true);
+    const priority = rec[at + 24] as number;
+    const flags = rec[at + 25] as number;
+    at += META_RECORD_FIXED_BYTES;
     check(Number.isSafeInteger(offset) && t.ring.isLive(offset) && !t.ring.meta.has(offset), `topic ${t.name}: options of a missing message ${offset}`);
-    check(dueMs >= 0 && dueMs <= Number.MAX_SAFE_INTEGER && expiresAtMs >= 0 && expiresAtMs <= Number.MAX_SAFE_INTEGER && priority <= PRIORITY_MAX, `topic ${t.name}: bad options of message ${offset}`);
-    const meta: MessageMeta = { dueMs, key: keys?.[i] ?? undefined, priority, expiresAtMs, headers: headers.get(i), expiredDeadLettered: deadLettered.has(i) };
+    check(dueMs >= 0 && dueMs <= Number.MAX_SAFE_INTEGER && expiresAtMs >= 0 && expiresAtMs <= Number.MAX_SAFE_INTEGER && priority <= PRIORITY_MAX && flags <= 7, `topic ${t.name}: bad options of message ${offset}`);
+    const key = (flags & META_KEY) !== 0 ? string() : undefined;
+    let headers: Record<string, string> | undefined;
+    if ((flags & META_HEADERS) !== 0) {
+      check(at + 4 <= rec.length, `topic ${t.name}: a meta record overruns its column`);
+      const count = view.getUint32(at, true);
+      at += 4;
+      check(count <= (rec.length - at) / 8, `topic ${t.name}: bad headers of message ${offset}`);
+      const pairs: [string, string][] = [];
+      for (let h = 0; h < count; h++) pairs.push([string(), string()]);
+      // fromEntries defines own properties (a header named __proto__ stays a header).
+      headers = Object.fromEntries(pairs) as Record<string, string>;
+      check(Object.keys(headers).length === count, `topic ${t.name}: duplicated headers of message ${offset}`);
+    }
+    const meta: MessageMeta = { dueMs, key, priority, expiresAtMs, headers, expiredDeadLettered: (flags & META_DEAD_LETTERED) !== 0 };
     t.ring.meta.set(offset, meta);
   }
+  check(at === rec.length, `topic ${t.name}: ${rec.length - at} stray bytes after the meta records`);
 }
 
 interface TopicColumns {
@@ -435,6 +502,8 @@ interface TopicColumns {
   readonly publishedAt: Float64Array;
   readonly lengths: Uint32Array;
   readonly done: Uint16Array;
+  /** The meta records (empty when none). */
+  readonly metas: Uint8Array;
 }
 
 function decodeTopic(raw: z.infer<typeof topicSchema>, columns: TopicColumns, payloads: Uint8Array, nextToken: number): TopicState {
@@ -470,7 +539,7 @@ function decodeTopic(raw: z.infer<typeof topicSchema>, columns: TopicColumns, pa
     const header: DeadLetterHeader = { topic, offset: sourceOffset, reason: reason ?? 'maxDeliveries', attempts, group };
     t.ring.headers.set(offset, header);
   }
-  if (raw.meta !== undefined) decodeMeta(t, raw.meta);
+  if (raw.meta !== undefined) decodeMeta(t, raw.meta.n, columns.metas);
   for (const rg of raw.groups) {
     check(!t.groups.has(rg.name) && rg.next <= raw.tail, `topic ${raw.name}: group ${rg.name} is duplicated or past the tail`);
     const g = new GroupState(t, rg.name, rg.next, rg.holes);

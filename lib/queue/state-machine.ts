@@ -1107,7 +1107,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
         return;
       }
       if (this.deadLetter(g, offset, attempts, 'expired')) {
-        m.expiredDeadLettered = true;
+        // A changed copy, not a change in place: a snapshot being copied out may share the meta.
+        // (Gone already when `g` was the last group holding it.)
+        if (t.ring.isLive(offset)) t.ring.meta.set(offset, { ...m, expiredDeadLettered: true });
         return;
       }
     }

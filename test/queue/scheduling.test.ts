@@ -7,7 +7,7 @@ import test from 'ava';
 import type { MessageOptions } from '../../lib/queue/commands.js';
 import { QueueStateMachine, encodeCommand, type Delivery, type StoredMessage, type TopicOptions } from '../../lib/queue/index.js';
 import { SNAPSHOT_V2_BASE64, SNAPSHOT_V2_FOLLOW_UP, SNAPSHOT_V2_RESULTS } from './fixtures/snapshot-v2.js';
-import { bytes, QueueDriver, queueState, snapshotParts, text, texts, withSnapshotHeader } from './queue-driver.js';
+import { bytes, hex, QueueDriver, queueState, snapshotParts, text, texts, withSnapshotHeader } from './queue-driver.js';
 
 function topic(opts?: TopicOptions): QueueDriver {
   const q = new QueueDriver();
@@ -477,24 +477,76 @@ test('snapshot: a machine restored at any step of a mixed workload behaves the s
   void (undefined as unknown as Delivery);
 });
 
-test('snapshot: option columns that do not add up are refused with STORAGE_FAILED, the state kept', (t) => {
+test('snapshot: option records that do not add up are refused with STORAGE_FAILED, the state kept', (t) => {
   const q = topic();
   pub(q, 'x', { delayMs: 100, key: 'K', headers: { h: 'v' } });
   const bytes = q.sm.snapshotBytes();
-  const { header } = snapshotParts(bytes);
-  const topics = header['topics'] as { meta: { prio: Uint8Array; off: Uint8Array } }[];
-  const bad = (change: (meta: { prio: Uint8Array; off: Uint8Array }) => void): Uint8Array => {
-    const copy = structuredClone(header) as typeof header;
-    change((copy['topics'] as typeof topics)[0]!.meta);
+  const { header, body } = snapshotParts(bytes);
+  const headerBytes = bytes.length - body.length;
+  const meta = (header['topics'] as { meta: { n: number; bytes: number } }[])[0]!.meta;
+  // One message: offsets 8, published-at 8, length 4 + 4 pad, done 2 + 6 pad; then its record:
+  // offset, due, expiry f64, priority, flags, key (u32 + 'K'), headers (u32 count, 'h', 'v').
+  const recordAt = headerBytes + 32;
+  t.is(meta.n, 1);
+  t.is(meta.bytes, 26 + 5 + 4 + 5 + 5);
+  const withHeaderMeta = (m: Record<string, unknown>): Uint8Array => {
+    const copy = structuredClone(header);
+    (copy['topics'] as Record<string, unknown>[])[0]!['meta'] = m;
     return withSnapshotHeader(bytes, copy);
   };
+  const withByte = (at: number, value: number): Uint8Array => {
+    const copy = Uint8Array.from(bytes);
+    copy[at] = value;
+    return copy;
+  };
+  const farOffset = Uint8Array.from(bytes);
+  farOffset.fill(0xff, recordAt, recordAt + 8);
+  const bad = [
+    withHeaderMeta({ n: 2, bytes: meta.bytes }), // a second record overruns
+    withHeaderMeta({ n: 1, bytes: meta.bytes - 3 }), // the headers overrun the column (and the sizes no longer add up)
+    withHeaderMeta({ n: 0, bytes: meta.bytes }),
+    withByte(recordAt + 24, 12), // priority past 9
+    withByte(recordAt + 25, 8), // an unknown flag
+    withByte(recordAt + 26, 0xff), // key length past the column
+    farOffset, // options of a missing message
+  ];
   const sm = new QueueStateMachine();
   sm.applyCommandBytes(encodeCommand({ t: 'createTopic', topic: 'keep' }), { index: 1, atMs: 1 });
-  for (const data of [bad((m) => (m.prio = new Uint8Array(0))), bad((m) => (m.prio = Uint8Array.of(12))), bad((m) => (m.off = new Uint8Array(8).fill(0xff)))]) {
+  for (const data of bad) {
     t.throws(() => sm.restore(data), { message: /queue snapshot/ });
     t.deepEqual(sm.topics(), ['keep']);
   }
   sm.restore(bytes);
   t.deepEqual(sm.topics(), ['a']);
-  t.is(topics[0]!.meta.prio.length, 1);
+  t.is(hex(sm.snapshotBytes()), hex(bytes));
+});
+
+test('snapshot: taking one is O(topics) however many messages have options (200,000 delayed keyed messages with headers): a small header, the options written as records in slices, restored exactly', (t) => {
+  const sm = new QueueStateMachine({ dedupWindowMax: 1 });
+  let index = 0;
+  sm.applyCommandBytes(encodeCommand({ t: 'createTopic', topic: 'big', opts: { maxMessages: 1_000_000, maxBytes: 1e12 } }), { index: ++index, atMs: 1_000 });
+  const payload = bytes('payload-bytes');
+  const N = 200_000;
+  for (let i = 0; i < N; i++) {
+    const opts: MessageOptions = { delayMs: 3_600_000, key: `key-${i % 1_000}`, headers: { traceparent: `00-${i.toString(16).padStart(32, '0')}-01`, 'ünï': 'côdé' } };
+    sm.applyCommandBytes(encodeCommand({ t: 'publish', topic: 'big', payload, opts }), { index: ++index, atMs: 1_000 + i / 1_000 });
+  }
+  const image = sm.snapshot();
+  const out = new Uint8Array(image.byteLength);
+  let at = 0;
+  let largest = 0;
+  while (at < out.length) {
+    const n = image.writeNext(out, at, Math.min(65_536, out.length - at));
+    t.true(n > 0);
+    largest = Math.max(largest, n);
+    at += n;
+  }
+  // The header holds counts, not a column per message (the options were 200,000 rows of it).
+  const headerBytes = new DataView(out.buffer).getUint32(4, true);
+  t.true(headerBytes < 1_024, `header of ${headerBytes} bytes`);
+  t.true(largest <= 65_536 + 4_096, `a piece of ${largest} bytes`);
+  const copy = new QueueStateMachine({ dedupWindowMax: 1 });
+  copy.restore(out);
+  t.true(Buffer.from(copy.snapshotBytes()).equals(Buffer.from(out)), 'the restored machine snapshots the same bytes');
+  t.is(copy.depth('big'), N);
 });
