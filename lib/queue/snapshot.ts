@@ -86,7 +86,8 @@ function topicHeader(t: TopicState, capture: RingCapture): unknown {
  */
 const SHARED_BUFFER_KEEP_BYTES = 1 << 20;
 
-const align8 = (n: number): number => (n + 7) & ~7;
+/** Rounded up to a multiple of 8; arithmetic, not bitwise (sizes may pass 2^31). */
+const align8 = (n: number): number => Math.ceil(n / 8) * 8;
 
 /** The state as a snapshot image (see the layout above); later applies do not change it. */
 export function snapshotImage(input: SnapshotInput): SnapshotImage {
@@ -400,7 +401,7 @@ export function decodeSnapshot(data: Uint8Array): RestoredState {
       const n = rt.count;
       const end = at + 16 * n + align8(4 * n) + align8(2 * n);
       const metaBytes = rt.meta?.bytes ?? 0;
-      check(end + align8(metaBytes) <= data.length, `topic ${rt.name}: columns overrun the snapshot`);
+      check(metaBytes <= data.length - end && end + align8(metaBytes) <= data.length, `topic ${rt.name}: columns overrun the snapshot`);
       const offsets = new Float64Array(n);
       const publishedAt = new Float64Array(n);
       const lengths = new Uint32Array(n);

@@ -8,6 +8,7 @@ import type { MessageOptions } from '../../lib/queue/commands.js';
 import { QueueStateMachine, encodeCommand, type Delivery, type StoredMessage, type TopicOptions } from '../../lib/queue/index.js';
 import { SNAPSHOT_V2_BASE64, SNAPSHOT_V2_FOLLOW_UP, SNAPSHOT_V2_RESULTS } from './fixtures/snapshot-v2.js';
 import { bytes, hex, QueueDriver, queueState, snapshotParts, text, texts, withSnapshotHeader } from './queue-driver.js';
+import { RaftQueueError } from '../../lib/contracts/errors.js';
 
 function topic(opts?: TopicOptions): QueueDriver {
   const q = new QueueDriver();
@@ -505,6 +506,8 @@ test('snapshot: option records that do not add up are refused with STORAGE_FAILE
     withHeaderMeta({ n: 2, bytes: meta.bytes }), // a second record overruns
     withHeaderMeta({ n: 1, bytes: meta.bytes - 3 }), // the headers overrun the column (and the sizes no longer add up)
     withHeaderMeta({ n: 0, bytes: meta.bytes }),
+    withHeaderMeta({ n: 1, bytes: 2 ** 31 }), // sizes past 2^31 (a 32-bit rounding made them negative: review)
+    withHeaderMeta({ n: 1, bytes: 2 ** 31 + 8 }),
     withByte(recordAt + 24, 12), // priority past 9
     withByte(recordAt + 25, 8), // an unknown flag
     withByte(recordAt + 26, 0xff), // key length past the column
@@ -519,6 +522,27 @@ test('snapshot: option records that do not add up are refused with STORAGE_FAILE
   sm.restore(bytes);
   t.deepEqual(sm.topics(), ['a']);
   t.is(hex(sm.snapshotBytes()), hex(bytes));
+});
+
+test('snapshot: an option column size past 2^31 is refused with STORAGE_FAILED, not a RangeError (two topics)', (t) => {
+  // Found in review: a 32-bit rounding of the size made it negative, the overrun check passed,
+  // and the next topic's columns were read at a negative offset.
+  const q = topic();
+  q.createTopic('b');
+  pub(q, 'x', { delayMs: 100, key: 'K' });
+  pub(q, 'y', { delayMs: 100, key: 'K' }, 'b');
+  const bytes = q.sm.snapshotBytes();
+  const { header } = snapshotParts(bytes);
+  for (const size of [2 ** 31, 2 ** 31 + 8, 2 ** 32 - 16]) {
+    const copy = structuredClone(header);
+    const first = (copy['topics'] as Record<string, { n: number; bytes: number }>[])[0]!;
+    first['meta'] = { n: first['meta']!.n, bytes: size };
+    const sm = new QueueStateMachine();
+    sm.applyCommandBytes(encodeCommand({ t: 'createTopic', topic: 'keep' }), { index: 1, atMs: 1 });
+    const error = t.throws(() => sm.restore(withSnapshotHeader(bytes, copy)));
+    t.true(error instanceof RaftQueueError && error.code === 'STORAGE_FAILED', `${size}: ${String(error)}`);
+    t.deepEqual(sm.topics(), ['keep']);
+  }
 });
 
 test('snapshot: taking one is O(topics) however many messages have options (200,000 delayed keyed messages with headers): a small header, the options written as records in slices, restored exactly', (t) => {
