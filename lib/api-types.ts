@@ -191,6 +191,17 @@ export interface QueueMetrics {
     readonly secondsSum: number;
     readonly buckets: readonly { readonly le: number; readonly count: number }[];
   };
+  /**
+   * Commit latency as this member sees it, as a cumulative histogram (same buckets as
+   * `persist`): for each entry of requests this member applied, the time from the leader's
+   * proposal of it (the leader's stamp) to this member applying it. On the leader it is the
+   * commit round trip; on a follower it adds the commit notice's trip (and any clock difference).
+   */
+  readonly commit: {
+    readonly count: number;
+    readonly secondsSum: number;
+    readonly buckets: readonly { readonly le: number; readonly count: number }[];
+  };
   /** Snapshots this member took of its own state since it started (each compacts the log). */
   readonly snapshotsTaken: number;
   /** The peer transport's counters (frames in and out, frames rejected by reason, ...). */

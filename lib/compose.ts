@@ -11,7 +11,7 @@ import { RaftQueueError } from './contracts/errors.js';
 import { FRAME_OVERHEAD_BYTES, frameDerivedSizes } from './contracts/limits.js';
 import type { Transport } from './contracts/transport.js';
 import { checkPeers, establishIdentity } from './identity.js';
-import { PersistTimer, timedStorage } from './metrics.js';
+import { PersistTimer, commitTracer, timedStorage } from './metrics.js';
 import { systemClock } from './node/clock.js';
 import { RaftNode } from './node/raft-node.js';
 import type { NodeEvent } from './node/raft-node.js';
@@ -29,6 +29,8 @@ export interface Member {
   readonly transport: Transport;
   readonly storage: Storage;
   readonly persistTimer: PersistTimer;
+  /** Commit latency of the entries this member applies (metrics().commit). */
+  readonly commitTimer: PersistTimer;
 }
 
 /**
@@ -55,6 +57,7 @@ export async function composeMember(
     }
     const sizes = frameDerivedSizes(frame ?? o.frameBytesMax);
     const persistTimer = new PersistTimer();
+    const commitTimer = new PersistTimer();
     const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
     const node = new RaftNode<QueueEvent>({
       id: o.id,
@@ -82,9 +85,10 @@ export async function composeMember(
       address: o.peers[o.id] as string,
       ...(o.join !== undefined ? { join: o.join } : {}),
       log,
+      traceApply: commitTracer(commitTimer, () => systemClock.nowMs()),
     });
     checkPeers(o, established, node.status().config);
-    return { node, transport, storage, persistTimer };
+    return { node, transport, storage, persistTimer, commitTimer };
   } catch (error) {
     await storage.close().catch((closeError: unknown) => log(`closing storage after a failed start: ${String(closeError)}`));
     throw error;

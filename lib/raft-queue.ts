@@ -316,6 +316,7 @@ export class RaftQueue extends EventEmitter<RaftQueueEvents> {
       ...this.#calls.counters,
       topics,
       persist: (member?.persistTimer ?? new PersistTimer()).snapshot(),
+      commit: (member?.commitTimer ?? new PersistTimer()).snapshot(),
       snapshotsTaken: member?.node.status().snapshotsTaken ?? 0,
       transport: member?.transport.stats(),
       snapshotTransfer: member?.node.status().snapshotTransfer ?? { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0, receivedToFile: 0 },

@@ -12,7 +12,7 @@ test('metrics(): counts publishes, consumes and elections; topic depth; persist 
   const queue = new RaftQueue({ id: 'n1', peers: { n1: '127.0.0.1:0' }, dataDir: dir });
   t.teardown(() => queue.stop());
   const before = queue.metrics();
-  t.deepEqual(before, { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: before.persist, snapshotsTaken: 0, transport: undefined, snapshotTransfer: before.snapshotTransfer, clients: { connected: 0, refused: 0 } }, 'safe before start');
+  t.deepEqual(before, { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: before.persist, commit: before.commit, snapshotsTaken: 0, transport: undefined, snapshotTransfer: before.snapshotTransfer, clients: { connected: 0, refused: 0 } }, 'safe before start');
   await queue.start();
   await queue.waitForLeader({ timeoutMs: 5_000 });
   await queue.createTopic('a');
@@ -36,6 +36,11 @@ test('metrics(): counts publishes, consumes and elections; topic depth; persist 
   const last = m.persist.buckets[m.persist.buckets.length - 1];
   t.true(last !== undefined && last.count <= m.persist.count && last.le >= 1);
   t.true(m.persist.buckets.every((b, i, all) => i === 0 || b.count >= (all[i - 1] as { count: number }).count), 'cumulative');
+  // Commit latency: one sample per applied entry of requests (2 creates, 4 publishes, 3 pops).
+  t.true(m.commit.count >= 9, `one sample per entry of requests (${m.commit.count})`);
+  t.true(m.commit.secondsSum >= 0 && m.commit.secondsSum < 60);
+  t.true(m.commit.buckets.every((b, i, all) => i === 0 || b.count >= (all[i - 1] as { count: number }).count), 'cumulative');
+  t.is(before.commit.count, 0);
   t.truthy(m.transport);
   t.deepEqual(m.transport?.framesRejected, {});
 });
@@ -72,6 +77,9 @@ test('GET /metrics: Prometheus text with role, term, indexes, counters, depth pe
   t.is(value('raftqueue_topic_depth{topic="orders"}'), 1);
   t.is(value('raftqueue_persist_seconds_bucket{le="+Inf"}'), value('raftqueue_persist_seconds_count'));
   t.true(lines.includes('# TYPE raftqueue_persist_seconds histogram'));
+  t.true(lines.includes('# TYPE raftqueue_commit_seconds histogram'));
+  t.true((value('raftqueue_commit_seconds_count') ?? 0) >= 2, 'the create and the publish');
+  t.is(value('raftqueue_commit_seconds_bucket{le="+Inf"}'), value('raftqueue_commit_seconds_count'));
   t.true(lines.includes('# TYPE raftqueue_transport_frames_rejected_total counter'));
   t.is(value('raftqueue_transport_connected_peers'), 0);
   t.is(value('raftqueue_transport_messages_oversize_total'), 0);

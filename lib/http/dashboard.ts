@@ -14,7 +14,7 @@
  *   must be this host, and a loopback client's `Host` must be a loopback name (no DNS rebinding).
  *
  * The state is local, like `GET /metrics`: this member's view, answered during elections too.
- * Rates and the persist latency are sampled every SAMPLE_INTERVAL_MS into a bounded history.
+ * Rates and the commit latency are sampled every SAMPLE_INTERVAL_MS into a bounded history.
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -183,8 +183,8 @@ interface Sample {
   /** Messages published and finished (acked, popped, dead-lettered) per second, all topics. */
   readonly publishRate: number;
   readonly consumeRate: number;
-  /** Mean persist (durable WAL write) latency over the interval; null without persists. */
-  readonly persistMs: number | null;
+  /** Mean commit latency over the interval (metrics().commit: the leader's proposal of an entry to this member applying it); null without entries. */
+  readonly commitMs: number | null;
 }
 
 /** What a sample remembers to compute the next one's rates. */
@@ -193,8 +193,8 @@ interface Counters {
   readonly published: ReadonlyMap<string, number>;
   /** topic -> group -> deliveries finished (published - waiting - in flight). */
   readonly finished: ReadonlyMap<string, ReadonlyMap<string, number>>;
-  readonly persistCount: number;
-  readonly persistSeconds: number;
+  readonly commitCount: number;
+  readonly commitSeconds: number;
 }
 
 /** The dashboard of one gateway. */
@@ -440,8 +440,8 @@ export class Dashboard {
     if (queue === undefined || !isMember(queue)) return;
     const now = Date.now();
     const stats = queue.topicStats();
-    const persist = queue.metrics().persist;
-    const counters = countersOf(now, stats, persist.count, persist.secondsSum);
+    const commit = queue.metrics().commit;
+    const counters = countersOf(now, stats, commit.count, commit.secondsSum);
     const prev = this.last;
     this.last = counters;
     if (prev === undefined) return;
@@ -463,9 +463,9 @@ export class Dashboard {
       consumeTotal += c;
     }
     this.rates = rates;
-    const n = counters.persistCount - prev.persistCount;
-    const persistMs = n > 0 ? round(((counters.persistSeconds - prev.persistSeconds) / n) * 1000) : null;
-    this.history.push({ atMs: now, publishRate: round(publishTotal / seconds), consumeRate: round(consumeTotal / seconds), persistMs });
+    const n = counters.commitCount - prev.commitCount;
+    const commitMs = n > 0 ? round(((counters.commitSeconds - prev.commitSeconds) / n) * 1000) : null;
+    this.history.push({ atMs: now, publishRate: round(publishTotal / seconds), consumeRate: round(consumeTotal / seconds), commitMs });
     if (this.history.length > HISTORY_SAMPLES_MAX) this.history.splice(0, this.history.length - HISTORY_SAMPLES_MAX);
   }
 
@@ -497,14 +497,14 @@ export class Dashboard {
   }
 }
 
-function countersOf(atMs: number, stats: readonly TopicStats[], persistCount: number, persistSeconds: number): Counters {
+function countersOf(atMs: number, stats: readonly TopicStats[], commitCount: number, commitSeconds: number): Counters {
   const published = new Map<string, number>();
   const finished = new Map<string, Map<string, number>>();
   for (const t of stats) {
     published.set(t.topic, t.published);
     finished.set(t.topic, new Map(t.groups.map((g) => [g.group, t.published - g.waiting - g.inFlight])));
   }
-  return { atMs, published, finished, persistCount, persistSeconds };
+  return { atMs, published, finished, commitCount, commitSeconds };
 }
 
 function selfOf(s: QueueStatus | undefined): Json {

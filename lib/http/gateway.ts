@@ -282,7 +282,7 @@ class GatewayRoutes {
 
   private localMetrics(): QueueMetrics {
     if (this.queue !== undefined && isMember(this.queue)) return this.queue.metrics();
-    return { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: { count: 0, secondsSum: 0, buckets: [] }, snapshotsTaken: 0, transport: undefined, snapshotTransfer: { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0, receivedToFile: 0 }, clients: { connected: 0, refused: 0 } };
+    return { elections: 0, leaderChanges: 0, publishes: 0, consumes: 0, topics: [], persist: { count: 0, secondsSum: 0, buckets: [] }, commit: { count: 0, secondsSum: 0, buckets: [] }, snapshotsTaken: 0, transport: undefined, snapshotTransfer: { offersSent: 0, chunksSent: 0, resumed: 0, chunksReceived: 0, chunksRejected: 0, delivered: 0, receivedToFile: 0 }, clients: { connected: 0, refused: 0 } };
   }
 
   /** The queue's messageBytesMax (a member's option; a client checks its own on publish). */

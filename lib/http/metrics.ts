@@ -39,6 +39,11 @@ function formatMetricsOf(s: QueueStatus, m: QueueMetrics): string {
   out.push('# HELP raftqueue_persist_seconds Duration of one storage persist: a durable WAL write (one per batch).', '# TYPE raftqueue_persist_seconds histogram');
   for (const [labels, value] of buckets) out.push(`raftqueue_persist_seconds_bucket${formatLabels(labels)} ${value}`);
   out.push(`raftqueue_persist_seconds_sum ${formatValue(m.persist.secondsSum)}`, `raftqueue_persist_seconds_count ${m.persist.count}`);
+  const commitBuckets: Sample[] = m.commit.buckets.map((b) => [{ le: String(b.le) }, b.count]);
+  commitBuckets.push([{ le: '+Inf' }, m.commit.count]);
+  out.push("# HELP raftqueue_commit_seconds From the leader's proposal of an entry of requests to this member applying it.", '# TYPE raftqueue_commit_seconds histogram');
+  for (const [labels, value] of commitBuckets) out.push(`raftqueue_commit_seconds_bucket${formatLabels(labels)} ${value}`);
+  out.push(`raftqueue_commit_seconds_sum ${formatValue(m.commit.secondsSum)}`, `raftqueue_commit_seconds_count ${m.commit.count}`);
   const st = m.snapshotTransfer;
   family('raftqueue_snapshot_chunks_sent_total', 'counter', 'Snapshot chunks sent to followers.', [[{}, st.chunksSent]]);
   family('raftqueue_snapshot_chunks_received_total', 'counter', 'Snapshot chunks received from the leader.', [[{}, st.chunksReceived]]);

@@ -243,3 +243,14 @@ export function forEachRecord(bytes: Uint8Array, onRecord: (session: number, seq
     offset = end;
   }
 }
+
+/**
+ * The leader's stamp (`atMs`) of an entry that carries requests; undefined for a time tick, an
+ * entry of another format or one too short (never throws: used for metrics only).
+ */
+export function entryStampMs(data: Uint8Array): number | undefined {
+  if (data.length < ENTRY_HEADER_BYTES || data[0] !== ENTRY_FORMAT) return undefined;
+  const view = new DataView(data.buffer, data.byteOffset, ENTRY_HEADER_BYTES);
+  if (view.getUint32(10) === 0) return undefined;
+  return view.getFloat64(2);
+}

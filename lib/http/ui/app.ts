@@ -59,7 +59,7 @@ interface Sample {
   readonly atMs: number;
   readonly publishRate: number;
   readonly consumeRate: number;
-  readonly persistMs: number | null;
+  readonly commitMs: number | null;
 }
 
 interface State {
@@ -149,7 +149,7 @@ function render(state: State): void {
     { key: 'publishRate', className: 'publish' },
     { key: 'consumeRate', className: 'consume' },
   ]);
-  renderChart(byId('chart-latency'), state.history, [{ key: 'persistMs', className: 'latency' }]);
+  renderChart(byId('chart-latency'), state.history, [{ key: 'commitMs', className: 'latency' }]);
   fillChoices('choices-topics', state.topics.map((t) => t.topic));
   fillChoices('choices-members', state.members.map((m) => m.id));
   renderActions(state.actions);
@@ -200,7 +200,7 @@ function renderTopics(topics: readonly Topic[]): void {
   byId('no-topics').hidden = topics.length > 0;
 }
 
-type SeriesKey = 'publishRate' | 'consumeRate' | 'persistMs';
+type SeriesKey = 'publishRate' | 'consumeRate' | 'commitMs';
 
 /** A line chart of the history in an SVG (viewBox 600 x 150), drawn with attributes only. */
 function renderChart(svg: HTMLElement, history: readonly Sample[], series: readonly { key: SeriesKey; className: string }[]): void {

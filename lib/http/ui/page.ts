@@ -41,7 +41,7 @@ export const UI_HTML = `<!doctype html>
   <section id="charts">
     <h2>Last minutes</h2>
     <figure><figcaption>publish <span class="key publish"></span> and consume <span class="key consume"></span> per second (all topics)</figcaption><svg id="chart-rates" viewBox="0 0 600 150" role="img" aria-label="publish and consume rates"></svg></figure>
-    <figure><figcaption>commit latency: durable WAL write per batch, mean ms <span class="key latency"></span></figcaption><svg id="chart-latency" viewBox="0 0 600 150" role="img" aria-label="persist latency"></svg></figure>
+    <figure><figcaption>commit latency: proposal to applied on this member, mean ms <span class="key latency"></span></figcaption><svg id="chart-latency" viewBox="0 0 600 150" role="img" aria-label="commit latency"></svg></figure>
   </section>
   <section id="topics">
     <h2>Topics</h2>
