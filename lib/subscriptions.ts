@@ -107,13 +107,13 @@ export class SubscriptionImpl implements Subscription {
    * (Credit freed only once the ack committed cost every subscriber two round trips per batch
    * of `maxInFlight` deliveries.)
    */
-  release(settling: SettleScheduler): () => void {
+  release(scheduler: SettleScheduler): () => void {
     this.inFlight--;
     this.settling++;
     // Claims once every delivery settled in this turn is counted, right after this turn's acks
     // are sent (one claim for all the freed credit, not a claim of 1 first; the acks and that
     // claim are proposed in one task, so they share a log entry).
-    settling.pullAfterAcks(this);
+    scheduler.pullAfterAcks(this);
     let done = false;
     return () => {
       if (done) return;

@@ -200,16 +200,18 @@ test('tcp: a commit notice followed in the same turn by an append that carries i
   a.send(notice('c', 3));
   a.send({ type: 'append', from: 'a', to: 'b', term: 1, prevLogIndex: 0, prevLogTerm: 0, commit: 3, entries });
   a.send({ type: 'append', from: 'a', to: 'c', term: 2, prevLogIndex: 0, prevLogTerm: 0, commit: 3, entries });
-  // A notice alone is sent at the end of the turn.
+  // A notice alone is sent at the end of the turn; of two notices to c, only the later goes.
   a.send(notice('b', 4));
-  await waitUntil(() => cluster.node('b').received.length === 2 && cluster.node('c').received.length === 2);
+  a.send({ ...notice('c', 4), term: 2 });
+  a.send({ ...notice('c', 5), term: 2 });
+  await waitUntil(() => cluster.node('b').received.length === 2 && cluster.node('c').received.length === 3);
   const shape = (m: unknown) => {
     const x = m as { term: number; commit: number; entries: unknown[] };
     return [x.term, x.commit, x.entries.length];
   };
   t.deepEqual(cluster.node('b').received.map(shape), [[1, 3, 1], [1, 4, 0]]);
-  t.deepEqual(cluster.node('c').received.map(shape), [[1, 3, 0], [2, 3, 1]]);
-  t.is(a.stats().noticesCoalesced, 1);
+  t.deepEqual(cluster.node('c').received.map(shape), [[1, 3, 0], [2, 3, 1], [2, 5, 0]]);
+  t.is(a.stats().noticesCoalesced, 2);
 });
 
 test('tcp: rejects invalid options with INVALID_OPTIONS', (t) => {

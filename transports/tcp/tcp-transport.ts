@@ -77,7 +77,7 @@ export class TcpTransport implements Transport {
    * request's, at low load usually), that append carries the commit index and the notice is
    * dropped, which spares the follower a frame to decode and an answer to write.
    */
-  private readonly notices = new Map<NodeId, Extract<PeerMessage, { type: 'append' }>>();
+  private readonly notices = new Map<NodeId, AppendMessage>();
   private noticesCoalesced = 0;
   private state: 'new' | 'starting' | 'running' | 'closed' = 'new';
   private closing: Promise<void> | null = null;
@@ -177,8 +177,12 @@ export class TcpTransport implements Transport {
     if (message.type === 'append') {
       if (message.entries.length === 0) {
         // A commit notice: held until this turn's flush, in case an append with entries follows.
+        // A later notice of the same term and position says all an earlier one did.
         const held = this.notices.get(message.to);
-        if (held !== undefined) this.enqueue(held);
+        if (held !== undefined) {
+          if (supersedes(message, held)) this.noticesCoalesced++;
+          else this.enqueue(held);
+        }
         this.notices.set(message.to, message);
         this.scheduleFlush();
         return;
@@ -188,7 +192,7 @@ export class TcpTransport implements Transport {
         this.notices.delete(message.to);
         // The append says all the notice said (same term and log position, a commit index at
         // least as high): the notice is not sent, nor answered.
-        if (held.term === message.term && held.prevLogIndex === message.prevLogIndex && message.commit >= held.commit) this.noticesCoalesced++;
+        if (supersedes(message, held)) this.noticesCoalesced++;
         else this.enqueue(held);
       }
     } else if (this.notices.size > 0) {
@@ -519,6 +523,13 @@ export class TcpTransport implements Transport {
     const { host, port } = this.options.listen;
     return `${host.includes(':') ? `[${host}]` : host}:${port}`;
   }
+}
+
+type AppendMessage = Extract<PeerMessage, { type: 'append' }>;
+
+/** `later` tells the follower all `notice` did: same term and log position, a commit at least as high. */
+function supersedes(later: AppendMessage, notice: AppendMessage): boolean {
+  return later.term === notice.term && later.prevLogIndex === notice.prevLogIndex && later.commit >= notice.commit;
 }
 
 /** Frame bytes of a body (header included), as counted against outboundQueueBytesMax. */
