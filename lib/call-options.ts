@@ -141,7 +141,9 @@ function optionsError(schema: z.ZodObject, value: unknown, call: string, error: 
     message = `invalid options of ${call}(): expected an object such as { ${known[0]}: ... }, got ${describe(value)}`;
   } else {
     const field = issue.path.join('.');
-    message = `invalid option ${field}: ${issue.message}, got ${describe((value as Record<string, unknown>)[String(issue.path[0])])}`;
+    // A check that already says what it got (a count, a size) is not followed by a second 'got'.
+    const got = /\bgot\b/.test(issue.message) ? '' : `, got ${describe((value as Record<string, unknown>)[String(issue.path[0])])}`;
+    message = `invalid option ${field}: ${issue.message}${got}`;
   }
   return new RaftQueueError('INVALID_OPTIONS', message, { cause: error });
 }
