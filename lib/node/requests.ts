@@ -30,6 +30,7 @@ import type { Clock, TimerHandle } from './clock.js';
 import { EntryBuilder, RECORD_HEADER_BYTES, RECORDS_PER_BLOCK_MAX, REGISTER_SESSION, checkBlock, encodeBlock, recordBytes } from './envelope.js';
 import type { RecordBlock, RecordRef } from './envelope.js';
 import type { ForwardBody } from './forward.js';
+import { SeqMap } from './seq-map.js';
 
 /** How a submitted request ended. `ok: false` never means the state machine refused it. */
 export type SubmitOutcome =
@@ -112,8 +113,8 @@ export class Requests {
   private registerNonce: number;
   private registerSentMs = -Infinity;
   private nextSeq = 1;
-  /** By seq; Map order is seq order, so the first key is the floor. */
-  private readonly waiters = new Map<number, Waiter>();
+  /** By seq (handed out in order): the first key is the floor. */
+  private readonly waiters = new SeqMap<Waiter>();
   private outbox: Waiter[] = [];
   private inbound: Inbound[] = [];
   /** Forwarded batches not yet answered: batch number -> seqs and when it was sent. */
@@ -193,8 +194,7 @@ export class Requests {
 
   /** The lowest seq still waiting: every request below it is settled. */
   private floor(): number {
-    for (const seq of this.waiters.keys()) return seq;
-    return this.nextSeq;
+    return this.waiters.firstKey() ?? this.nextSeq;
   }
 
   private queue(w: Waiter): void {
@@ -541,7 +541,7 @@ export class Requests {
     this.closed = true;
     this.deadlineSweep?.cancel();
     this.deadlineSweep = undefined;
-    for (const seq of [...this.waiters.keys()]) this.finish(seq, { ok: false, error: reason });
+    for (const seq of this.waiters.keys()) this.finish(seq, { ok: false, error: reason });
     this.outbox = [];
     this.inbound = [];
     this.batches.clear();

@@ -26,8 +26,126 @@ interface Session {
   lastAtMs: number;
   /** The registering record's body (a member's id; a client's id and random token). */
   readonly who: Uint8Array;
-  /** seq -> result, for applied requests at or above `floor` (mostly in seq order). */
-  readonly results: Map<number, unknown>;
+  /** seq -> result, for applied requests at or above `floor`. */
+  readonly results: SeqResults;
+}
+
+/** Marks a seq of the window that has no result (not applied, or not yet). */
+const HOLE: unknown = Symbol('hole');
+/** A seq further than this past the window's end is kept aside instead of widening the window. */
+const WINDOW_GAP_MAX = 4096;
+
+/**
+ * The results of one session by seq, for seqs at or above its floor. A node numbers its requests
+ * in order and they are mostly applied in order, so results live in a window: an array whose
+ * first slot is the floor's seq, with a HOLE for a seq not applied (yet). Recording the next seq
+ * is a push and raising the floor drops slots from the front, with no hashing and no per-result
+ * allocation (a Map's table was rebuilt every few thousand requests and its entries outlived the
+ * young generation). A seq more than WINDOW_GAP_MAX past the window's end (a node whose earlier
+ * requests never reached the log) goes to a side map, so the window stays proportional to what
+ * is held.
+ */
+export class SeqResults {
+  /** The seq of slots[head]; always the session's floor. */
+  private base = 1;
+  private slots: unknown[] = [];
+  private head = 0;
+  private aside: Map<number, unknown> | undefined;
+  /** Results held. */
+  size = 0;
+
+  has(seq: number): boolean {
+    const i = seq - this.base;
+    if (i >= 0 && i < this.slots.length - this.head && this.slots[this.head + i] !== HOLE) return true;
+    return this.aside !== undefined && this.aside.has(seq);
+  }
+
+  /** The result of `seq` (undefined when none: use `has` first). */
+  get(seq: number): unknown {
+    const i = seq - this.base;
+    if (i >= 0 && i < this.slots.length - this.head) {
+      const v = this.slots[this.head + i];
+      if (v !== HOLE) return v;
+    }
+    return this.aside?.get(seq);
+  }
+
+  /** Keeps `value` for `seq` (at or above the floor; not held yet). */
+  set(seq: number, value: unknown): void {
+    const i = seq - this.base;
+    if (i < 0) throw new Error(`seq ${seq} is below the floor ${this.base}`);
+    const held = this.slots.length - this.head;
+    if (i < held) {
+      if (this.slots[this.head + i] === HOLE && this.aside?.has(seq) !== true) this.size++;
+      this.slots[this.head + i] = value;
+      this.aside?.delete(seq);
+      return;
+    }
+    if (i - held > WINDOW_GAP_MAX) {
+      this.aside ??= new Map();
+      if (!this.aside.has(seq)) this.size++;
+      this.aside.set(seq, value);
+      return;
+    }
+    for (let k = held; k < i; k++) this.slots.push(this.aside?.has(this.base + k) === true ? this.takeAside(this.base + k) : HOLE);
+    if (this.aside?.has(seq) !== true) this.size++;
+    this.aside?.delete(seq);
+    this.slots.push(value);
+  }
+
+  private takeAside(seq: number): unknown {
+    const v = (this.aside as Map<number, unknown>).get(seq);
+    (this.aside as Map<number, unknown>).delete(seq);
+    return v;
+  }
+
+  /** The lowest seq held, or undefined. */
+  lowest(): number | undefined {
+    for (let k = this.head; k < this.slots.length; k++) if (this.slots[k] !== HOLE) return this.base + (k - this.head);
+    let low: number | undefined;
+    if (this.aside !== undefined) for (const seq of this.aside.keys()) if (low === undefined || seq < low) low = seq;
+    return low;
+  }
+
+  /** Forgets every result below `floor` (a floor never goes down). */
+  raiseFloor(floor: number): void {
+    if (floor <= this.base) return;
+    const held = this.slots.length - this.head;
+    const drop = Math.min(floor - this.base, held);
+    for (let k = this.head; k < this.head + drop; k++) {
+      if (this.slots[k] !== HOLE) this.size--;
+      this.slots[k] = undefined;
+    }
+    this.head += drop;
+    this.base = floor;
+    if (this.head === this.slots.length) {
+      this.slots = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.slots.length) {
+      this.slots = this.slots.slice(this.head);
+      this.head = 0;
+    }
+    if (this.aside !== undefined) {
+      for (const seq of [...this.aside.keys()]) {
+        if (seq < floor) {
+          this.aside.delete(seq);
+          this.size--;
+        }
+      }
+      if (this.aside.size === 0) this.aside = undefined;
+    }
+  }
+
+  /** [seqs, results], in seq order. */
+  entries(): [number[], unknown[]] {
+    const pairs: [number, unknown][] = [];
+    for (let k = this.head; k < this.slots.length; k++) if (this.slots[k] !== HOLE) pairs.push([this.base + (k - this.head), this.slots[k]]);
+    if (this.aside !== undefined) {
+      for (const [seq, v] of this.aside) pairs.push([seq, v]);
+      pairs.sort((a, b) => a[0] - b[0]);
+    }
+    return [pairs.map((p) => p[0]), pairs.map((p) => p[1])];
+  }
 }
 
 /** What the table says of a record about to be applied. */
@@ -111,7 +229,7 @@ export class SessionTable {
 
   /** Opens session `id` (assigned by the log: see sessionIdAt) at entry time `atMs`, for `who`. */
   register(id: number, atMs: number, who: Uint8Array = NO_OWNER): void {
-    this.sessions.set(id, { floor: 1, lastAtMs: atMs, results: new Map(), who });
+    this.sessions.set(id, { floor: 1, lastAtMs: atMs, results: new SeqResults(), who });
     if (this.sessions.size > this.limits.sessionsMax) {
       const oldest = this.sessions.keys().next().value as number;
       this.sessions.delete(oldest);
@@ -146,25 +264,23 @@ export class SessionTable {
     const s = this.current as Session;
     s.results.set(seq, result);
     if (s.results.size > this.limits.resultsMax) {
-      const oldest = s.results.keys().next().value as number;
+      const oldest = s.results.lowest() as number;
       this.raiseFloor(s, oldest + 1);
     }
   }
 
   private raiseFloor(s: Session, floor: number): void {
     s.floor = floor;
-    // Results come mostly in seq order; one applied out of order lingers until the floor
-    // passes the ones before it, which it does as its node's requests settle.
-    for (const seq of s.results.keys()) {
-      if (seq >= floor) break;
-      s.results.delete(seq);
-    }
+    s.results.raiseFloor(floor);
   }
 
   /** The table as msgpack bytes. */
   encode(): Uint8Array {
     const rows: SessionRow[] = [];
-    for (const [id, s] of this.sessions) rows.push([id, s.floor, s.lastAtMs, [...s.results.keys()], [...s.results.values()], s.who]);
+    for (const [id, s] of this.sessions) {
+      const [seqs, results] = s.results.entries();
+      rows.push([id, s.floor, s.lastAtMs, seqs, results, s.who]);
+    }
     return packr.pack(rows);
   }
 
@@ -180,9 +296,14 @@ export class SessionTable {
       if (![id, floor, lastAtMs].every((x) => typeof x === 'number') || !Array.isArray(seqs) || !Array.isArray(results) || seqs.length !== results.length) {
         throw new Error('session table: malformed row');
       }
-      const map = new Map<number, unknown>();
-      seqs.forEach((seq, i) => map.set(seq, results[i]));
-      sessions.set(id, { floor, lastAtMs, results: map, who: who.slice() });
+      if (!seqs.every((seq) => Number.isSafeInteger(seq))) throw new Error('session table: malformed row');
+      const held = new SeqResults();
+      held.raiseFloor(floor);
+      // A snapshot of an earlier version may hold results below the floor: they were never read.
+      seqs.forEach((seq, i) => {
+        if (seq >= floor && !held.has(seq)) held.set(seq, results[i]);
+      });
+      sessions.set(id, { floor, lastAtMs, results: held, who: who.slice() });
     }
     this.sessions = sessions;
     this.current = undefined;

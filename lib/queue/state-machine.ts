@@ -264,6 +264,9 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
    * that was settled since); everything else keeps the result.
    */
   remember(data: Uint8Array, start: number, end: number, result: ApplyResult): unknown {
+    // A publish's receipt is kept as its offset alone: a number is the only result remembered
+    // bare, so replay knows it (no object per publish outlives the request in the table).
+    if (result.ok && (data[start] === 1 || data[start] === 2)) return (result.value as { offset: number }).offset;
     if (!result.ok || data[start] !== 0 || !Array.isArray(result.value)) return result;
     const decoded = decodeCommand(data.subarray(start, end));
     if ('error' in decoded || decoded.command.t !== 'claim') return result;
@@ -277,6 +280,7 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
 
   /** The remembered result of a repeated request, marked duplicate (claims re-read). */
   replay(remembered: unknown): ApplyResult {
+    if (typeof remembered === 'number') return { ok: true, value: { offset: remembered }, duplicate: true };
     const claim = (remembered as { claim?: ClaimRecord }).claim;
     if (claim === undefined) {
       const r = remembered as ApplyResult;
