@@ -29,6 +29,41 @@ import { MSGPACK_OPTIONS } from './contracts/msgpack-options.js';
 /** Payload codec: msgpack, with every option explicit. */
 export const payloadPackr = new Packr({ ...MSGPACK_OPTIONS });
 
+/**
+ * Payload decoder: byte strings (msgpack bin) come back as copies, never as views of the bytes
+ * decoded. On a member those bytes are the replicated state itself (a message's payload stays in
+ * its log entry): a view handed to the application let a consumer that wrote into a delivered
+ * Uint8Array change the message on that member alone, for every later delivery, peek and
+ * snapshot of it.
+ */
+const payloadDecoder = new Packr({ ...MSGPACK_OPTIONS, copyBuffers: true });
+
+/**
+ * The payload encoded in `bytes`, sharing no memory with them. Raw bytes (one bin, what a
+ * Uint8Array payload is) are copied without the decoder, which costs several times the copy.
+ */
+export function decodePayload(bytes: Uint8Array): unknown {
+  const n = bytes.length;
+  if (n >= 2) {
+    const b = bytes[0] as number;
+    let header = 0;
+    let length = -1;
+    if (b === 0xc4) {
+      header = 2;
+      length = bytes[1] as number;
+    } else if (b === 0xc5 && n >= 3) {
+      header = 3;
+      length = (bytes[1] as number) * 0x100 + (bytes[2] as number);
+    } else if (b === 0xc6 && n >= 5) {
+      header = 5;
+      length = (bytes[1] as number) * 0x1000000 + (bytes[2] as number) * 0x10000 + (bytes[3] as number) * 0x100 + (bytes[4] as number);
+    }
+    // The decoder's own copy of a bin (a Uint8Array, or a Buffer when `bytes` is one).
+    if (header > 0 && header + length === n) return Uint8Array.prototype.slice.call(bytes, header, n);
+  }
+  return payloadDecoder.unpack(bytes);
+}
+
 /** Deepest nesting of arrays and objects in a payload; msgpackr's recursion overflows near 1,500. */
 export const PAYLOAD_DEPTH_MAX = 512;
 /** msgpackr writes every object as a map16 (the MSGPACK_OPTIONS' variableMapSize: false). */

@@ -302,9 +302,14 @@ function messageOptionsOf(o: PublishOptions): MessageOptions | undefined {
   return mo;
 }
 
+/** The last topic name found valid (a publisher names the same topic call after call). */
+let lastValidTopic = '';
+
 export function checkTopic(topic: string): void {
+  if (topic === lastValidTopic && topic !== '') return;
   const problem = typeof topic === 'string' ? validateTopicName(topic) : 'a topic name is a string';
   if (problem) throw new RaftQueueError('INVALID_TOPIC', `invalid topic ${JSON.stringify(topic)}: ${problem}`);
+  lastValidTopic = topic;
 }
 
 /** `o` without its undefined values (the command type has absent keys, not undefined ones). */

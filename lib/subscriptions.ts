@@ -13,7 +13,7 @@ import type { MessagesOptions, NackOptions, SubscribeOptions, Subscription } fro
 import { messagesOptionsSchema, nackOptionsSchema, parseOptions, subscribeOptionsSchema } from './call-options.js';
 import { RaftQueueError } from './contracts/errors.js';
 import type { Delivery, QueueMessage } from './events.js';
-import { payloadPackr } from './payload.js';
+import { decodePayload } from './payload.js';
 import type { Command, Delivery as StoredDelivery, StoredMessage } from './queue/index.js';
 
 export { payloadPackr } from './payload.js';
@@ -332,7 +332,7 @@ export function toMessage<T>(m: StoredMessage, group: string): QueueMessage<T> {
   const message: { -readonly [K in keyof QueueMessage<T>]: QueueMessage<T>[K] } = {
     topic: m.topic,
     offset: m.offset,
-    payload: payloadPackr.unpack(m.payload) as T,
+    payload: decodePayload(m.payload) as T,
     publishedAt: m.publishedAt,
     deliveryCount: m.deliveryCount,
     group,

@@ -11,11 +11,37 @@
 /** Deepest nesting accepted (what msgpackr itself can decode without overflowing its stack). */
 const DEPTH_MAX = 512;
 
+const PENDING: number[] = [];
+
 /** Returns undefined when `data[start, end)` is exactly one msgpack value, else why not. */
 export function checkMsgpack(data: Uint8Array, start: number, end: number): string | undefined {
+  // The common payloads first (raw bytes are one bin, text one str): their length ends the bytes.
+  if (end - start >= 2) {
+    const b = data[start] as number;
+    let header = 0;
+    let length = 0;
+    if (b === 0xc4 || b === 0xd9) {
+      header = 2;
+      length = data[start + 1] as number;
+    } else if ((b === 0xc5 || b === 0xda) && end - start >= 3) {
+      header = 3;
+      length = read(data, start + 1, 2);
+    } else if ((b === 0xc6 || b === 0xdb) && end - start >= 5) {
+      header = 5;
+      length = read(data, start + 1, 4);
+    } else if (b >= 0xa0 && b <= 0xbf) {
+      header = 1;
+      length = b & 0x1f;
+    }
+    if (header > 0 && header + length === end - start) return undefined;
+    // Anything else (or a mismatch, which the walk below explains) takes the general walk.
+  }
   let at = start;
-  // Values still to read at each open level (arrays and maps push their item counts).
-  const pending: number[] = [1];
+  // Values still to read at each open level (arrays and maps push their item counts). One array
+  // reused by every call (the check is synchronous): none allocated per publish.
+  const pending = PENDING;
+  pending.length = 0;
+  pending.push(1);
   while (pending.length > 0) {
     const top = pending.length - 1;
     if ((pending[top] as number) === 0) {

@@ -118,6 +118,60 @@ export function snapshotImage(input: SnapshotInput): SnapshotImage {
   return new QueueImage(steps, byteLength);
 }
 
+/**
+ * The columns are little-endian, like the page arrays on a little-endian host: there they are
+ * copied as bytes, a run of live slots at a time (elsewhere, value by value through a DataView).
+ */
+const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Offsets of one run, as f64 (a page's slots hold consecutive offsets). */
+const runOffsets = new Float64Array(PAGE_SLOTS);
+
+/**
+ * Writes column `kind` of `c`'s live messages from offset `from` on into `out` at `w`, whole
+ * values, until `limit` is reached (the last value may end past it, as one written alone would).
+ * Returns the new write position and the offset to resume from (c.tailOffset when done).
+ */
+function writeColumnRuns(kind: 'offset' | 'publishedAt' | 'length' | 'done', c: RingCapture, from: number, out: Uint8Array, w: number, limit: number): { w: number; next: number } {
+  const size = kind === 'length' ? 4 : kind === 'done' ? 2 : 8;
+  let offset = from;
+  while (offset < c.tailOffset) {
+    const pageNumber = Math.floor(offset / PAGE_SLOTS);
+    const page = c.pages[pageNumber - c.firstPage];
+    const pageEnd = Math.min((pageNumber + 1) * PAGE_SLOTS, c.tailOffset);
+    if (page === undefined) {
+      offset = pageEnd;
+      continue;
+    }
+    const buffers = page.buffers;
+    const end = Math.min(pageEnd - page.base, buffers.length);
+    let slot = offset - page.base;
+    while (slot < end) {
+      if (buffers[slot] === undefined) {
+        slot++;
+        continue;
+      }
+      let runEnd = slot + 1;
+      while (runEnd < end && buffers[runEnd] !== undefined) runEnd++;
+      const n = Math.min(runEnd - slot, Math.ceil((limit - w) / size));
+      let source: ArrayBufferView;
+      if (kind === 'offset') {
+        for (let i = 0; i < n; i++) runOffsets[i] = page.base + slot + i;
+        source = runOffsets;
+      } else {
+        source = kind === 'publishedAt' ? page.publishedAt : kind === 'length' ? page.lengths : page.doneCounts;
+      }
+      const at = kind === 'offset' ? 0 : slot;
+      out.set(new Uint8Array(source.buffer, source.byteOffset + at * size, n * size), w);
+      w += n * size;
+      slot += n;
+      if (w >= limit) return { w, next: page.base + slot };
+    }
+    offset = pageEnd;
+  }
+  return { w, next: c.tailOffset };
+}
+
 /** One piece of the image: fixed bytes, a column of one topic's messages, or its payloads. */
 type Step = { readonly kind: 'bytes'; readonly bytes: Uint8Array } | { readonly kind: 'offset' | 'publishedAt' | 'length' | 'done' | 'meta' | 'payload'; readonly c: RingCapture };
 
@@ -226,6 +280,12 @@ class QueueImage implements SnapshotImage {
         w += n;
         this.cursor += n;
         finished = this.cursor === step.bytes.length;
+      } else if (HOST_LITTLE_ENDIAN && step.kind !== 'payload') {
+        // A column: the page's own array, copied a run of live slots at a time.
+        const r = writeColumnRuns(step.kind, step.c, Math.max(this.cursor, step.c.headOffset), out, w, limit);
+        w = r.w;
+        this.cursor = r.next;
+        finished = this.cursor >= step.c.tailOffset;
       } else {
         let visit: (page: PageArrays, slot: number, offset: number) => boolean;
         switch (step.kind) {
