@@ -40,7 +40,9 @@ const payloadDecoder = new Packr({ ...MSGPACK_OPTIONS, copyBuffers: true });
 
 /**
  * The payload encoded in `bytes`, sharing no memory with them. Raw bytes (one bin, what a
- * Uint8Array payload is) are copied without the decoder, which costs several times the copy.
+ * Uint8Array payload is) are copied without the decoder, which costs several times the copy. A
+ * small copy may share its ArrayBuffer with other Buffers of this process (node's pool), never
+ * with the replicated state.
  */
 export function decodePayload(bytes: Uint8Array): unknown {
   const n = bytes.length;
@@ -58,8 +60,13 @@ export function decodePayload(bytes: Uint8Array): unknown {
       header = 5;
       length = (bytes[1] as number) * 0x1000000 + (bytes[2] as number) * 0x10000 + (bytes[3] as number) * 0x100 + (bytes[4] as number);
     }
-    // The decoder's own copy of a bin (a Uint8Array, or a Buffer when `bytes` is one).
-    if (header > 0 && header + length === n) return Uint8Array.prototype.slice.call(bytes, header, n);
+    if (header > 0 && header + length === n) {
+      // What the decoder gives (a Buffer when `bytes` is one, else a Uint8Array), but in memory
+      // from node's Buffer pool: a fresh ArrayBuffer per payload cost four times the copy.
+      const copy = Buffer.allocUnsafe(length);
+      copy.set(bytes.subarray(header, n));
+      return Buffer.isBuffer(bytes) ? copy : new Uint8Array(copy.buffer, copy.byteOffset, length);
+    }
   }
   return payloadDecoder.unpack(bytes);
 }

@@ -71,6 +71,8 @@ export class SubscriptionImpl implements Subscription {
   /** Acks and nacks submitted and not yet committed (or failed). */
   private settling = 0;
   private claiming = false;
+  /** Credit was freed this turn and a claim waits for the acks to be sent (AckBatcher.flush). */
+  private pullAfterAcks = false;
   private again = false;
   private closed = false;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -92,6 +94,7 @@ export class SubscriptionImpl implements Subscription {
 
   /** Claims with the credit free now (after a turn's acks were sent). */
   pullNow(): void {
+    this.pullAfterAcks = false;
     this.pull();
   }
 
@@ -113,6 +116,7 @@ export class SubscriptionImpl implements Subscription {
     // Claims once every delivery settled in this turn is counted, right after this turn's acks
     // are sent (one claim for all the freed credit, not a claim of 1 first; the acks and that
     // claim are proposed in one task, so they share a log entry).
+    this.pullAfterAcks = true;
     scheduler.pullAfterAcks(this);
     let done = false;
     return () => {
@@ -160,6 +164,9 @@ export class SubscriptionImpl implements Subscription {
           this.inFlight++;
           this.hooks.onDelivery(d);
         }
+        // Credit freed by handlers that settled at once is claimed with their acks, after the
+        // turn (pullAfterAcks), so that the acks and the claim share a log entry.
+        if (this.pullAfterAcks) return;
         if (deliveries.length > 0 || this.again) this.pull();
         else this.idle();
       },
@@ -230,6 +237,8 @@ export class SubscriptionImpl implements Subscription {
 const ACK_BATCH_MAX = 1_000;
 
 interface AckBatch {
+  /** topic NUL group: the batches' key. */
+  readonly key: string;
   readonly topic: string;
   readonly group: string;
   readonly refs: number[];
@@ -243,6 +252,8 @@ export interface SettleScheduler {
 
 export class AckBatcher implements SettleScheduler {
   private readonly batches = new Map<string, AckBatch>();
+  /** The batch the last ack went to (checked against `batches` before reuse). */
+  private last: AckBatch | undefined;
   /** Subscriptions to claim again once this turn's acks are sent. */
   private readonly pulls = new Set<SubscriptionImpl>();
   private flushScheduled = false;
@@ -283,22 +294,30 @@ export class AckBatcher implements SettleScheduler {
    * STALE_DELIVERY when the delivery had expired, like a single ack.
    */
   ack(d: StoredDelivery): Promise<void> {
-    return new Promise((resolve, reject) => {
+    return new Promise((resolve, reject) => this.ackThen(d, (outcome) => (outcome === true ? resolve() : reject(outcome))));
+  }
+
+  /** `ack` with a callback instead of a promise (a subscription's handler path: one per message). */
+  ackThen(d: StoredDelivery, cb: (outcome: true | RaftQueueError) => void): void {
+    // Consecutive acks are mostly of one topic and group: no key string built and hashed each.
+    let batch = this.last;
+    if (batch === undefined || batch.topic !== d.topic || batch.group !== d.group || this.batches.get(batch.key) !== batch) {
       const key = `${d.topic}\u0000${d.group}`;
-      let batch = this.batches.get(key);
+      batch = this.batches.get(key);
       if (batch === undefined) {
-        batch = { topic: d.topic, group: d.group, refs: [], waiters: [] };
+        batch = { key, topic: d.topic, group: d.group, refs: [], waiters: [] };
         this.batches.set(key, batch);
       }
-      batch.refs.push(d.offset, d.token);
-      batch.waiters.push((outcome) => (outcome === true ? resolve() : reject(outcome)));
-      if (batch.waiters.length >= ACK_BATCH_MAX) {
-        this.batches.delete(key);
-        this.send(batch);
-      } else {
-        this.scheduleFlush();
-      }
-    });
+      this.last = batch;
+    }
+    batch.refs.push(d.offset, d.token);
+    batch.waiters.push(cb);
+    if (batch.waiters.length >= ACK_BATCH_MAX) {
+      this.batches.delete(batch.key);
+      this.send(batch);
+    } else {
+      this.scheduleFlush();
+    }
   }
 
   private send(b: AckBatch): void {
@@ -387,24 +406,43 @@ export function toDelivery<T>(host: SubscriptionHost, acks: AckBatcher, sub: Sub
 }
 
 /** Runs a `subscribe` handler on a delivery: resolved acks (batched), thrown nacks. */
-export async function runHandler<T>(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, handler: (m: QueueMessage<T>) => unknown, d: StoredDelivery): Promise<void> {
-  let ok = true;
+export function runHandler<T>(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, handler: (m: QueueMessage<T>) => unknown, d: StoredDelivery): void {
+  let result: unknown;
   try {
     // Inside the try: a payload that does not decode (stored before publishes were checked) is
     // nacked like a failed handler, and ends in the dead-letter topic, instead of escaping.
-    await handler(toMessage<T>(d, d.group));
+    result = handler(toMessage<T>(d, d.group));
   } catch (error) {
-    ok = false;
-    host.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);
+    settleDelivery(host, acks, sub, d, error);
+    return;
   }
-  const pending = ok ? acks.ack(d) : host.run({ t: 'nack', topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs });
-  const done = sub.release(acks);
-  try {
-    await pending;
-  } catch (error) {
+  // A handler that returns no promise is settled at once: no promise or microtask per message.
+  if (result !== null && (typeof result === 'object' || typeof result === 'function') && typeof (result as PromiseLike<unknown>).then === 'function') {
+    Promise.resolve(result as PromiseLike<unknown>).then(
+      () => settleDelivery(host, acks, sub, d, undefined),
+      (error: unknown) => settleDelivery(host, acks, sub, d, error ?? new Error(String(error))),
+    );
+    return;
+  }
+  settleDelivery(host, acks, sub, d, undefined);
+}
+
+/** Acks `d` (handler done; `error` undefined) or nacks it, and frees its credit. */
+function settleDelivery(host: SubscriptionHost, acks: AckBatcher, sub: SubscriptionImpl, d: StoredDelivery, error: unknown): void {
+  let done: () => void = () => undefined;
+  const settled = (failure: unknown): void => {
     // The delivery expired (STALE_DELIVERY) or the node stopped: the queue redelivers it.
-    host.log(`settling ${d.topic}@${d.offset}: ${error instanceof Error ? error.message : String(error)}`);
-  } finally {
+    if (failure !== undefined) host.log(`settling ${d.topic}@${d.offset}: ${failure instanceof Error ? failure.message : String(failure)}`);
     done();
+  };
+  if (error === undefined) {
+    acks.ackThen(d, (outcome) => settled(outcome === true ? undefined : outcome));
+  } else {
+    host.log(`handler for ${d.topic}@${d.offset} (group ${d.group}) failed: ${error instanceof Error ? error.message : String(error)}`);
+    host.run({ t: 'nack', topic: d.topic, group: d.group, offset: d.offset, token: d.token, delayMs: sub.options.nackDelayMs }).then(
+      () => settled(undefined),
+      (failure: unknown) => settled(failure),
+    );
   }
+  done = sub.release(acks);
 }
