@@ -194,7 +194,8 @@ export class QueueCalls {
     const o = parseOptions(redriveOptionsSchema, options, 'redrive');
     if (o.to !== undefined) checkTopicOrDeadLetter(o.to);
     const cmd: Command = { t: 'redrive', topic: dlqTopic, max: o.max ?? REDRIVE_MESSAGES_MAX, ...(o.to !== undefined ? { to: o.to } : {}) };
-    return (await this.run(cmd, o.timeoutMs)).value as RedriveResult;
+    // A copy: on a member the value is the one its replicated session table keeps for retries.
+    return { ...((await this.run(cmd, o.timeoutMs)).value as RedriveResult) };
   }
 
   subscribe<T>(topic: string, handler: (message: QueueMessage<T>) => unknown, options?: SubscribeOptions): Subscription {

@@ -30,7 +30,8 @@ test('SeqMap answers like a Map of increasing keys, with removals in any order a
         } else if (o.k === 'del') {
           const keys = [...ref.keys()];
           // Mostly the oldest (requests settle in order), sometimes any.
-          const key = keys.length === 0 ? next + 5 : (keys[o.pick % 3 === 0 ? o.pick % keys.length : 0] as number);
+          // Mostly the oldest but one (the oldest often waits: stragglers), sometimes any.
+          const key = keys.length === 0 ? next + 5 : (keys[o.pick % 3 === 0 ? o.pick % keys.length : Math.min(1, keys.length - 1)] as number);
           if (m.delete(key) !== ref.delete(key)) return false;
         } else {
           let i = 0;
@@ -57,6 +58,25 @@ test('SeqMap answers like a Map of increasing keys, with removals in any order a
   m.set(5, 5);
   t.throws(() => m.set(5, 6), { instanceOf: RangeError });
   t.throws(() => m.set(3, 3), { instanceOf: RangeError });
+});
+
+test('SeqMap: a straggler does not keep a window as long as the traffic behind it', (t) => {
+  const m = new SeqMap<number>();
+  m.set(0, 0); // waits long
+  for (let k = 1; k <= 200_000; k++) {
+    m.set(k, k);
+    if (k > 64) m.delete(k - 64); // 64 in flight behind it
+  }
+  t.is(m.size, 65);
+  t.true(m.windowSlots <= 8 * 65 + 4096, `window of ${m.windowSlots} slots for 65 values`);
+  t.is(m.firstKey(), 0);
+  t.is(m.get(0), 0);
+  t.deepEqual(m.keys().slice(0, 3), [0, 200_000 - 63, 200_000 - 62]);
+  t.deepEqual([...m.values()].length, 65);
+  t.true(m.delete(0));
+  t.false(m.has(0));
+  t.is(m.firstKey(), 200_000 - 63);
+  t.is(m.size, 64);
 });
 
 type ResultOp = { k: 'set'; ahead: number } | { k: 'floor'; by: number };
@@ -125,4 +145,57 @@ test('a session table judges duplicates, stale copies and evictions as before, a
   t.deepEqual(copy.lookup(7, 6), { kind: 'unknown' });
   t.deepEqual(copy.lookup(8, 1), { kind: 'expired' });
   t.deepEqual(Buffer.from(copy.encode()), Buffer.from(table.encode()));
+});
+
+test('a snapshot keeps a publish receipt in the form earlier versions replay; this version replays both', async (t) => {
+  const { Applier } = await import('../lib/node/applier.js');
+  const { EntryBuilder, REGISTER_SESSION } = await import('../lib/node/envelope.js');
+  const { QueueStateMachine } = await import('../lib/queue/state-machine.js');
+  const { encodeCommand, encodePublishBytes } = await import('../lib/queue/index.js');
+  const sm = new QueueStateMachine({});
+  const applier = new Applier(sm, undefined, () => undefined, () => undefined, () => undefined);
+  const b = new EntryBuilder();
+  let index = 0;
+  const apply = (): void => applier.apply({ index: ++index, term: 1, type: 0, data: b.build(1000) });
+  b.addRecord(REGISTER_SESSION, 7, 0, new Uint8Array([1]));
+  apply();
+  const session = 2 ** 20;
+  b.addRecord(session, 1, 1, encodeCommand({ t: 'createTopic', topic: 'x' }));
+  apply();
+  b.addRecord(session, 2, 1, encodePublishBytes('x', new Uint8Array([5])));
+  apply();
+  // In memory the receipt is its offset; the snapshot holds the receipt object.
+  const image = applier.snapshot();
+  const bytes = new Uint8Array(image.byteLength);
+  for (let at = 0; at < bytes.length; ) at += image.writeNext(bytes, at, 1 << 20);
+  const tableBytes = new DataView(bytes.buffer).getUint32(9);
+  const table = new SessionTable();
+  table.restore(bytes.subarray(13, 13 + tableBytes));
+  t.deepEqual(table.lookup(session, 2), { kind: 'result', value: { ok: true, value: { offset: 0 }, duplicate: false } });
+  // This version replays the kept offset and the object alike.
+  t.deepEqual(applier.lookup(session, 2), { kind: 'result', value: { ok: true, value: { offset: 0 }, duplicate: true } });
+  const restored = new Applier(new QueueStateMachine({}), undefined, () => undefined, () => undefined, () => undefined);
+  restored.restore(bytes, index);
+  t.deepEqual(restored.lookup(session, 2), { kind: 'result', value: { ok: true, value: { offset: 0 }, duplicate: true } });
+  t.is(restored.sessionsDigest(), applier.sessionsDigest());
+});
+
+test('redrive resolves with a copy, not the object a member keeps for retries', async (t) => {
+  const { QueueCalls } = await import('../lib/queue-calls.js');
+  const kept = { moved: 1, remaining: 0 };
+  const calls = new QueueCalls({
+    id: 'n1',
+    requestTimeoutMs: 1000,
+    messageBytesMax: 1 << 20,
+    port: () => ({
+      submit: (_body: Uint8Array, _timeoutMs: number, cb: (o: { ok: true; result: unknown; duplicate: boolean; index: number }) => void) =>
+        cb({ ok: true, result: { ok: true, value: kept, duplicate: false }, duplicate: false, index: 1 }),
+      read: () => undefined,
+    }),
+    explain: (e) => e,
+    log: () => undefined,
+  });
+  const got = await calls.redrive('x.dlq');
+  t.deepEqual(got, kept);
+  t.not(got, kept);
 });

@@ -40,6 +40,12 @@ export interface StateMachine<Result = unknown, Event = unknown, Query = unknown
    * the kept value itself). Must not change the state.
    */
   replay?(remembered: unknown): Result;
+  /**
+   * Optional: what a snapshot holds for a kept value (default: the value). Lets `remember` keep
+   * a compact form in memory while snapshots keep the form earlier versions of the machine read
+   * (a member not yet upgraded installs them).
+   */
+  rememberedForSnapshot?(remembered: unknown): unknown;
   /** Answers a read-only question about the current state with plain data. */
   query(query: Query): unknown;
   /**

@@ -70,7 +70,7 @@ export class Applier<Event = unknown> {
 
   /** A digest of the session table (the simulator compares members' tables). */
   sessionsDigest(): number {
-    const bytes = this.sessions.encode();
+    const bytes = this.sessions.encode(this.sm.rememberedForSnapshot?.bind(this.sm));
     let h = 0x811c9dc5;
     for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ (bytes[i] as number), 0x01000193) >>> 0;
     return h;
@@ -149,7 +149,7 @@ export class Applier<Event = unknown> {
    * machine's image (copied out in slices by the caller while applying goes on).
    */
   snapshot(): SnapshotImage {
-    const table = this.sessions.encode();
+    const table = this.sessions.encode(this.sm.rememberedForSnapshot?.bind(this.sm));
     const taken = this.sm.snapshot();
     const machine = taken instanceof Uint8Array ? bytesImage(taken) : taken;
     const head = new Uint8Array(SNAPSHOT_HEADER_BYTES + table.length);

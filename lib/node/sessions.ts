@@ -274,12 +274,12 @@ export class SessionTable {
     s.results.raiseFloor(floor);
   }
 
-  /** The table as msgpack bytes. */
-  encode(): Uint8Array {
+  /** The table as msgpack bytes; `forSnapshot` maps each kept result to what is written. */
+  encode(forSnapshot?: (result: unknown) => unknown): Uint8Array {
     const rows: SessionRow[] = [];
     for (const [id, s] of this.sessions) {
       const [seqs, results] = s.results.entries();
-      rows.push([id, s.floor, s.lastAtMs, seqs, results, s.who]);
+      rows.push([id, s.floor, s.lastAtMs, seqs, forSnapshot === undefined ? results : results.map(forSnapshot), s.who]);
     }
     return packr.pack(rows);
   }

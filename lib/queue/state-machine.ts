@@ -278,6 +278,15 @@ export class QueueStateMachine implements StateMachine<ApplyResult, QueueEvent, 
     return { claim: record };
   }
 
+  /**
+   * A publish's receipt, kept as its offset, goes into snapshots as the receipt it stands for,
+   * the form earlier versions kept: a member not yet upgraded installs these snapshots, and it
+   * replays only that form.
+   */
+  rememberedForSnapshot(remembered: unknown): unknown {
+    return typeof remembered === 'number' ? { ok: true, value: { offset: remembered }, duplicate: false } : remembered;
+  }
+
   /** The remembered result of a repeated request, marked duplicate (claims re-read). */
   replay(remembered: unknown): ApplyResult {
     if (typeof remembered === 'number') return { ok: true, value: { offset: remembered }, duplicate: true };
