@@ -236,6 +236,18 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
  */
 export function encodeCommand(command: Command): Uint8Array {
   if (command.t === 'publish') return encodePublishWith(command.topic, command.payload, 0, command.publishId, command.opts);
+  // A pop is the same bytes every time for a topic: encoded once (the bytes are only ever copied
+  // into entries and frames, never changed, so callers share them).
+  if (command.t === 'consume' && Object.keys(command).length === 2) {
+    if (lastConsume === undefined || lastConsume.topic !== command.topic) lastConsume = { topic: command.topic, bytes: encodeMsgpackCommand(command) };
+    return lastConsume.bytes;
+  }
+  return encodeMsgpackCommand(command);
+}
+
+let lastConsume: { readonly topic: string; readonly bytes: Uint8Array } | undefined;
+
+function encodeMsgpackCommand(command: Command): Uint8Array {
   const packed = queuePackr.pack(command);
   const out = new Uint8Array(1 + packed.length);
   out[0] = KIND_MSGPACK;
@@ -350,10 +362,23 @@ export function decodeCommandBySchema(data: Uint8Array): DecodedCommand {
   return decodeWith(data, false);
 }
 
+/** Commands at most this long (a pop, a claim) are kept for reuse by decodeWith. */
+const REPEATED_COMMAND_BYTES_MAX = 256;
+let lastDecoded: { readonly bytes: Uint8Array; readonly result: DecodedCommand } | undefined;
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function decodeWith(data: Uint8Array, handChecks: boolean): DecodedCommand {
   if (data.length === 0) return { error: 'empty command' };
   if (data[0] === KIND_PUBLISH || data[0] === KIND_PUBLISH_OPTIONS) return decodePublish(data);
   if (data[0] !== KIND_MSGPACK) return { error: `unknown command kind ${data[0]}` };
+  // Pops and a subscription's claims repeat byte for byte: the last one decoded is reused (every
+  // member decodes each one at apply). Its command is only read, never changed.
+  if (handChecks && lastDecoded !== undefined && sameBytes(data, lastDecoded.bytes)) return lastDecoded.result;
   let raw: unknown;
   try {
     raw = queuePackr.unpack(data.subarray(1));
@@ -361,7 +386,11 @@ function decodeWith(data: Uint8Array, handChecks: boolean): DecodedCommand {
     return { error: `command is not msgpack: ${error instanceof Error ? error.message : String(error)}` };
   }
   const fast = handChecks ? fastCommand(raw) : undefined;
-  if (fast !== undefined) return { command: fast };
+  if (fast !== undefined) {
+    const result = { command: fast };
+    if ((fast.t === 'consume' || fast.t === 'claim') && data.length <= REPEATED_COMMAND_BYTES_MAX) lastDecoded = { bytes: data.slice(), result };
+    return result;
+  }
   const parsed = otherCommandSchema.safeParse(raw);
   if (parsed.success) return { command: parsed.data as Command };
   const issue = parsed.error.issues[0];

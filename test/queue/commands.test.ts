@@ -198,3 +198,20 @@ test('queue: the hand check of publish options agrees with their schema (fast-ch
   );
   t.true(accepted > 300 && refused > 300, `both outcomes drawn (accepted ${accepted}, refused ${refused})`);
 });
+
+test('repeated pops and claims: encoded once per topic, decoded once per distinct bytes, always the right command', (t) => {
+  const topics = ['a', 'b', 'a', 'a', 'c', 'b'];
+  for (const topic of topics) {
+    const bytes = encodeCommand({ t: 'consume', topic });
+    t.deepEqual(decodeCommand(bytes), { command: { t: 'consume', topic } });
+    // A fresh copy of the same bytes decodes alike; a claim in between does not disturb it.
+    const claim = { t: 'claim', topic, group: 'g', consumer: 'c', max: 3, ackTimeoutMs: 1000, maxDeliveries: 5 } as const;
+    t.deepEqual(decodeCommand(encodeCommand(claim)), { command: claim });
+    t.deepEqual(decodeCommand(Uint8Array.from(bytes)), { command: { t: 'consume', topic } });
+  }
+  // The same claim with another credit is another command.
+  const c1 = decodeCommand(encodeCommand({ t: 'claim', topic: 'a', group: 'g', consumer: 'c', max: 3, ackTimeoutMs: 1000, maxDeliveries: 5 }));
+  const c2 = decodeCommand(encodeCommand({ t: 'claim', topic: 'a', group: 'g', consumer: 'c', max: 4, ackTimeoutMs: 1000, maxDeliveries: 5 }));
+  t.is((c1 as { command: { max: number } }).command.max, 3);
+  t.is((c2 as { command: { max: number } }).command.max, 4);
+});
