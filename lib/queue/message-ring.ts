@@ -126,6 +126,19 @@ export interface RingCapture {
  * tailOffset once every message was visited.
  */
 export function walkCapture(c: RingCapture, from: number, visit: (page: PageArrays, slot: number, offset: number) => boolean): number {
+  return walkCaptureRuns(c, from, (page, start, end) => {
+    for (let slot = start; slot < end; slot++) if (!visit(page, slot, page.base + slot)) return slot + 1 - start;
+    return end - start;
+  });
+}
+
+/**
+ * Visits the live messages of a capture from offset `from` on as runs of consecutive live slots
+ * of one page, [start, end). `visit` returns how many slots of the run it handled; fewer than
+ * the run stops the walk. Returns the offset to resume from (tailOffset once every run was
+ * handled whole).
+ */
+export function walkCaptureRuns(c: RingCapture, from: number, visit: (page: PageArrays, start: number, end: number) => number): number {
   let offset = Math.max(from, c.headOffset);
   while (offset < c.tailOffset) {
     const pageNumber = Math.floor(offset / PAGE_SLOTS);
@@ -137,8 +150,17 @@ export function walkCapture(c: RingCapture, from: number, visit: (page: PageArra
     }
     const buffers = page.buffers;
     const end = Math.min(pageEnd - page.base, buffers.length);
-    for (let slot = offset - page.base; slot < end; slot++) {
-      if (buffers[slot] !== undefined && !visit(page, slot, page.base + slot)) return page.base + slot + 1;
+    let slot = offset - page.base;
+    while (slot < end) {
+      if (buffers[slot] === undefined) {
+        slot++;
+        continue;
+      }
+      let runEnd = slot + 1;
+      while (runEnd < end && buffers[runEnd] !== undefined) runEnd++;
+      const handled = visit(page, slot, runEnd);
+      if (handled < runEnd - slot) return page.base + slot + handled;
+      slot = runEnd;
     }
     offset = pageEnd;
   }

@@ -30,7 +30,7 @@ import { RaftQueueError } from '../contracts/errors.js';
 import type { SnapshotImage } from '../contracts/state-machine.js';
 import { queuePackr, type CommandKind } from './commands.js';
 import type { DedupRecord } from './dedup.js';
-import { META_RECORD_FIXED_BYTES, PAGE_SLOTS, walkCapture, type DeadLetterHeader, type MessageMeta, type PageArrays, type RingCapture } from './message-ring.js';
+import { META_RECORD_FIXED_BYTES, PAGE_SLOTS, walkCapture, walkCaptureRuns, type DeadLetterHeader, type MessageMeta, type PageArrays, type RingCapture } from './message-ring.js';
 import { DEFAULT_GROUP, GROUPS_PER_TOPIC_MAX, GroupState, TopicState } from './state.js';
 import { PRIORITY_DEFAULT, PRIORITY_MAX } from '../contracts/limits.js';
 
@@ -134,42 +134,22 @@ const runOffsets = new Float64Array(PAGE_SLOTS);
  */
 function writeColumnRuns(kind: 'offset' | 'publishedAt' | 'length' | 'done', c: RingCapture, from: number, out: Uint8Array, w: number, limit: number): { w: number; next: number } {
   const size = kind === 'length' ? 4 : kind === 'done' ? 2 : 8;
-  let offset = from;
-  while (offset < c.tailOffset) {
-    const pageNumber = Math.floor(offset / PAGE_SLOTS);
-    const page = c.pages[pageNumber - c.firstPage];
-    const pageEnd = Math.min((pageNumber + 1) * PAGE_SLOTS, c.tailOffset);
-    if (page === undefined) {
-      offset = pageEnd;
-      continue;
+  const next = walkCaptureRuns(c, from, (page, start, end) => {
+    // Whole values until the limit; a run past it is cut there, which ends the walk.
+    const n = Math.max(0, Math.min(end - start, Math.ceil((limit - w) / size)));
+    let source: ArrayBufferView;
+    if (kind === 'offset') {
+      for (let i = 0; i < n; i++) runOffsets[i] = page.base + start + i;
+      source = runOffsets;
+    } else {
+      source = kind === 'publishedAt' ? page.publishedAt : kind === 'length' ? page.lengths : page.doneCounts;
     }
-    const buffers = page.buffers;
-    const end = Math.min(pageEnd - page.base, buffers.length);
-    let slot = offset - page.base;
-    while (slot < end) {
-      if (buffers[slot] === undefined) {
-        slot++;
-        continue;
-      }
-      let runEnd = slot + 1;
-      while (runEnd < end && buffers[runEnd] !== undefined) runEnd++;
-      const n = Math.min(runEnd - slot, Math.ceil((limit - w) / size));
-      let source: ArrayBufferView;
-      if (kind === 'offset') {
-        for (let i = 0; i < n; i++) runOffsets[i] = page.base + slot + i;
-        source = runOffsets;
-      } else {
-        source = kind === 'publishedAt' ? page.publishedAt : kind === 'length' ? page.lengths : page.doneCounts;
-      }
-      const at = kind === 'offset' ? 0 : slot;
-      out.set(new Uint8Array(source.buffer, source.byteOffset + at * size, n * size), w);
-      w += n * size;
-      slot += n;
-      if (w >= limit) return { w, next: page.base + slot };
-    }
-    offset = pageEnd;
-  }
-  return { w, next: c.tailOffset };
+    const at = kind === 'offset' ? 0 : start;
+    out.set(new Uint8Array(source.buffer, source.byteOffset + at * size, n * size), w);
+    w += n * size;
+    return n;
+  });
+  return { w, next };
 }
 
 /** One piece of the image: fixed bytes, a column of one topic's messages, or its payloads. */
