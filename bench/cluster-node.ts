@@ -275,7 +275,7 @@ async function waitApplied(index: number, timeoutMs: number): Promise<WaitApplie
 }
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
-loopDelay.enable();
+let loopDelayOn = false;
 let diagPersists = { count: 0, over50: 0, over200: 0 };
 let diagSnapshots = 0;
 let diagDropped = 0;
@@ -295,6 +295,7 @@ function persistCounts(): { count: number; over50: number; over200: number } {
 }
 
 function diag(): DiagReport {
+  if (!loopDelayOn) { loopDelay.enable(); loopDelayOn = true; }
   const now = persistCounts();
   const report: DiagReport = {
     loopDelayMaxMs: loopDelay.max / 1e6,

@@ -64,7 +64,7 @@ export const raftQueueOptionsSchema = z
     frameBytesMax: z.number().int().min(FRAME_BYTES_MAX_MIN).max(FRAME_BYTES_MAX_LIMIT).optional(),
     /** Snapshot the queue and compact the log after this many applied entries... */
     snapshotEveryEntries: z.number().int().min(16).optional(),
-    /** ...or this many bytes of applied entries (whichever comes first; amortized either way). */
+    /** ...or this many bytes of applied entries (whichever comes first; amortized either way, see docs/architecture.md). */
     snapshotEveryBytes: z.number().int().min(64 * 1024).optional(),
     /** WAL segment size (file storage). */
     segmentBytesMax: z.number().int().positive().optional(),

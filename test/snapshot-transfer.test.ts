@@ -35,10 +35,22 @@ test('snapshot transfer: a member joins behind a snapshot many times the frame s
   await fill(leader, 'backlog', count);
   // Compaction has run: the new member cannot be caught up from the log alone.
   t.true(await eventually(() => leader.status().appliedIndex > 16, 5_000));
+  // A backlog that only grew was last snapshotted small (see docs/architecture.md, growth rule).
+  // As much again published and deleted elsewhere is dead log: the next snapshot holds it all.
+  const taken = leader.metrics().snapshotsTaken;
+  await leader.createTopic('scratch');
+  await fill(leader, 'scratch', count);
+  await leader.deleteTopic('scratch');
+  // The rule looks again at each further quarter of the last snapshot's bytes of log: a little
+  // more traffic gets there.
+  await leader.createTopic('more');
+  for (let i = 0; i < 50 && leader.metrics().snapshotsTaken === taken; i++) await fill(leader, 'more', 64);
+  t.true(leader.metrics().snapshotsTaken > taken, 'a snapshot of the whole backlog');
   const n4 = await c.spawn('n4', 'n1');
   t.true(await eventually(() => n4.members().some((m) => m.id === 'n4' && m.role === 'voter'), 30_000), 'n4 became a voter');
   // The snapshot went in chunks: it is several times a frame (each waiting message is ~120 bytes).
   t.true(count * 120 > 4 * frameBytesMax);
+  t.true(leader.metrics().snapshotTransfer.chunksSent > 4, `${leader.metrics().snapshotTransfer.chunksSent} chunks sent`);
   t.true(await eventually(() => n4.status().appliedIndex >= leader.status().commitIndex, 10_000));
   const popped = await drain(n4, 'backlog');
   t.deepEqual(popped, Array.from({ length: count }, (_, i) => i), 'every waiting message, in order, once');
@@ -64,6 +76,17 @@ test('snapshot transfer: cut midway, it resumes from what the member already hol
   await leader.createTopic('backlog');
   await fill(leader, 'backlog', 3_000);
   t.true(await eventually(() => leader.status().appliedIndex > 16, 5_000));
+  // A backlog that only grew was last snapshotted small (see docs/architecture.md, growth rule).
+  // As much again published and deleted elsewhere is dead log: the next snapshot holds it all.
+  const taken = leader.metrics().snapshotsTaken;
+  await leader.createTopic('scratch');
+  await fill(leader, 'scratch', 3_000);
+  await leader.deleteTopic('scratch');
+  // The rule looks again at each further quarter of the last snapshot's bytes of log: a little
+  // more traffic gets there.
+  await leader.createTopic('more');
+  for (let i = 0; i < 50 && leader.metrics().snapshotsTaken === taken; i++) await fill(leader, 'more', 64);
+  t.true(leader.metrics().snapshotsTaken > taken, 'a snapshot of the whole backlog');
   // Chunks to n4 pass until 5 have gone, then none for 1.5 s (the link is cut midway).
   const network = c.network;
   if (!network) throw new Error('a memory network');

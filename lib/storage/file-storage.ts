@@ -28,6 +28,7 @@ import {
   decodeHardStateFile,
   decodeSnapshotFile,
   encodeBatchFrame,
+  FrameScratch,
   encodeHardStateFile,
   FRAME_HEADER_BYTES,
   setFrameChecksum,
@@ -38,6 +39,8 @@ import { replayWal, type SegmentImage } from './wal-recovery.js';
 
 /** The on-disk format this code reads and writes. */
 export const STORAGE_FORMAT_VERSION = 1;
+/** The largest WAL frame buffer kept for reuse; a larger batch is encoded into its own. */
+const FRAME_SCRATCH_RETAIN_BYTES = 8 << 20;
 /** Default size a segment is preallocated to and rolled at. */
 export const SEGMENT_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
 /** Smallest segment allowed: below this, rolling would dominate the write path. */
@@ -272,6 +275,8 @@ export class FileStorage implements Storage {
   private readonly queue: QueuedRequest[] = [];
   private draining: Promise<void> | undefined;
   /** The next segment, being preallocated in the background; never rejects. */
+  /** The buffer WAL frames are encoded into (see FrameScratch): one frame is in flight at a time. */
+  private readonly frameScratch = new FrameScratch(FRAME_SCRATCH_RETAIN_BYTES);
   private spare: Promise<{ fd: number; path: string } | { error: unknown }> | undefined;
   private closing = false;
   private stageSeq = 0;
@@ -641,7 +646,7 @@ export class FileStorage implements Storage {
     // The first record of every segment carries the full hard state, so deleting older
     // segments never loses it.
     const withHardState = request.hardState !== undefined || active.records === 0;
-    await this.append(encodeBatchFrame({ entries: request.entries, ...(withHardState ? { hardState } : {}) }), request.entries);
+    await this.append(encodeBatchFrame({ entries: request.entries, ...(withHardState ? { hardState } : {}) }, this.frameScratch), request.entries);
     await this.guardVote(hardState);
     this.log.apply(request);
   }
@@ -666,7 +671,7 @@ export class FileStorage implements Storage {
     if (this.active === undefined || this.active.records > 0) await this.roll();
     const hardState = request.hardState ?? this.log.hardState();
     const reset = { index: snapshot.meta.index, term: snapshot.meta.term };
-    await this.append(encodeBatchFrame({ reset, hardState, entries: request.entries }), request.entries);
+    await this.append(encodeBatchFrame({ reset, hardState, entries: request.entries }, this.frameScratch), request.entries);
     await this.guardVote(hardState);
     // As after a compaction, only the metadata stays in memory (the state machine restores from
     // the bytes the caller holds).

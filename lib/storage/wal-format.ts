@@ -47,8 +47,36 @@ function readU64(buffer: Buffer, offset: number): number {
   return buffer.readUInt32LE(offset) + buffer.readUInt32LE(offset + 4) * TWO_POW_32;
 }
 
-/** Encodes `batch` as one complete frame (header + body), in one allocation. */
-export function encodeBatchFrame(batch: WalBatch): Buffer {
+/**
+ * A buffer that WAL frames are encoded into, one at a time, instead of a fresh allocation each.
+ * A frame is written and awaited before the next is encoded (the storage's request queue runs
+ * one write at a time), so one buffer serves them all. Why it matters: each fresh frame is an
+ * ArrayBuffer as large as the batch, and V8 counts those bytes as external memory growth that
+ * schedules full (mark-compact) collections; a follower that scavenges rarely ran one every
+ * few hundred milliseconds largely on account of its transient frame copies.
+ */
+export class FrameScratch {
+  private buffer: Buffer | undefined;
+  /** `retainMax`: the largest buffer kept between frames; a larger frame gets its own allocation. */
+  constructor(private readonly retainMax: number) {}
+
+  /** A buffer of `bytes` bytes, valid until the next call. */
+  take(bytes: number): Buffer {
+    if (bytes > this.retainMax) return Buffer.allocUnsafeSlow(bytes);
+    if (this.buffer === undefined || this.buffer.length < bytes) {
+      let size = Math.max(64 * 1024, this.buffer?.length ?? 0);
+      while (size < bytes) size *= 2;
+      this.buffer = Buffer.allocUnsafeSlow(Math.min(size, this.retainMax));
+    }
+    return this.buffer.subarray(0, bytes);
+  }
+}
+
+/**
+ * Encodes `batch` as one complete frame (header + body), in one allocation, or into `scratch`
+ * (then valid only until the scratch's next use).
+ */
+export function encodeBatchFrame(batch: WalBatch, scratch?: FrameScratch): Buffer {
   const vote = batch.hardState?.vote == null ? undefined : Buffer.from(batch.hardState.vote, 'utf8');
   let bodyBytes = 2 + 4;
   if (batch.reset !== undefined) bodyBytes += 16;
@@ -56,7 +84,7 @@ export function encodeBatchFrame(batch: WalBatch): Buffer {
   if (batch.entries.length > 0) bodyBytes += 8;
   for (const entry of batch.entries) bodyBytes += ENTRY_HEADER_BYTES + entry.data.length;
 
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyBytes);
+  const frame = scratch === undefined ? Buffer.allocUnsafe(FRAME_HEADER_BYTES + bodyBytes) : scratch.take(FRAME_HEADER_BYTES + bodyBytes);
   let at = FRAME_HEADER_BYTES;
   frame[at++] = RECORD_KIND_BATCH;
   frame[at++] = (batch.hardState === undefined ? 0 : FLAG_HARD_STATE) | (batch.reset === undefined ? 0 : FLAG_RESET);

@@ -1,0 +1,136 @@
+/**
+ * When the Ready loop takes a snapshot of its own state (lib/node/ready-loop.ts, maybeCompact):
+ * the amortized rule (the log since the last snapshot is at least as large as it) and the growth
+ * rule (a backlog that only grows waits for dead bytes or LOG_PER_SNAPSHOT_MAX times the last
+ * snapshot of log). A follower is fed one committed entry of 1,000 bytes at a time; the state
+ * machine's snapshot is as large as the test says the state is.
+ */
+import test from 'ava';
+import { RaftCore } from '../lib/core/raft-core.js';
+import { createRandom } from '../lib/core/random.js';
+import { EntryType, type Entry } from '../lib/core/types.js';
+import type { StateMachine } from '../lib/contracts/state-machine.js';
+import { Applier } from '../lib/node/applier.js';
+import type { Clock } from '../lib/node/clock.js';
+import { ReadyLoop } from '../lib/node/ready-loop.js';
+import { MemoryStorage } from '../lib/storage/memory-storage.js';
+
+const ENTRY_BYTES = 1000;
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 2));
+
+/**
+ * Feeds `entries` entries to a follower whose state is `stateBytes(applied)` bytes; returns the
+ * log bytes applied since the start at which each snapshot was taken.
+ */
+async function snapshotPoints(entries: number, stateBytes: (applied: number) => number): Promise<number[]> {
+  const storage = new MemoryStorage();
+  const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(7), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
+  let applier: Applier<unknown> | undefined;
+  const machine: StateMachine = {
+    apply: () => undefined,
+    tick: () => undefined,
+    wantsTime: () => false,
+    query: () => undefined,
+    snapshot: () => new Uint8Array(stateBytes(applier?.appliedIndex ?? 0)),
+    restore: () => undefined,
+  };
+  applier = new Applier(machine, undefined, () => undefined, () => undefined, () => undefined) as Applier<unknown>;
+  const clock: Clock = {
+    nowMs: () => 0,
+    monoMs: () => 0,
+    every: () => ({ cancel: () => undefined }),
+    after: (_ms, fn) => {
+      const h = setTimeout(fn, 0);
+      return { cancel: () => clearTimeout(h) };
+    },
+    soon: (fn) => void setImmediate(fn),
+    afterTask: (fn) => queueMicrotask(fn),
+  };
+  const failures: unknown[] = [];
+  const loop: ReadyLoop = new ReadyLoop({
+    core,
+    storage,
+    transport: { send: () => undefined } as never,
+    clock,
+    applier,
+    snapshotEveryEntries: 4,
+    snapshotEveryBytes: 1 << 30,
+    snapshotSliceBytes: 1 << 20,
+    initialSnapshotBytes: 0,
+    hooks: {
+      beforeReady: () => undefined,
+      beforeSend: () => undefined,
+      onSoftState: () => undefined,
+      onReadStates: () => undefined,
+      afterRestore: () => undefined,
+      sendSnapshot: () => undefined,
+      afterAdvance: () => undefined,
+      afterApply: () => undefined,
+      guard: (fn) => {
+        try {
+          return fn();
+        } catch (error) {
+          failures.push(error);
+          return undefined;
+        }
+      },
+      fail: (error) => {
+        failures.push(error);
+        loop.close();
+      },
+      log: () => undefined,
+    },
+  });
+  const points: number[] = [];
+  try {
+    for (let index = 1; index <= entries; index++) {
+      const entry: Entry = { index, term: 1, type: EntryType.Noop, data: new Uint8Array(ENTRY_BYTES) };
+      core.step({ type: 'append', from: 'n1', to: 'n2', term: 1, prevLogIndex: index - 1, prevLogTerm: index === 1 ? 0 : 1, entries: [entry], commit: index });
+      const before = loop.counters.snapshotsTaken;
+      loop.schedulePump();
+      // Each snapshot is copied out and compacted before the next entry comes.
+      for (let i = 0; i < 20 && (storage.firstIndex() <= index - 1 || i === 0) && loop.counters.snapshotsTaken > before; i++) await settle();
+      await settle();
+      if (loop.counters.snapshotsTaken > before) points.push(index * ENTRY_BYTES);
+    }
+  } finally {
+    loop.close();
+  }
+  if (failures.length > 0) throw failures[0];
+  return points;
+}
+
+test('snapshot policy: when nothing grows, a snapshot once the log since the last is as large as it', async (t) => {
+  // A state of 4,000 bytes (plus the node layer's header): every 5 entries.
+  const points = await snapshotPoints(40, () => 4000);
+  t.true(points.length >= 7, `snapshots at ${points.join(', ')}`);
+  for (let i = 1; i < points.length; i++) {
+    const gap = (points[i] as number) - (points[i - 1] as number);
+    t.true(gap >= 4000 && gap <= 6000, `gap ${gap} between snapshots at ${points.join(', ')}`);
+  }
+});
+
+test('snapshot policy: a backlog that only grows waits for 4 times the last snapshot of log', async (t) => {
+  // The state is every byte applied: no byte of the log is dead.
+  const points = await snapshotPoints(130, (applied) => applied * ENTRY_BYTES);
+  t.log(points.join(" "));
+  t.is(points.length, 3, `snapshots at ${points.join(", ")}`);
+  const [first, second, third] = points as [number, number, number];
+  t.is(first, 4 * ENTRY_BYTES, 'the first one when snapshotEveryEntries is reached');
+  // Each next one once the log since the last is 4 times it: at 5 times the last.
+  t.true(second >= 5 * first && second <= 5 * first + 2 * ENTRY_BYTES, `second at ${second}`);
+  t.true(third >= 5 * second && third <= 5 * second + 2 * ENTRY_BYTES, `third at ${third}`);
+  // Under the amortized rule alone they came at every doubling: 4k, 8k, 16k, 32k, 64k, 128k.
+});
+
+test('snapshot policy: a backlog growing by half the log waits for a last snapshot of dead bytes', async (t) => {
+  // Half of every entry stays in the state, half is consumed: dead bytes are half the log.
+  const points = await snapshotPoints(100, (applied) => (applied * ENTRY_BYTES) / 2);
+  t.true(points.length >= 3, `snapshots at ${points.join(', ')}`);
+  for (let i = 1; i < points.length; i++) {
+    const last = (points[i - 1] as number) / 2;
+    const log = (points[i] as number) - (points[i - 1] as number);
+    // dead = log / 2 reaches the last snapshot's bytes at a log of twice it (checked every quarter).
+    t.true(log >= 2 * last && log <= 2 * last + last / 2 + 2 * ENTRY_BYTES, `log ${log} after a snapshot of ${last} (${points.join(', ')})`);
+  }
+});
