@@ -14,15 +14,19 @@ import { Applier } from '../lib/node/applier.js';
 import type { Clock } from '../lib/node/clock.js';
 import { ReadyLoop } from '../lib/node/ready-loop.js';
 import { MemoryStorage } from '../lib/storage/memory-storage.js';
+import { encodeCommand, encodePublishBytes } from '../lib/queue/commands.js';
+import { QueueStateMachine } from '../lib/queue/state-machine.js';
 
 const ENTRY_BYTES = 1000;
+/** Images the state machine was asked for (snapshot() calls) in the last snapshotPoints run. */
+let imagesTaken = 0;
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 2));
 
 /**
  * Feeds `entries` entries to a follower whose state is `stateBytes(applied)` bytes; returns the
  * log bytes applied since the start at which each snapshot was taken.
  */
-async function snapshotPoints(entries: number, stateBytes: (applied: number) => number): Promise<number[]> {
+async function snapshotPoints(entries: number, stateBytes: (applied: number) => number, withHint = false): Promise<number[]> {
   const storage = new MemoryStorage();
   const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(7), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
   let applier: Applier<unknown> | undefined;
@@ -31,8 +35,12 @@ async function snapshotPoints(entries: number, stateBytes: (applied: number) => 
     tick: () => undefined,
     wantsTime: () => false,
     query: () => undefined,
-    snapshot: () => new Uint8Array(stateBytes(applier?.appliedIndex ?? 0)),
+    snapshot: () => {
+      imagesTaken++;
+      return new Uint8Array(stateBytes(applier?.appliedIndex ?? 0));
+    },
     restore: () => undefined,
+    ...(withHint ? { snapshotSizeHint: () => stateBytes(applier?.appliedIndex ?? 0) } : {}),
   };
   applier = new Applier(machine, undefined, () => undefined, () => undefined, () => undefined) as Applier<unknown>;
   const clock: Clock = {
@@ -82,6 +90,7 @@ async function snapshotPoints(entries: number, stateBytes: (applied: number) => 
     },
   });
   const points: number[] = [];
+  imagesTaken = 0;
   try {
     for (let index = 1; index <= entries; index++) {
       const entry: Entry = { index, term: 1, type: EntryType.Noop, data: new Uint8Array(ENTRY_BYTES) };
@@ -113,7 +122,6 @@ test('snapshot policy: when nothing grows, a snapshot once the log since the las
 test('snapshot policy: a backlog that only grows waits for 4 times the last snapshot of log', async (t) => {
   // The state is every byte applied: no byte of the log is dead.
   const points = await snapshotPoints(130, (applied) => applied * ENTRY_BYTES);
-  t.log(points.join(" "));
   t.is(points.length, 3, `snapshots at ${points.join(", ")}`);
   const [first, second, third] = points as [number, number, number];
   t.is(first, 4 * ENTRY_BYTES, 'the first one when snapshotEveryEntries is reached');
@@ -133,4 +141,36 @@ test('snapshot policy: a backlog growing by half the log waits for a last snapsh
     // dead = log / 2 reaches the last snapshot's bytes at a log of twice it (checked every quarter).
     t.true(log >= 2 * last && log <= 2 * last + last / 2 + 2 * ENTRY_BYTES, `log ${log} after a snapshot of ${last} (${points.join(', ')})`);
   }
+});
+
+test('snapshot policy: with the state machine\'s size hint, the same points, and no image taken to decline', async (t) => {
+  const withoutHint = await snapshotPoints(130, (applied) => applied * ENTRY_BYTES);
+  const imagesWithout = imagesTaken;
+  const points = await snapshotPoints(130, (applied) => applied * ENTRY_BYTES, true);
+  t.deepEqual(points, withoutHint);
+  // Without a hint every look took an image (12 declined per snapshot); with one, only the 3 taken.
+  t.is(imagesTaken, points.length);
+  t.true(imagesWithout > 2 * points.length, `${imagesWithout} images without a hint`);
+  // State deleted at once (a topic) leaves dead log: the snapshot comes as soon as the log since
+  // the last one (at 21,000, of 21,000 bytes) is as large as it, at 43,000.
+  const shrinking = await snapshotPoints(60, (applied) => (applied <= 40 ? applied : 0) * ENTRY_BYTES, true);
+  t.deepEqual(shrinking.slice(0, 3), [4000, 21000, 43000], `snapshots at ${shrinking.join(', ')}`);
+});
+
+test('snapshot policy: the queue state machine\'s size hint follows its snapshot size, up and down', (t) => {
+  const sm = new QueueStateMachine({});
+  let index = 0;
+  const apply = (body: Uint8Array): void => void sm.applyCommandBytes(body, { index: ++index, atMs: 1 });
+  apply(encodeCommand({ t: 'createTopic', topic: 'a' }));
+  apply(encodeCommand({ t: 'createTopic', topic: 'b' }));
+  const base = sm.snapshotBytes().length - sm.snapshotSizeHint();
+  const payload = new Uint8Array(100).fill(7);
+  for (let i = 0; i < 2_000; i++) apply(encodePublishBytes(i % 2 === 0 ? 'a' : 'b', payload));
+  apply(encodePublishBytes('a', payload, undefined, { key: 'k1', priority: 3 }));
+  const grown = sm.snapshotBytes().length;
+  // What the hint leaves out (topic headers, groups, timers) did not grow with the messages.
+  const hint = sm.snapshotSizeHint();
+  t.true(Math.abs(grown - hint - base) < 0.02 * grown, `snapshot ${grown}, hint ${hint}, base ${base}`);
+  apply(encodeCommand({ t: 'deleteTopic', topic: 'b' }));
+  t.true(sm.snapshotSizeHint() < 0.55 * hint, `after deleting half: ${sm.snapshotSizeHint()} of ${hint}`);
 });

@@ -46,6 +46,13 @@ export interface StateMachine<Result = unknown, Event = unknown, Query = unknown
    * (a member not yet upgraded installs them).
    */
   rememberedForSnapshot?(remembered: unknown): unknown;
+  /**
+   * Optional: about how many bytes `snapshot()` would hold now, found cheaply (no image). The node
+   * compares it with its value at the last snapshot to tell a growing backlog from a log of dead
+   * bytes (see docs/architecture.md, the growth rule); without it the node takes an image to
+   * know, which costs a pass over the state.
+   */
+  snapshotSizeHint?(): number;
   /** Answers a read-only question about the current state with plain data. */
   query(query: Query): unknown;
   /**

@@ -148,6 +148,11 @@ export class Applier<Event = unknown> {
    * The replicated state as a snapshot image: a header, the session table (encoded now) and the
    * machine's image (copied out in slices by the caller while applying goes on).
    */
+  /** The state machine's cheap estimate of its snapshot's bytes, if it gives one. */
+  snapshotSizeHint(): number | undefined {
+    return this.sm.snapshotSizeHint?.();
+  }
+
   snapshot(): SnapshotImage {
     const table = this.sessions.encode(this.sm.rememberedForSnapshot?.bind(this.sm));
     const taken = this.sm.snapshot();

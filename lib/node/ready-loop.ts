@@ -96,6 +96,8 @@ export class ReadyLoop {
   private lastSnapshotBytes: number;
   /** A declined snapshot is looked at again once the log since the last one reaches this. */
   private compactCheckAtBytes = 0;
+  /** The state machine's size hint (snapshotSizeHint) as of the last snapshot, if it gives one. */
+  private hintAtSnapshot: number | undefined;
   /** Counters for status and metrics. */
   readonly counters = { readies: 0, persists: 0, snapshotsTaken: 0, appliedEarly: 0 };
   /** The hard state last handed to storage, and a newer one (commit index only) not yet. */
@@ -123,6 +125,8 @@ export class ReadyLoop {
     this.applier = opts.applier;
     this.hooks = opts.hooks;
     this.lastSnapshotBytes = opts.initialSnapshotBytes;
+    // The applier holds the state of the snapshot it started from (entries are replayed later).
+    this.hintAtSnapshot = opts.applier.snapshotSizeHint();
     this.syncedHardState = opts.storage.hardState();
     this.handedThrough = opts.storage.lastIndex();
   }
@@ -269,6 +273,7 @@ export class ReadyLoop {
         this.lastSnapshotBytes = snapshot.data.length;
         this.logBytesSinceSnapshot = 0;
         this.compactCheckAtBytes = 0;
+        this.hintAtSnapshot = this.applier.snapshotSizeHint();
         this.hooks.afterRestore();
         return true;
       });
@@ -296,14 +301,24 @@ export class ReadyLoop {
    * snapshots wrote about 2 bytes per byte of log (every message copied out about twice more,
    * on every member); now each is about LOG_PER_SNAPSHOT_MAX + 1 times the last, about 1.2
    * bytes per byte of log. What it costs: up to LOG_PER_SNAPSHOT_MAX times the last snapshot of
-   * log on disk and to replay at a restart; while the backlog only grows, that is still less
-   * than the state itself (the log is the state's messages), and dead bytes stay bounded by one
-   * last snapshot as before.
+   * log on disk, held in memory (the storage keeps the entries since the last snapshot; while
+   * the backlog only grows their bytes are the state's own messages, shared with it) and
+   * replayed at a restart; while the backlog only grows, that is still less than the state
+   * itself. Dead bytes stay bounded by one last snapshot as before when the state grows from
+   * the log; state that grows without log (claims making pending deliveries from small
+   * entries) can hide dead log, up to the LOG_PER_SNAPSHOT_MAX limit.
+   *
+   * `growthBytes`: how much the state grew since the last snapshot.
    */
-  private growingBacklog(stateBytes: number): boolean {
-    const growth = Math.max(0, stateBytes - this.lastSnapshotBytes);
-    const dead = this.logBytesSinceSnapshot - growth;
+  private growingBacklog(growthBytes: number): boolean {
+    const dead = this.logBytesSinceSnapshot - Math.max(0, growthBytes);
     return dead < this.lastSnapshotBytes && this.logBytesSinceSnapshot < LOG_PER_SNAPSHOT_MAX * this.lastSnapshotBytes;
+  }
+
+  /** The growth rule declined: look again at the next 1/`parts` of the last snapshot's bytes of log. */
+  private declineCompact(parts: number): void {
+    const step = this.lastSnapshotBytes / parts;
+    this.compactCheckAtBytes = (Math.floor(this.logBytesSinceSnapshot / step) + 1) * step;
   }
 
   private maybeCompact(): void {
@@ -328,14 +343,19 @@ export class ReadyLoop {
     // Taking the image is cheap (one pass over the state, no payload copy); its bytes are copied
     // out a slice per event-loop turn while applying goes on, so a deep backlog never stalls the
     // loop. The image is the state as of `applied`, whatever is applied meanwhile.
+    // The growth rule, from the state machine's size hint when it gives one (cheap: looked at
+    // again every sixteenth of the last snapshot's bytes of log), else from the image itself
+    // (a pass over the state, every quarter). The steps divide LOG_PER_SNAPSHOT_MAX times the
+    // last snapshot exactly, so that limit is one of the points looked at.
+    const hint = this.lastSnapshotBytes > 0 && this.hintAtSnapshot !== undefined ? this.hooks.guard(() => this.applier.snapshotSizeHint()) : undefined;
+    if (hint !== undefined && this.growingBacklog(hint - (this.hintAtSnapshot as number))) {
+      this.declineCompact(16);
+      return;
+    }
     const image = this.hooks.guard(() => this.applier.snapshot());
     if (image === undefined) return;
-    if (this.lastSnapshotBytes > 0 && this.growingBacklog(image.byteLength)) {
-      // Declined (the image is dropped; taking it cost a pass): looked at again at the next
-      // quarter of the last snapshot's bytes of log (quarters of it, so that the limit of
-      // LOG_PER_SNAPSHOT_MAX times it is one of the points looked at).
-      const step = this.lastSnapshotBytes / 4;
-      this.compactCheckAtBytes = (Math.floor(this.logBytesSinceSnapshot / step) + 1) * step;
+    if (hint === undefined && this.lastSnapshotBytes > 0 && this.growingBacklog(image.byteLength - this.lastSnapshotBytes)) {
+      this.declineCompact(4); // The image is dropped.
       return;
     }
     if (image.byteLength > SNAPSHOT_BYTES_MAX) {
@@ -346,6 +366,7 @@ export class ReadyLoop {
       this.logBytesSinceSnapshot = 0;
       this.compactCheckAtBytes = 0;
       this.lastSnapshotBytes = image.byteLength;
+      this.hintAtSnapshot = this.hooks.guard(() => this.applier.snapshotSizeHint());
       return;
     }
     this.compacting = true;
@@ -353,6 +374,7 @@ export class ReadyLoop {
     this.lastSnapshotBytes = image.byteLength;
     this.logBytesSinceSnapshot = 0;
     this.compactCheckAtBytes = 0;
+    this.hintAtSnapshot = this.hooks.guard(() => this.applier.snapshotSizeHint());
     const generation = ++this.snapshotGeneration;
     const out = new Uint8Array(image.byteLength);
     let at = 0;
