@@ -9,7 +9,8 @@
  * the bare replication pipeline of PERFORMANCE.md, and reports every publish figure as a ratio to
  * that pipeline at the same in-flight count. Prints a markdown table and one JSON line.
  *
- * Flags: --runs N (3) --seconds S per figure (5) --warmup S (1) --failovers N (10)
+ * Flags: --runs N (3) --seconds S per figure (5) --warmup S (1) --jit-warmup S (3, once per
+ *        run's cluster and bare pipeline, at 64 in flight, untimed) --failovers N (10)
  *        --steady-seconds S (60) --prefill N messages for the consume figures (200000)
  *        --memory-messages N messages waiting for the memory and recovery figures (1000000)
  *        --profile (also profile the leader at 1024 in flight with --cpu-prof)
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     runs: { type: 'string' },
     seconds: { type: 'string' },
     warmup: { type: 'string' },
+    'jit-warmup': { type: 'string' },
     failovers: { type: 'string' },
     'steady-seconds': { type: 'string' },
     prefill: { type: 'string' },
@@ -67,6 +69,13 @@ const num = (v: string | undefined, full: number, smoke: number): number => {
 const RUNS = Math.max(1, Math.round(num(args.runs, 3, 1)));
 const SECONDS = num(args.seconds, 5, 1);
 const WARMUP = num(args.warmup, 1, 0.3);
+/**
+ * Before its first figure, each run's fresh cluster (and the bare pipeline) is driven at 64 in
+ * flight for this long, untimed, so that the figures measure code V8 has optimized: the first
+ * figure is 1 in flight, where about 1,000 publishes of its 1 s warm-up left V8 compiling (its
+ * optimizing compiler's threads on the same 2 cores) through the timed window.
+ */
+const JIT_WARMUP = num(args['jit-warmup'], 3, 0.5);
 const FAILOVERS = Math.round(num(args.failovers, 10, 2));
 const STEADY_SECONDS = num(args['steady-seconds'], 60, 5);
 const PREFILL = Math.round(num(args.prefill, 200_000, 20_000));
@@ -160,12 +169,25 @@ async function prefill(cluster: Cluster, leader: string, topic: string, count: n
   if (r.total < count) log(`prefill of ${topic}: only ${r.total} of ${count} (errors ${JSON.stringify(r.errors)})`);
 }
 
+/** Drives the leader's and a follower's process at 64 in flight for JIT_WARMUP seconds, untimed. */
+async function jitWarmup(cluster: Cluster, leader: string, follower: string): Promise<void> {
+  if (JIT_WARMUP <= 0) return;
+  const topic = freshTopic('warmup');
+  await cluster.proc(leader).request({ op: 'createTopic', topic });
+  for (const id of [leader, follower]) {
+    await cluster.proc(id).request({ op: 'publish', topic, inFlight: 64, seconds: JIT_WARMUP, warmupSeconds: 0, countMax: LOAD_COUNT_MAX, latency: false }, JIT_WARMUP * 1000 + 60_000);
+  }
+  await cluster.proc(await cluster.waitForLeader()).request({ op: 'deleteTopic', topic }, 30_000);
+}
+
 async function raftRun(run: number, figures: RunFigures): Promise<void> {
   const cluster = await Cluster.start();
   try {
     let leader = await cluster.waitForLeader();
     const followers = cluster.live().filter((id) => id !== leader);
     if (SECTIONS.has('publish')) {
+      await jitWarmup(cluster, leader, followers[0] as string);
+      leader = await cluster.waitForLeader();
       for (const inFlight of LEADER_IN_FLIGHT) {
         figures.leader[inFlight] = await publishFigure(cluster, leader, inFlight, inFlight === 1 || inFlight === TAIL_IN_FLIGHT);
         log(`run ${run} raftqueue leader ${inFlight} in flight: ${figures.leader[inFlight].perSecond.toFixed(0)}/s ${JSON.stringify(figures.leader[inFlight].errors)}`);
@@ -221,6 +243,8 @@ async function raftRun(run: number, figures: RunFigures): Promise<void> {
 async function bareRun(run: number, figures: RunFigures): Promise<void> {
   const bare = await BarePipeline.start();
   try {
+    // The same untimed warm-up as raftqueue's (jitWarmup).
+    if (JIT_WARMUP > 0) await bare.run(64, JIT_WARMUP, 0, false);
     for (const inFlight of LEADER_IN_FLIGHT) {
       const r = await bare.run(inFlight, SECONDS, WARMUP, inFlight === 1);
       figures.bare[inFlight] = r;
@@ -543,7 +567,7 @@ async function main(): Promise<void> {
     '',
     `${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.os}, Node ${process.version}. ` +
       `3 processes on loopback, TCP, FileStorage with fsync on (data in ${machine.tmpdir}), ${PAYLOAD_ENCODED_BYTES}-byte payloads; ` +
-      `median of ${runs.length} run(s) of ${SECONDS} s (after ${WARMUP} s warm-up). "bare" is the bare replication pipeline ` +
+      `median of ${runs.length} run(s) of ${SECONDS} s (after ${WARMUP} s warm-up; each run's cluster and bare pipeline first driven ${JIT_WARMUP} s at 64 in flight, untimed). "bare" is the bare replication pipeline ` +
       `(PERFORMANCE.md) measured in the same run; CPU is µs per message summed over the 3 processes. ` +
       `Load average ${machine.loadAverageAtStart.join(' ')} at start, ${machine.loadAverageAtEnd.join(' ')} at end.`,
     '',
@@ -625,7 +649,7 @@ async function main(): Promise<void> {
       date: started.toISOString(),
       node: process.version,
       machine,
-      config: { snapshotEveryEntries: Cluster.snapshotEveryEntries ?? 'default', memoryMessages: MEMORY_MESSAGES, runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP, payloadBytes: PAYLOAD_ENCODED_BYTES, prefill: PREFILL, failovers: FAILOVERS, steadySeconds: STEADY_SECONDS, quick },
+      config: { snapshotEveryEntries: Cluster.snapshotEveryEntries ?? 'default', memoryMessages: MEMORY_MESSAGES, runs: RUNS, seconds: SECONDS, warmupSeconds: WARMUP, jitWarmupSeconds: JIT_WARMUP, payloadBytes: PAYLOAD_ENCODED_BYTES, prefill: PREFILL, failovers: FAILOVERS, steadySeconds: STEADY_SECONDS, quick },
       baselines: { fsync, rtt },
       medians: {
         bare: Object.fromEntries(LEADER_IN_FLIGHT.map((n) => [n, { perSecond: bare(n), cpuMicrosPerMessage: bareCpu(n) }])),
