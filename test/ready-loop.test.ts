@@ -11,9 +11,8 @@ import { createRandom } from '../lib/core/random.js';
 import { EntryType, type Entry } from '../lib/core/types.js';
 import type { StateMachine } from '../lib/contracts/state-machine.js';
 import { Applier } from '../lib/node/applier.js';
-import type { Clock } from '../lib/node/clock.js';
-import { ReadyLoop } from '../lib/node/ready-loop.js';
 import { MemoryStorage } from '../lib/storage/memory-storage.js';
+import { testReadyLoop } from './helpers/ready-loop-harness.js';
 
 const noop = (index: number, term: number): Entry => ({ index, term, type: EntryType.Noop, data: new Uint8Array(0) });
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
@@ -38,52 +37,7 @@ test('ready loop: a snapshot after entries applied over a stale write in flight 
   const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(1), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
   const machine: StateMachine = { apply: () => undefined, tick: () => undefined, wantsTime: () => false, query: () => undefined, snapshot: () => new Uint8Array([1, 2, 3]), restore: () => undefined };
   const applier = new Applier(machine, undefined, () => undefined, () => undefined, () => undefined);
-  const clock: Clock = {
-    nowMs: () => 0,
-    monoMs: () => 0,
-    every: () => ({ cancel: () => undefined }),
-    after: (_ms, fn) => {
-      const h = setTimeout(fn, 0);
-      return { cancel: () => clearTimeout(h) };
-    },
-    soon: (fn) => void setImmediate(fn),
-    afterTask: (fn) => queueMicrotask(fn),
-  };
-  const failures: unknown[] = [];
-  const loop: ReadyLoop = new ReadyLoop({
-    core,
-    storage,
-    transport: { send: () => undefined } as never,
-    clock,
-    applier: applier as Applier<unknown>,
-    snapshotEveryEntries: 4,
-    snapshotEveryBytes: 1 << 30,
-    snapshotSliceBytes: 1 << 20,
-    initialSnapshotBytes: 0,
-    hooks: {
-      beforeReady: () => undefined,
-      beforeSend: () => undefined,
-      onSoftState: () => undefined,
-      onReadStates: () => undefined,
-      afterRestore: () => undefined,
-      sendSnapshot: () => undefined,
-      afterAdvance: () => undefined,
-      afterApply: () => undefined,
-      guard: (fn) => {
-        try {
-          return fn();
-        } catch (error) {
-          failures.push(error);
-          return undefined;
-        }
-      },
-      fail: (error) => {
-        failures.push(error);
-        loop.close();
-      },
-      log: () => undefined,
-    },
-  });
+  const { loop, failures } = testReadyLoop({ core, storage, applier: applier as Applier<unknown>, snapshotEveryEntries: 4 });
   t.teardown(() => loop.close());
   // Leader n1 (term 1): 1..2 committed and written.
   core.step({ type: 'append', from: 'n1', to: 'n2', term: 1, prevLogIndex: 0, prevLogTerm: 0, entries: [noop(1, 1), noop(2, 1)], commit: 2 });

@@ -11,9 +11,8 @@ import { createRandom } from '../lib/core/random.js';
 import { EntryType, type Entry } from '../lib/core/types.js';
 import type { StateMachine } from '../lib/contracts/state-machine.js';
 import { Applier } from '../lib/node/applier.js';
-import type { Clock } from '../lib/node/clock.js';
-import { ReadyLoop } from '../lib/node/ready-loop.js';
 import { MemoryStorage } from '../lib/storage/memory-storage.js';
+import { testReadyLoop } from './helpers/ready-loop-harness.js';
 import { encodeCommand, encodePublishBytes } from '../lib/queue/commands.js';
 import { QueueStateMachine } from '../lib/queue/state-machine.js';
 
@@ -43,52 +42,7 @@ async function snapshotPoints(entries: number, stateBytes: (applied: number) => 
     ...(withHint ? { snapshotSizeHint: () => stateBytes(applier?.appliedIndex ?? 0) } : {}),
   };
   applier = new Applier(machine, undefined, () => undefined, () => undefined, () => undefined) as Applier<unknown>;
-  const clock: Clock = {
-    nowMs: () => 0,
-    monoMs: () => 0,
-    every: () => ({ cancel: () => undefined }),
-    after: (_ms, fn) => {
-      const h = setTimeout(fn, 0);
-      return { cancel: () => clearTimeout(h) };
-    },
-    soon: (fn) => void setImmediate(fn),
-    afterTask: (fn) => queueMicrotask(fn),
-  };
-  const failures: unknown[] = [];
-  const loop: ReadyLoop = new ReadyLoop({
-    core,
-    storage,
-    transport: { send: () => undefined } as never,
-    clock,
-    applier,
-    snapshotEveryEntries: 4,
-    snapshotEveryBytes: 1 << 30,
-    snapshotSliceBytes: 1 << 20,
-    initialSnapshotBytes: 0,
-    hooks: {
-      beforeReady: () => undefined,
-      beforeSend: () => undefined,
-      onSoftState: () => undefined,
-      onReadStates: () => undefined,
-      afterRestore: () => undefined,
-      sendSnapshot: () => undefined,
-      afterAdvance: () => undefined,
-      afterApply: () => undefined,
-      guard: (fn) => {
-        try {
-          return fn();
-        } catch (error) {
-          failures.push(error);
-          return undefined;
-        }
-      },
-      fail: (error) => {
-        failures.push(error);
-        loop.close();
-      },
-      log: () => undefined,
-    },
-  });
+  const { loop, failures } = testReadyLoop({ core, storage, applier, snapshotEveryEntries: 4 });
   const points: number[] = [];
   imagesTaken = 0;
   try {

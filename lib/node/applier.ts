@@ -144,15 +144,15 @@ export class Applier<Event = unknown> {
     return { index, atMs: this.atMs };
   }
 
-  /**
-   * The replicated state as a snapshot image: a header, the session table (encoded now) and the
-   * machine's image (copied out in slices by the caller while applying goes on).
-   */
   /** The state machine's cheap estimate of its snapshot's bytes, if it gives one. */
   snapshotSizeHint(): number | undefined {
     return this.sm.snapshotSizeHint?.();
   }
 
+  /**
+   * The replicated state as a snapshot image: a header, the session table (encoded now) and the
+   * machine's image (copied out in slices by the caller while applying goes on).
+   */
   snapshot(): SnapshotImage {
     const table = this.sessions.encode(this.sm.rememberedForSnapshot?.bind(this.sm));
     const taken = this.sm.snapshot();

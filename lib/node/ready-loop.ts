@@ -340,9 +340,6 @@ export class ReadyLoop {
     // claim an empty one (a member installing it would have no voters). Found by the simulator
     // (seed 0x5eed3a26 at commit 861a09c).
     if (conf.voters.length === 0) return;
-    // Taking the image is cheap (one pass over the state, no payload copy); its bytes are copied
-    // out a slice per event-loop turn while applying goes on, so a deep backlog never stalls the
-    // loop. The image is the state as of `applied`, whatever is applied meanwhile.
     // The growth rule, from the state machine's size hint when it gives one (cheap: looked at
     // again every sixteenth of the last snapshot's bytes of log), else from the image itself
     // (a pass over the state, every quarter). The steps divide LOG_PER_SNAPSHOT_MAX times the
@@ -352,6 +349,10 @@ export class ReadyLoop {
       this.declineCompact(16);
       return;
     }
+    // Taking the image is cheap for plain messages (one pass over the state, no payload copy);
+    // its bytes are copied out a slice per event-loop turn while applying goes on, so a deep
+    // backlog never stalls the loop. The image is the state as of `applied`, whatever is applied
+    // meanwhile.
     const image = this.hooks.guard(() => this.applier.snapshot());
     if (image === undefined) return;
     if (hint === undefined && this.lastSnapshotBytes > 0 && this.growingBacklog(image.byteLength - this.lastSnapshotBytes)) {
