@@ -25,7 +25,7 @@ const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 2));
  * Feeds `entries` entries to a follower whose state is `stateBytes(applied)` bytes; returns the
  * log bytes applied since the start at which each snapshot was taken.
  */
-async function snapshotPoints(entries: number, stateBytes: (applied: number) => number, withHint = false): Promise<number[]> {
+async function snapshotPoints(entries: number, stateBytes: (applied: number) => number, withHint = false, byEntries = false): Promise<number[]> {
   const storage = new MemoryStorage();
   const core = new RaftCore({ id: 'n2', voters: ['n1', 'n2', 'n3'], storage, random: createRandom(7), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1, bootstrap: false });
   let applier: Applier<unknown> | undefined;
@@ -42,7 +42,11 @@ async function snapshotPoints(entries: number, stateBytes: (applied: number) => 
     ...(withHint ? { snapshotSizeHint: () => stateBytes(applier?.appliedIndex ?? 0) } : {}),
   };
   applier = new Applier(machine, undefined, () => undefined, () => undefined, () => undefined) as Applier<unknown>;
-  const { loop, failures } = testReadyLoop({ core, storage, applier, snapshotEveryEntries: 4 });
+  // Due every 4,000 bytes of log (4 entries), or with `byEntries` every 4 entries (then the growth
+  // rule also stops at 4 times that many entries held).
+  const { loop, failures } = byEntries
+    ? testReadyLoop({ core, storage, applier, snapshotEveryEntries: 4 })
+    : testReadyLoop({ core, storage, applier, snapshotEveryEntries: 1 << 30, snapshotEveryBytes: 4 * ENTRY_BYTES });
   const points: number[] = [];
   imagesTaken = 0;
   try {
@@ -85,16 +89,30 @@ test('snapshot policy: a backlog that only grows waits for 4 times the last snap
   // Under the amortized rule alone they came at every doubling: 4k, 8k, 16k, 32k, 64k, 128k.
 });
 
-test('snapshot policy: a backlog growing by half the log waits for a last snapshot of dead bytes', async (t) => {
-  // Half of every entry stays in the state, half is consumed: dead bytes are half the log.
+test('snapshot policy: a backlog that only grows keeps at most 4 times snapshotEveryEntries entries', async (t) => {
+  // One small entry per request: the entries, not their bytes, bound the log. The second comes at
+  // 16 entries held (not at 4 times the first snapshot, 16,000 bytes, plus), the third as soon as
+  // the amortized rule allows (the log as large as the second snapshot): the growth rule never
+  // holds more entries than the larger of the two.
+  const points = await snapshotPoints(60, (applied) => applied * ENTRY_BYTES, true, true);
+  t.deepEqual(points.slice(0, 3), [4000, 20000, 41000], `snapshots at ${points.join(', ')}`);
+});
+
+test('snapshot policy: a backlog growing by half the log waits for the limit (a snapshot then never frees what it writes)', async (t) => {
+  // Half of every entry stays in the state, half is consumed: dead bytes are half the log, and
+  // the state grows by as much, so dead bytes never reach the state's size. Each snapshot comes at
+  // the limit, 4 times the larger of the last snapshot and snapshotEveryBytes (4,000): 16,000
+  // bytes after the first (of 2,000), then 4 times the second (10,000): 4,000, 20,000, 61,000.
   const points = await snapshotPoints(100, (applied) => (applied * ENTRY_BYTES) / 2);
-  t.true(points.length >= 3, `snapshots at ${points.join(', ')}`);
-  for (let i = 1; i < points.length; i++) {
-    const last = (points[i - 1] as number) / 2;
-    const log = (points[i] as number) - (points[i - 1] as number);
-    // dead = log / 2 reaches the last snapshot's bytes at a log of twice it (checked every quarter).
-    t.true(log >= 2 * last && log <= 2 * last + last / 2 + 2 * ENTRY_BYTES, `log ${log} after a snapshot of ${last} (${points.join(', ')})`);
-  }
+  t.deepEqual(points, [4000, 20000, 61000], `snapshots at ${points.join(', ')}`);
+});
+
+test('snapshot policy: a snapshot that frees at least what it writes is taken at once', async (t) => {
+  // 60 entries grow the state; then each entry replaces all but 2,000 bytes of it (a queue
+  // consumed as fast as it is published): dead bytes pass the state's size within a few entries.
+  const points = await snapshotPoints(80, (applied) => (applied <= 60 ? applied * ENTRY_BYTES : 2000));
+  const late = points.filter((p) => p > 60 * ENTRY_BYTES);
+  t.true(late.length >= 1 && (late[0] as number) <= 64 * ENTRY_BYTES, `snapshots at ${points.join(', ')}`);
 });
 
 test('snapshot policy: with the state machine\'s size hint, the same points, and no image taken to decline', async (t) => {

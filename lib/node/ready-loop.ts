@@ -35,7 +35,7 @@ const SNAPSHOT_PIECE_BYTES = 64 * 1024;
 export const SNAPSHOT_BYTES_MAX = 2 ** 32 - 2 ** 20;
 /** The event-loop time one slice of snapshot copying may take (checked between pieces). */
 const SNAPSHOT_SLICE_BUDGET_MS = 2;
-/** The log since the last snapshot grows to at most this many times that snapshot (see maybeCompact). */
+/** The log since the last snapshot grows to at most this many times that snapshot, or snapshotEveryBytes (see growingBacklog). */
 const LOG_PER_SNAPSHOT_MAX = 4;
 
 export interface ReadyHooks {
@@ -292,45 +292,63 @@ export class ReadyLoop {
   /**
    * The growth rule. While a backlog grows, the log since the last snapshot is mostly messages
    * still waiting: a snapshot would write them all again and free almost nothing (the state
-   * takes the log's place on disk and in memory). So a snapshot waits until the log holds a last
-   * snapshot's worth of bytes that are no longer in the state (consumed, acknowledged,
-   * replaced: `dead`, as now), or until it is LOG_PER_SNAPSHOT_MAX times the last snapshot.
-   * When nothing grows, `dead` is the whole log and the amortized rule alone decides, as before.
+   * takes the log's place on disk and in memory). So a snapshot waits until it frees at least
+   * what it writes: until the log holds as many bytes that are no longer in the state (consumed,
+   * acknowledged, replaced: `dead`) as the state has now; or until the log is
+   * LOG_PER_SNAPSHOT_MAX times the last snapshot (or snapshotEveryBytes, if larger). When nothing
+   * grows, `dead` is the whole log and the state the last snapshot's size: the amortized rule
+   * alone decides, as before.
    *
    * What it buys: over a backlog that only grows, each snapshot was about twice the last and
    * snapshots wrote about 2 bytes per byte of log (every message copied out about twice more,
    * on every member); now each is about LOG_PER_SNAPSHOT_MAX + 1 times the last, about 1.2
-   * bytes per byte of log. What it costs: up to LOG_PER_SNAPSHOT_MAX times the last snapshot of
-   * log on disk, held in memory (the storage keeps the entries since the last snapshot; while
-   * the backlog only grows their bytes are the state's own messages, shared with it) and
-   * replayed at a restart; while the backlog only grows, that is still less than the state
-   * itself. Dead bytes stay bounded by one last snapshot as before when the state grows from
-   * the log; state that grows without log (claims making pending deliveries from small
-   * entries) can hide dead log, up to the LOG_PER_SNAPSHOT_MAX limit.
+   * bytes per byte of log, and a backlog growing from nothing is first snapshotted after
+   * LOG_PER_SNAPSHOT_MAX times snapshotEveryBytes of log, not after snapshotEveryBytes. What it
+   * costs: that much log on disk, held in memory (the storage keeps the entries since the last
+   * snapshot; while the backlog only grows their bytes are the state's own messages, shared with
+   * it) and replayed at a restart; while the backlog only grows, that is less than the state
+   * itself. Dead bytes stay below the state's size and that limit; state that grows without log
+   * (claims making pending deliveries from small entries) can hide dead log up to the limit.
+   * The entries held are bounded too, by LOG_PER_SNAPSHOT_MAX times snapshotEveryEntries.
    *
-   * `growthBytes`: how much the state grew since the last snapshot.
+   * `stateBytes`: the state's size now (as the last snapshot's size plus `growthBytes`);
+   * `growthBytes`: how much the state grew since the last snapshot (negative: it shrank);
+   * `entriesHeld`: the entries the storage holds (applied ones since its first index).
    */
-  private growingBacklog(growthBytes: number): boolean {
+  private growingBacklog(stateBytes: number, growthBytes: number, entriesHeld: number): boolean {
     const dead = this.logBytesSinceSnapshot - Math.max(0, growthBytes);
-    return dead < this.lastSnapshotBytes && this.logBytesSinceSnapshot < LOG_PER_SNAPSHOT_MAX * this.lastSnapshotBytes;
+    return (
+      dead < stateBytes &&
+      this.logBytesSinceSnapshot < LOG_PER_SNAPSHOT_MAX * Math.max(this.lastSnapshotBytes, this.opts.snapshotEveryBytes) &&
+      // The storage holds each entry as an object too (a few hundred bytes, more than the data of
+      // a small one): at low load, one request per entry, a large last snapshot would otherwise
+      // let millions of them pile up. At most LOG_PER_SNAPSHOT_MAX times snapshotEveryEntries.
+      entriesHeld < LOG_PER_SNAPSHOT_MAX * this.opts.snapshotEveryEntries
+    );
   }
 
-  /** The growth rule declined: look again at the next 1/`parts` of the last snapshot's bytes of log. */
+  /**
+   * The growth rule declined: look again at the next 1/`parts` of the log's limit over
+   * LOG_PER_SNAPSHOT_MAX (the last snapshot, or snapshotEveryBytes if larger), or once the
+   * entries held reach theirs.
+   */
   private declineCompact(parts: number): void {
-    const step = this.lastSnapshotBytes / parts;
+    const step = Math.max(this.lastSnapshotBytes, this.opts.snapshotEveryBytes) / parts;
     this.compactCheckAtBytes = (Math.floor(this.logBytesSinceSnapshot / step) + 1) * step;
   }
 
   private maybeCompact(): void {
     if (this.compacting || this.closed) return;
     const applied = this.applier.appliedIndex;
-    const entriesDue = applied - this.storage.firstIndex() + 1 >= this.opts.snapshotEveryEntries;
+    const entriesHeld = applied - this.storage.firstIndex() + 1;
+    const entriesDue = entriesHeld >= this.opts.snapshotEveryEntries;
     if (!entriesDue && this.logBytesSinceSnapshot < this.opts.snapshotEveryBytes) return;
     // Amortized: a snapshot encodes the whole state (a backlog of waiting messages), so take
     // one only once the log since the last one is at least as large (and see the growth rule
     // below). Snapshot work then costs at most about as much as writing the log did, however
     // deep the backlog.
-    if (this.logBytesSinceSnapshot < this.lastSnapshotBytes || this.logBytesSinceSnapshot < this.compactCheckAtBytes) return;
+    if (this.logBytesSinceSnapshot < this.lastSnapshotBytes) return;
+    if (this.logBytesSinceSnapshot < this.compactCheckAtBytes && entriesHeld < LOG_PER_SNAPSHOT_MAX * this.opts.snapshotEveryEntries) return;
     const term = this.core.termAt(applied);
     if (term === undefined) return;
     const conf = this.core.confStateAt(applied);
@@ -341,11 +359,12 @@ export class ReadyLoop {
     // (seed 0x5eed3a26 at commit 861a09c).
     if (conf.voters.length === 0) return;
     // The growth rule, from the state machine's size hint when it gives one (cheap: looked at
-    // again every sixteenth of the last snapshot's bytes of log), else from the image itself
-    // (a pass over the state, every quarter). The steps divide LOG_PER_SNAPSHOT_MAX times the
-    // last snapshot exactly, so that limit is one of the points looked at.
+    // again every sixteenth of the log's limit), else from the image itself (a pass over the
+    // state, every quarter). The steps divide the limit exactly, so it is one of the points
+    // looked at.
     const hint = this.lastSnapshotBytes > 0 && this.hintAtSnapshot !== undefined ? this.hooks.guard(() => this.applier.snapshotSizeHint()) : undefined;
-    if (hint !== undefined && this.growingBacklog(hint - (this.hintAtSnapshot as number))) {
+    const hintGrowth = hint === undefined ? 0 : hint - (this.hintAtSnapshot as number);
+    if (hint !== undefined && this.growingBacklog(this.lastSnapshotBytes + hintGrowth, hintGrowth, entriesHeld)) {
       this.declineCompact(16);
       return;
     }
@@ -355,7 +374,7 @@ export class ReadyLoop {
     // meanwhile.
     const image = this.hooks.guard(() => this.applier.snapshot());
     if (image === undefined) return;
-    if (hint === undefined && this.lastSnapshotBytes > 0 && this.growingBacklog(image.byteLength - this.lastSnapshotBytes)) {
+    if (hint === undefined && this.lastSnapshotBytes > 0 && this.growingBacklog(image.byteLength, image.byteLength - this.lastSnapshotBytes, entriesHeld)) {
       this.declineCompact(4); // The image is dropped.
       return;
     }

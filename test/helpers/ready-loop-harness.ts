@@ -22,7 +22,7 @@ export const turnClock: Clock = {
 };
 
 /** The loop and the errors its hooks were handed (a guard's throw, a fail-stop). */
-export function testReadyLoop(o: { core: RaftCore; storage: Storage; applier: Applier<unknown>; snapshotEveryEntries: number }): { loop: ReadyLoop; failures: unknown[] } {
+export function testReadyLoop(o: { core: RaftCore; storage: Storage; applier: Applier<unknown>; snapshotEveryEntries: number; snapshotEveryBytes?: number }): { loop: ReadyLoop; failures: unknown[] } {
   const failures: unknown[] = [];
   const loop: ReadyLoop = new ReadyLoop({
     core: o.core,
@@ -31,7 +31,7 @@ export function testReadyLoop(o: { core: RaftCore; storage: Storage; applier: Ap
     clock: turnClock,
     applier: o.applier,
     snapshotEveryEntries: o.snapshotEveryEntries,
-    snapshotEveryBytes: 1 << 30,
+    snapshotEveryBytes: o.snapshotEveryBytes ?? 1 << 30,
     snapshotSliceBytes: 1 << 20,
     initialSnapshotBytes: 0,
     hooks: {
