@@ -126,7 +126,12 @@ export class ReadyLoop {
     this.hooks = opts.hooks;
     this.lastSnapshotBytes = opts.initialSnapshotBytes;
     // The applier holds the state of the snapshot it started from (entries are replayed later).
-    this.hintAtSnapshot = opts.applier.snapshotSizeHint();
+    // A hint that throws is treated as none (the node would fail-stop at its first use).
+    try {
+      this.hintAtSnapshot = opts.applier.snapshotSizeHint();
+    } catch {
+      this.hintAtSnapshot = undefined;
+    }
     this.syncedHardState = opts.storage.hardState();
     this.handedThrough = opts.storage.lastIndex();
   }
@@ -302,14 +307,17 @@ export class ReadyLoop {
    * What it buys: over a backlog that only grows, each snapshot was about twice the last and
    * snapshots wrote about 2 bytes per byte of log (every message copied out about twice more,
    * on every member); now each is about LOG_PER_SNAPSHOT_MAX + 1 times the last, about 1.2
-   * bytes per byte of log, and a backlog growing from nothing is first snapshotted after
-   * LOG_PER_SNAPSHOT_MAX times snapshotEveryBytes of log, not after snapshotEveryBytes. What it
-   * costs: that much log on disk, held in memory (the storage keeps the entries since the last
+   * bytes per byte of log, and a backlog growing from a small snapshot (or none: the first comes
+   * as before) is next snapshotted after LOG_PER_SNAPSHOT_MAX times snapshotEveryBytes of log,
+   * not after snapshotEveryBytes. What it costs: that much log on disk, held in memory (the storage keeps the entries since the last
    * snapshot; while the backlog only grows their bytes are the state's own messages, shared with
    * it) and replayed at a restart; while the backlog only grows, that is less than the state
-   * itself. Dead bytes stay below the state's size and that limit; state that grows without log
+   * itself. Dead bytes stay below the larger of the state's size and the last snapshot's (the
+   * amortized gate) and that limit; state that grows without log
    * (claims making pending deliveries from small entries) can hide dead log up to the limit.
-   * The entries held are bounded too, by LOG_PER_SNAPSHOT_MAX times snapshotEveryEntries.
+   * The entries held are bounded too, by LOG_PER_SNAPSHOT_MAX times snapshotEveryEntries, unless
+   * the state now is larger than the log since the last snapshot (then the amortized rule holds
+   * them, as before: a snapshot of a large state per few small entries would cost more).
    *
    * `stateBytes`: the state's size now (as the last snapshot's size plus `growthBytes`);
    * `growthBytes`: how much the state grew since the last snapshot (negative: it shrank);
@@ -347,8 +355,16 @@ export class ReadyLoop {
     // one only once the log since the last one is at least as large (and see the growth rule
     // below). Snapshot work then costs at most about as much as writing the log did, however
     // deep the backlog.
-    if (this.logBytesSinceSnapshot < this.lastSnapshotBytes) return;
-    if (this.logBytesSinceSnapshot < this.compactCheckAtBytes && entriesHeld < LOG_PER_SNAPSHOT_MAX * this.opts.snapshotEveryEntries) return;
+    const entriesBound = entriesHeld >= LOG_PER_SNAPSHOT_MAX * this.opts.snapshotEveryEntries;
+    if (this.logBytesSinceSnapshot < this.lastSnapshotBytes) {
+      // Past the entries bound, the state now stands in for the last snapshot when it is smaller
+      // (a state drained since costs little to snapshot, and its small entries, acks, would pile
+      // up by the million behind a large last snapshot). Needs the machine's size hint.
+      if (!entriesBound || this.hintAtSnapshot === undefined) return;
+      const now = this.hooks.guard(() => this.applier.snapshotSizeHint());
+      if (now === undefined || this.logBytesSinceSnapshot < this.lastSnapshotBytes + (now - this.hintAtSnapshot)) return;
+    }
+    if (this.logBytesSinceSnapshot < this.compactCheckAtBytes && !entriesBound) return;
     const term = this.core.termAt(applied);
     if (term === undefined) return;
     const conf = this.core.confStateAt(applied);
@@ -363,6 +379,7 @@ export class ReadyLoop {
     // state, every quarter). The steps divide the limit exactly, so it is one of the points
     // looked at.
     const hint = this.lastSnapshotBytes > 0 && this.hintAtSnapshot !== undefined ? this.hooks.guard(() => this.applier.snapshotSizeHint()) : undefined;
+    if (this.closed) return; // The hint threw: the node fail-stopped.
     const hintGrowth = hint === undefined ? 0 : hint - (this.hintAtSnapshot as number);
     if (hint !== undefined && this.growingBacklog(this.lastSnapshotBytes + hintGrowth, hintGrowth, entriesHeld)) {
       this.declineCompact(16);
